@@ -1,0 +1,261 @@
+//! Runs one cell end to end: `harness serve` and `harness fleet` as pinned
+//! child processes, sampled while they run, then reconciled.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use models::ServerReport;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::config::{CellKey, RunConfig};
+use super::sample::{Sampler, Samples};
+use super::verdict::{self, Derived, Reconciliation, RunFaults, Verdict};
+use crate::cpus::format_list;
+use crate::fleet::report::FleetReport;
+
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+const SERVER_GRACE: Duration = Duration::from_secs(5);
+/// Fleet time allowed beyond warm-up, window and drain.
+const FLEET_SLACK: Duration = Duration::from_secs(15);
+
+/// Everything recorded about one cell.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CellResult {
+    /// Which cell.
+    pub key: CellKey,
+    /// Workers the server used.
+    pub workers: Option<usize>,
+    /// Wall time of the cell, seconds.
+    pub wall_s: f64,
+    /// The server's report, if it wrote one.
+    pub server: Option<ServerReport>,
+    /// The fleet's report, if it wrote one.
+    pub fleet: Option<FleetReport>,
+    /// Resource samples of both process trees.
+    pub samples: Samples,
+    /// Sent vs received.
+    pub reconciliation: Reconciliation,
+    /// Faults seen while running.
+    pub faults: RunFaults,
+    /// Standing and reasons.
+    pub verdict: Verdict,
+    /// Derived figures.
+    pub derived: Derived,
+    /// Child logs, relative to the working directory.
+    pub logs: Vec<PathBuf>,
+}
+
+/// Paths and settings shared by the cells of a run.
+pub struct CellContext<'a> {
+    /// The run configuration.
+    pub config: &'a RunConfig,
+    /// The `harness` executable to start children from.
+    pub exe: PathBuf,
+    /// Folder for this run's logs and child reports.
+    pub log_dir: PathBuf,
+    /// Set by SIGINT/SIGTERM: stop the cell's children and return.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs one cell. Errors only when the cell could not be started at all.
+pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
+    let started = Instant::now();
+    let id = key.id();
+    let server_log = ctx.log_dir.join(format!("{id}.server.log"));
+    let fleet_log = ctx.log_dir.join(format!("{id}.fleet.log"));
+    let server_json = ctx.log_dir.join(format!("{id}.server.json"));
+    let fleet_json = ctx.log_dir.join(format!("{id}.fleet.json"));
+    for p in [&server_json, &fleet_json] {
+        let _ = std::fs::remove_file(p);
+    }
+    let config = ctx.config;
+
+    let mut serve = Command::new(&ctx.exe);
+    serve
+        .args(["serve", "--model", &key.model, "--listen", "127.0.0.1:0"])
+        .arg("--cpus")
+        .arg(format_list(&config.server_cpus))
+        .arg("--report")
+        .arg(&server_json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(&server_log)?);
+    if let Some(w) = config.workers {
+        serve.arg("--workers").arg(w.to_string());
+    }
+    let mut server = serve.spawn().context("start `harness serve`")?;
+    let addr = match wait_listening(&mut server) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = server.kill();
+            let _ = server.wait();
+            let stderr = std::fs::read_to_string(&server_log).unwrap_or_default();
+            bail!("{e}; server stderr: {}", stderr.trim());
+        }
+    };
+
+    let fleet_config = config
+        .fleet_config(key, addr)
+        .ok_or_else(|| anyhow!("workload {} not in the run", key.workload))?;
+    let mut fleet_cmd = Command::new(&ctx.exe);
+    fleet_cmd
+        .arg("fleet")
+        .arg("--target")
+        .arg(addr.to_string())
+        .arg("--clients")
+        .arg(key.clients.to_string())
+        .arg("--rate")
+        .arg(fleet_config.rate.to_string())
+        .arg("--duration")
+        .arg(format!("{}ms", fleet_config.duration.as_millis()))
+        .arg("--warmup")
+        .arg(format!("{}ms", fleet_config.warmup.as_millis()))
+        .arg("--batch-window")
+        .arg(format!("{}us", fleet_config.batch_window.as_micros()))
+        .arg("--work")
+        .arg(&fleet_config.work.spec)
+        .arg("--calibration")
+        .arg(config.iters_per_us.to_string())
+        .arg("--drain-timeout")
+        .arg(format!("{}ms", fleet_config.drain_timeout.as_millis()))
+        .arg("--cpus")
+        .arg(format_list(&config.fleet_cpus))
+        .arg("--report")
+        .arg(&fleet_json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(&fleet_log)?);
+    let mut fleet = match fleet_cmd.spawn() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = server.kill();
+            let _ = server.wait();
+            return Err(e).context("start `harness fleet`");
+        }
+    };
+    let sampler = Sampler::start(server.id(), fleet.id());
+
+    let mut faults = RunFaults::default();
+    let limit = config.warmup + config.duration + config.drain_timeout * 2 + FLEET_SLACK;
+    let fleet_ok = wait_timeout(&mut fleet, limit, &ctx.stop)?;
+    match fleet_ok {
+        Some(status) if !status.success() => {
+            faults.other.push(format!("fleet exited with {status}"))
+        }
+        Some(_) => {}
+        None => {
+            faults.fleet_timeout = true;
+            let _ = fleet.kill();
+            let _ = fleet.wait();
+        }
+    }
+    if server.try_wait()?.is_some() {
+        faults.server_crashed = true;
+    } else {
+        let _ = kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
+        match wait_timeout(&mut server, SERVER_GRACE, &AtomicBool::new(false))? {
+            Some(status) if !status.success() => {
+                faults.other.push(format!("server exited with {status}"))
+            }
+            Some(_) => {}
+            None => {
+                faults.server_hung = true;
+                let _ = server.kill();
+                let _ = server.wait();
+            }
+        }
+    }
+    let samples = sampler.stop();
+    let server_report: Option<ServerReport> = read_json(&server_json);
+    let fleet_report: Option<FleetReport> = read_json(&fleet_json);
+    let reconciliation = fleet_report
+        .as_ref()
+        .map(|f| verdict::reconcile(f, server_report.as_ref()))
+        .unwrap_or_default();
+    let verdict = verdict::verdict(
+        fleet_report.as_ref(),
+        server_report.as_ref(),
+        &reconciliation,
+        &faults,
+    );
+    let derived = verdict::derive(fleet_report.as_ref(), server_report.as_ref(), &samples);
+    Ok(CellResult {
+        key: key.clone(),
+        workers: server_report.as_ref().map(|s| s.workers),
+        wall_s: started.elapsed().as_secs_f64(),
+        server: server_report,
+        fleet: fleet_report,
+        samples,
+        reconciliation,
+        faults,
+        verdict,
+        derived,
+        logs: vec![server_log, fleet_log],
+    })
+}
+
+fn log_file(path: &Path) -> Result<File> {
+    File::create(path).with_context(|| format!("create log {}", path.display()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Reads the server's `listening on ADDR` line, with a timeout.
+fn wait_listening(server: &mut Child) -> Result<SocketAddr> {
+    let stdout = server
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no server stdout"))?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(LISTEN_TIMEOUT).map_err(|_| {
+        anyhow!("the server printed no `listening on` line within {LISTEN_TIMEOUT:?}")
+    })?;
+    line.trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "the server did not start (its first line was {:?})",
+                line.trim()
+            )
+        })
+}
+
+/// Waits for `child` until `limit` or until `stop` is set (then `None`).
+fn wait_timeout(
+    child: &mut Child,
+    limit: Duration,
+    stop: &AtomicBool,
+) -> Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        if let Some(status) = child.try_wait().context("wait for a child")? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,253 @@
+//! The validated configuration of a benchmark run: which cells to run and
+//! how. Built once from the CLI, embedded in `run.json`, reused by `--resume`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
+use workloads::{WorkPlan, WorkSpec};
+
+use crate::cli::RunArgs;
+use crate::cpus;
+use crate::fleet::{FleetConfig, Rate};
+
+/// The matrix's named workloads and their per-frame work. Chosen so the
+/// smallest fleet fits every model on one server core while larger ones
+/// separate them: 5 us of kernel work per frame; a 1 ms downstream wait on
+/// one frame in 20; and one frame in 10 doing either.
+pub const DEFAULT_WORKLOADS: [(&str, &str); 4] = [
+    ("none", "none"),
+    ("cpu", "cpu:5us"),
+    ("io", "io:1ms,every=20"),
+    ("mixed", "mixed:cpu=5us,io=1ms,ratio=0.5,every=10"),
+];
+
+/// A named workload with its resolved plan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Workload {
+    /// Name used in tables and plots.
+    pub name: String,
+    /// Concrete per-frame work.
+    pub plan: WorkPlan,
+}
+
+/// Everything that defines a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Models, in order.
+    pub models: Vec<String>,
+    /// Workloads, in order.
+    pub workloads: Vec<Workload>,
+    /// Fleet sizes.
+    pub clients: Vec<u32>,
+    /// Per-client rate.
+    pub rate: Rate,
+    /// Measured window per cell.
+    #[serde(with = "models::duration_ms")]
+    pub duration: Duration,
+    /// Warm-up per cell.
+    #[serde(with = "models::duration_ms")]
+    pub warmup: Duration,
+    /// Fleet batch window.
+    #[serde(with = "models::duration_ms")]
+    pub batch_window: Duration,
+    /// Drain timeout of each client.
+    #[serde(with = "models::duration_ms")]
+    pub drain_timeout: Duration,
+    /// Server workers if forced, else each model's default.
+    pub workers: Option<usize>,
+    /// Runs per cell.
+    pub repeat: u32,
+    /// CPUs the server is pinned to.
+    pub server_cpus: Vec<usize>,
+    /// CPUs the fleet is pinned to.
+    pub fleet_cpus: Vec<usize>,
+    /// Kernel iterations per microsecond measured at the start.
+    pub iters_per_us: f64,
+    /// `--quick` was given.
+    pub quick: bool,
+    /// A one-model run (extra per-run plots).
+    pub single_model: bool,
+    /// The SLO checked at the end, as given.
+    pub slo: Option<String>,
+}
+
+/// One cell of the matrix, one repetition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellKey {
+    /// Model name.
+    pub model: String,
+    /// Workload name.
+    pub workload: String,
+    /// Fleet size.
+    pub clients: u32,
+    /// Repetition, from 0.
+    pub repeat: u32,
+}
+
+impl CellKey {
+    /// A file-name-safe id, e.g. `pool-io-50c-r0`.
+    pub fn id(&self) -> String {
+        let raw = format!(
+            "{}-{}-{}c-r{}",
+            self.model, self.workload, self.clients, self.repeat
+        );
+        raw.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+impl RunConfig {
+    /// Validates the CLI into a run configuration.
+    pub fn from_args(args: &RunArgs) -> Result<Self> {
+        let single_model = args.model.is_some();
+        let models: Vec<String> = match (&args.model, args.models.is_empty()) {
+            (Some(m), _) => vec![m.clone()],
+            (None, false) => args.models.clone(),
+            (None, true) => models::names().iter().map(|s| s.to_string()).collect(),
+        };
+        for m in &models {
+            if models::find(m).is_none() {
+                bail!(
+                    "unknown model `{m}`; choose from: {}",
+                    models::names().join(", ")
+                );
+            }
+        }
+        let iters_per_us = workloads::kernel::iters_per_us(3);
+        let workloads = if single_model {
+            vec![workload(&args.work, &args.work, iters_per_us)?]
+        } else {
+            let names: Vec<String> = if args.works.is_empty() {
+                DEFAULT_WORKLOADS
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect()
+            } else {
+                args.works.clone()
+            };
+            names
+                .iter()
+                .map(|n| {
+                    let spec = DEFAULT_WORKLOADS
+                        .iter()
+                        .find(|(name, _)| name == n)
+                        .map(|(_, s)| *s)
+                        .ok_or_else(|| anyhow!("unknown workload `{n}`; choose from none, cpu, io, mixed (use --model M --work SPEC for a custom one)"))?;
+                    workload(n, spec, iters_per_us)
+                })
+                .collect::<Result<_>>()?
+        };
+        let clients = match (args.clients.is_empty(), single_model, args.quick) {
+            (false, ..) => args.clients.clone(),
+            (true, true, _) => vec![10],
+            (true, false, true) => vec![1, 10],
+            (true, false, false) => vec![1, 10, 50, 100],
+        };
+        if clients.contains(&0) {
+            bail!("--clients must be at least 1");
+        }
+        let allowed = cpus::allowed();
+        let (default_server, default_fleet) = cpus::split(&allowed);
+        let parse = |s: &Option<String>, d: Vec<usize>| -> Result<Vec<usize>> {
+            s.as_deref()
+                .map_or(Ok(d), |s| cpus::parse_list(s).map_err(|e| anyhow!(e)))
+        };
+        if args.repeat == 0 {
+            bail!("--repeat must be at least 1");
+        }
+        if let Some(s) = &args.slo {
+            crate::bench::slo::Slo::from_str(s).map_err(|e| anyhow!("invalid --slo: {e}"))?;
+        }
+        Ok(RunConfig {
+            models,
+            workloads,
+            clients,
+            rate: args.rate,
+            duration: args.duration.unwrap_or(if args.quick {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(10)
+            }),
+            warmup: args.warmup.unwrap_or(if args.quick {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(2)
+            }),
+            batch_window: args.batch_window,
+            drain_timeout: args.drain_timeout.unwrap_or(if args.quick {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_secs(5)
+            }),
+            workers: args.workers,
+            repeat: args.repeat,
+            server_cpus: parse(&args.server_cpus, default_server)?,
+            fleet_cpus: parse(&args.fleet_cpus, default_fleet)?,
+            iters_per_us,
+            quick: args.quick,
+            single_model,
+            slo: args.slo.clone(),
+        })
+    }
+
+    /// Every cell, in run order.
+    pub fn cells(&self) -> Vec<CellKey> {
+        let mut out = Vec::new();
+        for w in &self.workloads {
+            for &clients in &self.clients {
+                for m in &self.models {
+                    for repeat in 0..self.repeat {
+                        out.push(CellKey {
+                            model: m.clone(),
+                            workload: w.name.clone(),
+                            clients,
+                            repeat,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The workload called `name`.
+    pub fn workload(&self, name: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|w| w.name == name)
+    }
+
+    /// The fleet configuration of a cell against `target`.
+    pub fn fleet_config(&self, key: &CellKey, target: std::net::SocketAddr) -> Option<FleetConfig> {
+        Some(FleetConfig {
+            target,
+            clients: key.clients,
+            client_id_base: 0,
+            rate: self.rate,
+            warmup: self.warmup,
+            duration: self.duration,
+            count: None,
+            batch_window: self.batch_window,
+            work: self.workload(&key.workload)?.plan.clone(),
+            threads: self.fleet_cpus.len().max(1),
+            cpus: Some(self.fleet_cpus.clone()),
+            drain_timeout: self.drain_timeout,
+            max_lag: FleetConfig::default_max_lag(self.batch_window),
+        })
+    }
+}
+
+fn workload(name: &str, spec: &str, iters_per_us: f64) -> Result<Workload> {
+    let parsed = WorkSpec::from_str(spec).map_err(|e| anyhow!(e))?;
+    Ok(Workload {
+        name: name.to_string(),
+        plan: parsed.resolve(Some(iters_per_us)).map_err(|e| anyhow!(e))?,
+    })
+}

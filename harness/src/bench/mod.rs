@@ -1,0 +1,197 @@
+//! A benchmark run: every cell of the matrix, one after another, each as a
+//! pinned server process against a pinned fleet process, saved after every
+//! cell, then reported.
+
+pub mod cell;
+pub mod config;
+pub mod env;
+pub mod results;
+pub mod sample;
+pub mod slo;
+pub mod table;
+pub mod verdict;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::RunArgs;
+use cell::{run_cell, CellContext};
+use config::RunConfig;
+use env::Environment;
+use results::RunFile;
+
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every cell ran (whatever their verdicts).
+    Complete {
+        /// Where run.json is.
+        run_dir: PathBuf,
+        /// SLO breaches among valid cells.
+        slo_breaches: Vec<String>,
+    },
+    /// Stopped by a signal; resume with the id.
+    Interrupted {
+        /// The run's id.
+        run_id: String,
+    },
+}
+
+/// Runs (or resumes) the benchmark described by `args`.
+pub fn run(args: &RunArgs) -> Result<Outcome> {
+    if !args.all && args.model.is_none() && args.resume.is_none() {
+        bail!("nothing to run: give --all, --model M or --resume ID (see --help)");
+    }
+    let mut run = match &args.resume {
+        Some(id) => {
+            let run = RunFile::load(&args.results_dir.join(id))?;
+            if run.complete {
+                bail!("run {id} is already complete; nothing to resume");
+            }
+            run
+        }
+        None => {
+            let config = RunConfig::from_args(args)?;
+            let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+            let label = if config.single_model {
+                config.models[0].as_str()
+            } else {
+                "all"
+            };
+            let run_id = format!(
+                "{}-{label}{}",
+                started.replace(['-', ':'], ""),
+                if config.quick { "-quick" } else { "" }
+            );
+            let environment = Environment::capture(&config.server_cpus, &config.fleet_cpus);
+            RunFile {
+                run_id,
+                started,
+                ended: None,
+                complete: false,
+                config,
+                environment,
+                cells: Vec::new(),
+            }
+        }
+    };
+    let run_dir = args.results_dir.join(&run.run_id);
+    let log_dir = args.logs_dir.join(&run.run_id);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("create {}", log_dir.display()))?;
+    init_log(&log_dir)?;
+    tracing::info!(run_id = %run.run_id, "run started");
+    run.save(&run_dir)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("install signal handlers")?;
+    }
+    let ctx = CellContext {
+        config: &run.config,
+        exe: std::env::current_exe().context("locate the harness executable")?,
+        log_dir: log_dir.clone(),
+        stop: stop.clone(),
+    };
+    let todo: Vec<_> = run
+        .config
+        .cells()
+        .into_iter()
+        .filter(|k| !run.cells.iter().any(|c| &c.key == k))
+        .collect();
+    let total = run.config.cells().len() as u64;
+    let progress = progress_bar(total, total - todo.len() as u64);
+    eprintln!(
+        "run {}: {} cells ({} to go), server on CPUs {:?}, fleet on CPUs {:?}",
+        run.run_id,
+        total,
+        todo.len(),
+        run.config.server_cpus,
+        run.config.fleet_cpus
+    );
+    let mut new_cells = Vec::new();
+    for key in &todo {
+        progress.set_message(key.id());
+        let result = run_cell(&ctx, key).with_context(|| format!("cell {}", key.id()))?;
+        if stop.load(Ordering::SeqCst) {
+            break; // a cell cut short is not kept
+        }
+        tracing::info!(cell = %key.id(), status = ?result.verdict.status, "cell done");
+        if progress.is_hidden() {
+            eprintln!(
+                "[{}/{}] {}",
+                run.cells.len() + 1,
+                total,
+                table::one_line(&result)
+            );
+        }
+        progress.inc(1);
+        new_cells.push(key.clone());
+        run.cells.push(result);
+        run.save(&run_dir)?;
+    }
+    progress.finish_and_clear();
+    if stop.load(Ordering::SeqCst) {
+        tracing::warn!("interrupted");
+        return Ok(Outcome::Interrupted { run_id: run.run_id });
+    }
+    run.complete = true;
+    run.ended = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    run.save(&run_dir)?;
+    println!("{}", table::render(&run.cells));
+    println!("results: {}", run_dir.join(results::RUN_FILE).display());
+    match crate::report::render(&run, &run_dir, &args.plots_dir) {
+        Ok(written) => {
+            println!("summary: {}", written.summary.display());
+            println!(
+                "plots:   {} ({} files)",
+                written.plots_dir.display(),
+                written.plots.len()
+            );
+        }
+        Err(e) => eprintln!(
+            "warning: the report could not be rendered: {e:#}; rerun `harness report {}`",
+            run_dir.display()
+        ),
+    }
+    println!("logs:    {}", log_dir.display());
+    let slo_breaches = match &run.config.slo {
+        Some(s) => s
+            .parse::<slo::Slo>()
+            .map_err(|e| anyhow!(e))?
+            .breaches(&run.cells),
+        None => Vec::new(),
+    };
+    Ok(Outcome::Complete {
+        run_dir,
+        slo_breaches,
+    })
+}
+
+fn progress_bar(total: u64, done: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total).with_position(done);
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} cells  ETA {eta}  {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn init_log(dir: &Path) -> Result<()> {
+    let file = std::fs::File::create(dir.join("harness.log")).context("create harness.log")?;
+    // A second run in the same process (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
+    Ok(())
+}

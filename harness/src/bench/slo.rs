@@ -1,0 +1,102 @@
+//! `--slo p99=2ms,loss=0`: limits every valid cell must meet for a zero
+//! exit code (for CI use).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::cell::CellResult;
+use super::verdict::Status;
+
+/// Limits on valid cells.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Slo {
+    /// Latency limits: (percentile name, limit).
+    pub latency: Vec<(String, Duration)>,
+    /// Most frames lost.
+    pub loss: Option<u64>,
+}
+
+impl FromStr for Slo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut slo = Slo::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not KEY=VALUE (e.g. p99=2ms,loss=0)"))?;
+            match k {
+                "p50" | "p90" | "p99" | "p999" | "max" => {
+                    let d = crate::units::parse_duration(v)?;
+                    slo.latency.push((k.to_string(), d));
+                }
+                "loss" => {
+                    slo.loss = Some(
+                        v.parse()
+                            .map_err(|_| format!("loss `{v}` is not a count"))?,
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown SLO key `{k}`; use p50, p90, p99, p999, max or loss"
+                    ))
+                }
+            }
+        }
+        Ok(slo)
+    }
+}
+
+impl Slo {
+    /// Breaches among valid cells, one line each.
+    pub fn breaches(&self, cells: &[CellResult]) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in cells.iter().filter(|c| c.verdict.status == Status::Valid) {
+            let d = &c.derived;
+            for (name, limit) in &self.latency {
+                let v = match name.as_str() {
+                    "p50" => d.p50_ns,
+                    "p90" => d.p90_ns,
+                    "p99" => d.p99_ns,
+                    "p999" => d.p999_ns,
+                    _ => d.max_ns,
+                };
+                if v > limit.as_nanos() as u64 {
+                    out.push(format!(
+                        "{}: {name} {} > {}",
+                        c.key.id(),
+                        crate::units::fmt_ns(v),
+                        crate::units::fmt_ns(limit.as_nanos() as u64)
+                    ));
+                }
+            }
+            if let Some(max) = self.loss {
+                if c.reconciliation.lost > max {
+                    out.push(format!(
+                        "{}: loss {} > {max}",
+                        c.key.id(),
+                        c.reconciliation.lost
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_limits() {
+        let s: Slo = "p99=2ms,loss=0".parse().unwrap();
+        assert_eq!(
+            s.latency,
+            vec![("p99".to_string(), Duration::from_millis(2))]
+        );
+        assert_eq!(s.loss, Some(0));
+        assert!("p42=1ms".parse::<Slo>().is_err());
+        assert!("p99".parse::<Slo>().is_err());
+    }
+}

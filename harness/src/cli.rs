@@ -1,0 +1,224 @@
+//! Command-line interface: `harness [--all | --model M]` runs benchmarks;
+//! subcommands run the pieces (`serve`, `fleet`) or work on saved results.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fleet::Rate;
+use crate::units::parse_duration;
+
+/// Which concurrency model should my ingest server use, for my load, on my
+/// machine? Runs each server model against an open-loop client fleet and
+/// reports throughput, latency, CPU and memory, marking every result that
+/// cannot be trusted.
+#[derive(Parser, Debug)]
+#[command(name = "harness", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A single step instead of a benchmark run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Benchmark options (with --all or --model).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one server model until SIGTERM/SIGINT, then print its report.
+    Serve(ServeArgs),
+    /// Run the client fleet against a server and print its report.
+    Fleet(FleetArgs),
+    /// Measure how many reference-kernel iterations make 1 us here.
+    Calibrate(CalibrateArgs),
+    /// Render plots and summary.md from a saved run.
+    Report(ReportArgs),
+    /// Compare two saved runs cell by cell.
+    Compare(CompareArgs),
+}
+
+/// Options of a benchmark run.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Run the full matrix: models x workloads x fleet sizes.
+    #[arg(long, conflicts_with = "model")]
+    pub all: bool,
+    /// Run one model (single, pool, async, prefork).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// With --all: models to include (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// With --all: workloads to include, from none,cpu,io,mixed (default all).
+    #[arg(long, value_delimiter = ',')]
+    pub works: Vec<String>,
+    /// With --model: work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:..], each may add ,every=K).
+    #[arg(long, default_value = "none")]
+    pub work: String,
+    /// Fleet sizes (comma-separated) [default: 10 with --model, 1,10,50,100 with --all].
+    #[arg(long, value_delimiter = ',')]
+    pub clients: Vec<u32>,
+    /// Frames per second per client, or `max` for saturation.
+    #[arg(long, default_value = "10000")]
+    pub rate: Rate,
+    /// Measured window of each cell [default: 10s; 1s with --quick].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Warm-up before the window [default: 2s; 250ms with --quick].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Server workers (pool threads, runtime threads, children) [default: per model].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Fleet batch window: frames due within it go out in one write; 0 = one write per frame.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub batch_window: Duration,
+    /// Run each cell this many times; reports the median and the spread.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Short cells and fleet sizes 1,10 (about a minute for --all), for a first look and CI.
+    #[arg(long)]
+    pub quick: bool,
+    /// Finish the interrupted run with this id (in the results directory).
+    #[arg(long)]
+    pub resume: Option<String>,
+    /// CPUs for the server (e.g. 0 or 0-3) [default: first half of the allowed CPUs].
+    #[arg(long)]
+    pub server_cpus: Option<String>,
+    /// CPUs for the fleet [default: the other half].
+    #[arg(long)]
+    pub fleet_cpus: Option<String>,
+    /// Fail (non-zero exit) when a valid cell breaches this, e.g. p99=2ms,loss=0.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// How long a client waits for the server to read everything after its last frame [default: 5s; 2s with --quick].
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+    /// Where results go.
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Where plots go.
+    #[arg(long, default_value = "plots")]
+    pub plots_dir: PathBuf,
+    /// Where logs go.
+    #[arg(long, default_value = "logs")]
+    pub logs_dir: PathBuf,
+}
+
+/// `harness serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model to serve.
+    #[arg(long)]
+    pub model: String,
+    /// Address to bind (loopback by default; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Pool threads, runtime threads or children [default: per model].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Open connections beyond this are closed at once and counted.
+    #[arg(long, default_value_t = 1024)]
+    pub max_clients: usize,
+    /// Close connections silent this long (0 = never).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub idle_timeout: Duration,
+    /// Largest cpu work accepted, kernel iterations.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub max_cpu_iters: u32,
+    /// Largest io wait accepted, microseconds.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_io_us: u32,
+    /// Write the JSON report here instead of stdout.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Pin the server to these CPUs (e.g. 0-1).
+    #[arg(long)]
+    pub cpus: Option<String>,
+}
+
+/// `harness fleet`.
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    /// Server address.
+    #[arg(long)]
+    pub target: SocketAddr,
+    /// Number of clients.
+    #[arg(long, default_value_t = 10)]
+    pub clients: u32,
+    /// Frames per second per client, or `max`.
+    #[arg(long, default_value = "10000")]
+    pub rate: Rate,
+    /// Measured window.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Warm-up before the window [default: 2s; 0 with --count].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Send exactly this many frames per client, then stop.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Frames due within a window go out in one write; 0 = one write per frame.
+    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
+    pub batch_window: Duration,
+    /// Work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:cpu=..,io=..,ratio=R], each may add ,every=K).
+    #[arg(long, default_value = "none")]
+    pub work: String,
+    /// Id of the first client.
+    #[arg(long, default_value_t = 0)]
+    pub client_id_base: u32,
+    /// Pacing threads [default: the CPUs the fleet may use].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Pin the fleet to these CPUs.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Wait this long for the server to close after a client's last frame.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub drain_timeout: Duration,
+    /// Send-lag p99 above which the fleet fell behind [default: 2 x window, at least 200us].
+    #[arg(long, value_parser = parse_duration)]
+    pub max_lag: Option<Duration>,
+    /// Kernel iterations per microsecond for cpu durations [default: calibrate now].
+    #[arg(long)]
+    pub calibration: Option<f64>,
+    /// Write the JSON report here instead of stdout.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// `harness calibrate`.
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Timed rounds; the best is reported.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+}
+
+/// `harness report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A run directory (results/<run-id>) or its run.json.
+    pub run: PathBuf,
+    /// Where plots go (a <run-id> folder is made inside).
+    #[arg(long, default_value = "plots")]
+    pub plots_dir: PathBuf,
+}
+
+/// `harness compare`.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Baseline run (directory or run.json).
+    pub a: PathBuf,
+    /// New run (directory or run.json).
+    pub b: PathBuf,
+    /// Exit non-zero when a cell's achieved rate drops, or its p99 or CPU per packet grows, by more than this percent.
+    #[arg(long)]
+    pub fail_on_regression: Option<f64>,
+    /// Also write the markdown here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,108 @@
+//! The small subcommands: `fleet`, `calibrate`, `report` and `compare`.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::{anyhow, Context, Result};
+use workloads::WorkSpec;
+
+use crate::bench::results::{write_atomic, RunFile};
+use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, ReportArgs};
+use crate::cpus;
+use crate::fleet::{self, FleetConfig};
+
+/// `harness fleet`: runs the fleet and prints or writes its report.
+pub fn fleet(args: &FleetArgs) -> Result<()> {
+    let pinned = match &args.cpus {
+        Some(list) => {
+            let set = cpus::parse_list(list).map_err(|e| anyhow!(e))?;
+            cpus::pin(&set).map_err(|e| anyhow!(e))?;
+            Some(set)
+        }
+        None => None,
+    };
+    let spec = WorkSpec::from_str(&args.work).map_err(|e| anyhow!(e))?;
+    let calibration = match (args.calibration, spec.needs_calibration()) {
+        (Some(c), _) => Some(c),
+        (None, true) => Some(workloads::kernel::iters_per_us(3)),
+        (None, false) => None,
+    };
+    let work = spec.resolve(calibration).map_err(|e| anyhow!(e))?;
+    if args.clients == 0 {
+        return Err(anyhow!("--clients must be at least 1"));
+    }
+    let config = FleetConfig {
+        target: args.target,
+        clients: args.clients,
+        client_id_base: args.client_id_base,
+        rate: args.rate,
+        warmup: args.warmup.unwrap_or(if args.count.is_some() {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs(2)
+        }),
+        duration: args.duration,
+        count: args.count,
+        batch_window: args.batch_window,
+        work,
+        threads: args.threads.unwrap_or_else(|| cpus::allowed().len()).max(1),
+        cpus: pinned,
+        drain_timeout: args.drain_timeout,
+        max_lag: args
+            .max_lag
+            .unwrap_or_else(|| FleetConfig::default_max_lag(args.batch_window)),
+    };
+    let report = fleet::run(&config)?;
+    let json = serde_json::to_string_pretty(&report).context("encode the report")?;
+    match &args.report {
+        Some(path) => write_atomic(path, json.as_bytes())
+            .with_context(|| format!("write {}", path.display()))?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+/// `harness calibrate`: prints the kernel's speed on this machine.
+pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
+    let k = workloads::kernel::iters_per_us(args.rounds);
+    println!(
+        "{k:.1} reference-kernel iterations per microsecond ({:.2} ns per iteration)",
+        1000.0 / k
+    );
+    println!("so cpu:20us = cpu:{} on this machine", (20.0 * k).round());
+    Ok(())
+}
+
+/// `harness report`: re-renders plots and summary from a saved run.
+pub fn report(args: &ReportArgs) -> Result<()> {
+    let run = RunFile::load(&args.run)?;
+    let dir = crate::bench::results::run_file_path(&args.run)
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let written = crate::report::render(&run, &dir, &args.plots_dir)?;
+    println!("summary: {}", written.summary.display());
+    println!(
+        "plots:   {} ({} files)",
+        written.plots_dir.display(),
+        written.plots.len()
+    );
+    Ok(())
+}
+
+/// `harness compare`: side-by-side table; exit 1 on a regression past the limit.
+pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    let a = RunFile::load(&args.a)?;
+    let b = RunFile::load(&args.b)?;
+    let cmp = crate::report::compare::compare(&a, &b, args.fail_on_regression);
+    println!("{}", cmp.markdown);
+    if let Some(out) = &args.out {
+        write_atomic(out, cmp.markdown.as_bytes())
+            .with_context(|| format!("write {}", out.display()))?;
+    }
+    if !cmp.regressions.is_empty() {
+        eprintln!("{} regressions beyond the limit", cmp.regressions.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,319 @@
+//! One client of the fleet: a non-blocking socket that writes the frames of
+//! its schedule as they come due, keeps its place when the server pushes
+//! back, reconnects when the connection breaks, then drains.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workloads::clock::monotonic_ns;
+use workloads::{Frame, FRAME_LEN};
+
+use super::report::ThreadTotals;
+use super::schedule::Schedule;
+use super::FleetConfig;
+
+/// Most frames written in one write call.
+pub const MAX_BATCH: usize = 256;
+const CONNECT_ATTEMPTS: u32 = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+/// How often a draining client looks for the server's close.
+const DRAIN_POLL_NS: u64 = 1_000_000;
+/// Earliest retry after a write would block.
+const RETRY_NS: u64 = 50_000;
+
+/// Where a client is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientState {
+    /// Writing its schedule.
+    Sending,
+    /// All frames written, write side shut, waiting for the server's close.
+    Draining,
+    /// The server closed after reading everything: counts must match.
+    Drained,
+    /// The server had not read everything by the drain deadline.
+    Undrained,
+    /// The connection broke and could not be re-established.
+    Failed,
+}
+
+/// What the pacing loop does with the client next.
+pub enum Step {
+    /// Call `step` again at this time.
+    WakeAt(u64),
+    /// Finished.
+    Done,
+}
+
+enum Flush {
+    Done,
+    Blocked,
+    Broken,
+}
+
+/// One client's socket, position in the schedule and counters.
+pub struct Client {
+    /// Client id on the wire.
+    pub id: u32,
+    /// Position in the fleet (0-based), which sets its phase.
+    pub index: u32,
+    stream: Option<TcpStream>,
+    /// Next sequence number to generate.
+    pub next_seq: u64,
+    buf: Vec<u8>,
+    dues: Vec<u64>,
+    written: usize,
+    /// Measured frames fully written.
+    pub sent_measured: u64,
+    /// Warm-up frames fully written.
+    pub sent_warmup: u64,
+    /// Successful reconnects.
+    pub reconnects: u32,
+    /// Failed connect attempts.
+    pub connect_failures: u32,
+    /// Writes that hit would-block.
+    pub would_block_writes: u64,
+    /// Current state.
+    pub state: ClientState,
+    drain_deadline: u64,
+    last_progress: u64,
+    /// When the last frame was written (ns).
+    pub last_send_ns: u64,
+    /// When the client reached a final state (ns).
+    pub finished_ns: u64,
+}
+
+impl Client {
+    /// A client not yet connected.
+    pub fn new(id: u32, index: u32) -> Self {
+        Client {
+            id,
+            index,
+            stream: None,
+            next_seq: 0,
+            buf: Vec::with_capacity(MAX_BATCH * FRAME_LEN),
+            dues: Vec::with_capacity(MAX_BATCH),
+            written: 0,
+            sent_measured: 0,
+            sent_warmup: 0,
+            reconnects: 0,
+            connect_failures: 0,
+            would_block_writes: 0,
+            state: ClientState::Sending,
+            drain_deadline: 0,
+            last_progress: 0,
+            last_send_ns: 0,
+            finished_ns: 0,
+        }
+    }
+
+    /// True while it holds a socket.
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Frames fully written.
+    pub fn sent(&self) -> u64 {
+        self.sent_measured + self.sent_warmup
+    }
+
+    /// Connects with bounded retries and exponential backoff.
+    pub fn connect(&mut self, target: SocketAddr) -> std::io::Result<()> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut last = None;
+        for attempt in 0..CONNECT_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(backoff);
+                backoff *= 2;
+            }
+            match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
+                Ok(s) => {
+                    s.set_nodelay(true)?;
+                    s.set_nonblocking(true)?;
+                    self.stream = Some(s);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.connect_failures += 1;
+                    last = Some(e);
+                }
+            }
+        }
+        self.state = ClientState::Failed;
+        Err(last.unwrap_or_else(|| std::io::Error::other("connect failed")))
+    }
+
+    /// Does whatever is due at `now`.
+    pub fn step(
+        &mut self,
+        now: u64,
+        schedule: &Schedule,
+        config: &FleetConfig,
+        totals: &mut ThreadTotals,
+    ) -> Step {
+        if self.last_progress == 0 {
+            self.last_progress = now;
+        }
+        match self.state {
+            ClientState::Sending => self.send(now, schedule, config, totals),
+            ClientState::Draining => self.drain(now),
+            _ => Step::Done,
+        }
+    }
+
+    fn finish(&mut self, state: ClientState) -> Step {
+        self.state = state;
+        self.finished_ns = monotonic_ns();
+        self.stream = None;
+        Step::Done
+    }
+
+    fn send(
+        &mut self,
+        now: u64,
+        schedule: &Schedule,
+        config: &FleetConfig,
+        totals: &mut ThreadTotals,
+    ) -> Step {
+        let total = schedule.total(self.index);
+        if self.written == self.buf.len() {
+            self.fill(now, schedule, total);
+        }
+        let flushed = if self.buf.is_empty() {
+            Flush::Done
+        } else {
+            self.flush(schedule, totals)
+        };
+        let stalled =
+            now.saturating_sub(self.last_progress) >= config.drain_timeout.as_nanos() as u64;
+        match flushed {
+            Flush::Broken => {
+                self.buf.clear();
+                self.dues.clear();
+                self.written = 0;
+                self.stream = None;
+                if self.connect(config.target).is_err() {
+                    return self.finish(ClientState::Failed);
+                }
+                self.reconnects += 1;
+                Step::WakeAt(now)
+            }
+            Flush::Blocked if stalled => self.finish(ClientState::Undrained),
+            Flush::Blocked => {
+                let next = if schedule.is_paced() {
+                    schedule.next_wake(self.index, self.next_seq, now)
+                } else {
+                    now
+                };
+                Step::WakeAt(next.max(now + RETRY_NS))
+            }
+            Flush::Done => {
+                let all_generated = match total {
+                    Some(t) => self.next_seq >= t,
+                    None => now >= schedule.end,
+                };
+                if all_generated {
+                    if let Some(s) = &self.stream {
+                        let _ = s.shutdown(Shutdown::Write);
+                    }
+                    self.state = ClientState::Draining;
+                    self.drain_deadline = now + config.drain_timeout.as_nanos() as u64;
+                    return Step::WakeAt(now + DRAIN_POLL_NS);
+                }
+                if !schedule.is_paced() || schedule.due(self.index, self.next_seq) <= now {
+                    return Step::WakeAt(now); // behind schedule or saturating: go on
+                }
+                Step::WakeAt(schedule.next_wake(self.index, self.next_seq, now))
+            }
+        }
+    }
+
+    /// Generates every frame due by `now` (at most [`MAX_BATCH`]).
+    fn fill(&mut self, now: u64, schedule: &Schedule, total: Option<u64>) {
+        self.buf.clear();
+        self.dues.clear();
+        self.written = 0;
+        let paced = schedule.is_paced();
+        while self.dues.len() < MAX_BATCH && total.is_none_or(|t| self.next_seq < t) {
+            let due = if paced {
+                schedule.due(self.index, self.next_seq)
+            } else {
+                now
+            };
+            if (paced && due > now) || (total.is_none() && now >= schedule.end) {
+                break;
+            }
+            let (kind, amount) = schedule.work.work_for(self.next_seq);
+            let frame = Frame {
+                client_id: self.id,
+                seq: self.next_seq,
+                due_ns: due,
+                kind,
+                amount,
+                warmup: schedule.is_warmup(due),
+            };
+            self.buf.extend_from_slice(&frame.encode());
+            self.dues.push(due);
+            self.next_seq += 1;
+        }
+    }
+
+    /// Writes what is pending; accounts frames whose last byte went out.
+    fn flush(&mut self, schedule: &Schedule, totals: &mut ThreadTotals) -> Flush {
+        let Some(stream) = self.stream.as_mut() else {
+            return Flush::Broken;
+        };
+        while self.written < self.buf.len() {
+            let at = monotonic_ns();
+            match stream.write(&self.buf[self.written..]) {
+                Ok(0) => return Flush::Broken,
+                Ok(n) => {
+                    let oldest = self.dues[self.written / FRAME_LEN];
+                    totals.record_lag(at.saturating_sub(oldest));
+                    let before = self.written / FRAME_LEN;
+                    self.written += n;
+                    for &due in &self.dues[before..self.written / FRAME_LEN] {
+                        if schedule.is_warmup(due) {
+                            self.sent_warmup += 1;
+                        } else {
+                            self.sent_measured += 1;
+                        }
+                    }
+                    self.last_send_ns = at;
+                    self.last_progress = at;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.would_block_writes += 1;
+                    return Flush::Blocked;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Flush::Broken,
+            }
+        }
+        Flush::Done
+    }
+
+    fn drain(&mut self, now: u64) -> Step {
+        let Some(stream) = self.stream.as_mut() else {
+            return self.finish(ClientState::Failed);
+        };
+        let mut sink = [0u8; 512];
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) => return self.finish(ClientState::Drained),
+                Ok(_) => continue, // the server sends nothing; ignore it
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // A reset means the server dropped data unread.
+                Err(_) => return self.finish(ClientState::Failed),
+            }
+        }
+        if now >= self.drain_deadline {
+            return self.finish(ClientState::Undrained);
+        }
+        Step::WakeAt(now + DRAIN_POLL_NS)
+    }
+}

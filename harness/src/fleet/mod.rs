@@ -1,0 +1,202 @@
+//! The client fleet: N open-loop clients, each sending 32-byte frames on a
+//! fixed schedule, paced by a few dedicated sleep-then-spin threads that
+//! multiplex non-blocking sockets. See [`schedule`] for the timing rules,
+//! [`client`] for one client's state machine and [`report`] for the
+//! accounting and the verdict.
+
+pub mod client;
+pub mod report;
+pub mod schedule;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workloads::clock::monotonic_ns;
+use workloads::WorkPlan;
+
+use client::{Client, Step};
+use report::{FleetReport, ThreadTotals};
+use schedule::Schedule;
+
+/// Sleep until this close to a deadline, then spin.
+const SPIN_NS: u64 = 60_000;
+/// Time between connecting and the first due frame.
+const START_DELAY_NS: u64 = 20_000_000;
+
+/// Per-client send rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rate {
+    /// Frames per second per client, on a fixed schedule.
+    Hz(u64),
+    /// As fast as the sockets accept (saturation).
+    Max,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Rate::Max);
+        }
+        match s
+            .trim_end_matches("hz")
+            .trim_end_matches("Hz")
+            .parse::<u64>()
+        {
+            Ok(hz) if hz > 0 => Ok(Rate::Hz(hz)),
+            _ => Err(format!(
+                "`{s}` is not a rate: give frames per second per client (e.g. 10000) or `max`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rate::Hz(hz) => write!(f, "{hz}"),
+            Rate::Max => f.write_str("max"),
+        }
+    }
+}
+
+/// Everything one fleet run needs; embedded in its report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetConfig {
+    /// Server address.
+    pub target: SocketAddr,
+    /// Number of clients.
+    pub clients: u32,
+    /// First client id.
+    pub client_id_base: u32,
+    /// Per-client rate.
+    pub rate: Rate,
+    /// Warm-up before the measured window.
+    #[serde(with = "models::duration_ms")]
+    pub warmup: Duration,
+    /// Measured window (ignored with `count`).
+    #[serde(with = "models::duration_ms")]
+    pub duration: Duration,
+    /// Exactly this many frames per client instead of a duration.
+    pub count: Option<u64>,
+    /// Write every frame due since the last write once per window; 0 = each
+    /// frame when due.
+    #[serde(with = "models::duration_ms")]
+    pub batch_window: Duration,
+    /// Work each frame asks for.
+    pub work: WorkPlan,
+    /// Pacing threads.
+    pub threads: usize,
+    /// CPUs the fleet was pinned to, if any.
+    pub cpus: Option<Vec<usize>>,
+    /// How long a client waits for the server to close after its last frame.
+    #[serde(with = "models::duration_ms")]
+    pub drain_timeout: Duration,
+    /// Send-lag p99 above this means the fleet fell behind its schedule.
+    #[serde(with = "models::duration_ms")]
+    pub max_lag: Duration,
+}
+
+impl FleetConfig {
+    /// The default lag limit: twice the batch window, at least 200 us.
+    pub fn default_max_lag(batch_window: Duration) -> Duration {
+        (batch_window * 2).max(Duration::from_micros(200))
+    }
+}
+
+/// Why a fleet could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// No client could connect.
+    #[error("cannot connect to {0}: {1}; is a server listening there?")]
+    Connect(SocketAddr, std::io::Error),
+    /// A pacing thread panicked.
+    #[error("a pacing thread failed")]
+    Thread,
+}
+
+/// Runs the fleet to completion (schedule, then drain) and reports.
+pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
+    let mut clients = Vec::with_capacity(config.clients as usize);
+    let mut first_error = None;
+    for i in 0..config.clients {
+        let id = config.client_id_base.wrapping_add(i);
+        let mut c = Client::new(id, i);
+        if let Err(e) = c.connect(config.target) {
+            first_error.get_or_insert(e);
+        }
+        clients.push(c);
+    }
+    if clients.iter().all(|c| !c.is_connected()) {
+        let e = first_error.unwrap_or_else(|| std::io::Error::other("no clients"));
+        return Err(FleetError::Connect(config.target, e));
+    }
+    let t0 = monotonic_ns() + START_DELAY_NS;
+    let schedule = Schedule::new(config, t0);
+    let threads = config.threads.clamp(1, clients.len().max(1));
+    let mut groups: Vec<Vec<Client>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        groups[i % threads].push(c);
+    }
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|group| {
+            let schedule = schedule.clone();
+            let config = config.clone();
+            thread::spawn(move || pace(group, &schedule, &config))
+        })
+        .collect();
+    let mut totals = ThreadTotals::default();
+    let mut done = Vec::new();
+    for h in handles {
+        let (clients, t) = h.join().map_err(|_| FleetError::Thread)?;
+        totals.merge(&t);
+        done.extend(clients);
+    }
+    done.sort_by_key(|c| c.index);
+    Ok(FleetReport::new(config, &schedule, &done, &totals))
+}
+
+/// One pacing thread: wakes each client at its next write time, sleeping
+/// then spinning for microsecond precision, until every client is done.
+fn pace(
+    mut clients: Vec<Client>,
+    schedule: &Schedule,
+    config: &FleetConfig,
+) -> (Vec<Client>, ThreadTotals) {
+    let mut totals = ThreadTotals::default();
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Reverse((schedule.first_wake(c.index), i)))
+        .collect();
+    while let Some(Reverse((wake, i))) = heap.pop() {
+        wait_until(wake);
+        let now = monotonic_ns();
+        match clients[i].step(now, schedule, config, &mut totals) {
+            Step::WakeAt(t) => heap.push(Reverse((t, i))),
+            Step::Done => {}
+        }
+    }
+    (clients, totals)
+}
+
+fn wait_until(t: u64) {
+    loop {
+        let now = monotonic_ns();
+        if now >= t {
+            return;
+        }
+        let left = t - now;
+        if left > SPIN_NS {
+            thread::sleep(Duration::from_nanos(left - SPIN_NS));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}

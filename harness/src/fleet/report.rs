@@ -1,0 +1,258 @@
+//! The fleet's report: what each client sent, how late the generator was,
+//! and its verdict on whether it kept its schedule.
+
+use hdrhistogram::Histogram;
+use models::report::{CpuTimes, LatencySummary};
+use models::stats::new_latency_histogram;
+use serde::{Deserialize, Serialize};
+
+use super::client::{Client, ClientState};
+use super::schedule::Schedule;
+use super::FleetConfig;
+
+/// Per-thread accumulators merged at the end.
+pub struct ThreadTotals {
+    lag: Histogram<u64>,
+}
+
+impl Default for ThreadTotals {
+    fn default() -> Self {
+        ThreadTotals {
+            lag: new_latency_histogram(),
+        }
+    }
+}
+
+impl ThreadTotals {
+    /// Records one write's send lag.
+    #[inline]
+    pub fn record_lag(&mut self, ns: u64) {
+        self.lag.saturating_record(ns.max(1));
+    }
+
+    /// Adds another thread's totals.
+    pub fn merge(&mut self, o: &ThreadTotals) {
+        self.lag.add(&o.lag).expect("same bounds");
+    }
+}
+
+/// Frames written, split at the warm-up boundary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCounts {
+    /// Measured frames.
+    pub measured: u64,
+    /// Warm-up frames.
+    pub warmup: u64,
+}
+
+/// One client's line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSent {
+    /// Client id.
+    pub id: u32,
+    /// Frames fully written.
+    pub sent: SentCounts,
+    /// Final state.
+    pub state: ClientState,
+    /// Reconnects after a broken connection.
+    pub reconnects: u32,
+    /// Writes that would block.
+    pub would_block_writes: u64,
+}
+
+/// Did the generator keep its schedule?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetStatus {
+    /// Kept the schedule.
+    Ok,
+    /// Fell behind with no push-back from the server: the load generator is
+    /// the bottleneck, so the result says nothing about the server.
+    GeneratorSaturated,
+    /// Fell behind because the server stopped reading.
+    ServerBackpressure,
+}
+
+/// Verdict with every reason found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetVerdict {
+    /// Overall status.
+    pub status: FleetStatus,
+    /// Human-readable reasons (empty when all is well).
+    pub reasons: Vec<String>,
+}
+
+/// The fleet's report (JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// The configuration run.
+    pub config: FleetConfig,
+    /// Frames written in all.
+    pub sent: SentCounts,
+    /// Per client.
+    pub clients: Vec<ClientSent>,
+    /// Offered measured frames per second (all clients, per the schedule).
+    pub offered_rate: Option<f64>,
+    /// Measured frames written per second over the measured window.
+    pub achieved_rate: f64,
+    /// Measured window, seconds.
+    pub measured_window_s: f64,
+    /// With `--count`: seconds from the first due frame until the last
+    /// client finished.
+    pub makespan_s: Option<f64>,
+    /// Write time minus due time of the oldest frame in each write.
+    pub send_lag_ns: LatencySummary,
+    /// Writes that hit would-block.
+    pub would_block_writes: u64,
+    /// Reconnects after broken connections.
+    pub reconnects: u64,
+    /// Failed connect attempts.
+    pub connect_failures: u64,
+    /// Ids the server closed after reading everything.
+    pub drained: Vec<u32>,
+    /// Ids still unread at the drain deadline.
+    pub undrained: Vec<u32>,
+    /// Ids whose connection failed for good.
+    pub failed: Vec<u32>,
+    /// Verdict.
+    pub verdict: FleetVerdict,
+    /// Fleet process CPU.
+    pub cpu: CpuTimes,
+}
+
+impl FleetReport {
+    /// Builds the report once every client is finished.
+    pub fn new(
+        config: &FleetConfig,
+        schedule: &Schedule,
+        clients: &[Client],
+        totals: &ThreadTotals,
+    ) -> Self {
+        let mut sent = SentCounts::default();
+        let (mut drained, mut undrained, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut lines = Vec::with_capacity(clients.len());
+        for c in clients {
+            sent.measured += c.sent_measured;
+            sent.warmup += c.sent_warmup;
+            match c.state {
+                ClientState::Drained => drained.push(c.id),
+                ClientState::Failed => failed.push(c.id),
+                _ => undrained.push(c.id),
+            }
+            lines.push(ClientSent {
+                id: c.id,
+                sent: SentCounts {
+                    measured: c.sent_measured,
+                    warmup: c.sent_warmup,
+                },
+                state: c.state,
+                reconnects: c.reconnects,
+                would_block_writes: c.would_block_writes,
+            });
+        }
+        let finished = clients.iter().map(|c| c.finished_ns).max().unwrap_or(0);
+        let last_send = clients.iter().map(|c| c.last_send_ns).max().unwrap_or(0);
+        let window_ns = if config.count.is_none() {
+            schedule.end - schedule.warm_end
+        } else {
+            last_send.saturating_sub(schedule.warm_end)
+        };
+        let measured_window_s = window_ns as f64 / 1e9;
+        let would_block_writes = clients.iter().map(|c| c.would_block_writes).sum();
+        let reconnects = clients.iter().map(|c| c.reconnects as u64).sum();
+        let connect_failures = clients.iter().map(|c| c.connect_failures as u64).sum();
+        let send_lag_ns = LatencySummary::of(&totals.lag);
+        let offered_rate = match config.rate {
+            super::Rate::Hz(hz) => Some(hz as f64 * config.clients as f64),
+            super::Rate::Max => None,
+        };
+        let verdict = verdict(
+            config,
+            &send_lag_ns,
+            would_block_writes,
+            undrained.len(),
+            failed.len(),
+            reconnects,
+        );
+        FleetReport {
+            config: config.clone(),
+            sent,
+            clients: lines,
+            offered_rate,
+            achieved_rate: if measured_window_s > 0.0 {
+                sent.measured as f64 / measured_window_s
+            } else {
+                0.0
+            },
+            measured_window_s,
+            makespan_s: config
+                .count
+                .map(|_| finished.saturating_sub(schedule.t0) as f64 / 1e9),
+            send_lag_ns,
+            would_block_writes,
+            reconnects,
+            connect_failures,
+            drained,
+            undrained,
+            failed,
+            verdict,
+            cpu: process_cpu(),
+        }
+    }
+}
+
+fn verdict(
+    config: &FleetConfig,
+    lag: &LatencySummary,
+    would_block_writes: u64,
+    undrained: usize,
+    failed: usize,
+    reconnects: u64,
+) -> FleetVerdict {
+    let mut reasons = Vec::new();
+    let max_lag = config.max_lag.as_nanos() as u64;
+    let paced = config.rate != super::Rate::Max;
+    let late = paced && lag.p99 > max_lag;
+    let status = match (late, would_block_writes > 0) {
+        (false, _) => FleetStatus::Ok,
+        (true, true) => FleetStatus::ServerBackpressure,
+        (true, false) => FleetStatus::GeneratorSaturated,
+    };
+    if late {
+        reasons.push(format!(
+            "send lag p99 {} exceeds the {} limit",
+            crate::units::fmt_ns(lag.p99),
+            crate::units::fmt_ns(max_lag)
+        ));
+    }
+    if would_block_writes > 0 {
+        reasons.push(format!("{would_block_writes} writes hit would-block"));
+    }
+    if undrained > 0 {
+        reasons.push(format!("{undrained} clients undrained at the deadline"));
+    }
+    if failed > 0 {
+        reasons.push(format!("{failed} clients lost their connection for good"));
+    }
+    if reconnects > 0 {
+        reasons.push(format!("{reconnects} reconnects"));
+    }
+    FleetVerdict { status, reasons }
+}
+
+/// CPU time of this process so far.
+pub fn process_cpu() -> CpuTimes {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => CpuTimes {
+            user_s: tv_secs(u.user_time()),
+            sys_s: tv_secs(u.system_time()),
+        },
+        Err(_) => CpuTimes::default(),
+    }
+}
+
+/// A `TimeVal` in seconds.
+pub fn tv_secs(t: nix::sys::time::TimeVal) -> f64 {
+    t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
+}

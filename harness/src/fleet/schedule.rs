@@ -1,0 +1,173 @@
+//! The open-loop schedule: client `c` sends frame `i` at
+//! `t0 + phase_c + i * 1e9 / rate` (integer ns from the start, so it never
+//! drifts); phases spread clients evenly over one period.
+
+use workloads::WorkPlan;
+
+use super::{FleetConfig, Rate};
+
+/// Due times, wake times and frame counts for every client of a run.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// CLOCK_MONOTONIC ns of the schedule's start.
+    pub t0: u64,
+    /// Frames due before this are warm-up.
+    pub warm_end: u64,
+    /// End of the measured window (rate and max modes).
+    pub end: u64,
+    rate: Option<u64>,
+    clients: u64,
+    count: Option<u64>,
+    window_ns: u64,
+    /// Work per frame.
+    pub work: WorkPlan,
+}
+
+impl Schedule {
+    /// The schedule of `config` starting at `t0`.
+    pub fn new(config: &FleetConfig, t0: u64) -> Self {
+        let warm_end = t0 + config.warmup.as_nanos() as u64;
+        Schedule {
+            t0,
+            warm_end,
+            end: warm_end + config.duration.as_nanos() as u64,
+            rate: match config.rate {
+                Rate::Hz(hz) => Some(hz),
+                Rate::Max => None,
+            },
+            clients: config.clients.max(1) as u64,
+            count: config.count,
+            window_ns: config.batch_window.as_nanos() as u64,
+            work: config.work.clone(),
+        }
+    }
+
+    /// Paced at a fixed rate (not `max`).
+    pub fn is_paced(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    fn offset(&self, i: u64) -> u64 {
+        let hz = self.rate.unwrap_or(1) as u128;
+        (i as u128 * 1_000_000_000 / hz) as u64
+    }
+
+    /// The client's phase: clients spread evenly over one period.
+    pub fn phase(&self, index: u32) -> u64 {
+        self.offset(1) * index as u64 / self.clients
+    }
+
+    /// Due time of frame `i` of the client with index `index`.
+    pub fn due(&self, index: u32, i: u64) -> u64 {
+        self.t0 + self.phase(index) + self.offset(i)
+    }
+
+    /// Frames this client sends in all; `None` in `max` mode without a count.
+    pub fn total(&self, index: u32) -> Option<u64> {
+        if let Some(n) = self.count {
+            return Some(n);
+        }
+        self.rate?;
+        // First i whose due time is at or past the end.
+        let span = self.end.saturating_sub(self.t0 + self.phase(index)) as u128;
+        let hz = self.rate.unwrap_or(1) as u128;
+        let mut i = (span * hz / 1_000_000_000) as u64;
+        while i > 0 && self.due(index, i - 1) >= self.end {
+            i -= 1;
+        }
+        while self.due(index, i) < self.end {
+            i += 1;
+        }
+        Some(i)
+    }
+
+    /// Whether a frame due at `due` is warm-up.
+    pub fn is_warmup(&self, due: u64) -> bool {
+        due < self.warm_end
+    }
+
+    /// First time the client wakes.
+    pub fn first_wake(&self, index: u32) -> u64 {
+        self.t0
+            + if self.is_paced() {
+                self.phase(index)
+            } else {
+                0
+            }
+    }
+
+    /// Next wake after `now` for a client whose next unsent frame is `next`:
+    /// the next window boundary, or that frame's due time when windows are 0.
+    pub fn next_wake(&self, index: u32, next: u64, now: u64) -> u64 {
+        let due = self.due(index, next);
+        if self.window_ns == 0 {
+            return due;
+        }
+        let base = self.t0 + self.phase(index);
+        let k = now.saturating_sub(base) / self.window_ns + 1;
+        (base + k * self.window_ns).max(due)
+    }
+
+    /// Due time of the client's last frame, if it has a bounded schedule.
+    pub fn last_due(&self, index: u32) -> Option<u64> {
+        if !self.is_paced() {
+            return None;
+        }
+        let total = self.total(index)?;
+        Some(self.due(index, total.saturating_sub(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config(rate: Rate, window_us: u64) -> FleetConfig {
+        FleetConfig {
+            target: "127.0.0.1:1".parse().unwrap(),
+            clients: 4,
+            client_id_base: 0,
+            rate,
+            warmup: Duration::from_millis(10),
+            duration: Duration::from_millis(20),
+            count: None,
+            batch_window: Duration::from_micros(window_us),
+            work: WorkPlan::none(),
+            threads: 1,
+            cpus: None,
+            drain_timeout: Duration::from_secs(1),
+            max_lag: Duration::from_millis(2),
+        }
+    }
+
+    #[test]
+    fn due_times_are_exact_periods_and_phases_spread() {
+        let s = Schedule::new(&config(Rate::Hz(10_000), 0), 1_000);
+        assert_eq!(s.due(0, 0), 1_000);
+        assert_eq!(s.due(0, 7) - s.due(0, 6), 100_000);
+        assert_eq!(s.phase(1), 25_000);
+        assert_eq!(s.phase(3), 75_000);
+        // 30 ms at 10 kHz = 300 frames per client.
+        assert_eq!(s.total(0), Some(300));
+        assert_eq!(s.total(3), Some(300));
+        let warm = (0..300).filter(|&i| s.is_warmup(s.due(2, i))).count();
+        assert_eq!(warm, 100);
+    }
+
+    #[test]
+    fn odd_rates_do_not_drift() {
+        let s = Schedule::new(&config(Rate::Hz(3), 0), 0);
+        assert_eq!(s.due(0, 3), 1_000_000_000);
+        assert_eq!(s.due(0, 1), 333_333_333);
+    }
+
+    #[test]
+    fn wakes_follow_windows_and_never_precede_due() {
+        let s = Schedule::new(&config(Rate::Hz(10_000), 1_000), 0);
+        // Frame 10 is due at 1 ms; from 0.5 ms the next window edge is 1 ms.
+        assert_eq!(s.next_wake(0, 10, 500_000), 1_000_000);
+        let s0 = Schedule::new(&config(Rate::Hz(10_000), 0), 0);
+        assert_eq!(s0.next_wake(0, 10, 500_000), 1_000_000);
+    }
+}

@@ -1,0 +1,51 @@
+//! `harness`: thin entry point; the work lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use harness::bench::{self, Outcome};
+use harness::cli::{Cli, Command};
+use harness::{commands, serve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(command) => {
+            init_stderr_log();
+            match command {
+                Command::Serve(a) => serve::run(a).map(|()| ExitCode::SUCCESS),
+                Command::Fleet(a) => commands::fleet(a).map(|()| ExitCode::SUCCESS),
+                Command::Calibrate(a) => commands::calibrate(a).map(|()| ExitCode::SUCCESS),
+                Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),
+                Command::Compare(a) => commands::compare(a),
+            }
+        }
+        None => bench::run(&cli.run).map(|outcome| match outcome {
+            Outcome::Complete { slo_breaches, .. } if slo_breaches.is_empty() => ExitCode::SUCCESS,
+            Outcome::Complete { slo_breaches, .. } => {
+                eprintln!("SLO breached by {} valid cells:", slo_breaches.len());
+                for b in &slo_breaches {
+                    eprintln!("  {b}");
+                }
+                ExitCode::from(2)
+            }
+            Outcome::Interrupted { run_id } => {
+                eprintln!("interrupted; completed cells are saved. Finish with: harness --resume {run_id}");
+                ExitCode::from(130)
+            }
+        }),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn init_stderr_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

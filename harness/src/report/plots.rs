@@ -1,0 +1,548 @@
+//! PNG plots with plotters, text in an embedded DejaVu Sans (no system
+//! fonts needed). One colour per model everywhere; valid points are filled
+//! circles, overloaded ones hollow circles, invalid ones crosses that no
+//! line passes through.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::aggregate::Point;
+use crate::bench::results::RunFile;
+use crate::bench::verdict::Status;
+
+/// Size of every plot.
+pub const SIZE: (u32, u32) = (1200, 800);
+const FONT: &str = "sans-serif";
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+/// The model's colour: its position in the registry, so it never changes.
+pub fn colour(model: &str) -> RGBColor {
+    let i = models::names()
+        .iter()
+        .position(|n| *n == model)
+        .unwrap_or_else(|| {
+            model.bytes().map(|b| b as usize).sum::<usize>() + models::names().len()
+        });
+    PALETTE[i % PALETTE.len()]
+}
+
+/// A file-name-safe form of a workload name.
+pub fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("plotting failed: {e}")
+}
+
+/// Renders every plot of the run into `dir`; returns the files written.
+pub fn render_all(run: &RunFile, points: &[Point], dir: &Path) -> Result<Vec<PathBuf>> {
+    register_font();
+    let machine = format!(
+        "{} ({} CPUs; server {:?}, fleet {:?})",
+        run.environment.hostname,
+        run.environment.logical_cpus,
+        run.config.server_cpus,
+        run.config.fleet_cpus
+    );
+    let mut out = Vec::new();
+    for w in &run.config.workloads {
+        let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let ctx = format!(
+            "workload {} ({}), {} Hz/client; {}",
+            w.name, w.plan.spec, run.config.rate, machine
+        );
+        let base = slug(&w.name);
+        let file = dir.join(format!("{base}-throughput.png"));
+        panels(
+            &file,
+            &ctx,
+            &pts,
+            &[Panel {
+                title: "achieved vs offered",
+                y: "packets/s",
+                log: false,
+                value: |p| p.achieved_pps,
+                offered: true,
+            }],
+        )?;
+        out.push(file);
+        let file = dir.join(format!("{base}-latency.png"));
+        panels(
+            &file,
+            &ctx,
+            &pts,
+            &[
+                Panel {
+                    title: "p50 latency",
+                    y: "us (log)",
+                    log: true,
+                    value: |p| p.p50_ns as f64 / 1e3,
+                    offered: false,
+                },
+                Panel {
+                    title: "p99 latency",
+                    y: "us (log)",
+                    log: true,
+                    value: |p| p.p99_ns as f64 / 1e3,
+                    offered: false,
+                },
+                Panel {
+                    title: "p99.9 latency",
+                    y: "us (log)",
+                    log: true,
+                    value: |p| p.p999_ns as f64 / 1e3,
+                    offered: false,
+                },
+            ],
+        )?;
+        out.push(file);
+        let file = dir.join(format!("{base}-cpu.png"));
+        panels(
+            &file,
+            &ctx,
+            &pts,
+            &[
+                Panel {
+                    title: "server CPU",
+                    y: "% of one CPU",
+                    log: false,
+                    value: |p| p.cpu_pct,
+                    offered: false,
+                },
+                Panel {
+                    title: "server CPU per packet",
+                    y: "us/packet",
+                    log: false,
+                    value: |p| p.cpu_us_per_packet,
+                    offered: false,
+                },
+            ],
+        )?;
+        out.push(file);
+        let file = dir.join(format!("{base}-memory.png"));
+        panels(
+            &file,
+            &ctx,
+            &pts,
+            &[
+                Panel {
+                    title: "peak RSS",
+                    y: "MiB",
+                    log: false,
+                    value: |p| p.peak_rss_kib as f64 / 1024.0,
+                    offered: false,
+                },
+                Panel {
+                    title: "peak PSS",
+                    y: "MiB",
+                    log: false,
+                    value: |p| p.peak_pss_kib as f64 / 1024.0,
+                    offered: false,
+                },
+            ],
+        )?;
+        out.push(file);
+        let file = dir.join(format!("{base}-spectrum.png"));
+        if spectrum(&file, &ctx, run, &pts)? {
+            out.push(file);
+        }
+    }
+    if run.config.single_model {
+        let file = dir.join("run-timeseries.png");
+        timeseries(&file, run, &machine)?;
+        out.push(file);
+    }
+    Ok(out)
+}
+
+/// One chart of a multi-chart figure.
+struct Panel {
+    title: &'static str,
+    y: &'static str,
+    log: bool,
+    value: fn(&Point) -> f64,
+    offered: bool,
+}
+
+fn models_in(pts: &[&Point]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in pts {
+        if !out.contains(&p.model) {
+            out.push(p.model.clone());
+        }
+    }
+    out
+}
+
+fn footer(area: &DrawingArea<BitMapBackend, Shift>, pts: &[&Point]) -> Result<()> {
+    let bad: Vec<String> = pts
+        .iter()
+        .filter(|p| p.status != Status::Valid)
+        .map(|p| {
+            format!(
+                "{}@{} {}",
+                p.model,
+                p.clients,
+                super::summary::status_word(p.status)
+            )
+        })
+        .collect();
+    let text = if bad.is_empty() {
+        "filled circle = valid. All points valid.".to_string()
+    } else {
+        format!(
+            "filled = valid, hollow = overloaded, x = invalid (not trustworthy). Not valid: {}",
+            bad.join(", ")
+        )
+    };
+    let text: String = text.chars().take(190).collect();
+    area.draw(&Text::new(
+        text,
+        (10, SIZE.1 as i32 - 22),
+        (FONT, 14).into_font(),
+    ))
+    .map_err(err)
+}
+
+fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()> {
+    let root = BitMapBackend::new(file, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (body, foot) = root.split_vertically(SIZE.1 - 30);
+    footer(&foot, pts).map_err(err)?;
+    let body = body.titled(ctx, (FONT, 18)).map_err(err)?;
+    let areas = body.split_evenly((1, panels.len()));
+    let mut sizes: Vec<u32> = pts.iter().map(|p| p.clients).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let (xmin, xmax) = (
+        sizes[0] as f64 / 1.5,
+        *sizes.last().expect("non-empty") as f64 * 1.5,
+    );
+    for (panel, area) in panels.iter().zip(&areas) {
+        let values: Vec<f64> = pts
+            .iter()
+            .map(|p| (panel.value)(p))
+            .chain(pts.iter().filter(|_| panel.offered).map(|p| p.offered_pps))
+            .filter(|v| v.is_finite())
+            .collect();
+        let ymax = values.iter().cloned().fold(0.0, f64::max).max(1e-3) * 1.15;
+        let ymin_pos = values
+            .iter()
+            .cloned()
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(panel.title, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(70);
+        if panel.log {
+            let ymin = if ymin_pos.is_finite() {
+                ymin_pos / 1.5
+            } else {
+                1e-3
+            };
+            let mut chart = builder
+                .build_cartesian_2d(
+                    (xmin..xmax).log_scale(),
+                    (ymin..ymax.max(ymin * 10.0)).log_scale(),
+                )
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("clients (log)")
+                .y_desc(panel.y)
+                .label_style((FONT, 14))
+                .draw()
+                .map_err(err)?;
+            draw_models(&mut chart, pts, panel)?;
+        } else {
+            let mut chart = builder
+                .build_cartesian_2d((xmin..xmax).log_scale(), 0.0..ymax)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("clients (log)")
+                .y_desc(panel.y)
+                .label_style((FONT, 14))
+                .draw()
+                .map_err(err)?;
+            draw_models(&mut chart, pts, panel)?;
+        }
+    }
+    root.present().map_err(err)
+}
+
+fn draw_models<'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    pts: &[&Point],
+    panel: &Panel,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    if panel.offered {
+        let mut offered: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|p| (p.clients as f64, p.offered_pps))
+            .collect();
+        offered.sort_by(|a, b| a.0.total_cmp(&b.0));
+        offered.dedup();
+        chart
+            .draw_series(LineSeries::new(offered, BLACK.mix(0.5).stroke_width(1)))
+            .map_err(err)?
+            .label("offered")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    }
+    for model in models_in(pts) {
+        let colour = colour(&model);
+        let mine: Vec<&&Point> = pts.iter().filter(|p| p.model == model).collect();
+        let line: Vec<(f64, f64)> = mine
+            .iter()
+            .filter(|p| p.status != Status::Invalid)
+            .map(|p| (p.clients as f64, (panel.value)(p)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(line, colour.stroke_width(2)))
+            .map_err(err)?
+            .label(model.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
+            });
+        for p in mine {
+            let xy = (p.clients as f64, (panel.value)(p));
+            match p.status {
+                Status::Valid => {
+                    chart.draw_series(std::iter::once(Circle::new(xy, 6, colour.filled())))
+                }
+                Status::Overloaded => {
+                    chart.draw_series(std::iter::once(Circle::new(xy, 6, colour.stroke_width(2))))
+                }
+                Status::Invalid => {
+                    chart.draw_series(std::iter::once(Cross::new(xy, 7, colour.stroke_width(2))))
+                }
+            }
+            .map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+/// Percentile spectrum per model at the largest fleet size where any model
+/// is valid (else the smallest). False when there is no latency data.
+fn spectrum(file: &Path, ctx: &str, run: &RunFile, pts: &[&Point]) -> Result<bool> {
+    let mut sizes: Vec<u32> = pts.iter().map(|p| p.clients).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let size = sizes
+        .iter()
+        .rev()
+        .copied()
+        .find(|&n| {
+            pts.iter()
+                .any(|p| p.clients == n && p.status == Status::Valid)
+        })
+        .unwrap_or(sizes[0]);
+    let mut series: Vec<(&Point, Vec<(f64, f64)>)> = Vec::new();
+    for p in pts.iter().filter(|p| p.clients == size) {
+        let Some(server) = &run.cells[p.median_cell].server else {
+            continue;
+        };
+        let Ok(h) = server.latency_ns.histogram() else {
+            continue;
+        };
+        if h.is_empty() {
+            continue;
+        }
+        let curve: Vec<(f64, f64)> = h
+            .iter_quantiles(2)
+            .map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1e3))
+            .filter(|(q, _)| *q < 1.0)
+            .map(|(q, us)| (1.0 / (1.0 - q), us.max(1e-3)))
+            .collect();
+        series.push((p, curve));
+    }
+    if series.is_empty() {
+        return Ok(false);
+    }
+    let xmax = series
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.0))
+        .fold(10.0, f64::max)
+        * 1.2;
+    let ymax = series
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.3;
+    let ymin = series
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .fold(f64::INFINITY, f64::min)
+        / 1.5;
+    let root = BitMapBackend::new(file, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (body, foot) = root.split_vertically(SIZE.1 - 30);
+    let at_size: Vec<&Point> = pts.iter().filter(|p| p.clients == size).copied().collect();
+    footer(&foot, &at_size)?;
+    let mut chart = ChartBuilder::on(&body)
+        .caption(
+            format!("latency percentile spectrum at {size} clients; {ctx}"),
+            (FONT, 16),
+        )
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d((1.0..xmax).log_scale(), (ymin..ymax).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile, as 1/(1-p): 10 = p90, 100 = p99, 1000 = p99.9")
+        .y_desc("latency us (log)")
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    for (p, curve) in series {
+        let colour = colour(&p.model);
+        let style = match p.status {
+            Status::Valid => colour.stroke_width(2),
+            _ => colour.mix(0.45).stroke_width(1),
+        };
+        let label = format!("{} ({})", p.model, super::summary::status_word(p.status));
+        chart
+            .draw_series(LineSeries::new(curve, style))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(true)
+}
+
+/// Single-model runs: server CPU and RSS and fleet CPU over each cell's run.
+fn timeseries(file: &Path, run: &RunFile, machine: &str) -> Result<()> {
+    let root = BitMapBackend::new(file, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let body = root
+        .titled(
+            &format!(
+                "{} over time, {}; {}",
+                run.config.models.join(","),
+                run.run_id,
+                machine
+            ),
+            (FONT, 18),
+        )
+        .map_err(err)?;
+    let areas = body.split_evenly((1, 2));
+    type Pick = fn(&crate::bench::sample::Sample) -> f64;
+    let specs: [(&str, &str, Pick); 2] = [
+        ("server CPU", "% of one CPU", |s| {
+            s.cpu_user_pct + s.cpu_sys_pct
+        }),
+        ("server RSS", "MiB", |s| s.rss_kib as f64 / 1024.0),
+    ];
+    for ((title, y, pick), area) in specs.iter().zip(&areas) {
+        let tmax = run
+            .cells
+            .iter()
+            .flat_map(|c| c.samples.server.iter().map(|s| s.t_s))
+            .fold(1.0, f64::max);
+        let vmax = run
+            .cells
+            .iter()
+            .flat_map(|c| c.samples.server.iter().map(pick))
+            .fold(1.0, f64::max)
+            * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(*title, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..tmax, 0.0..vmax)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the cell started")
+            .y_desc(*y)
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        for (i, cell) in run.cells.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let pts: Vec<(f64, f64)> = cell
+                .samples
+                .server
+                .iter()
+                .skip(1)
+                .map(|s| (s.t_s, pick(s)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(err)?
+                .label(cell.key.id())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}

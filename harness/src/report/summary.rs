@@ -1,0 +1,315 @@
+//! `summary.md`: environment and method, then per workload a table, the
+//! plots, and "what this shows" derived from the numbers alone.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use super::aggregate::Point;
+use crate::bench::results::RunFile;
+use crate::bench::verdict::Status;
+use crate::units::{fmt_ns, fmt_rate};
+
+/// The latency bound used to rank models in "what this shows".
+pub const RANKING_P99_NS: u64 = 2_000_000;
+
+/// Renders the markdown. `plots` are the PNGs written; `link_base` is the
+/// plots folder relative to the summary's folder.
+pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Path) -> String {
+    let mut md = String::new();
+    let c = &run.config;
+    let e = &run.environment;
+    let _ = writeln!(md, "# Ingest server models: run `{}`\n", run.run_id);
+    let _ = writeln!(
+        md,
+        "Started {} on **{}** ({}, {} logical CPUs, {} GiB), kernel {}, {}; commit {}{}.\n",
+        run.started,
+        e.hostname,
+        e.cpu_model,
+        e.logical_cpus,
+        e.memory_kib / (1024 * 1024),
+        e.kernel,
+        e.rustc,
+        e.git_commit
+            .as_deref()
+            .map_or("unknown", |s| &s[..s.len().min(12)]),
+        if e.git_dirty == Some(true) {
+            " (dirty)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(md, "## Method\n");
+    let _ = writeln!(
+        md,
+        "- Server (`harness serve`) pinned to CPUs {:?}, fleet (`harness fleet`) pinned to CPUs {:?}, as separate processes; clock source `{}`.",
+        c.server_cpus, c.fleet_cpus, e.clock_source
+    );
+    let _ = writeln!(
+        md,
+        "- Each client sends 32-byte frames at {} Hz on a fixed open-loop schedule; frames due within {} go out in one write. {} warm-up, then a {} measured window; {} repeat(s) per cell (medians shown, spread in brackets when repeated).",
+        c.rate,
+        humantime::format_duration(c.batch_window),
+        humantime::format_duration(c.warmup),
+        humantime::format_duration(c.duration),
+        c.repeat
+    );
+    let _ = writeln!(
+        md,
+        "- Latency is measured from when a frame was **due** to when the server finished processing it, so a late or blocked sender cannot hide queueing (coordinated omission corrected). Percentiles come from the server's merged HDR histogram."
+    );
+    let _ = writeln!(
+        md,
+        "- A cell is **valid** only if every client drained, the server counted exactly what each client sent (zero loss), there were no protocol errors and the fleet kept its schedule. **Overloaded** cells are real results where the server could not keep up (backpressure or unread frames); **invalid** cells must not be used.\n"
+    );
+    let _ = writeln!(
+        md,
+        "Calibration: {:.1} kernel iterations per microsecond.\n",
+        c.iters_per_us
+    );
+
+    let _ = writeln!(md, "## Recommendation\n");
+    let _ = writeln!(md, "| workload | use | why |\n|---|---|---|");
+    for w in &c.workloads {
+        let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
+        let (model, why) = recommend(&pts);
+        let _ = writeln!(md, "| {} | {} | {} |", w.name, model, why);
+    }
+    md.push('\n');
+
+    for w in &c.workloads {
+        let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
+        let _ = writeln!(md, "## Workload `{}` (`{}`)\n", w.name, w.plan.spec);
+        let _ = writeln!(
+            md,
+            "| model | clients | offered/s | achieved/s | p50 | p99 | p99.9 | max | server CPU % | CPU us/pkt | peak RSS MiB | peak PSS MiB | loss | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for p in &pts {
+            let spread = |lo: u64, hi: u64| {
+                if p.repeats > 1 {
+                    format!(" [{}-{}]", fmt_ns(lo), fmt_ns(hi))
+                } else {
+                    String::new()
+                }
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {}{} | {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                p.model,
+                p.clients,
+                fmt_rate(p.offered_pps),
+                fmt_rate(p.achieved_pps),
+                fmt_ns(p.p50_ns),
+                fmt_ns(p.p99_ns),
+                spread(p.p99_spread.0, p.p99_spread.1),
+                fmt_ns(p.p999_ns),
+                fmt_ns(p.max_ns),
+                p.cpu_pct,
+                p.cpu_us_per_packet,
+                p.peak_rss_kib as f64 / 1024.0,
+                p.peak_pss_kib as f64 / 1024.0,
+                p.lost,
+                status_word(p.status)
+            );
+        }
+        md.push('\n');
+        let _ = writeln!(md, "**What this shows.**\n");
+        for line in findings(&pts) {
+            let _ = writeln!(md, "- {line}");
+        }
+        md.push('\n');
+        for plot in plots.iter().filter(|p| plot_belongs(p, &w.name)) {
+            if let Some(name) = plot.file_name() {
+                let link = link_base.join(name);
+                let _ = writeln!(md, "![{}]({})\n", name.to_string_lossy(), link.display());
+            }
+        }
+    }
+    let shared: Vec<_> = plots
+        .iter()
+        .filter(|p| c.workloads.iter().all(|w| !plot_belongs(p, &w.name)))
+        .collect();
+    if !shared.is_empty() {
+        let _ = writeln!(md, "## Run plots\n");
+        for plot in shared {
+            if let Some(name) = plot.file_name() {
+                let _ = writeln!(
+                    md,
+                    "![{}]({})\n",
+                    name.to_string_lossy(),
+                    link_base.join(name).display()
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(md, "## Cells that are not valid\n");
+    let bad: Vec<_> = run
+        .cells
+        .iter()
+        .filter(|c| c.verdict.status != Status::Valid)
+        .collect();
+    if bad.is_empty() {
+        let _ = writeln!(md, "None: every cell passed every check.");
+    }
+    for cell in bad {
+        let _ = writeln!(
+            md,
+            "- `{}`: {} ({})",
+            cell.key.id(),
+            status_word(cell.verdict.status),
+            cell.verdict.reasons.join("; ")
+        );
+    }
+    md
+}
+
+fn plot_belongs(plot: &Path, workload: &str) -> bool {
+    plot.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(&format!("{}-", super::plots::slug(workload))))
+}
+
+/// Word for a status.
+pub fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Valid => "valid",
+        Status::Overloaded => "overloaded",
+        Status::Invalid => "INVALID",
+    }
+}
+
+fn within(p: &Point) -> bool {
+    p.status == Status::Valid && p.p99_ns <= RANKING_P99_NS
+}
+
+/// The model that sustains the most clients valid within the p99 bound;
+/// ties go to the lower p99 there, then the lower CPU per packet.
+fn recommend(pts: &[&Point]) -> (String, String) {
+    let mut best: Option<(&Point, u32)> = None;
+    let models = unique_models(pts);
+    for m in &models {
+        let reach = pts
+            .iter()
+            .filter(|p| &p.model == m && within(p))
+            .map(|p| p.clients)
+            .max();
+        let Some(reach) = reach else { continue };
+        let at = pts
+            .iter()
+            .find(|p| &p.model == m && p.clients == reach)
+            .copied();
+        let Some(at) = at else { continue };
+        let better = match best {
+            None => true,
+            Some((b, r)) => {
+                reach > r
+                    || (reach == r
+                        && (at.p99_ns, at.cpu_us_per_packet as u64)
+                            < (b.p99_ns, b.cpu_us_per_packet as u64))
+            }
+        };
+        if better {
+            best = Some((at, reach));
+        }
+    }
+    match best {
+        Some((p, reach)) => (
+            format!("`{}`", p.model),
+            format!(
+                "valid with p99 <= {} up to {} clients (p99 {} at {:.2} CPU us/packet)",
+                fmt_ns(RANKING_P99_NS),
+                reach,
+                fmt_ns(p.p99_ns),
+                p.cpu_us_per_packet
+            ),
+        ),
+        None => (
+            "none".into(),
+            format!(
+                "no model was valid with p99 <= {} at any fleet size",
+                fmt_ns(RANKING_P99_NS)
+            ),
+        ),
+    }
+}
+
+fn unique_models(pts: &[&Point]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in pts {
+        if !out.contains(&p.model) {
+            out.push(p.model.clone());
+        }
+    }
+    out
+}
+
+/// Statements derived from the numbers: where each model breaks and why,
+/// and how far apart the models are at the largest fleet.
+fn findings(pts: &[&Point]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in unique_models(pts) {
+        let mine: Vec<&&Point> = pts.iter().filter(|p| p.model == m).collect();
+        match mine.iter().find(|p| p.status != Status::Valid) {
+            None => {
+                let top = mine.iter().map(|p| p.clients).max().unwrap_or(0);
+                let worst = mine.iter().map(|p| p.p99_ns).max().unwrap_or(0);
+                out.push(format!(
+                    "`{m}` stayed valid at every fleet size up to {top} clients (worst p99 {}).",
+                    fmt_ns(worst)
+                ));
+            }
+            Some(p) => out.push(format!(
+                "`{m}` breaks at {} clients: {} ({}); p99 there {}, achieved {} of {} packets/s.",
+                p.clients,
+                status_word(p.status),
+                p.reasons.join("; "),
+                fmt_ns(p.p99_ns),
+                fmt_rate(p.achieved_pps),
+                fmt_rate(p.offered_pps)
+            )),
+        }
+    }
+    // Spread at the largest fleet size where two or more models are valid.
+    let mut sizes: Vec<u32> = pts.iter().map(|p| p.clients).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for &n in sizes.iter().rev() {
+        let valid: Vec<&&Point> = pts
+            .iter()
+            .filter(|p| p.clients == n && p.status == Status::Valid)
+            .collect();
+        if valid.len() < 2 {
+            continue;
+        }
+        let fast = valid.iter().min_by_key(|p| p.p99_ns).expect("non-empty");
+        let slow = valid.iter().max_by_key(|p| p.p99_ns).expect("non-empty");
+        let cheap = valid
+            .iter()
+            .min_by(|a, b| a.cpu_us_per_packet.total_cmp(&b.cpu_us_per_packet))
+            .expect("non-empty");
+        if fast.p99_ns > 0 && slow.model != fast.model {
+            out.push(format!(
+                "At {n} clients `{}` has the lowest p99 ({}), {:.1}x better than `{}` ({}); `{}` spends the least CPU per packet ({:.2} us).",
+                fast.model,
+                fmt_ns(fast.p99_ns),
+                slow.p99_ns as f64 / fast.p99_ns as f64,
+                slow.model,
+                fmt_ns(slow.p99_ns),
+                cheap.model,
+                cheap.cpu_us_per_packet
+            ));
+        }
+        break;
+    }
+    let mem = pts.iter().max_by_key(|p| p.peak_pss_kib);
+    if let Some(p) = mem {
+        out.push(format!(
+            "Largest memory footprint: `{}` at {} clients, peak PSS {:.1} MiB (RSS {:.1} MiB).",
+            p.model,
+            p.clients,
+            p.peak_pss_kib as f64 / 1024.0,
+            p.peak_rss_kib as f64 / 1024.0
+        ));
+    }
+    out
+}

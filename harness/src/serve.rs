@@ -1,0 +1,88 @@
+//! `harness serve`: binds, prints `listening on ADDR`, serves one model
+//! until SIGTERM/SIGINT and writes the report. Installs its signal flags
+//! without starting threads, so `prefork` can still fork.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use models::report::CpuTimes;
+use models::{ServeConfig, ServerReport, Shutdown};
+use nix::sys::resource::{getrusage, UsageWho};
+use workloads::Limits;
+
+use crate::cli::ServeArgs;
+use crate::cpus;
+use crate::fleet::report::tv_secs;
+
+/// Runs `harness serve`.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let model = models::find(&args.model).ok_or_else(|| {
+        anyhow!(
+            "unknown model `{}`; choose one of: {}",
+            args.model,
+            models::names().join(", ")
+        )
+    })?;
+    if let Some(list) = &args.cpus {
+        cpus::pin(&cpus::parse_list(list).map_err(|e| anyhow!(e))?).map_err(|e| anyhow!(e))?;
+    }
+    let usable = cpus::allowed().len();
+    let config = ServeConfig {
+        workers: args
+            .workers
+            .unwrap_or_else(|| model.default_workers(usable))
+            .max(1),
+        max_clients: args.max_clients,
+        idle_timeout: args.idle_timeout,
+        limits: Limits {
+            max_cpu_iters: args.max_cpu_iters,
+            max_io_us: args.max_io_us,
+        },
+    };
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, flag.clone()).context("install signal handlers")?;
+    }
+    let listener = TcpListener::bind(args.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; pick another --listen address",
+            args.listen
+        )
+    })?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}").context("write to stdout")?;
+        out.flush().context("flush stdout")?;
+    }
+    tracing::info!(model = model.name(), workers = config.workers, %addr, "serving");
+    let stats = model
+        .serve(listener, &config, &Shutdown::from_flag(flag))
+        .with_context(|| format!("model {} failed", model.name()))?;
+    let (cpu, max_rss_kib) = tree_usage();
+    let report = ServerReport::new(model.name(), &config, &stats, cpu, max_rss_kib);
+    let json = serde_json::to_string_pretty(&report).context("encode the report")?;
+    match &args.report {
+        Some(path) => crate::bench::results::write_atomic(path, json.as_bytes())
+            .with_context(|| format!("write the report to {}", path.display()))?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+/// CPU of this process plus its reaped children, and the largest peak RSS.
+fn tree_usage() -> (CpuTimes, u64) {
+    let mut cpu = CpuTimes::default();
+    let mut rss = 0u64;
+    for who in [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN] {
+        if let Ok(u) = getrusage(who) {
+            cpu.user_s += tv_secs(u.user_time());
+            cpu.sys_s += tv_secs(u.system_time());
+            rss = rss.max(u.max_rss().max(0) as u64);
+        }
+    }
+    (cpu, rss)
+}

@@ -1,0 +1,243 @@
+//! `async`: a tokio multi-thread runtime with one task per connection.
+//!
+//! Frames of one connection are processed concurrently: an io frame becomes
+//! a tokio timer task (so waits overlap; tokio timers have 1 ms
+//! granularity, which shows in the latency), and the cpu frames of each read
+//! run as one batch on tokio's blocking pool, capped at `workers` threads,
+//! so kernel work never starves the reactor threads. At most
+//! [`MAX_IN_FLIGHT`] work units per connection are pending; past that the
+//! task stops reading and TCP pushes back.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, Instant};
+use workloads::clock::monotonic_ns;
+use workloads::{Frame, WorkKind};
+
+use crate::ingest::ConnIngest;
+use crate::stats::{IngestStats, Stats};
+use crate::work::cpu_digest;
+use crate::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
+
+/// Pending work units (io timers or cpu batches) per connection.
+pub const MAX_IN_FLIGHT: usize = 1024;
+const READ_CHUNK: usize = 16 * 1024;
+const FLUSH_EVERY: usize = 512;
+
+/// Tokio, a task per connection.
+pub struct Async;
+
+/// A processed frame: when it finished and its kernel result.
+type Done = (Frame, u64, Option<u64>);
+
+impl Model for Async {
+    fn name(&self) -> &'static str {
+        "async"
+    }
+
+    fn describe(&self) -> &'static str {
+        "tokio multi-thread runtime, a task per connection; io waits are tokio timers that overlap, cpu work runs in per-read batches on a blocking pool of N threads"
+    }
+
+    fn default_workers(&self, cpus: usize) -> usize {
+        cpus.max(1)
+    }
+
+    fn serve(
+        &self,
+        listener: TcpListener,
+        config: &ServeConfig,
+        shutdown: &Shutdown,
+    ) -> Result<Stats, ServeError> {
+        let workers = config.workers.max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .max_blocking_threads(workers)
+            .enable_all()
+            .build()
+            .map_err(ServeError::io("build the tokio runtime"))?;
+        let shared = Arc::new(Mutex::new(Stats::default()));
+        runtime.block_on(accept_loop(
+            listener,
+            config.clone(),
+            shutdown.clone(),
+            shared.clone(),
+        ))?;
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let stats = shared.lock().expect("stats lock").clone();
+        Ok(stats)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: Shutdown,
+    shared: Arc<Mutex<Stats>>,
+) -> Result<(), ServeError> {
+    listener
+        .set_nonblocking(true)
+        .map_err(ServeError::io("set the listener non-blocking"))?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(ServeError::io("register the listener"))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let active = Arc::new(AtomicUsize::new(0));
+    let config = Arc::new(config);
+    let mut conns = JoinSet::new();
+    let mut tick = tokio::time::interval(SHUTDOWN_POLL);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let mut s = shared.lock().expect("stats lock");
+                    if active.load(Ordering::SeqCst) >= config.max_clients {
+                        s.ingest.connections.rejected += 1;
+                        continue;
+                    }
+                    s.ingest.connections.accepted += 1;
+                    active.fetch_add(1, Ordering::SeqCst);
+                    conns.spawn(connection(
+                        stream,
+                        config.clone(),
+                        shared.clone(),
+                        stop_rx.clone(),
+                        active.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::debug!("accept failed: {e}");
+                    sleep(Duration::from_millis(5)).await;
+                }
+            },
+            _ = tick.tick() => {
+                if shutdown.is_triggered() {
+                    break;
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(joined) = conns.join_next().await {
+        joined.map_err(|e| ServeError::Worker(format!("connection task failed: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Buffers finished frames and records them into the shared statistics in
+/// batches, so the lock is taken once per [`FLUSH_EVERY`] frames.
+struct Recorder {
+    pending: Vec<Done>,
+    shared: Arc<Mutex<Stats>>,
+}
+
+impl Recorder {
+    fn push(&mut self, done: Done) {
+        self.pending.push(done);
+        if self.pending.len() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut s = self.shared.lock().expect("stats lock");
+        for (frame, done_ns, digest) in self.pending.drain(..) {
+            s.process.record(&frame, done_ns, digest);
+        }
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    config: Arc<ServeConfig>,
+    shared: Arc<Mutex<Stats>>,
+    mut stop: watch::Receiver<bool>,
+    active: Arc<AtomicUsize>,
+) {
+    let mut ingest = IngestStats::default();
+    let mut conn = ConnIngest::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut in_flight: JoinSet<Vec<Done>> = JoinSet::new();
+    let mut recorder = Recorder {
+        pending: Vec::with_capacity(FLUSH_EVERY),
+        shared: shared.clone(),
+    };
+    let idle = config.idle_timeout;
+    let far = Duration::from_secs(86_400 * 365);
+    let mut deadline = Instant::now() + if idle.is_zero() { far } else { idle };
+    loop {
+        tokio::select! {
+            biased;
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                for done in joined.expect("work tasks do not panic") {
+                    recorder.push(done);
+                }
+            }
+            _ = stop.changed() => break,
+            _ = sleep_until(deadline) => {
+                ingest.connections.idle_timeouts += 1;
+                break;
+            }
+            read = stream.read(&mut buf), if in_flight.len() < MAX_IN_FLIGHT => match read {
+                Ok(0) | Err(_) => {
+                    conn.on_eof(&mut ingest);
+                    break;
+                }
+                Ok(n) => {
+                    if !idle.is_zero() {
+                        deadline = Instant::now() + idle;
+                    }
+                    let mut cpu_batch = Vec::new();
+                    let fed = conn.on_bytes(&buf[..n], &config.limits, &mut ingest, |frame| {
+                        match frame.kind {
+                            WorkKind::Cpu => cpu_batch.push(frame),
+                            WorkKind::Io if frame.amount > 0 => {
+                                let wait = Duration::from_micros(frame.amount as u64);
+                                in_flight.spawn(async move {
+                                    sleep(wait).await;
+                                    vec![(frame, monotonic_ns(), None)]
+                                });
+                            }
+                            _ => recorder.push((frame, monotonic_ns(), None)),
+                        }
+                    });
+                    if !cpu_batch.is_empty() {
+                        in_flight.spawn_blocking(move || {
+                            cpu_batch
+                                .into_iter()
+                                .map(|f| {
+                                    let digest = cpu_digest(&f);
+                                    (f, monotonic_ns(), digest)
+                                })
+                                .collect()
+                        });
+                    }
+                    if fed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // Finish every frame already read before closing.
+    while let Some(joined) = in_flight.join_next().await {
+        for done in joined.expect("work tasks do not panic") {
+            recorder.push(done);
+        }
+    }
+    recorder.flush();
+    drop(stream);
+    ingest.connections.closed += 1;
+    shared.lock().expect("stats lock").ingest.merge(&ingest);
+    active.fetch_sub(1, Ordering::SeqCst);
+}

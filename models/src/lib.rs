@@ -1,0 +1,149 @@
+//! The ingest server as interchangeable concurrency models.
+//!
+//! Every model implements [`Model`] and is listed once in [`registry`]; the
+//! CLI and the conformance tests pick models from there by name, so a new
+//! model is one new file plus one line in [`REGISTRY`].
+
+pub mod async_model;
+pub mod ingest;
+pub mod pool;
+pub mod prefork;
+mod reactor;
+pub mod report;
+pub mod single;
+pub mod stats;
+pub mod work;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workloads::Limits;
+
+pub use report::ServerReport;
+pub use stats::Stats;
+
+/// How often loops look at the shutdown flag when nothing else wakes them.
+pub(crate) const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+
+/// Per-run server settings shared by every model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServeConfig {
+    /// Pool threads, runtime threads or children (ignored by `single`).
+    pub workers: usize,
+    /// Connections beyond this many open ones are closed at once.
+    pub max_clients: usize,
+    /// A connection silent this long is closed.
+    #[serde(with = "duration_ms")]
+    pub idle_timeout: Duration,
+    /// Caps on requested work.
+    pub limits: Limits,
+}
+
+/// Serializes a `Duration` as fractional milliseconds.
+pub mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes milliseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    /// Reads milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs_f64(
+            f64::deserialize(d)?.max(0.0) / 1000.0,
+        ))
+    }
+}
+
+/// A shutdown request: set once (by a signal handler or a test), observed by
+/// every loop of the model within [`SHUTDOWN_POLL`].
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    /// A shutdown driven by `flag`, e.g. one a signal handler sets.
+    pub fn from_flag(flag: Arc<AtomicBool>) -> Self {
+        Shutdown(flag)
+    }
+
+    /// Requests shutdown.
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// True once shutdown was requested.
+    pub fn is_triggered(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a model could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// An OS call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `fork` was refused because the process runs other threads.
+    #[error("prefork must fork from a single-threaded process, but this one has {0} threads; run it through `harness serve`")]
+    NotSingleThreaded(u64),
+    /// A worker thread or child failed.
+    #[error("worker failed: {0}")]
+    Worker(String),
+}
+
+impl ServeError {
+    pub(crate) fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> ServeError {
+        move |source| ServeError::Io { what, source }
+    }
+}
+
+/// One concurrency model of the ingest server. Object safe.
+pub trait Model: Send + Sync {
+    /// Registry name, as typed on the command line.
+    fn name(&self) -> &'static str;
+    /// One line on how the model is built and treats cpu and io work.
+    fn describe(&self) -> &'static str;
+    /// Workers used when `--workers` is not given, for `cpus` usable CPUs.
+    fn default_workers(&self, cpus: usize) -> usize;
+    /// Serves on `listener` until `shutdown`, then finishes the frames it
+    /// has read and returns the merged statistics.
+    fn serve(
+        &self,
+        listener: TcpListener,
+        config: &ServeConfig,
+        shutdown: &Shutdown,
+    ) -> Result<Stats, ServeError>;
+}
+
+/// Every model, in presentation order. Add a model here.
+pub static REGISTRY: &[&dyn Model] = &[
+    &single::Single,
+    &pool::Pool,
+    &async_model::Async,
+    &prefork::Prefork,
+];
+
+/// All registered models.
+pub fn registry() -> &'static [&'static dyn Model] {
+    REGISTRY
+}
+
+/// The model registered as `name`.
+pub fn find(name: &str) -> Option<&'static dyn Model> {
+    REGISTRY.iter().copied().find(|m| m.name() == name)
+}
+
+/// Registered model names, in order.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|m| m.name()).collect()
+}

@@ -1,0 +1,163 @@
+//! The server report written by `harness serve`: the stable JSON contract
+//! the harness and users read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{hdr_base64, ConnectionCounts, ErrorCounts, Stats};
+use crate::ServeConfig;
+
+/// Frame counts processed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketCounts {
+    /// Measured frames.
+    pub measured: u64,
+    /// Warm-up frames.
+    pub warmup: u64,
+}
+
+/// One client's line in the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientReport {
+    /// Client id.
+    pub id: u32,
+    /// Valid frames read, warm-up included.
+    pub received: u64,
+    /// Measured frames read.
+    pub measured: u64,
+    /// Highest sequence number seen.
+    pub max_seq: Option<u64>,
+    /// Sequence numbers up to `max_seq` never seen.
+    pub missing: u64,
+    /// Repeated sequence numbers.
+    pub duplicates: u64,
+}
+
+/// Latency summary in nanoseconds plus the full histogram.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Measured frames recorded.
+    pub count: u64,
+    /// Smallest.
+    pub min: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+    /// HDR histogram, V2 serialized, base64.
+    pub hdr: String,
+}
+
+impl LatencySummary {
+    /// Summarises `h`.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+        let empty = h.is_empty();
+        let q = |p: f64| if empty { 0 } else { h.value_at_quantile(p) };
+        LatencySummary {
+            count: h.len(),
+            min: if empty { 0 } else { h.min() },
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: if empty { 0 } else { h.max() },
+            mean: if empty { 0.0 } else { h.mean() },
+            hdr: hdr_base64::encode(h).unwrap_or_default(),
+        }
+    }
+
+    /// Decodes the embedded histogram.
+    pub fn histogram(&self) -> Result<hdrhistogram::Histogram<u64>, String> {
+        hdr_base64::decode(&self.hdr)
+    }
+}
+
+/// CPU time of the server's whole process tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTimes {
+    /// User seconds.
+    pub user_s: f64,
+    /// System seconds.
+    pub sys_s: f64,
+}
+
+/// The whole report of one `harness serve` run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerReport {
+    /// Model name.
+    pub model: String,
+    /// Workers used.
+    pub workers: usize,
+    /// The settings served with.
+    pub config: ServeConfig,
+    /// Frames processed.
+    pub packets: PacketCounts,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Connection counters.
+    pub connections: ConnectionCounts,
+    /// Protocol errors.
+    pub errors: ErrorCounts,
+    /// Per-client accounting, by id.
+    pub clients: Vec<ClientReport>,
+    /// Frames from client ids beyond the tracking cap.
+    pub untracked_frames: u64,
+    /// XOR of every cpu frame's kernel result, 16 lowercase hex digits.
+    pub work_digest: String,
+    /// Due-to-processed latency of measured frames.
+    pub latency_ns: LatencySummary,
+    /// CPU of the process tree.
+    pub cpu: CpuTimes,
+    /// Peak resident set of the largest process in the tree, KiB.
+    pub max_rss_kib: u64,
+}
+
+impl ServerReport {
+    /// Builds the report from a model's merged statistics.
+    pub fn new(
+        model: &str,
+        config: &ServeConfig,
+        stats: &Stats,
+        cpu: CpuTimes,
+        max_rss_kib: u64,
+    ) -> Self {
+        let clients = stats
+            .ingest
+            .clients
+            .iter()
+            .map(|(&id, c)| ClientReport {
+                id,
+                received: c.received,
+                measured: c.measured,
+                max_seq: c.max_seq,
+                missing: c.missing(),
+                duplicates: c.duplicates,
+            })
+            .collect();
+        ServerReport {
+            model: model.to_string(),
+            workers: config.workers,
+            config: config.clone(),
+            packets: PacketCounts {
+                measured: stats.process.measured,
+                warmup: stats.process.warmup,
+            },
+            bytes: stats.ingest.bytes,
+            connections: stats.ingest.connections,
+            errors: stats.ingest.errors,
+            clients,
+            untracked_frames: stats.ingest.untracked_frames,
+            work_digest: format!("{:016x}", stats.process.work_digest),
+            latency_ns: LatencySummary::of(&stats.process.latency),
+            cpu,
+            max_rss_kib,
+        }
+    }
+}

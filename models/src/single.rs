@@ -1,0 +1,49 @@
+//! `single`: one thread, one mio readiness loop; every frame's work runs
+//! inline, so an io wait stalls every connection (head-of-line blocking is
+//! the model's nature, not a bug).
+
+use std::net::TcpListener;
+
+use crate::stats::Stats;
+use crate::work::process_blocking;
+use crate::{reactor, Model, ServeConfig, ServeError, Shutdown};
+
+/// One thread does everything.
+pub struct Single;
+
+/// Runs the single-threaded loop on the calling thread.
+pub fn serve_inline(
+    listener: TcpListener,
+    config: &ServeConfig,
+    shutdown: &Shutdown,
+) -> Result<Stats, ServeError> {
+    let mut stats = Stats::default();
+    let Stats { ingest, process } = &mut stats;
+    reactor::run(listener, config, shutdown, ingest, |frame| {
+        process_blocking(&frame, process)
+    })?;
+    Ok(stats)
+}
+
+impl Model for Single {
+    fn name(&self) -> &'static str {
+        "single"
+    }
+
+    fn describe(&self) -> &'static str {
+        "one thread, mio readiness loop; cpu and io work run inline, so an io wait stalls every connection"
+    }
+
+    fn default_workers(&self, _cpus: usize) -> usize {
+        1
+    }
+
+    fn serve(
+        &self,
+        listener: TcpListener,
+        config: &ServeConfig,
+        shutdown: &Shutdown,
+    ) -> Result<Stats, ServeError> {
+        serve_inline(listener, config, shutdown)
+    }
+}

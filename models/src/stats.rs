@@ -1,0 +1,326 @@
+//! Mergeable server statistics: what was read (per client, per error
+//! reason) and what was processed (packets, latency, work digest).
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use workloads::{Frame, FrameError};
+
+/// Largest latency the histogram tracks (100 s); larger values are clamped.
+pub const LATENCY_MAX_NS: u64 = 100_000_000_000;
+/// Most distinct client ids tracked per server; frames of further ids are
+/// still processed but counted only in `untracked_frames`.
+pub const MAX_TRACKED_CLIENTS: usize = 65_536;
+
+/// A latency histogram: 1 ns to [`LATENCY_MAX_NS`], 3 significant digits.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("static bounds are valid")
+}
+
+/// Per-client accounting of valid frames read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCounts {
+    /// Valid frames read, warm-up included.
+    pub received: u64,
+    /// Valid measured (non-warm-up) frames read.
+    pub measured: u64,
+    /// Highest sequence number seen.
+    pub max_seq: Option<u64>,
+    /// Frames whose sequence number was not above the previous one on the
+    /// same connection.
+    pub duplicates: u64,
+}
+
+impl ClientCounts {
+    /// Sequence numbers up to `max_seq` that never arrived.
+    pub fn missing(&self) -> u64 {
+        let expected = self.max_seq.map_or(0, |m| m.saturating_add(1));
+        expected.saturating_sub(self.received - self.duplicates)
+    }
+
+    fn merge(&mut self, o: &ClientCounts) {
+        self.received += o.received;
+        self.measured += o.measured;
+        self.duplicates += o.duplicates;
+        self.max_seq = self.max_seq.max(o.max_seq);
+    }
+}
+
+/// Connection lifecycle counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    /// Connections taken into service.
+    pub accepted: u64,
+    /// Connections closed at once because `--max-clients` were open.
+    pub rejected: u64,
+    /// Accepted connections the server has closed (any reason).
+    pub closed: u64,
+    /// Connections closed for being silent past `--idle-timeout`.
+    pub idle_timeouts: u64,
+}
+
+/// Protocol error counters, one per reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// Magic was not `IG`.
+    pub bad_magic: u64,
+    /// Version was not 1.
+    pub bad_version: u64,
+    /// Work kind 3 or reserved bits set.
+    pub bad_flags: u64,
+    /// CRC mismatch.
+    pub bad_checksum: u64,
+    /// Work above the server's caps.
+    pub work_over_limit: u64,
+    /// Peer closed in the middle of a frame.
+    pub truncated: u64,
+}
+
+impl ErrorCounts {
+    /// Counts one error of `e`'s reason.
+    pub fn count(&mut self, e: FrameError) {
+        *match e {
+            FrameError::BadMagic => &mut self.bad_magic,
+            FrameError::BadVersion => &mut self.bad_version,
+            FrameError::BadFlags => &mut self.bad_flags,
+            FrameError::BadChecksum => &mut self.bad_checksum,
+            FrameError::WorkOverLimit => &mut self.work_over_limit,
+        } += 1;
+    }
+
+    /// All errors together.
+    pub fn total(&self) -> u64 {
+        self.bad_magic
+            + self.bad_version
+            + self.bad_flags
+            + self.bad_checksum
+            + self.work_over_limit
+            + self.truncated
+    }
+
+    fn merge(&mut self, o: &ErrorCounts) {
+        self.bad_magic += o.bad_magic;
+        self.bad_version += o.bad_version;
+        self.bad_flags += o.bad_flags;
+        self.bad_checksum += o.bad_checksum;
+        self.work_over_limit += o.work_over_limit;
+        self.truncated += o.truncated;
+    }
+}
+
+/// What the reading side saw: bytes, connections, errors, clients.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct IngestStats {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Connection counters.
+    pub connections: ConnectionCounts,
+    /// Protocol errors.
+    pub errors: ErrorCounts,
+    /// Per-client counts, by client id.
+    pub clients: BTreeMap<u32, ClientCounts>,
+    /// Valid frames of client ids beyond [`MAX_TRACKED_CLIENTS`].
+    pub untracked_frames: u64,
+}
+
+impl IngestStats {
+    /// Accounts one valid frame; `next_seq` is the connection's expected
+    /// next sequence number for this client, updated here.
+    pub fn count_frame(&mut self, frame: &Frame, next_seq: &mut Option<(u32, u64)>) {
+        let tracked =
+            self.clients.len() < MAX_TRACKED_CLIENTS || self.clients.contains_key(&frame.client_id);
+        if !tracked {
+            self.untracked_frames += 1;
+            return;
+        }
+        let c = self.clients.entry(frame.client_id).or_default();
+        c.received += 1;
+        c.measured += u64::from(!frame.warmup);
+        c.max_seq = c.max_seq.max(Some(frame.seq));
+        match next_seq {
+            Some((id, next)) if *id == frame.client_id => {
+                if frame.seq < *next {
+                    c.duplicates += 1;
+                } else {
+                    *next = frame.seq.saturating_add(1);
+                }
+            }
+            _ => *next_seq = Some((frame.client_id, frame.seq.saturating_add(1))),
+        }
+    }
+
+    /// Adds `o` into `self`.
+    pub fn merge(&mut self, o: &IngestStats) {
+        self.bytes += o.bytes;
+        self.connections.accepted += o.connections.accepted;
+        self.connections.rejected += o.connections.rejected;
+        self.connections.closed += o.connections.closed;
+        self.connections.idle_timeouts += o.connections.idle_timeouts;
+        self.errors.merge(&o.errors);
+        for (id, c) in &o.clients {
+            self.clients.entry(*id).or_default().merge(c);
+        }
+        self.untracked_frames += o.untracked_frames;
+    }
+}
+
+/// What the processing side did: packets, work digest, latency.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// Measured frames processed.
+    pub measured: u64,
+    /// Warm-up frames processed.
+    pub warmup: u64,
+    /// XOR of the kernel result of every cpu frame.
+    pub work_digest: u64,
+    /// Due-to-processed latency of measured frames, ns.
+    #[serde(with = "hdr_base64")]
+    pub latency: Histogram<u64>,
+}
+
+impl Default for ProcessStats {
+    fn default() -> Self {
+        ProcessStats {
+            measured: 0,
+            warmup: 0,
+            work_digest: 0,
+            latency: new_latency_histogram(),
+        }
+    }
+}
+
+impl ProcessStats {
+    /// Records a frame whose work finished at `done_ns`, with the kernel
+    /// result `digest` for a cpu frame.
+    #[inline]
+    pub fn record(&mut self, frame: &Frame, done_ns: u64, digest: Option<u64>) {
+        if let Some(x) = digest {
+            self.work_digest ^= x;
+        }
+        if frame.warmup {
+            self.warmup += 1;
+        } else {
+            self.measured += 1;
+            let latency = done_ns.saturating_sub(frame.due_ns).max(1);
+            self.latency.saturating_record(latency);
+        }
+    }
+
+    /// Adds `o` into `self`.
+    pub fn merge(&mut self, o: &ProcessStats) {
+        self.measured += o.measured;
+        self.warmup += o.warmup;
+        self.work_digest ^= o.work_digest;
+        self.latency
+            .add(&o.latency)
+            .expect("histograms share bounds");
+    }
+}
+
+/// Everything one model instance (or child) observed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Reading side.
+    pub ingest: IngestStats,
+    /// Processing side.
+    pub process: ProcessStats,
+}
+
+impl Stats {
+    /// Adds `o` into `self`.
+    pub fn merge(&mut self, o: &Stats) {
+        self.ingest.merge(&o.ingest);
+        self.process.merge(&o.process);
+    }
+}
+
+/// Serde for HDR histograms: V2 serialization, base64 encoded.
+pub mod hdr_base64 {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Deserializer as HdrDe, Serializer as _, V2Serializer};
+    use hdrhistogram::Histogram;
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// Encodes a histogram to a base64 string.
+    pub fn encode(h: &Histogram<u64>) -> Result<String, String> {
+        let mut bytes = Vec::new();
+        V2Serializer::new()
+            .serialize(h, &mut bytes)
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    /// Decodes a histogram from [`encode`]'s output.
+    pub fn decode(s: &str) -> Result<Histogram<u64>, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| e.to_string())?;
+        HdrDe::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Serde serializer.
+    pub fn serialize<S: Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(h).map_err(S::Error::custom)?)
+    }
+
+    /// Serde deserializer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        decode(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use workloads::WorkKind;
+
+    fn frame(client_id: u32, seq: u64, warmup: bool) -> Frame {
+        Frame {
+            client_id,
+            seq,
+            due_ns: 0,
+            kind: WorkKind::None,
+            amount: 0,
+            warmup,
+        }
+    }
+
+    #[test]
+    fn gaps_and_duplicates_are_counted() {
+        let mut s = IngestStats::default();
+        let mut next = None;
+        for seq in [0, 1, 1, 4, 5] {
+            s.count_frame(&frame(9, seq, seq == 0), &mut next);
+        }
+        let c = s.clients[&9];
+        assert_eq!((c.received, c.measured, c.duplicates), (5, 4, 1));
+        assert_eq!(c.max_seq, Some(5));
+        assert_eq!(c.missing(), 2);
+    }
+
+    #[test]
+    fn huge_values_never_overflow() {
+        let mut p = ProcessStats::default();
+        let mut f = frame(1, u64::MAX, false);
+        p.record(&f, 0, None);
+        f.due_ns = 0;
+        p.record(&f, u64::MAX, None);
+        assert_eq!(p.measured, 2);
+        let mut s = IngestStats::default();
+        s.count_frame(&f, &mut None);
+        assert_eq!(s.clients[&1].missing(), u64::MAX);
+    }
+
+    #[test]
+    fn stats_round_trip_through_json() {
+        let mut st = Stats::default();
+        st.process.record(&frame(1, 0, false), 5_000, Some(0xAB));
+        let json = serde_json::to_string(&st).unwrap();
+        let back: Stats = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.process.latency.len(), 1);
+        assert_eq!(back.process.work_digest, 0xAB);
+    }
+}

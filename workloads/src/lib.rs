@@ -1,0 +1,12 @@
+//! Everything the servers and the fleet must agree on, with no dependency on
+//! either: wire protocol v1 ([`wire`]), the reference work kernel
+//! ([`kernel`]), work-mix specifications ([`spec`]) and the shared clock
+//! ([`clock`]).
+
+pub mod clock;
+pub mod kernel;
+pub mod spec;
+pub mod wire;
+
+pub use spec::{WorkPlan, WorkSpec};
+pub use wire::{Frame, FrameError, FrameReader, Limits, WorkKind, FRAME_LEN};

@@ -1,0 +1,369 @@
+//! Wire protocol v1: fixed 32-byte little-endian frames with a CRC-32.
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | magic `IG` |
+//! | 2 | 1 | version = 1 |
+//! | 3 | 1 | flags: bits 0-1 work kind, bit 7 warm-up, bits 2-6 zero |
+//! | 4 | 4 | client id |
+//! | 8 | 8 | sequence number |
+//! | 16 | 8 | due time, CLOCK_MONOTONIC ns |
+//! | 24 | 4 | work amount |
+//! | 28 | 4 | CRC-32 (IEEE) of bytes 0..28 |
+
+use serde::{Deserialize, Serialize};
+
+/// Size of every frame on the wire.
+pub const FRAME_LEN: usize = 32;
+/// ASCII `IG`.
+pub const MAGIC: [u8; 2] = *b"IG";
+/// The only protocol version.
+pub const VERSION: u8 = 1;
+/// Flags bit 7: the frame belongs to the warm-up.
+pub const FLAG_WARMUP: u8 = 0x80;
+const KIND_MASK: u8 = 0x03;
+const RESERVED_MASK: u8 = 0x7C;
+
+/// What a frame asks the server to do before it counts as processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkKind {
+    /// Nothing.
+    None,
+    /// `amount` iterations of the reference kernel.
+    Cpu,
+    /// Wait `amount` microseconds, like a call to a downstream service.
+    Io,
+}
+
+impl WorkKind {
+    fn bits(self) -> u8 {
+        match self {
+            WorkKind::None => 0,
+            WorkKind::Cpu => 1,
+            WorkKind::Io => 2,
+        }
+    }
+}
+
+/// One decoded, checksum-verified frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Sender's client id.
+    pub client_id: u32,
+    /// Per-client sequence number.
+    pub seq: u64,
+    /// CLOCK_MONOTONIC ns at which the frame was due to be sent.
+    pub due_ns: u64,
+    /// Requested work.
+    pub kind: WorkKind,
+    /// Work amount: kernel iterations (cpu) or microseconds (io).
+    pub amount: u32,
+    /// Part of the warm-up, not measured.
+    pub warmup: bool,
+}
+
+/// Why a frame was rejected. The server closes the connection on the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Bytes 0..2 are not `IG`.
+    #[error("bad magic")]
+    BadMagic,
+    /// Byte 2 is not 1.
+    #[error("bad version")]
+    BadVersion,
+    /// Work kind 3 or a reserved flag bit set.
+    #[error("bad flags")]
+    BadFlags,
+    /// CRC-32 does not match bytes 0..28.
+    #[error("bad checksum")]
+    BadChecksum,
+    /// Work amount above the server's cap.
+    #[error("work over limit")]
+    WorkOverLimit,
+}
+
+impl FrameError {
+    /// Every reason, in report order.
+    pub const ALL: [FrameError; 5] = [
+        FrameError::BadMagic,
+        FrameError::BadVersion,
+        FrameError::BadFlags,
+        FrameError::BadChecksum,
+        FrameError::WorkOverLimit,
+    ];
+
+    /// The counter name used in reports.
+    pub fn reason(self) -> &'static str {
+        match self {
+            FrameError::BadMagic => "bad_magic",
+            FrameError::BadVersion => "bad_version",
+            FrameError::BadFlags => "bad_flags",
+            FrameError::BadChecksum => "bad_checksum",
+            FrameError::WorkOverLimit => "work_over_limit",
+        }
+    }
+}
+
+/// The server's caps on requested work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest accepted cpu amount, in kernel iterations.
+    pub max_cpu_iters: u32,
+    /// Largest accepted io wait, in microseconds.
+    pub max_io_us: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_cpu_iters: 10_000_000,
+            max_io_us: 100_000,
+        }
+    }
+}
+
+impl Frame {
+    /// Encodes into exactly 32 bytes, checksum included.
+    pub fn encode(&self) -> [u8; FRAME_LEN] {
+        let mut out = [0u8; FRAME_LEN];
+        out[0..2].copy_from_slice(&MAGIC);
+        out[2] = VERSION;
+        out[3] = self.kind.bits() | if self.warmup { FLAG_WARMUP } else { 0 };
+        out[4..8].copy_from_slice(&self.client_id.to_le_bytes());
+        out[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        out[16..24].copy_from_slice(&self.due_ns.to_le_bytes());
+        out[24..28].copy_from_slice(&self.amount.to_le_bytes());
+        seal(&mut out);
+        out
+    }
+
+    /// Decodes and validates one frame (magic, version, checksum, flags,
+    /// then the work caps).
+    pub fn decode(buf: &[u8; FRAME_LEN], limits: &Limits) -> Result<Frame, FrameError> {
+        if buf[0..2] != MAGIC {
+            return Err(FrameError::BadMagic);
+        }
+        if buf[2] != VERSION {
+            return Err(FrameError::BadVersion);
+        }
+        if crc32fast::hash(&buf[..28]).to_le_bytes() != buf[28..32] {
+            return Err(FrameError::BadChecksum);
+        }
+        let flags = buf[3];
+        let kind = match flags & KIND_MASK {
+            0 => WorkKind::None,
+            1 => WorkKind::Cpu,
+            2 => WorkKind::Io,
+            _ => return Err(FrameError::BadFlags),
+        };
+        if flags & RESERVED_MASK != 0 {
+            return Err(FrameError::BadFlags);
+        }
+        let frame = Frame {
+            client_id: u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")),
+            seq: u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes")),
+            due_ns: u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")),
+            kind,
+            amount: u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes")),
+            warmup: flags & FLAG_WARMUP != 0,
+        };
+        let over = match kind {
+            WorkKind::None => false,
+            WorkKind::Cpu => frame.amount > limits.max_cpu_iters,
+            WorkKind::Io => frame.amount > limits.max_io_us,
+        };
+        if over {
+            return Err(FrameError::WorkOverLimit);
+        }
+        Ok(frame)
+    }
+}
+
+/// Writes the CRC-32 of bytes 0..28 into bytes 28..32.
+pub fn seal(buf: &mut [u8; FRAME_LEN]) {
+    let crc = crc32fast::hash(&buf[..28]);
+    buf[28..32].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Reassembles frames from a byte stream split at arbitrary points. Holds at
+/// most one partial frame, so memory is constant whatever the peer sends.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    partial: [u8; FRAME_LEN],
+    filled: usize,
+}
+
+impl FrameReader {
+    /// A reader with no buffered bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes every complete frame in `data` (after any buffered partial
+    /// frame), calling `on_frame` for each valid one in order. Stops at the
+    /// first invalid frame and returns its error; the rest is to be ignored.
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        limits: &Limits,
+        mut on_frame: impl FnMut(Frame),
+    ) -> Result<(), FrameError> {
+        if self.filled > 0 {
+            let take = (FRAME_LEN - self.filled).min(data.len());
+            self.partial[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
+            data = &data[take..];
+            if self.filled < FRAME_LEN {
+                return Ok(());
+            }
+            self.filled = 0;
+            on_frame(Frame::decode(&self.partial, limits)?);
+        }
+        let mut chunks = data.chunks_exact(FRAME_LEN);
+        for chunk in &mut chunks {
+            on_frame(Frame::decode(chunk.try_into().expect("32 bytes"), limits)?);
+        }
+        let rest = chunks.remainder();
+        self.partial[..rest.len()].copy_from_slice(rest);
+        self.filled = rest.len();
+        Ok(())
+    }
+
+    /// True when some bytes of an unfinished frame are buffered.
+    pub fn has_partial(&self) -> bool {
+        self.filled > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(seq: u64) -> Frame {
+        Frame {
+            client_id: 7,
+            seq,
+            due_ns: 1_000 + seq,
+            kind: WorkKind::Cpu,
+            amount: 100,
+            warmup: seq % 2 == 0,
+        }
+    }
+
+    #[test]
+    fn layout_matches_the_table() {
+        let bytes = sample(3).encode();
+        assert_eq!(&bytes[0..2], b"IG");
+        assert_eq!(bytes[2], 1);
+        assert_eq!(bytes[3], 1);
+        assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 7);
+        assert_eq!(u64::from_le_bytes(bytes[8..16].try_into().unwrap()), 3);
+        assert_eq!(
+            u32::from_le_bytes(bytes[28..32].try_into().unwrap()),
+            crc32fast::hash(&bytes[..28])
+        );
+    }
+
+    #[test]
+    fn crc_is_zlib_crc32() {
+        // The well-known check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn each_defect_has_its_reason() {
+        let limits = Limits::default();
+        let good = sample(1).encode();
+        let mut b = good;
+        b[0] = b'X';
+        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadMagic));
+        let mut b = good;
+        b[2] = 2;
+        seal(&mut b);
+        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadVersion));
+        let mut b = good;
+        b[3] = 3;
+        seal(&mut b);
+        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadFlags));
+        let mut b = good;
+        b[3] = 0x04;
+        seal(&mut b);
+        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadFlags));
+        let mut b = good;
+        b[10] ^= 1;
+        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadChecksum));
+        let mut f = sample(1);
+        f.amount = limits.max_cpu_iters + 1;
+        assert_eq!(
+            Frame::decode(&f.encode(), &limits),
+            Err(FrameError::WorkOverLimit)
+        );
+        f.kind = WorkKind::Io;
+        f.amount = limits.max_io_us + 1;
+        assert_eq!(
+            Frame::decode(&f.encode(), &limits),
+            Err(FrameError::WorkOverLimit)
+        );
+        f.kind = WorkKind::None;
+        assert!(Frame::decode(&f.encode(), &limits).is_ok());
+    }
+
+    fn arb_frame() -> impl Strategy<Value = Frame> {
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            0u8..3,
+            any::<u32>(),
+            any::<bool>(),
+        )
+            .prop_map(|(client_id, seq, due_ns, k, amount, warmup)| Frame {
+                client_id,
+                seq,
+                due_ns,
+                kind: [WorkKind::None, WorkKind::Cpu, WorkKind::Io][k as usize],
+                amount,
+                warmup,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn valid_frames_round_trip_across_any_split(
+            frames in proptest::collection::vec(arb_frame(), 0..20),
+            splits in proptest::collection::vec(0usize..700, 0..10),
+        ) {
+            let limits = Limits { max_cpu_iters: u32::MAX, max_io_us: u32::MAX };
+            let stream: Vec<u8> = frames.iter().flat_map(|f| f.encode()).collect();
+            let mut cuts: Vec<usize> = splits.into_iter().map(|s| s % (stream.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(stream.len());
+            cuts.sort_unstable();
+            let mut reader = FrameReader::new();
+            let mut out = Vec::new();
+            for w in cuts.windows(2) {
+                reader.feed(&stream[w[0]..w[1]], &limits, |f| out.push(f)).unwrap();
+            }
+            prop_assert_eq!(out, frames);
+            prop_assert!(!reader.has_partial());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            split in 0usize..600,
+        ) {
+            let limits = Limits::default();
+            let mut reader = FrameReader::new();
+            let cut = split.min(bytes.len());
+            let mut count = 0usize;
+            let first = reader.feed(&bytes[..cut], &limits, |_| count += 1);
+            if first.is_ok() {
+                let _ = reader.feed(&bytes[cut..], &limits, |_| count += 1);
+            }
+            prop_assert!(count <= bytes.len() / FRAME_LEN);
+        }
+    }
+}
