@@ -9,7 +9,6 @@
 //! task stops reading and TCP pushes back.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use workloads::clock::monotonic_ns;
 use workloads::{Frame, WorkKind};
 
 use crate::ingest::ConnIngest;
+use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::work::cpu_digest;
 use crate::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
@@ -88,7 +88,7 @@ async fn accept_loop(
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(ServeError::io("register the listener"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots::local(config.max_clients));
     let config = Arc::new(config);
     let mut conns = JoinSet::new();
     let mut tick = tokio::time::interval(SHUTDOWN_POLL);
@@ -97,18 +97,17 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let mut s = shared.lock().expect("stats lock");
-                    if active.load(Ordering::SeqCst) >= config.max_clients {
+                    if !slots.try_acquire() {
                         s.ingest.connections.rejected += 1;
                         continue;
                     }
                     s.ingest.connections.accepted += 1;
-                    active.fetch_add(1, Ordering::SeqCst);
                     conns.spawn(connection(
                         stream,
                         config.clone(),
                         shared.clone(),
                         stop_rx.clone(),
-                        active.clone(),
+                        slots.clone(),
                     ));
                 }
                 Err(e) => {
@@ -162,7 +161,7 @@ async fn connection(
     config: Arc<ServeConfig>,
     shared: Arc<Mutex<Stats>>,
     mut stop: watch::Receiver<bool>,
-    active: Arc<AtomicUsize>,
+    slots: Arc<Slots>,
 ) {
     let mut ingest = IngestStats::default();
     let mut conn = ConnIngest::new();
@@ -239,5 +238,5 @@ async fn connection(
     drop(stream);
     ingest.connections.closed += 1;
     shared.lock().expect("stats lock").ingest.merge(&ingest);
-    active.fetch_sub(1, Ordering::SeqCst);
+    slots.release();
 }

@@ -11,6 +11,7 @@ pub mod prefork;
 mod reactor;
 pub mod report;
 pub mod single;
+pub mod slots;
 pub mod stats;
 pub mod work;
 

@@ -8,6 +8,7 @@ use std::thread;
 
 use workloads::Frame;
 
+use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
 use crate::{reactor, Model, ServeConfig, ServeError, Shutdown};
@@ -56,7 +57,8 @@ impl Model for Pool {
             .collect::<Result<Vec<_>, _>>()?;
         drop(rx);
         let mut ingest = IngestStats::default();
-        let served = reactor::run(listener, config, shutdown, &mut ingest, |frame| {
+        let slots = Slots::local(config.max_clients);
+        let served = reactor::run(listener, config, shutdown, &slots, &mut ingest, |frame| {
             // Fails only if every worker died; joining below reports that.
             let _ = tx.send(frame);
         });

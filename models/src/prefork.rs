@@ -13,6 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe, ForkResult, Pid};
 
+use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::{single, Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
@@ -48,9 +49,10 @@ impl Model for Prefork {
         if threads != 1 {
             return Err(ServeError::NotSingleThreaded(threads));
         }
+        let slots = Slots::shared(config.max_clients)?;
         let mut children: Vec<Child> = Vec::new();
         for _ in 0..config.workers.max(1) {
-            match spawn_child(&listener, config, shutdown) {
+            match spawn_child(&listener, config, shutdown, &slots) {
                 Ok(child) => children.push(child),
                 Err(e) => {
                     stop_all(&mut children);
@@ -111,6 +113,7 @@ fn spawn_child(
     listener: &TcpListener,
     config: &ServeConfig,
     shutdown: &Shutdown,
+    slots: &Slots,
 ) -> Result<Child, ServeError> {
     let (read_end, write_end) = pipe().map_err(|e| ServeError::Io {
         what: "create a report pipe",
@@ -125,7 +128,7 @@ fn spawn_child(
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(read_end);
-            run_child(child_listener, config, shutdown, write_end)
+            run_child(child_listener, config, shutdown, slots, write_end)
         }
         Ok(ForkResult::Parent { child }) => Ok(Child {
             pid: child,
@@ -143,11 +146,12 @@ fn run_child(
     listener: TcpListener,
     config: &ServeConfig,
     shutdown: &Shutdown,
+    slots: &Slots,
     report: OwnedFd,
 ) -> ! {
     // If the parent dies without forwarding a signal, stop anyway.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
-    let code = match single::serve_inline(listener, config, shutdown) {
+    let code = match single::serve_inline(listener, config, shutdown, slots) {
         Ok(stats) => {
             let mut out = File::from(report);
             match serde_json::to_writer(&mut out, &stats).map(|()| out.flush()) {
@@ -184,5 +188,30 @@ fn still_running(child: &mut Child) -> bool {
 fn stop_all(children: &mut [Child]) {
     for child in children.iter_mut().filter(|c| c.exited.is_none()) {
         let _ = kill(child.pid, Signal::SIGTERM);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_fork_from_a_threaded_process() {
+        // The test harness runs tests on threads, so this process has several.
+        let _other = thread::spawn(|| thread::sleep(std::time::Duration::from_millis(200)));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = ServeConfig {
+            workers: 2,
+            max_clients: 4,
+            idle_timeout: std::time::Duration::ZERO,
+            limits: workloads::Limits::default(),
+        };
+        let err = Prefork
+            .serve(listener, &config, &Shutdown::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, ServeError::NotSingleThreaded(n) if n > 1),
+            "{err}"
+        );
     }
 }

@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use workloads::Frame;
 
 use crate::ingest::ConnIngest;
+use crate::slots::Slots;
 use crate::stats::IngestStats;
 use crate::{ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
@@ -42,6 +43,7 @@ pub(crate) fn run(
     listener: TcpListener,
     config: &ServeConfig,
     shutdown: &Shutdown,
+    slots: &Slots,
     stats: &mut IngestStats,
     mut sink: impl FnMut(Frame),
 ) -> Result<(), ServeError> {
@@ -80,7 +82,7 @@ pub(crate) fn run(
         ready.extend(backlog.drain(..));
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(&listener, &poll, config, stats, &mut conns, &mut next_token);
+                accept_all(&listener, &poll, slots, stats, &mut conns, &mut next_token);
             } else {
                 ready.push(event.token().0);
             }
@@ -95,6 +97,7 @@ pub(crate) fn run(
                 ReadOutcome::Close => {
                     if let Some(mut c) = conns.remove(&id) {
                         let _ = poll.registry().deregister(&mut c.stream);
+                        slots.release();
                     }
                     stats.connections.closed += 1;
                 }
@@ -106,6 +109,7 @@ pub(crate) fn run(
                 let idle = c.last_active.elapsed() >= config.idle_timeout;
                 if idle {
                     let _ = poll.registry().deregister(&mut c.stream);
+                    slots.release();
                     stats.connections.idle_timeouts += 1;
                     stats.connections.closed += 1;
                 }
@@ -114,13 +118,16 @@ pub(crate) fn run(
         }
     }
     stats.connections.closed += conns.len() as u64;
+    for _ in conns.drain() {
+        slots.release();
+    }
     Ok(())
 }
 
 fn accept_all(
     listener: &mio::net::TcpListener,
     poll: &Poll,
-    config: &ServeConfig,
+    slots: &Slots,
     stats: &mut IngestStats,
     conns: &mut HashMap<usize, Conn>,
     next_token: &mut usize,
@@ -128,7 +135,7 @@ fn accept_all(
     loop {
         match listener.accept() {
             Ok((mut stream, _)) => {
-                if conns.len() >= config.max_clients {
+                if !slots.try_acquire() {
                     stats.connections.rejected += 1;
                     continue; // dropping the stream closes it at once
                 }
@@ -139,6 +146,7 @@ fn accept_all(
                     .register(&mut stream, Token(id), Interest::READABLE)
                 {
                     tracing::warn!("cannot register a connection: {e}");
+                    slots.release();
                     continue;
                 }
                 stats.connections.accepted += 1;

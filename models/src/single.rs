@@ -4,6 +4,7 @@
 
 use std::net::TcpListener;
 
+use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::work::process_blocking;
 use crate::{reactor, Model, ServeConfig, ServeError, Shutdown};
@@ -11,15 +12,17 @@ use crate::{reactor, Model, ServeConfig, ServeError, Shutdown};
 /// One thread does everything.
 pub struct Single;
 
-/// Runs the single-threaded loop on the calling thread.
+/// Runs the single-threaded loop on the calling thread, counting open
+/// connections in `slots`.
 pub fn serve_inline(
     listener: TcpListener,
     config: &ServeConfig,
     shutdown: &Shutdown,
+    slots: &Slots,
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
     let Stats { ingest, process } = &mut stats;
-    reactor::run(listener, config, shutdown, ingest, |frame| {
+    reactor::run(listener, config, shutdown, slots, ingest, |frame| {
         process_blocking(&frame, process)
     })?;
     Ok(stats)
@@ -44,6 +47,11 @@ impl Model for Single {
         config: &ServeConfig,
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
-        serve_inline(listener, config, shutdown)
+        serve_inline(
+            listener,
+            config,
+            shutdown,
+            &Slots::local(config.max_clients),
+        )
     }
 }

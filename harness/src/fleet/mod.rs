@@ -178,6 +178,9 @@ fn pace(
     while let Some(Reverse((wake, i))) = heap.pop() {
         wait_until(wake);
         let now = monotonic_ns();
+        if clients[i].state == client::ClientState::Sending {
+            totals.record_pacing(now - wake);
+        }
         match clients[i].step(now, schedule, config, &mut totals) {
             Step::WakeAt(t) => heap.push(Reverse((t, i))),
             Step::Done => {}

@@ -13,12 +13,14 @@ use super::FleetConfig;
 /// Per-thread accumulators merged at the end.
 pub struct ThreadTotals {
     lag: Histogram<u64>,
+    pacing: Histogram<u64>,
 }
 
 impl Default for ThreadTotals {
     fn default() -> Self {
         ThreadTotals {
             lag: new_latency_histogram(),
+            pacing: new_latency_histogram(),
         }
     }
 }
@@ -30,9 +32,16 @@ impl ThreadTotals {
         self.lag.saturating_record(ns.max(1));
     }
 
+    /// Records how late a pacing thread woke for a scheduled write.
+    #[inline]
+    pub fn record_pacing(&mut self, ns: u64) {
+        self.pacing.saturating_record(ns.max(1));
+    }
+
     /// Adds another thread's totals.
     pub fn merge(&mut self, o: &ThreadTotals) {
         self.lag.add(&o.lag).expect("same bounds");
+        self.pacing.add(&o.pacing).expect("same bounds");
     }
 }
 
@@ -102,6 +111,9 @@ pub struct FleetReport {
     pub makespan_s: Option<f64>,
     /// Write time minus due time of the oldest frame in each write.
     pub send_lag_ns: LatencySummary,
+    /// How late the pacing threads woke for each scheduled write: the
+    /// generator's own precision, whatever the batch window.
+    pub pacing_lag_ns: LatencySummary,
     /// Writes that hit would-block.
     pub would_block_writes: u64,
     /// Reconnects after broken connections.
@@ -189,6 +201,7 @@ impl FleetReport {
                 .count
                 .map(|_| finished.saturating_sub(schedule.t0) as f64 / 1e9),
             send_lag_ns,
+            pacing_lag_ns: LatencySummary::of(&totals.pacing),
             would_block_writes,
             reconnects,
             connect_failures,

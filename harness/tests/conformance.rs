@@ -1,0 +1,237 @@
+//! One conformance suite, run against every registered model through
+//! `harness serve`: a new model is covered by adding it to the registry
+//! (the `every_model_is_covered` test fails until its name is listed here).
+
+mod util;
+
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+
+use util::*;
+use workloads::wire::seal;
+use workloads::{WorkKind, FRAME_LEN};
+
+/// Several concurrent clients, frames split at odd byte boundaries: exact
+/// per-client counts, warm-up vs measured, and the work digest.
+fn exact_counts_and_digest(model: &str) {
+    let server = Server::start(model, &[]);
+    let addr = server.addr;
+    let splits: [&[usize]; 4] = [&[1, 31, 33], &[7], &[64, 5, 27], &[32]];
+    let handles: Vec<_> = (0..4u32)
+        .map(|id| {
+            let sizes = splits[id as usize].to_vec();
+            thread::spawn(move || {
+                let fs = frames(id + 100, 300, 40);
+                let mut s = connect(addr);
+                assert!(write_split(&mut s, &encode(&fs), &sizes));
+                assert!(finish(s), "server did not close after end of stream");
+                fs
+            })
+        })
+        .collect();
+    let sent: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let r = server.stop();
+    assert_eq!(r.model, model);
+    assert_eq!(r.packets.measured, 4 * 260);
+    assert_eq!(r.packets.warmup, 4 * 40);
+    assert_eq!(r.bytes, 4 * 300 * FRAME_LEN as u64);
+    assert_eq!(r.clients.len(), 4);
+    for c in &r.clients {
+        assert_eq!(
+            (c.received, c.measured, c.missing, c.duplicates),
+            (300, 260, 0, 0),
+            "client {}",
+            c.id
+        );
+        assert_eq!(c.max_seq, Some(299));
+    }
+    assert_eq!(r.work_digest, format!("{:016x}", digest(&sent)));
+    assert_eq!(r.latency_ns.count, 4 * 260);
+    assert_eq!(r.errors.total(), 0);
+    assert_eq!(r.connections.accepted, 4);
+    assert_eq!(r.connections.closed, 4);
+}
+
+/// Each invalid-frame reason is counted once, closes only its connection,
+/// and frames before it still count.
+fn invalid_frames(model: &str) {
+    let server = Server::start(model, &["--max-cpu-iters", "1000", "--max-io-us", "500"]);
+    let corrupt: Vec<(&str, Box<dyn Fn(&mut [u8; 32])>)> = vec![
+        ("bad_magic", Box::new(|b| b[0] = b'X')),
+        (
+            "bad_version",
+            Box::new(|b| {
+                b[2] = 9;
+                seal(b)
+            }),
+        ),
+        (
+            "bad_flags",
+            Box::new(|b| {
+                b[3] = 0x03;
+                seal(b)
+            }),
+        ),
+        ("bad_checksum", Box::new(|b| b[20] ^= 0xFF)),
+        (
+            "work_over_limit",
+            Box::new(|b| {
+                b[3] = 1;
+                b[24..28].copy_from_slice(&5000u32.to_le_bytes());
+                seal(b)
+            }),
+        ),
+    ];
+    for (i, (_, corrupt)) in corrupt.iter().enumerate() {
+        let id = 10 + i as u32;
+        let mut bytes = encode(&frames(id, 3, 0));
+        let mut bad = frame(id, 3, WorkKind::None, 0, false).encode();
+        corrupt(&mut bad);
+        bytes.extend_from_slice(&bad);
+        bytes.extend(encode(&frames(id, 6, 0)[4..]));
+        let mut s = connect(server.addr);
+        write_split(&mut s, &bytes, &[13]); // the server may reset mid-way
+        assert!(
+            wait_closed(&mut s),
+            "connection with an invalid frame stays open"
+        );
+    }
+    // An unaffected client alongside.
+    let mut ok = connect(server.addr);
+    assert!(write_split(&mut ok, &encode(&frames(1, 50, 0)), &[32]));
+    assert!(finish(ok));
+    let r = server.stop();
+    let e = &r.errors;
+    assert_eq!(
+        (
+            e.bad_magic,
+            e.bad_version,
+            e.bad_flags,
+            e.bad_checksum,
+            e.work_over_limit,
+            e.truncated
+        ),
+        (1, 1, 1, 1, 1, 0)
+    );
+    for c in &r.clients {
+        let expect = if c.id == 1 { 50 } else { 3 };
+        assert_eq!(c.received, expect, "client {}", c.id);
+    }
+    assert_eq!(r.packets.measured, 50 + 5 * 3);
+}
+
+/// Bytes left when the peer closes mid-frame count once as `truncated`.
+fn truncated_tail(model: &str) {
+    let server = Server::start(model, &[]);
+    let mut bytes = encode(&frames(7, 5, 0));
+    bytes.extend_from_slice(&frame(7, 5, WorkKind::None, 0, false).encode()[..11]);
+    let mut s = connect(server.addr);
+    assert!(write_split(&mut s, &bytes, &[9]));
+    assert!(finish(s));
+    let r = server.stop();
+    assert_eq!(r.errors.truncated, 1);
+    assert_eq!(r.clients[0].received, 5);
+}
+
+/// An idle connection neither blocks others nor lives past the idle timeout.
+fn idle_connection(model: &str) {
+    let server = Server::start(model, &["--idle-timeout", "300ms"]);
+    let mut idle = connect(server.addr);
+    idle.write_all(&frame(1, 0, WorkKind::None, 0, false).encode()[..5])
+        .unwrap();
+    let mut busy = connect(server.addr);
+    assert!(write_split(&mut busy, &encode(&frames(2, 200, 0)), &[96]));
+    assert!(finish(busy), "a busy client was held up by an idle one");
+    assert!(wait_closed(&mut idle), "idle connection not closed");
+    let r = server.stop();
+    assert_eq!(r.connections.idle_timeouts, 1);
+    let busy = r.clients.iter().find(|c| c.id == 2).unwrap();
+    assert_eq!(busy.received, 200);
+}
+
+/// Connections beyond `--max-clients` are closed at once and counted.
+fn over_limit_clients(model: &str) {
+    let server = Server::start(model, &["--max-clients", "2"]);
+    let mut held = Vec::new();
+    for id in 0..2 {
+        let mut s = connect(server.addr);
+        s.write_all(&encode(&frames(id, 1, 0))).unwrap();
+        held.push(s);
+    }
+    // Give the server time to accept both before the third arrives.
+    thread::sleep(Duration::from_millis(300));
+    let mut extra = connect(server.addr);
+    assert!(
+        wait_closed(&mut extra),
+        "connection over the limit stays open"
+    );
+    for s in held {
+        assert!(finish(s));
+    }
+    let r = server.stop();
+    assert_eq!(r.connections.rejected, 1);
+    assert_eq!(r.connections.accepted, 2);
+}
+
+/// Odd but valid fields are accepted; nothing panics.
+fn odd_fields(model: &str) {
+    let server = Server::start(model, &[]);
+    let mut fs = vec![
+        frame(3, 0, WorkKind::None, 0, false),
+        frame(3, 1, WorkKind::None, 0, false),
+        frame(3, 1_000_000_000_000, WorkKind::Io, 0, false),
+        frame(3, 1_000_000_000_001, WorkKind::Cpu, 0, false),
+    ];
+    fs[0].due_ns = 0;
+    fs[1].due_ns = u64::MAX;
+    let mut s = connect(server.addr);
+    s.write_all(&encode(&fs)).unwrap();
+    assert!(finish(s));
+    // Garbage from another client is an error for that client only.
+    let mut junk = connect(server.addr);
+    junk.write_all(&[0xAB; 100]).unwrap();
+    assert!(wait_closed(&mut junk));
+    let r = server.stop();
+    let c = r.clients.iter().find(|c| c.id == 3).unwrap();
+    assert_eq!(c.received, 4);
+    assert_eq!(c.missing, 1_000_000_000_002 - 4);
+    assert_eq!(r.errors.bad_magic, 1);
+    assert_eq!(r.latency_ns.count, 4);
+}
+
+/// SIGTERM with a client still connected: clean exit, report written.
+fn sigterm_with_open_client(model: &str) {
+    let server = Server::start(model, &[]);
+    let mut s = connect(server.addr);
+    s.write_all(&encode(&frames(9, 100, 10))).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let r = server.stop();
+    assert_eq!(r.clients[0].received, 100);
+    assert_eq!(r.packets.measured + r.packets.warmup, 100);
+    drop(s);
+}
+
+macro_rules! conformance {
+    ($($name:literal => $module:ident),* $(,)?) => {
+        $(mod $module {
+            #[test] fn exact_counts_and_digest() { super::exact_counts_and_digest($name) }
+            #[test] fn invalid_frames() { super::invalid_frames($name) }
+            #[test] fn truncated_tail() { super::truncated_tail($name) }
+            #[test] fn idle_connection() { super::idle_connection($name) }
+            #[test] fn over_limit_clients() { super::over_limit_clients($name) }
+            #[test] fn odd_fields() { super::odd_fields($name) }
+            #[test] fn sigterm_with_open_client() { super::sigterm_with_open_client($name) }
+        })*
+
+        #[test]
+        fn every_model_is_covered() {
+            assert_eq!(models::names(), [$($name),*], "add new models to the conformance! list");
+        }
+    };
+}
+
+conformance!("single" => single, "pool" => pool, "async" => async_model, "prefork" => prefork);

@@ -1,0 +1,181 @@
+//! Helpers shared by the integration tests: a `harness serve` child
+//! process, frame builders and blocking test clients.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use models::ServerReport;
+use workloads::kernel::cpu_kernel;
+use workloads::{Frame, WorkKind};
+
+/// The harness binary under test.
+pub fn harness_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_harness")
+}
+
+/// A `harness serve` child process.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    report: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `model` with extra `serve` arguments and waits for its line.
+    pub fn start(model: &str, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report.json");
+        let mut child = Command::new(harness_bin())
+            .args(["serve", "--model", model, "--report"])
+            .arg(&report)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start harness serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            addr,
+            report,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERMs the server, checks it exits 0 and returns its report.
+    pub fn stop(mut self) -> ServerReport {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(status.success(), "server exited with {status}");
+        let text = std::fs::read_to_string(&self.report).expect("report written");
+        serde_json::from_str(&text).expect("report parses")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A frame of client `id`.
+pub fn frame(id: u32, seq: u64, kind: WorkKind, amount: u32, warmup: bool) -> Frame {
+    Frame {
+        client_id: id,
+        seq,
+        due_ns: workloads::clock::monotonic_ns(),
+        kind,
+        amount,
+        warmup,
+    }
+}
+
+/// Frames 0..n of client `id`: the first `warm` are warm-up; every third
+/// does cpu work, every fifth a short io wait.
+pub fn frames(id: u32, n: u64, warm: u64) -> Vec<Frame> {
+    (0..n)
+        .map(|seq| {
+            let (kind, amount) = match seq % 15 {
+                0 | 3 | 6 | 9 | 12 => (WorkKind::Cpu, 50 + seq as u32),
+                5 | 10 => (WorkKind::Io, 20),
+                _ => (WorkKind::None, 0),
+            };
+            frame(id, seq, kind, amount, seq < warm)
+        })
+        .collect()
+}
+
+/// XOR of the kernel over the cpu frames, as the server must report it.
+pub fn digest(frames: &[Frame]) -> u64 {
+    frames
+        .iter()
+        .filter(|f| f.kind == WorkKind::Cpu)
+        .fold(0, |acc, f| acc ^ cpu_kernel(f.seq, f.client_id, f.amount))
+}
+
+/// Connects with a read timeout.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Writes `bytes` in chunks of the given sizes (cycled), pausing now and
+/// then so the server really sees frames split at odd boundaries. Stops
+/// quietly if the server closed the connection (false then).
+pub fn write_split(s: &mut TcpStream, bytes: &[u8], sizes: &[usize]) -> bool {
+    let mut at = 0;
+    let mut i = 0;
+    while at < bytes.len() {
+        let n = sizes[i % sizes.len()].min(bytes.len() - at);
+        if s.write_all(&bytes[at..at + n]).is_err() {
+            return false;
+        }
+        at += n;
+        i += 1;
+        if i % 7 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    true
+}
+
+/// Encodes frames back to back.
+pub fn encode(frames: &[Frame]) -> Vec<u8> {
+    frames.iter().flat_map(|f| f.encode()).collect()
+}
+
+/// Half-closes and waits until the server closes its side; true if it did.
+pub fn finish(mut s: TcpStream) -> bool {
+    let _ = s.shutdown(Shutdown::Write);
+    wait_closed(&mut s)
+}
+
+/// Reads until the server closes (EOF or reset); false on timeout.
+pub fn wait_closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true, // reset: closed
+        }
+    }
+}
