@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// How long a client waits for the server to read everything after its last frame [default: 5s; 2s with --quick].
     #[arg(long, value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Fault injection: SIGKILL the server this long into each cell, to see loss reported.
+    #[arg(long, value_parser = parse_duration)]
+    pub kill_server_after: Option<Duration>,
     /// Where results go.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,

@@ -147,6 +147,15 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
 
     let mut faults = RunFaults::default();
     let limit = config.warmup + config.duration + config.drain_timeout * 2 + FLEET_SLACK;
+    if let Some(after) = config.kill_server_after {
+        // Fault injection: the fleet must see its server die mid-run.
+        if wait_timeout(&mut fleet, after, &ctx.stop)?.is_none() {
+            let _ = server.kill();
+            faults
+                .other
+                .push(format!("fault injected: server killed after {after:?}"));
+        }
+    }
     let fleet_ok = wait_timeout(&mut fleet, limit, &ctx.stop)?;
     match fleet_ok {
         Some(status) if !status.success() => {

@@ -71,6 +71,26 @@ pub struct RunConfig {
     pub single_model: bool,
     /// The SLO checked at the end, as given.
     pub slo: Option<String>,
+    /// Fault injection: the server is killed this long into each cell.
+    #[serde(default, with = "opt_ms")]
+    pub kill_server_after: Option<Duration>,
+}
+
+/// Serde for an optional duration in milliseconds.
+mod opt_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
+    }
 }
 
 /// One cell of the matrix, one repetition.
@@ -196,6 +216,7 @@ impl RunConfig {
             quick: args.quick,
             single_model,
             slo: args.slo.clone(),
+            kill_server_after: args.kill_server_after,
         })
     }
 

@@ -13,7 +13,9 @@ use crate::fleet::report::{FleetReport, FleetStatus};
 /// Per-client comparison of sent and received frames.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
-    /// Frames sent by drained clients that the server never counted.
+    /// Frames sent by drained or failed clients that the server never
+    /// counted (a drained client's frames were all read; a failed client's
+    /// connection broke).
     pub lost: u64,
     /// Frames the server counted beyond what drained clients sent.
     pub excess: u64,
@@ -55,6 +57,7 @@ pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconcil
         let sent = c.sent.measured + c.sent.warmup;
         let (got, got_measured) = received.get(&c.id).copied().unwrap_or((0, 0));
         let drained = c.state == ClientState::Drained;
+        let settled = drained || c.state == ClientState::Failed;
         let same = got == sent && got_measured == c.sent.measured;
         if !same {
             r.mismatched.push(ClientMismatch {
@@ -66,7 +69,7 @@ pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconcil
                 received_measured: got_measured,
             });
         }
-        if drained {
+        if settled {
             r.lost += sent.saturating_sub(got);
             r.excess += got.saturating_sub(sent);
         } else {

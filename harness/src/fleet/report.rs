@@ -63,6 +63,8 @@ pub struct ClientSent {
     pub sent: SentCounts,
     /// Final state.
     pub state: ClientState,
+    /// Frames of its schedule it never wrote (it fell behind and gave up).
+    pub unsent: u64,
     /// Reconnects after a broken connection.
     pub reconnects: u32,
     /// Writes that would block.
@@ -116,6 +118,8 @@ pub struct FleetReport {
     pub pacing_lag_ns: LatencySummary,
     /// Writes that hit would-block.
     pub would_block_writes: u64,
+    /// Scheduled frames never written, all clients.
+    pub unsent: u64,
     /// Reconnects after broken connections.
     pub reconnects: u64,
     /// Failed connect attempts.
@@ -151,6 +155,9 @@ impl FleetReport {
                 ClientState::Failed => failed.push(c.id),
                 _ => undrained.push(c.id),
             }
+            let unsent = schedule
+                .total(c.index)
+                .map_or(0, |t| t.saturating_sub(c.sent()));
             lines.push(ClientSent {
                 id: c.id,
                 sent: SentCounts {
@@ -158,6 +165,7 @@ impl FleetReport {
                     warmup: c.sent_warmup,
                 },
                 state: c.state,
+                unsent,
                 reconnects: c.reconnects,
                 would_block_writes: c.would_block_writes,
             });
@@ -174,6 +182,7 @@ impl FleetReport {
         let reconnects = clients.iter().map(|c| c.reconnects as u64).sum();
         let connect_failures = clients.iter().map(|c| c.connect_failures as u64).sum();
         let send_lag_ns = LatencySummary::of(&totals.lag);
+        let unsent = lines.iter().map(|l| l.unsent).sum();
         let offered_rate = match config.rate {
             super::Rate::Hz(hz) => Some(hz as f64 * config.clients as f64),
             super::Rate::Max => None,
@@ -182,6 +191,7 @@ impl FleetReport {
             config,
             &send_lag_ns,
             would_block_writes,
+            unsent,
             undrained.len(),
             failed.len(),
             reconnects,
@@ -203,6 +213,7 @@ impl FleetReport {
             send_lag_ns,
             pacing_lag_ns: LatencySummary::of(&totals.pacing),
             would_block_writes,
+            unsent,
             reconnects,
             connect_failures,
             drained,
@@ -218,6 +229,7 @@ fn verdict(
     config: &FleetConfig,
     lag: &LatencySummary,
     would_block_writes: u64,
+    unsent: u64,
     undrained: usize,
     failed: usize,
     reconnects: u64,
@@ -226,7 +238,8 @@ fn verdict(
     let max_lag = config.max_lag.as_nanos() as u64;
     let paced = config.rate != super::Rate::Max;
     let late = paced && lag.p99 > max_lag;
-    let status = match (late, would_block_writes > 0) {
+    let behind = late || unsent > 0;
+    let status = match (behind, would_block_writes > 0) {
         (false, _) => FleetStatus::Ok,
         (true, true) => FleetStatus::ServerBackpressure,
         (true, false) => FleetStatus::GeneratorSaturated,
@@ -237,6 +250,9 @@ fn verdict(
             crate::units::fmt_ns(lag.p99),
             crate::units::fmt_ns(max_lag)
         ));
+    }
+    if unsent > 0 {
+        reasons.push(format!("{unsent} scheduled frames never written"));
     }
     if would_block_writes > 0 {
         reasons.push(format!("{would_block_writes} writes hit would-block"));

@@ -1,0 +1,264 @@
+//! The fleet against an in-test sink: schedule exactness, warm-up order,
+//! never early, count mode, reconnects and backpressure.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use harness::fleet::client::ClientState;
+use harness::fleet::report::{FleetReport, FleetStatus};
+use harness::fleet::{self, FleetConfig, Rate};
+use workloads::clock::monotonic_ns;
+use workloads::{Frame, FrameReader, Limits, WorkPlan};
+
+/// What the sink does with connections.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Read everything, close at end of stream.
+    Read,
+    /// Close the first connection after this many frames.
+    CloseFirstAfter(usize),
+    /// Accept, never read.
+    NeverRead,
+}
+
+/// Frames one connection delivered, with the time each was read.
+type ConnLog = Vec<(Frame, u64)>;
+
+struct Sink {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: JoinHandle<()>,
+    logs: Arc<Mutex<Vec<JoinHandle<ConnLog>>>>,
+}
+
+impl Sink {
+    fn start(mode: Mode) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        if mode == Mode::NeverRead {
+            nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::RcvBuf, &4096)
+                .unwrap();
+        }
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let logs: Arc<Mutex<Vec<JoinHandle<ConnLog>>>> = Arc::default();
+        let (stop2, logs2) = (stop.clone(), logs.clone());
+        let accept = thread::spawn(move || {
+            let mut held = Vec::new();
+            let mut first = true;
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        if mode == Mode::NeverRead {
+                            held.push(s);
+                            continue;
+                        }
+                        let limit = match mode {
+                            Mode::CloseFirstAfter(n) if first => Some(n),
+                            _ => None,
+                        };
+                        first = false;
+                        logs2
+                            .lock()
+                            .unwrap()
+                            .push(thread::spawn(move || read_all(s, limit)));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        Sink {
+            addr,
+            stop,
+            accept,
+            logs,
+        }
+    }
+
+    fn finish(self) -> Vec<ConnLog> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.accept.join().unwrap();
+        let handles = std::mem::take(&mut *self.logs.lock().unwrap());
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+}
+
+fn read_all(mut s: TcpStream, limit: Option<usize>) -> ConnLog {
+    let limits = Limits {
+        max_cpu_iters: u32::MAX,
+        max_io_us: u32::MAX,
+    };
+    let mut reader = FrameReader::new();
+    let mut log = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return log,
+            Ok(n) => n,
+        };
+        let now = monotonic_ns();
+        reader
+            .feed(&buf[..n], &limits, |f| log.push((f, now)))
+            .unwrap();
+        if limit.is_some_and(|l| log.len() >= l) {
+            return log; // dropping the stream closes it mid-run
+        }
+    }
+}
+
+fn config(target: SocketAddr, clients: u32, hz: u64, window: Duration) -> FleetConfig {
+    FleetConfig {
+        target,
+        clients,
+        client_id_base: 500,
+        rate: Rate::Hz(hz),
+        warmup: Duration::from_millis(50),
+        duration: Duration::from_millis(150),
+        count: None,
+        batch_window: window,
+        work: WorkPlan::none(),
+        threads: 1,
+        cpus: None,
+        drain_timeout: Duration::from_secs(5),
+        max_lag: Duration::from_millis(50),
+    }
+}
+
+fn by_client(logs: &[ConnLog]) -> std::collections::BTreeMap<u32, Vec<(Frame, u64)>> {
+    let mut out: std::collections::BTreeMap<u32, Vec<(Frame, u64)>> = Default::default();
+    for log in logs {
+        for &(f, t) in log {
+            out.entry(f.client_id).or_default().push((f, t));
+        }
+    }
+    out
+}
+
+fn check_schedule(report: &FleetReport, logs: &[ConnLog], period: u64) {
+    let clients = by_client(logs);
+    assert_eq!(clients.len(), report.config.clients as usize);
+    for (id, frames) in &clients {
+        let line = report.clients.iter().find(|c| c.id == *id).unwrap();
+        assert_eq!(line.state, ClientState::Drained);
+        assert_eq!(
+            frames.len() as u64,
+            line.sent.measured + line.sent.warmup,
+            "client {id}"
+        );
+        let mut seen_measured = false;
+        for (i, (f, read_at)) in frames.iter().enumerate() {
+            assert_eq!(f.seq, i as u64, "client {id}: sequence not contiguous");
+            assert!(
+                *read_at >= f.due_ns,
+                "client {id}: frame {i} sent before it was due"
+            );
+            if i > 0 {
+                assert_eq!(
+                    f.due_ns - frames[i - 1].0.due_ns,
+                    period,
+                    "client {id}: due times not one period apart"
+                );
+            }
+            assert!(
+                !(seen_measured && f.warmup),
+                "client {id}: warm-up frame after a measured one"
+            );
+            seen_measured |= !f.warmup;
+        }
+        assert_eq!(
+            frames.iter().filter(|(f, _)| f.warmup).count() as u64,
+            line.sent.warmup
+        );
+    }
+    // Phases spread the clients over one period.
+    let mut firsts: Vec<u64> = clients.values().map(|f| f[0].0.due_ns).collect();
+    firsts.sort_unstable();
+    for w in firsts.windows(2) {
+        let gap = period / report.config.clients as u64;
+        assert!(
+            w[1] - w[0] == gap || w[1] - w[0] == gap + 1,
+            "phases not spread: {firsts:?}"
+        );
+    }
+}
+
+#[test]
+fn one_write_per_frame_keeps_an_exact_schedule() {
+    let sink = Sink::start(Mode::Read);
+    let report = fleet::run(&config(sink.addr, 3, 2_000, Duration::ZERO)).unwrap();
+    let logs = sink.finish();
+    check_schedule(&report, &logs, 500_000);
+    // 200 ms at 2 kHz: 100 warm-up and 300 measured frames per client.
+    assert_eq!(report.sent.warmup, 3 * 100);
+    assert_eq!(report.sent.measured, 3 * 300);
+    assert_eq!(report.drained.len(), 3);
+}
+
+#[test]
+fn batch_windows_never_send_early() {
+    let sink = Sink::start(Mode::Read);
+    let report = fleet::run(&config(sink.addr, 4, 10_000, Duration::from_millis(1))).unwrap();
+    let logs = sink.finish();
+    check_schedule(&report, &logs, 100_000);
+    assert_eq!(report.sent.measured + report.sent.warmup, 4 * 2_000);
+}
+
+#[test]
+fn count_mode_sends_exactly_n() {
+    let sink = Sink::start(Mode::Read);
+    let mut c = config(sink.addr, 2, 5_000, Duration::ZERO);
+    c.count = Some(137);
+    c.warmup = Duration::ZERO;
+    let report = fleet::run(&c).unwrap();
+    let logs = sink.finish();
+    for frames in by_client(&logs).values() {
+        assert_eq!(frames.len(), 137);
+    }
+    assert_eq!(report.sent.measured, 2 * 137);
+    assert!(report.makespan_s.unwrap() > 0.0);
+}
+
+#[test]
+fn a_closed_connection_reconnects_and_continues_the_sequence() {
+    let sink = Sink::start(Mode::CloseFirstAfter(40));
+    let report = fleet::run(&config(sink.addr, 1, 2_000, Duration::ZERO)).unwrap();
+    let logs = sink.finish();
+    assert!(report.reconnects >= 1, "no reconnect: {:?}", report.verdict);
+    assert!(logs.len() >= 2);
+    let first = &logs[0];
+    let second = &logs[1];
+    let last_old = first.last().unwrap().0.seq;
+    let first_new = second[0].0.seq;
+    assert!(
+        first_new > last_old,
+        "sequence numbers reused after reconnect"
+    );
+    for w in second.windows(2) {
+        assert_eq!(w[1].0.seq, w[0].0.seq + 1);
+    }
+    assert_eq!(second.last().unwrap().0.seq, 399);
+}
+
+#[test]
+fn a_server_that_stops_reading_is_backpressure_not_a_hang() {
+    let sink = Sink::start(Mode::NeverRead);
+    let mut c = config(sink.addr, 2, 100_000, Duration::from_millis(1));
+    c.duration = Duration::from_millis(1500);
+    c.drain_timeout = Duration::from_millis(300);
+    c.max_lag = Duration::from_millis(2);
+    let report = fleet::run(&c).unwrap();
+    sink.finish();
+    assert!(report.would_block_writes > 0);
+    assert_eq!(
+        report.verdict.status,
+        FleetStatus::ServerBackpressure,
+        "{:?}",
+        report.verdict
+    );
+    assert_eq!(report.undrained.len(), 2);
+}

@@ -1,0 +1,206 @@
+//! `harness --model` end to end on loopback with short cells: exact
+//! reconciliation, a forced loss reported as invalid, resume after an
+//! interruption, and the environment block.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::harness_bin;
+
+fn run_args(dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(harness_bin());
+    cmd.args([
+        "--rate",
+        "1000",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "100ms",
+        "--drain-timeout",
+        "2s",
+    ])
+    .arg("--results-dir")
+    .arg(dir.join("results"))
+    .arg("--plots-dir")
+    .arg(dir.join("plots"))
+    .arg("--logs-dir")
+    .arg(dir.join("logs"))
+    .args(extra)
+    .stdin(Stdio::null());
+    cmd
+}
+
+fn only_run(dir: &Path) -> (PathBuf, Value) {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let json = std::fs::read_to_string(runs[0].join("run.json")).unwrap();
+    (runs[0].clone(), serde_json::from_str(&json).unwrap())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_valid_cell_reconciles_exactly_and_records_its_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_args(
+        dir.path(),
+        &[
+            "--model",
+            "pool",
+            "--clients",
+            "3",
+            "--work",
+            "cpu:200",
+            "--slo",
+            "p99=1ns",
+        ],
+    )
+    .output()
+    .unwrap();
+    // The run completes; the impossible SLO makes the exit code 2.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("SLO breached"), "{}", text(&out));
+    let (run_dir, run) = only_run(dir.path());
+    assert_eq!(run["complete"], true);
+    let cells = run["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 1);
+    let cell = &cells[0];
+    assert_eq!(cell["verdict"]["status"], "valid", "{}", cell["verdict"]);
+    assert_eq!(cell["reconciliation"]["lost"], 0);
+    let server = &cell["server"];
+    let fleet = &cell["fleet"];
+    assert_eq!(server["packets"]["measured"], fleet["sent"]["measured"]);
+    assert_eq!(server["packets"]["warmup"], fleet["sent"]["warmup"]);
+    for c in fleet["clients"].as_array().unwrap() {
+        let s = server["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == c["id"])
+            .unwrap();
+        assert_eq!(s["measured"], c["sent"]["measured"]);
+        assert_eq!(
+            s["received"].as_u64().unwrap(),
+            c["sent"]["measured"].as_u64().unwrap() + c["sent"]["warmup"].as_u64().unwrap()
+        );
+    }
+    assert!(cell["derived"]["achieved_pps"].as_f64().unwrap() > 0.0);
+    assert!(!cell["samples"]["server"].as_array().unwrap().is_empty());
+    let env = &run["environment"];
+    for key in ["hostname", "cpu_model", "kernel", "rustc", "clock_source"] {
+        assert!(!env[key].as_str().unwrap_or("").is_empty(), "{key} missing");
+    }
+    assert!(env["logical_cpus"].as_u64().unwrap() >= 1);
+    assert!(env["memory_kib"].as_u64().unwrap() > 0);
+    assert!(!env["server_cpus"].as_array().unwrap().is_empty());
+    assert!(run["config"]["iters_per_us"].as_f64().unwrap() > 0.0);
+    assert!(run_dir.join("summary.md").exists());
+    let run_id = run["run_id"].as_str().unwrap();
+    assert!(dir
+        .path()
+        .join("plots")
+        .join(run_id)
+        .join("run-timeseries.png")
+        .exists());
+    assert!(dir
+        .path()
+        .join("logs")
+        .join(run_id)
+        .join("harness.log")
+        .exists());
+}
+
+#[test]
+fn a_server_killed_mid_run_is_reported_as_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_args(
+        dir.path(),
+        &[
+            "--model",
+            "single",
+            "--clients",
+            "2",
+            "--kill-server-after",
+            "250ms",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, run) = only_run(dir.path());
+    let cell = &run["cells"][0];
+    assert_eq!(cell["verdict"]["status"], "invalid");
+    let lost = cell["reconciliation"]["lost"].as_u64().unwrap();
+    assert!(lost > 0, "no loss reported: {}", cell["reconciliation"]);
+    let reasons = cell["verdict"]["reasons"].to_string();
+    assert!(reasons.contains(&format!("loss {lost}")), "{reasons}");
+}
+
+#[test]
+fn an_interrupted_run_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = run_args(
+        dir.path(),
+        &["--model", "single", "--clients", "1", "--repeat", "3"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Interrupt once the first cell is saved.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "first cell never saved");
+        let saved = std::fs::read_dir(dir.path().join("results"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("run.json")).ok())
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|r| !r["cells"].as_array().unwrap().is_empty());
+        if saved {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let (_, run) = only_run(dir.path());
+    let done = run["cells"].as_array().unwrap().len();
+    if status.code() == Some(0) {
+        // The run finished before the signal landed; nothing to resume.
+        assert_eq!(done, 3);
+        return;
+    }
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(run["complete"], false);
+    assert!((1..3).contains(&done), "{done} cells");
+    let id = run["run_id"].as_str().unwrap().to_string();
+    let out = run_args(dir.path(), &["--resume", &id]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, run) = only_run(dir.path());
+    assert_eq!(run["complete"], true);
+    let repeats: Vec<u64> = run["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"]["repeat"].as_u64().unwrap())
+        .collect();
+    assert_eq!(repeats, vec![0, 1, 2]);
+}
