@@ -60,33 +60,25 @@ fn exact_counts_and_digest(model: &str) {
 /// and frames before it still count.
 fn invalid_frames(model: &str) {
     let server = Server::start(model, &["--max-cpu-iters", "1000", "--max-io-us", "500"]);
-    let corrupt: Vec<(&str, Box<dyn Fn(&mut [u8; 32])>)> = vec![
-        ("bad_magic", Box::new(|b| b[0] = b'X')),
-        (
-            "bad_version",
-            Box::new(|b| {
-                b[2] = 9;
-                seal(b)
-            }),
-        ),
-        (
-            "bad_flags",
-            Box::new(|b| {
-                b[3] = 0x03;
-                seal(b)
-            }),
-        ),
-        ("bad_checksum", Box::new(|b| b[20] ^= 0xFF)),
-        (
-            "work_over_limit",
-            Box::new(|b| {
-                b[3] = 1;
-                b[24..28].copy_from_slice(&5000u32.to_le_bytes());
-                seal(b)
-            }),
-        ),
+    // One corruption per reason, in report order.
+    let corrupt: [fn(&mut [u8; 32]); 5] = [
+        |b| b[0] = b'X',
+        |b| {
+            b[2] = 9;
+            seal(b)
+        },
+        |b| {
+            b[3] = 0x03;
+            seal(b)
+        },
+        |b| b[20] ^= 0xFF,
+        |b| {
+            b[3] = 1;
+            b[24..28].copy_from_slice(&5000u32.to_le_bytes());
+            seal(b)
+        },
     ];
-    for (i, (_, corrupt)) in corrupt.iter().enumerate() {
+    for (i, corrupt) in corrupt.iter().enumerate() {
         let id = 10 + i as u32;
         let mut bytes = encode(&frames(id, 3, 0));
         let mut bad = frame(id, 3, WorkKind::None, 0, false).encode();

@@ -228,7 +228,8 @@ impl WorkPlan {
     /// Work kind and amount of frame `seq`; the same every run.
     #[inline]
     pub fn work_for(&self, seq: u64) -> (WorkKind, u32) {
-        if self.mode == PlanMode::None || (self.every > 1 && seq % self.every as u64 != 0) {
+        if self.mode == PlanMode::None || (self.every > 1 && !seq.is_multiple_of(self.every as u64))
+        {
             return (WorkKind::None, 0);
         }
         let cpu = match self.mode {

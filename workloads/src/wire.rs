@@ -248,7 +248,7 @@ mod tests {
             due_ns: 1_000 + seq,
             kind: WorkKind::Cpu,
             amount: 100,
-            warmup: seq % 2 == 0,
+            warmup: seq.is_multiple_of(2),
         }
     }
 

@@ -10,6 +10,9 @@ use super::sample::Samples;
 use crate::fleet::client::ClientState;
 use crate::fleet::report::{FleetReport, FleetStatus};
 
+/// A server still this far behind when the load stopped was not keeping up.
+pub const BACKLOG_LIMIT_S: f64 = 0.1;
+
 /// Per-client comparison of sent and received frames.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
@@ -147,8 +150,21 @@ pub fn verdict(
                     rec.excess
                 ));
             }
+            let backlog = f.slowest_drain_s > BACKLOG_LIMIT_S;
+            if backlog && f.undrained.is_empty() {
+                overloaded.push(format!(
+                    "backlog: the server needed {:.0} ms after the load stopped to read everything",
+                    f.slowest_drain_s * 1e3
+                ));
+            }
+            let server_behind = backlog || !f.undrained.is_empty();
             match f.verdict.status {
                 FleetStatus::Ok => {}
+                // Kernel-side queueing of an overloaded server can slow the
+                // sender without any would-block: the server is the cause.
+                FleetStatus::GeneratorSaturated if server_behind => {
+                    overloaded.push("fleet fell behind while the server was overloaded".to_string())
+                }
                 FleetStatus::GeneratorSaturated => invalid.push("generator_saturated".to_string()),
                 FleetStatus::ServerBackpressure => {
                     overloaded.push("server_backpressure".to_string())
@@ -162,7 +178,7 @@ pub fn verdict(
             }
             if !f.undrained.is_empty() {
                 overloaded.push(format!(
-                    "overloaded: {} clients undrained, {} frames unread",
+                    "{} clients undrained, {} frames unread",
                     f.undrained.len(),
                     rec.unread
                 ));
@@ -194,7 +210,8 @@ pub fn verdict(
 pub struct Derived {
     /// Scheduled measured packets per second.
     pub offered_pps: f64,
-    /// Measured packets the server processed per second of the window.
+    /// Measured packets the server processed per second, over the window
+    /// plus the time it needed to work off a backlog after the load stopped.
     pub achieved_pps: f64,
     /// Latency percentiles, ns (server's merged histogram).
     pub p50_ns: u64,
@@ -250,8 +267,10 @@ pub fn derive(
                 .map(|s| s.cpu_user_pct + s.cpu_sys_pct),
         );
         if let Some(s) = server {
-            if f.measured_window_s > 0.0 {
-                d.achieved_pps = s.packets.measured as f64 / f.measured_window_s;
+            // A backlog is processed after the window: count that time too.
+            let span = f.measured_window_s + f.slowest_drain_s.max(0.0);
+            if span > 0.0 {
+                d.achieved_pps = s.packets.measured as f64 / span;
             }
         }
     }

@@ -108,6 +108,10 @@ pub struct FleetReport {
     pub achieved_rate: f64,
     /// Measured window, seconds.
     pub measured_window_s: f64,
+    /// Longest time from the end of the schedule until a client's
+    /// connection was closed by the server (or the drain deadline): how far
+    /// behind the server was when the load stopped.
+    pub slowest_drain_s: f64,
     /// With `--count`: seconds from the first due frame until the last
     /// client finished.
     pub makespan_s: Option<f64>,
@@ -171,6 +175,15 @@ impl FleetReport {
             });
         }
         let finished = clients.iter().map(|c| c.finished_ns).max().unwrap_or(0);
+        let slowest_drain_s = clients
+            .iter()
+            .map(|c| {
+                c.finished_ns
+                    .saturating_sub(c.last_send_ns.max(schedule.warm_end))
+            })
+            .max()
+            .unwrap_or(0) as f64
+            / 1e9;
         let last_send = clients.iter().map(|c| c.last_send_ns).max().unwrap_or(0);
         let window_ns = if config.count.is_none() {
             schedule.end - schedule.warm_end
@@ -207,6 +220,7 @@ impl FleetReport {
                 0.0
             },
             measured_window_s,
+            slowest_drain_s,
             makespan_s: config
                 .count
                 .map(|_| finished.saturating_sub(schedule.t0) as f64 / 1e9),
