@@ -1,1 +1,151 @@
-fn main() {}
+//! Micro-benchmarks of the per-frame hot paths: wire encode/decode, CRC, the
+//! reference kernel (its ns per iteration is the calibration figure), HDR
+//! recording, the server's ingest path and the pool's channel hand-off.
+//! Compare figures side by side from one run; absolute numbers depend on
+//! the machine.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use models::ingest::ConnIngest;
+use models::stats::{IngestStats, ProcessStats};
+use models::{ServeConfig, Shutdown};
+use workloads::kernel::cpu_kernel;
+use workloads::{Frame, FrameReader, Limits, WorkKind};
+
+fn frame(seq: u64) -> Frame {
+    Frame {
+        client_id: 7,
+        seq,
+        due_ns: 1_000_000 + seq,
+        kind: WorkKind::None,
+        amount: 0,
+        warmup: false,
+    }
+}
+
+fn stream(n: u64) -> Vec<u8> {
+    (0..n).flat_map(|s| frame(s).encode()).collect()
+}
+
+fn wire(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wire");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode", |b| {
+        b.iter(|| black_box(frame(black_box(42)).encode()))
+    });
+    let bytes = frame(42).encode();
+    let limits = Limits::default();
+    g.bench_function("decode", |b| {
+        b.iter(|| black_box(Frame::decode(black_box(&bytes), &limits)))
+    });
+    g.bench_function("crc32_28_bytes", |b| {
+        b.iter(|| black_box(crc32fast::hash(black_box(&bytes[..28]))))
+    });
+    let many = stream(512);
+    g.throughput(Throughput::Elements(512));
+    g.bench_function("reader_512_frames_split_at_13", |b| {
+        b.iter(|| {
+            let mut r = FrameReader::new();
+            let mut n = 0u32;
+            for chunk in many.chunks(13) {
+                r.feed(chunk, &limits, |_| n += 1).unwrap();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+fn kernel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("kernel");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("cpu_kernel_1000_iterations", |b| {
+        b.iter(|| black_box(cpu_kernel(black_box(3), 9, black_box(1000))))
+    });
+    g.finish();
+}
+
+fn server_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("server");
+    let bytes = stream(512);
+    let limits = Limits::default();
+    g.throughput(Throughput::Elements(512));
+    g.bench_function("ingest_512_frames", |b| {
+        b.iter_batched(
+            || (ConnIngest::new(), IngestStats::default()),
+            |(mut conn, mut stats)| {
+                let mut n = 0u32;
+                conn.on_bytes(&bytes, &limits, &mut stats, |_| n += 1)
+                    .unwrap();
+                black_box(n)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let frames: Vec<Frame> = (0..512).map(frame).collect();
+    g.bench_function("record_512_frames", |b| {
+        let mut stats = ProcessStats::default();
+        b.iter(|| {
+            for f in &frames {
+                stats.record(f, 2_000_000, None);
+            }
+        })
+    });
+    let (tx, rx) = crossbeam_channel::bounded::<Frame>(1024);
+    g.bench_function("channel_send_recv_512_frames", |b| {
+        b.iter(|| {
+            for f in &frames {
+                tx.send(*f).unwrap();
+                if tx.len() >= 1000 {
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+            while let Ok(f) = rx.try_recv() {
+                black_box(f);
+            }
+        })
+    });
+    g.finish();
+}
+
+/// One loopback round per model: connect, write 512 frames, half-close and
+/// wait for the server's close (it closes once it has read everything).
+/// `prefork` cannot fork inside this multi-threaded process; its children
+/// run the `single` loop measured here.
+fn loopback(c: &mut Criterion) {
+    let mut g = c.benchmark_group("loopback_round");
+    g.throughput(Throughput::Elements(512));
+    let bytes = stream(512);
+    let config = ServeConfig {
+        workers: 2,
+        max_clients: 64,
+        idle_timeout: Duration::ZERO,
+        limits: Limits::default(),
+    };
+    for model in models::registry().iter().filter(|m| m.name() != "prefork") {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::default();
+        let (cfg, stop) = (config.clone(), shutdown.clone());
+        let server = thread::spawn(move || model.serve(listener, &cfg, &stop));
+        g.bench_function(model.name(), |b| {
+            b.iter(|| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(&bytes).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                let mut sink = [0u8; 16];
+                while s.read(&mut sink).unwrap_or(0) > 0 {}
+            })
+        });
+        shutdown.trigger();
+        server.join().unwrap().unwrap();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, wire, kernel, server_paths, loopback);
+criterion_main!(benches);

@@ -38,6 +38,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two saved runs cell by cell.
     Compare(CompareArgs),
+    /// Benchmark the fleet: how many 10 kHz clients one core paces on time.
+    FleetCapacity(CapacityArgs),
 }
 
 /// Options of a benchmark run.
@@ -224,4 +226,18 @@ pub struct CompareArgs {
     /// Also write the markdown here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `harness fleet-capacity`.
+#[derive(Args, Debug)]
+pub struct CapacityArgs {
+    /// Measured window per fleet size.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub duration: Duration,
+    /// p99 pacing lag allowed.
+    #[arg(long, value_parser = parse_duration, default_value = "100us")]
+    pub limit: Duration,
+    /// Also write the steps as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }

@@ -3,6 +3,7 @@
 //! separate pinned processes (`bench`), and the reports (`report`).
 
 pub mod bench;
+pub mod capacity;
 pub mod cli;
 pub mod commands;
 pub mod cpus;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
                 Command::Calibrate(a) => commands::calibrate(a).map(|()| ExitCode::SUCCESS),
                 Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),
                 Command::Compare(a) => commands::compare(a),
+                Command::FleetCapacity(a) => harness::capacity::run(a).map(|()| ExitCode::SUCCESS),
             }
         }
         None => bench::run(&cli.run).map(|outcome| match outcome {

@@ -68,7 +68,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     match &args.report {
         Some(path) => crate::bench::results::write_atomic(path, json.as_bytes())
             .with_context(|| format!("write the report to {}", path.display()))?,
-        None => println!("{json}"),
+        None => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{json}").context("write the report to stdout; use --report FILE")?;
+        }
     }
     Ok(())
 }

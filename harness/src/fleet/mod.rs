@@ -23,7 +23,7 @@ use report::{FleetReport, ThreadTotals};
 use schedule::Schedule;
 
 /// Sleep until this close to a deadline, then spin.
-const SPIN_NS: u64 = 60_000;
+const SPIN_NS: u64 = 100_000;
 /// Time between connecting and the first due frame.
 const START_DELAY_NS: u64 = 20_000_000;
 
@@ -136,6 +136,9 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         let e = first_error.unwrap_or_else(|| std::io::Error::other("no clients"));
         return Err(FleetError::Connect(config.target, e));
     }
+    // Sleeps may overshoot by the timer slack (50 us by default); pacing
+    // threads inherit this setting. Best effort: unprivileged and harmless.
+    let _ = nix::sys::prctl::set_timerslack(1);
     let t0 = monotonic_ns() + START_DELAY_NS;
     let schedule = Schedule::new(config, t0);
     let threads = config.threads.clamp(1, clients.len().max(1));

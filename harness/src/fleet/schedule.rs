@@ -86,14 +86,20 @@ impl Schedule {
         due < self.warm_end
     }
 
+    /// Base of the client's window grid: its phase plus an offset that
+    /// spreads the clients' writes evenly over one window, so one pacing
+    /// thread is never asked for all writes at once.
+    fn wake_base(&self, index: u32) -> u64 {
+        self.t0 + self.phase(index) + self.window_ns * index as u64 / self.clients
+    }
+
     /// First time the client wakes.
     pub fn first_wake(&self, index: u32) -> u64 {
-        self.t0
-            + if self.is_paced() {
-                self.phase(index)
-            } else {
-                0
-            }
+        match (self.is_paced(), self.window_ns) {
+            (false, _) => self.t0,
+            (true, 0) => self.t0 + self.phase(index),
+            (true, _) => self.wake_base(index),
+        }
     }
 
     /// Next wake after `now` for a client whose next unsent frame is `next`:
@@ -103,7 +109,7 @@ impl Schedule {
         if self.window_ns == 0 {
             return due;
         }
-        let base = self.t0 + self.phase(index);
+        let base = self.wake_base(index);
         let k = now.saturating_sub(base) / self.window_ns + 1;
         (base + k * self.window_ns).max(due)
     }

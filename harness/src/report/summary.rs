@@ -9,8 +9,23 @@ use crate::bench::results::RunFile;
 use crate::bench::verdict::Status;
 use crate::units::{fmt_ns, fmt_rate};
 
-/// The latency bound used to rank models in "what this shows".
-pub const RANKING_P99_NS: u64 = 2_000_000;
+/// The p99 bound models are ranked by: the run's `--slo` p99 if given,
+/// else twice the batch window plus 1 ms (the fleet's batching alone adds
+/// up to one window to every frame's latency).
+pub fn ranking_p99_ns(run: &RunFile) -> u64 {
+    let from_slo = run
+        .config
+        .slo
+        .as_deref()
+        .and_then(|s| s.parse::<crate::bench::slo::Slo>().ok())
+        .and_then(|slo| {
+            slo.latency
+                .iter()
+                .find(|(k, _)| k == "p99")
+                .map(|(_, d)| d.as_nanos() as u64)
+        });
+    from_slo.unwrap_or(2 * run.config.batch_window.as_nanos() as u64 + 1_000_000)
+}
 
 /// Renders the markdown. `plots` are the PNGs written; `link_base` is the
 /// plots folder relative to the summary's folder.
@@ -67,11 +82,17 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         c.iters_per_us
     );
 
+    let bound = ranking_p99_ns(run);
     let _ = writeln!(md, "## Recommendation\n");
+    let _ = writeln!(
+        md,
+        "Per workload, the model that stays valid with p99 <= {} at the largest fleet size (ties: lower p99, then lower CPU per packet).\n",
+        fmt_ns(bound)
+    );
     let _ = writeln!(md, "| workload | use | why |\n|---|---|---|");
     for w in &c.workloads {
         let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
-        let (model, why) = recommend(&pts);
+        let (model, why) = recommend(&pts, bound);
         let _ = writeln!(md, "| {} | {} | {} |", w.name, model, why);
     }
     md.push('\n');
@@ -178,19 +199,19 @@ pub fn status_word(s: Status) -> &'static str {
     }
 }
 
-fn within(p: &Point) -> bool {
-    p.status == Status::Valid && p.p99_ns <= RANKING_P99_NS
+fn within(p: &Point, bound: u64) -> bool {
+    p.status == Status::Valid && p.p99_ns <= bound
 }
 
 /// The model that sustains the most clients valid within the p99 bound;
 /// ties go to the lower p99 there, then the lower CPU per packet.
-fn recommend(pts: &[&Point]) -> (String, String) {
+fn recommend(pts: &[&Point], bound: u64) -> (String, String) {
     let mut best: Option<(&Point, u32)> = None;
     let models = unique_models(pts);
     for m in &models {
         let reach = pts
             .iter()
-            .filter(|p| &p.model == m && within(p))
+            .filter(|p| &p.model == m && within(p, bound))
             .map(|p| p.clients)
             .max();
         let Some(reach) = reach else { continue };
@@ -217,7 +238,7 @@ fn recommend(pts: &[&Point]) -> (String, String) {
             format!("`{}`", p.model),
             format!(
                 "valid with p99 <= {} up to {} clients (p99 {} at {:.2} CPU us/packet)",
-                fmt_ns(RANKING_P99_NS),
+                fmt_ns(bound),
                 reach,
                 fmt_ns(p.p99_ns),
                 p.cpu_us_per_packet
