@@ -248,7 +248,7 @@ fn recommend(pts: &[&Point], bound: u64) -> (String, String) {
             "none".into(),
             format!(
                 "no model was valid with p99 <= {} at any fleet size",
-                fmt_ns(RANKING_P99_NS)
+                fmt_ns(bound)
             ),
         ),
     }
