@@ -267,8 +267,13 @@ pub fn derive(
                 .map(|s| s.cpu_user_pct + s.cpu_sys_pct),
         );
         if let Some(s) = server {
-            // A backlog is processed after the window: count that time too.
-            let span = f.measured_window_s + f.slowest_drain_s.max(0.0);
+            // A backlog is worked off after the window: count that time too.
+            let backlog_s = if f.slowest_drain_s > BACKLOG_LIMIT_S {
+                f.slowest_drain_s
+            } else {
+                0.0
+            };
+            let span = f.measured_window_s + backlog_s;
             if span > 0.0 {
                 d.achieved_pps = s.packets.measured as f64 / span;
             }

@@ -272,7 +272,10 @@ impl Client {
                 Ok(0) => return Flush::Broken,
                 Ok(n) => {
                     let oldest = self.dues[self.written / FRAME_LEN];
-                    totals.record_lag(at.saturating_sub(oldest));
+                    // Start-up effects belong to the warm-up: judge only the window.
+                    if !schedule.is_warmup(oldest) {
+                        totals.record_lag(at.saturating_sub(oldest));
+                    }
                     let before = self.written / FRAME_LEN;
                     self.written += n;
                     for &due in &self.dues[before..self.written / FRAME_LEN] {

@@ -181,7 +181,7 @@ fn pace(
     while let Some(Reverse((wake, i))) = heap.pop() {
         wait_until(wake);
         let now = monotonic_ns();
-        if clients[i].state == client::ClientState::Sending {
+        if clients[i].state == client::ClientState::Sending && wake >= schedule.warm_end {
             totals.record_pacing(now - wake);
         }
         match clients[i].step(now, schedule, config, &mut totals) {

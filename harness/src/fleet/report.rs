@@ -115,7 +115,8 @@ pub struct FleetReport {
     /// With `--count`: seconds from the first due frame until the last
     /// client finished.
     pub makespan_s: Option<f64>,
-    /// Write time minus due time of the oldest frame in each write.
+    /// Write time minus due time of the oldest frame in each write of the
+    /// measured window (warm-up writes absorb start-up effects).
     pub send_lag_ns: LatencySummary,
     /// How late the pacing threads woke for each scheduled write: the
     /// generator's own precision, whatever the batch window.
