@@ -148,9 +148,9 @@ pub struct ServeArgs {
 /// `harness fleet`.
 #[derive(Args, Debug)]
 pub struct FleetArgs {
-    /// Server address.
+    /// Server address, HOST:PORT (a name is resolved once, at start).
     #[arg(long)]
-    pub target: SocketAddr,
+    pub target: String,
     /// Number of clients.
     #[arg(long, default_value_t = 10)]
     pub clients: u32,

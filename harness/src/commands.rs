@@ -1,5 +1,6 @@
 //! The small subcommands: `fleet`, `calibrate`, `report` and `compare`.
 
+use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -31,8 +32,14 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
     if args.clients == 0 {
         return Err(anyhow!("--clients must be at least 1"));
     }
+    let target = args
+        .target
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve --target {}", args.target))?
+        .next()
+        .ok_or_else(|| anyhow!("--target {} resolves to no address", args.target))?;
     let config = FleetConfig {
-        target: args.target,
+        target,
         clients: args.clients,
         client_id_base: args.client_id_base,
         rate: args.rate,
