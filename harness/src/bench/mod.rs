@@ -81,6 +81,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             }
         }
     };
+    // The harness (and its sampler) stays off the fleet's CPUs: a stalled
+    // pacing thread would make the fleet, not the server, the bottleneck.
+    crate::cpus::pin(&run.config.server_cpus).map_err(|e| anyhow!(e))?;
     let run_dir = args.results_dir.join(&run.run_id);
     let log_dir = args.logs_dir.join(&run.run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;

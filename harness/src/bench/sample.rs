@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use procfs::process::{all_processes, Process};
+use procfs::process::Process;
 use serde::{Deserialize, Serialize};
 
 /// Sampling period.
@@ -64,10 +64,9 @@ impl Sampler {
             let mut out = Samples::default();
             let mut prev: HashMap<u32, (u64, u64, Instant)> = HashMap::new();
             while !flag.load(Ordering::SeqCst) {
-                let parents = parent_map();
                 let t_s = start.elapsed().as_secs_f64();
                 for (root, series) in [(server, &mut out.server), (fleet, &mut out.fleet)] {
-                    if let Some(s) = sample_tree(root, &parents, t_s, &mut prev) {
+                    if let Some(s) = sample_tree(root, t_s, &mut prev) {
                         series.push(s);
                     }
                 }
@@ -85,27 +84,15 @@ impl Sampler {
     }
 }
 
-fn parent_map() -> HashMap<u32, Vec<u32>> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(procs) = all_processes() {
-        for p in procs.flatten() {
-            if let Ok(stat) = p.stat() {
-                children
-                    .entry(stat.ppid as u32)
-                    .or_default()
-                    .push(stat.pid as u32);
-            }
-        }
-    }
-    children
-}
-
-fn tree(root: u32, children: &HashMap<u32, Vec<u32>>) -> Vec<u32> {
+/// The process and all its descendants, from each task's `children` file.
+fn tree(root: u32) -> Vec<u32> {
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {
-        if let Some(kids) = children.get(&out[i]) {
-            out.extend(kids);
+        if let Ok(tasks) = Process::new(out[i] as i32).and_then(|p| p.tasks()) {
+            for task in tasks.flatten() {
+                out.extend(task.children().unwrap_or_default());
+            }
         }
         i += 1;
     }
@@ -114,7 +101,6 @@ fn tree(root: u32, children: &HashMap<u32, Vec<u32>>) -> Vec<u32> {
 
 fn sample_tree(
     root: u32,
-    children: &HashMap<u32, Vec<u32>>,
     t_s: f64,
     prev: &mut HashMap<u32, (u64, u64, Instant)>,
 ) -> Option<Sample> {
@@ -124,7 +110,7 @@ fn sample_tree(
         ..Sample::default()
     };
     let mut alive = false;
-    for pid in tree(root, children) {
+    for pid in tree(root) {
         let Ok(p) = Process::new(pid as i32) else {
             continue;
         };

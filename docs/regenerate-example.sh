@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerates the README's example: runs `harness --all --quick` on this
+# machine, then copies one plot to docs/example/ and splices the summary's
+# recommendation and io sections into README.md between the example markers.
+# Never edit that part of the README by hand: run this instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)
+cargo run --release -q -- --all --quick \
+  --results-dir "$out/results" --plots-dir "$out/plots" --logs-dir "$out/logs" >/dev/null
+run=$(ls "$out/results")
+mkdir -p docs/example
+cp "$out/plots/$run/io-latency.png" docs/example/io-latency.png
+python3 - "$out/results/$run" <<'PY'
+import json, pathlib, re, sys
+run_dir = pathlib.Path(sys.argv[1])
+run = json.loads((run_dir / "run.json").read_text())
+md = (run_dir / "summary.md").read_text()
+env = run["environment"]
+def section(title):
+    m = re.search(r"^## " + re.escape(title) + r".*?(?=^## |\Z)", md, re.S | re.M)
+    return m.group(0).strip() if m else ""
+io = section("Workload `io`")
+io = re.sub(r"^!\[.*$\n?", "", io, flags=re.M).strip()
+excerpt = "\n".join([
+    "<!-- example:start -->",
+    f"From `harness --all --quick` on `{env['hostname']}` ({env['cpu_model']}, {env['logical_cpus']} CPUs), "
+    f"{run['started'][:10]}, commit `{(env['git_commit'] or 'unknown')[:12]}`"
+    + (" (dirty)" if env.get("git_dirty") else "") + ". Regenerate with `docs/regenerate-example.sh`.",
+    "",
+    "#" + section("Recommendation"),
+    "",
+    "#" + io,
+    "",
+    "![io latency](docs/example/io-latency.png)",
+    "<!-- example:end -->",
+])
+readme = pathlib.Path("README.md")
+text = readme.read_text()
+text = re.sub(r"<!-- example:start -->.*?<!-- example:end -->", lambda _: excerpt, text, flags=re.S)
+readme.write_text(text)
+print("README example updated from run", run["run_id"])
+PY
