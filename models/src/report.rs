@@ -79,6 +79,15 @@ impl LatencySummary {
     }
 }
 
+/// Frames processed in one timeline bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatePoint {
+    /// CLOCK_MONOTONIC ns at the start of the bucket.
+    pub t_ns: u64,
+    /// Frames (warm-up included) whose work finished in the bucket.
+    pub frames: u64,
+}
+
 /// CPU time of the server's whole process tree.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuTimes {
@@ -113,6 +122,10 @@ pub struct ServerReport {
     pub work_digest: String,
     /// Due-to-processed latency of measured frames.
     pub latency_ns: LatencySummary,
+    /// Frames processed per 100 ms bucket, in time order (absent in
+    /// reports of older versions).
+    #[serde(default)]
+    pub timeline: Vec<RatePoint>,
     /// CPU of the process tree.
     pub cpu: CpuTimes,
     /// Peak resident set of the largest process in the tree, KiB.
@@ -156,6 +169,15 @@ impl ServerReport {
             untracked_frames: stats.ingest.untracked_frames,
             work_digest: format!("{:016x}", stats.process.work_digest),
             latency_ns: LatencySummary::of(&stats.process.latency),
+            timeline: stats
+                .process
+                .timeline
+                .iter()
+                .map(|(&bucket, &frames)| RatePoint {
+                    t_ns: bucket * crate::stats::TIMELINE_BUCKET_NS,
+                    frames,
+                })
+                .collect(),
             cpu,
             max_rss_kib,
         }

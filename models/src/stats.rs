@@ -9,6 +9,10 @@ use workloads::{Frame, FrameError};
 
 /// Largest latency the histogram tracks (100 s); larger values are clamped.
 pub const LATENCY_MAX_NS: u64 = 100_000_000_000;
+/// Width of a timeline bucket.
+pub const TIMELINE_BUCKET_NS: u64 = 100_000_000;
+/// Most timeline buckets kept (one hour); later frames are still counted.
+pub const MAX_TIMELINE_BUCKETS: usize = 36_000;
 /// Most distinct client ids tracked per server; frames of further ids are
 /// still processed but counted only in `untracked_frames`.
 pub const MAX_TRACKED_CLIENTS: usize = 65_536;
@@ -177,6 +181,9 @@ pub struct ProcessStats {
     /// Due-to-processed latency of measured frames, ns.
     #[serde(with = "hdr_base64")]
     pub latency: Histogram<u64>,
+    /// Frames processed per [`TIMELINE_BUCKET_NS`] bucket of CLOCK_MONOTONIC.
+    #[serde(default)]
+    pub timeline: BTreeMap<u64, u64>,
 }
 
 impl Default for ProcessStats {
@@ -186,6 +193,7 @@ impl Default for ProcessStats {
             warmup: 0,
             work_digest: 0,
             latency: new_latency_histogram(),
+            timeline: BTreeMap::new(),
         }
     }
 }
@@ -197,6 +205,13 @@ impl ProcessStats {
     pub fn record(&mut self, frame: &Frame, done_ns: u64, digest: Option<u64>) {
         if let Some(x) = digest {
             self.work_digest ^= x;
+        }
+        let bucket = done_ns / TIMELINE_BUCKET_NS;
+        let room = self.timeline.len() < MAX_TIMELINE_BUCKETS;
+        match self.timeline.last_entry() {
+            Some(mut last) if *last.key() == bucket => *last.get_mut() += 1,
+            _ if room => *self.timeline.entry(bucket).or_default() += 1,
+            _ => {}
         }
         if frame.warmup {
             self.warmup += 1;
@@ -215,6 +230,11 @@ impl ProcessStats {
         self.latency
             .add(&o.latency)
             .expect("histograms share bounds");
+        for (&bucket, &n) in &o.timeline {
+            if self.timeline.len() < MAX_TIMELINE_BUCKETS || self.timeline.contains_key(&bucket) {
+                *self.timeline.entry(bucket).or_default() += n;
+            }
+        }
     }
 }
 

@@ -469,7 +469,7 @@ fn spectrum(file: &Path, ctx: &str, run: &RunFile, pts: &[&Point]) -> Result<boo
     Ok(true)
 }
 
-/// Single-model runs: server CPU and RSS and fleet CPU over each cell's run.
+/// Single-model runs: achieved rate, server CPU and RSS over each cell.
 fn timeseries(file: &Path, run: &RunFile, machine: &str) -> Result<()> {
     let root = BitMapBackend::new(file, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -484,49 +484,72 @@ fn timeseries(file: &Path, run: &RunFile, machine: &str) -> Result<()> {
             (FONT, 18),
         )
         .map_err(err)?;
-    let areas = body.split_evenly((1, 2));
-    type Pick = fn(&crate::bench::sample::Sample) -> f64;
-    let specs: [(&str, &str, Pick); 2] = [
-        ("server CPU", "% of one CPU", |s| {
-            s.cpu_user_pct + s.cpu_sys_pct
-        }),
-        ("server RSS", "MiB", |s| s.rss_kib as f64 / 1024.0),
+    let areas = body.split_evenly((1, 3));
+    // Per cell: (label, points) for each panel.
+    let rate = |c: &crate::bench::cell::CellResult| -> Vec<(f64, f64)> {
+        let Some(s) = &c.server else {
+            return Vec::new();
+        };
+        let t0 = s.timeline.first().map_or(0, |p| p.t_ns);
+        s.timeline
+            .iter()
+            .map(|p| {
+                let bucket_s = models::stats::TIMELINE_BUCKET_NS as f64 / 1e9;
+                ((p.t_ns - t0) as f64 / 1e9, p.frames as f64 / bucket_s)
+            })
+            .collect()
+    };
+    let cpu = |c: &crate::bench::cell::CellResult| -> Vec<(f64, f64)> {
+        c.samples
+            .server
+            .iter()
+            .skip(1)
+            .map(|s| (s.t_s, s.cpu_user_pct + s.cpu_sys_pct))
+            .collect()
+    };
+    let rss = |c: &crate::bench::cell::CellResult| -> Vec<(f64, f64)> {
+        c.samples
+            .server
+            .iter()
+            .map(|s| (s.t_s, s.rss_kib as f64 / 1024.0))
+            .collect()
+    };
+    type Series = fn(&crate::bench::cell::CellResult) -> Vec<(f64, f64)>;
+    let panels: [(&str, &str, &str, Series); 3] = [
+        (
+            "processed rate",
+            "packets/s",
+            "seconds since the first packet",
+            rate,
+        ),
+        (
+            "server CPU",
+            "% of one CPU",
+            "seconds since the cell started",
+            cpu,
+        ),
+        ("server RSS", "MiB", "seconds since the cell started", rss),
     ];
-    for ((title, y, pick), area) in specs.iter().zip(&areas) {
-        let tmax = run
-            .cells
-            .iter()
-            .flat_map(|c| c.samples.server.iter().map(|s| s.t_s))
-            .fold(1.0, f64::max);
-        let vmax = run
-            .cells
-            .iter()
-            .flat_map(|c| c.samples.server.iter().map(pick))
-            .fold(1.0, f64::max)
-            * 1.15;
+    for ((title, y, x, series), area) in panels.iter().zip(&areas) {
+        let all: Vec<Vec<(f64, f64)>> = run.cells.iter().map(series).collect();
+        let tmax = all.iter().flatten().map(|p| p.0).fold(1.0, f64::max);
+        let vmax = all.iter().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.15;
         let mut chart = ChartBuilder::on(area)
             .caption(*title, (FONT, 20))
             .margin(12)
             .x_label_area_size(45)
-            .y_label_area_size(70)
+            .y_label_area_size(75)
             .build_cartesian_2d(0.0..tmax, 0.0..vmax)
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("seconds since the cell started")
+            .x_desc(*x)
             .y_desc(*y)
             .label_style((FONT, 14))
             .draw()
             .map_err(err)?;
-        for (i, cell) in run.cells.iter().enumerate() {
+        for (i, (cell, pts)) in run.cells.iter().zip(all).enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
-            let pts: Vec<(f64, f64)> = cell
-                .samples
-                .server
-                .iter()
-                .skip(1)
-                .map(|s| (s.t_s, pick(s)))
-                .collect();
             chart
                 .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
                 .map_err(err)?
@@ -537,7 +560,7 @@ fn timeseries(file: &Path, run: &RunFile, machine: &str) -> Result<()> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::LowerRight)
             .label_font((FONT, 14))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)

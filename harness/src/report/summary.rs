@@ -134,7 +134,9 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         }
         md.push('\n');
         let _ = writeln!(md, "**What this shows.**\n");
-        for line in findings(&pts) {
+        let baseline: Vec<&Point> = points.iter().filter(|p| p.workload == "none").collect();
+        let cpus = c.server_cpus.len().max(1) as f64;
+        for line in findings(&pts, &baseline, cpus) {
             let _ = writeln!(md, "- {line}");
         }
         md.push('\n');
@@ -264,9 +266,32 @@ fn unique_models(pts: &[&Point]) -> Vec<String> {
     out
 }
 
+/// Why a model broke, from the numbers: a saturated server CPU means
+/// compute-bound; an idle one while the same traffic without work was fine
+/// means it was blocked waiting (head-of-line blocking on io).
+fn why(p: &Point, baseline: &[&Point], cpus: f64) -> String {
+    let busy = p.cpu_pct / cpus;
+    let fine_without_work = p.workload != "none"
+        && baseline
+            .iter()
+            .any(|b| b.model == p.model && b.clients == p.clients && b.status == Status::Valid);
+    if p.status == Status::Invalid {
+        "the measurement itself failed, see the reasons".into()
+    } else if busy >= 85.0 {
+        format!("compute-bound: the server used {busy:.0}% of its {cpus} CPU(s)")
+    } else if fine_without_work {
+        format!(
+            "blocked, not busy: the server used only {busy:.0}% of its CPU(s) and kept up with {} clients sending no work, so waiting on the work (not the traffic) stalls it",
+            p.clients
+        )
+    } else {
+        format!("the server used {busy:.0}% of its CPU(s)")
+    }
+}
+
 /// Statements derived from the numbers: where each model breaks and why,
 /// and how far apart the models are at the largest fleet.
-fn findings(pts: &[&Point]) -> Vec<String> {
+fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
     let mut out = Vec::new();
     for m in unique_models(pts) {
         let mine: Vec<&&Point> = pts.iter().filter(|p| p.model == m).collect();
@@ -280,13 +305,14 @@ fn findings(pts: &[&Point]) -> Vec<String> {
                 ));
             }
             Some(p) => out.push(format!(
-                "`{m}` breaks at {} clients: {} ({}); p99 there {}, achieved {} of {} packets/s.",
+                "`{m}` breaks at {} clients: {} ({}); p99 there {}, achieved {} of {} packets/s; {}.",
                 p.clients,
                 status_word(p.status),
                 p.reasons.join("; "),
                 fmt_ns(p.p99_ns),
                 fmt_rate(p.achieved_pps),
-                fmt_rate(p.offered_pps)
+                fmt_rate(p.offered_pps),
+                why(p, baseline, cpus)
             )),
         }
     }
