@@ -206,9 +206,9 @@ pub struct CalibrateArgs {
 /// `harness report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A run directory (results/<run-id>) or its run.json.
+    /// A run directory (results/RUN-ID) or its run.json.
     pub run: PathBuf,
-    /// Where plots go (a <run-id> folder is made inside).
+    /// Where plots go (a RUN-ID folder is made inside).
     #[arg(long, default_value = "plots")]
     pub plots_dir: PathBuf,
 }

@@ -27,7 +27,7 @@ pub use report::ServerReport;
 pub use stats::Stats;
 
 /// How often loops look at the shutdown flag when nothing else wakes them.
-pub(crate) const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+pub const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
 /// Per-run server settings shared by every model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
