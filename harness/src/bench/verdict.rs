@@ -241,6 +241,19 @@ pub struct Derived {
     pub send_lag_p99_ns: u64,
 }
 
+/// Mean CPU % of a series (the first sample has no interval before it).
+fn mean_cpu_pct(series: &[super::sample::Sample]) -> f64 {
+    let usable = series.get(1..).unwrap_or_default();
+    if usable.is_empty() {
+        return 0.0;
+    }
+    usable
+        .iter()
+        .map(|s| s.cpu_user_pct + s.cpu_sys_pct)
+        .sum::<f64>()
+        / usable.len() as f64
+}
+
 /// Computes the derived figures.
 pub fn derive(
     fleet: Option<&FleetReport>,
@@ -259,13 +272,7 @@ pub fn derive(
     if let Some(f) = fleet {
         d.offered_pps = f.offered_rate.unwrap_or(f.achieved_rate);
         d.send_lag_p99_ns = f.send_lag_ns.p99;
-        d.fleet_cpu_pct = mean(
-            &mut samples
-                .fleet
-                .iter()
-                .skip(1)
-                .map(|s| s.cpu_user_pct + s.cpu_sys_pct),
-        );
+        d.fleet_cpu_pct = mean_cpu_pct(&samples.fleet);
         if let Some(s) = server {
             // A backlog is worked off after the window: count that time too.
             let backlog_s = if f.slowest_drain_s > BACKLOG_LIMIT_S {
@@ -287,13 +294,7 @@ pub fn derive(
             d.cpu_us_per_packet = (s.cpu.user_s + s.cpu.sys_s) * 1e6 / packets as f64;
         }
     }
-    d.server_cpu_pct = mean(
-        &mut samples
-            .server
-            .iter()
-            .skip(1)
-            .map(|s| s.cpu_user_pct + s.cpu_sys_pct),
-    );
+    d.server_cpu_pct = mean_cpu_pct(&samples.server);
     d.peak_rss_kib = samples.server.iter().map(|s| s.rss_kib).max().unwrap_or(0);
     d.mean_rss_kib = mean(&mut samples.server.iter().map(|s| s.rss_kib as f64));
     d.peak_pss_kib = samples.server.iter().map(|s| s.pss_kib).max().unwrap_or(0);

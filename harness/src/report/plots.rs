@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -282,24 +283,10 @@ fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()
                     (ymin..ymax.max(ymin * 10.0)).log_scale(),
                 )
                 .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("clients (log)")
-                .y_desc(panel.y)
-                .label_style((FONT, 14))
-                .draw()
-                .map_err(err)?;
             draw_models(&mut chart, pts, panel)?;
         } else {
             let mut chart = builder
                 .build_cartesian_2d((xmin..xmax).log_scale(), 0.0..ymax)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("clients (log)")
-                .y_desc(panel.y)
-                .label_style((FONT, 14))
-                .draw()
                 .map_err(err)?;
             draw_models(&mut chart, pts, panel)?;
         }
@@ -307,15 +294,23 @@ fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()
     root.present().map_err(err)
 }
 
+/// Draws the mesh, the offered line if asked, and one series per model.
 fn draw_models<'a, X, Y>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
     pts: &[&Point],
     panel: &Panel,
 ) -> Result<()>
 where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    chart
+        .configure_mesh()
+        .x_desc("clients (log)")
+        .y_desc(panel.y)
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
     if panel.offered {
         let mut offered: Vec<(f64, f64)> = pts
             .iter()
