@@ -64,6 +64,7 @@ pub struct ClientSent {
     /// Final state.
     pub state: ClientState,
     /// Frames of its schedule it never wrote (it fell behind and gave up).
+    #[serde(default)]
     pub unsent: u64,
     /// Reconnects after a broken connection.
     pub reconnects: u32,
@@ -111,6 +112,7 @@ pub struct FleetReport {
     /// Longest time from the end of the schedule until a client's
     /// connection was closed by the server (or the drain deadline): how far
     /// behind the server was when the load stopped.
+    #[serde(default)]
     pub slowest_drain_s: f64,
     /// With `--count`: seconds from the first due frame until the last
     /// client finished.
@@ -120,10 +122,12 @@ pub struct FleetReport {
     pub send_lag_ns: LatencySummary,
     /// How late the pacing threads woke for each scheduled write: the
     /// generator's own precision, whatever the batch window.
+    #[serde(default)]
     pub pacing_lag_ns: LatencySummary,
     /// Writes that hit would-block.
     pub would_block_writes: u64,
     /// Scheduled frames never written, all clients.
+    #[serde(default)]
     pub unsent: u64,
     /// Reconnects after broken connections.
     pub reconnects: u64,

@@ -14,6 +14,7 @@ use plotters::prelude::*;
 use super::aggregate::Point;
 use crate::bench::results::RunFile;
 use crate::bench::verdict::Status;
+use crate::units::{fmt_ns, fmt_rate};
 
 /// Size of every plot.
 pub const SIZE: (u32, u32) = (1200, 800);
@@ -86,96 +87,45 @@ pub fn render_all(run: &RunFile, points: &[Point], dir: &Path) -> Result<Vec<Pat
             w.name, w.plan.spec, run.config.rate, machine
         );
         let base = slug(&w.name);
-        let file = dir.join(format!("{base}-throughput.png"));
-        panels(
-            &file,
-            &ctx,
-            &pts,
-            &[Panel {
-                title: "achieved vs offered",
-                y: "packets/s",
-                log: false,
-                value: |p| p.achieved_pps,
-                offered: true,
-            }],
-        )?;
-        out.push(file);
-        let file = dir.join(format!("{base}-latency.png"));
-        panels(
-            &file,
-            &ctx,
-            &pts,
-            &[
-                Panel {
-                    title: "p50 latency",
-                    y: "us (log)",
-                    log: true,
-                    value: |p| p.p50_ns as f64 / 1e3,
-                    offered: false,
-                },
-                Panel {
-                    title: "p99 latency",
-                    y: "us (log)",
-                    log: true,
-                    value: |p| p.p99_ns as f64 / 1e3,
-                    offered: false,
-                },
-                Panel {
-                    title: "p99.9 latency",
-                    y: "us (log)",
-                    log: true,
-                    value: |p| p.p999_ns as f64 / 1e3,
-                    offered: false,
-                },
-            ],
-        )?;
-        out.push(file);
-        let file = dir.join(format!("{base}-cpu.png"));
-        panels(
-            &file,
-            &ctx,
-            &pts,
-            &[
-                Panel {
-                    title: "server CPU",
-                    y: "% of one CPU",
-                    log: false,
-                    value: |p| p.cpu_pct,
-                    offered: false,
-                },
-                Panel {
-                    title: "server CPU per packet",
-                    y: "us/packet",
-                    log: false,
-                    value: |p| p.cpu_us_per_packet,
-                    offered: false,
-                },
-            ],
-        )?;
-        out.push(file);
-        let file = dir.join(format!("{base}-memory.png"));
-        panels(
-            &file,
-            &ctx,
-            &pts,
-            &[
-                Panel {
-                    title: "peak RSS",
-                    y: "MiB",
-                    log: false,
-                    value: |p| p.peak_rss_kib as f64 / 1024.0,
-                    offered: false,
-                },
-                Panel {
-                    title: "peak PSS",
-                    y: "MiB",
-                    log: false,
-                    value: |p| p.peak_pss_kib as f64 / 1024.0,
-                    offered: false,
-                },
-            ],
-        )?;
-        out.push(file);
+        let figures: [(&str, Vec<Panel>); 4] = [
+            (
+                "throughput",
+                vec![
+                    Panel::new("achieved vs offered", "packets/s", |p| p.achieved_pps)
+                        .rate()
+                        .offered(),
+                ],
+            ),
+            (
+                "latency",
+                vec![
+                    Panel::new("p50 latency", "latency (log)", |p| p.p50_ns as f64).latency(),
+                    Panel::new("p99 latency", "latency (log)", |p| p.p99_ns as f64).latency(),
+                    Panel::new("p99.9 latency", "latency (log)", |p| p.p999_ns as f64).latency(),
+                ],
+            ),
+            (
+                "cpu",
+                vec![
+                    Panel::new("server CPU", "% of one CPU", |p| p.cpu_pct),
+                    Panel::new("server CPU per packet", "us/packet", |p| {
+                        p.cpu_us_per_packet
+                    }),
+                ],
+            ),
+            (
+                "memory",
+                vec![
+                    Panel::new("peak RSS", "MiB", |p| p.peak_rss_kib as f64 / 1024.0),
+                    Panel::new("peak PSS", "MiB", |p| p.peak_pss_kib as f64 / 1024.0),
+                ],
+            ),
+        ];
+        for (name, figure) in &figures {
+            let file = dir.join(format!("{base}-{name}.png"));
+            panels(&file, &ctx, &pts, figure)?;
+            out.push(file);
+        }
         let file = dir.join(format!("{base}-spectrum.png"));
         if spectrum(&file, &ctx, run, &pts)? {
             out.push(file);
@@ -196,6 +146,39 @@ struct Panel {
     log: bool,
     value: fn(&Point) -> f64,
     offered: bool,
+    format: fn(&f64) -> String,
+}
+
+impl Panel {
+    fn new(title: &'static str, y: &'static str, value: fn(&Point) -> f64) -> Self {
+        Panel {
+            title,
+            y,
+            log: false,
+            value,
+            offered: false,
+            format: |v| format!("{v:.1}"),
+        }
+    }
+
+    /// Values in ns on a log axis, labelled like `250us`, `4.00ms`.
+    fn latency(mut self) -> Self {
+        self.log = true;
+        self.format = |v| fmt_ns(*v as u64);
+        self
+    }
+
+    /// Values in packets/s, labelled like `50.0k`.
+    fn rate(mut self) -> Self {
+        self.format = |v| fmt_rate(*v);
+        self
+    }
+
+    /// Also draw the offered load.
+    fn offered(mut self) -> Self {
+        self.offered = true;
+        self
+    }
 }
 
 fn models_in(pts: &[&Point]) -> Vec<String> {
@@ -230,12 +213,9 @@ fn footer(area: &DrawingArea<BitMapBackend, Shift>, pts: &[&Point]) -> Result<()
         )
     };
     let text: String = text.chars().take(190).collect();
-    area.draw(&Text::new(
-        text,
-        (10, SIZE.1 as i32 - 22),
-        (FONT, 14).into_font(),
-    ))
-    .map_err(err)
+    // Coordinates are relative to the footer strip.
+    area.draw(&Text::new(text, (10, 6), (FONT, 14).into_font()))
+        .map_err(err)
 }
 
 fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()> {
@@ -270,7 +250,7 @@ fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()
             .caption(panel.title, (FONT, 20))
             .margin(12)
             .x_label_area_size(45)
-            .y_label_area_size(70);
+            .y_label_area_size(85);
         if panel.log {
             let ymin = if ymin_pos.is_finite() {
                 ymin_pos / 1.5
@@ -304,26 +284,26 @@ where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    let mut sizes: Vec<f64> = pts.iter().map(|p| p.clients as f64).collect();
+    sizes.dedup();
+    let x_label = |v: &f64| {
+        // Label only the fleet sizes measured, so log ticks do not crowd.
+        if sizes.iter().any(|s| (s - v).abs() < 1e-6) {
+            format!("{v:.0}")
+        } else {
+            String::new()
+        }
+    };
     chart
         .configure_mesh()
-        .x_desc("clients (log)")
+        .x_desc("clients (log scale)")
         .y_desc(panel.y)
+        .x_label_formatter(&x_label)
+        .y_label_formatter(&panel.format)
+        .light_line_style(RGBColor(238, 238, 238))
         .label_style((FONT, 14))
         .draw()
         .map_err(err)?;
-    if panel.offered {
-        let mut offered: Vec<(f64, f64)> = pts
-            .iter()
-            .map(|p| (p.clients as f64, p.offered_pps))
-            .collect();
-        offered.sort_by(|a, b| a.0.total_cmp(&b.0));
-        offered.dedup();
-        chart
-            .draw_series(LineSeries::new(offered, BLACK.mix(0.5).stroke_width(1)))
-            .map_err(err)?
-            .label("offered")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
-    }
     for model in models_in(pts) {
         let colour = colour(&model);
         let mine: Vec<&&Point> = pts.iter().filter(|p| p.model == model).collect();
@@ -354,6 +334,20 @@ where
             }
             .map_err(err)?;
         }
+    }
+    if panel.offered {
+        let mut offered: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|p| (p.clients as f64, p.offered_pps))
+            .collect();
+        offered.sort_by(|a, b| a.0.total_cmp(&b.0));
+        offered.dedup();
+        let style = BLACK.stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new(offered, 8, 6, style))
+            .map_err(err)?
+            .label("offered")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart
         .configure_series_labels()
