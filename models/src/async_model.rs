@@ -4,9 +4,10 @@
 //! a tokio timer task (so waits overlap; tokio timers have 1 ms
 //! granularity, which shows in the latency), and the cpu frames of each read
 //! run as one batch on tokio's blocking pool, capped at `workers` threads,
-//! so kernel work never starves the reactor threads. At most
-//! [`MAX_IN_FLIGHT`] work units per connection are pending; past that the
-//! task stops reading and TCP pushes back.
+//! so kernel work never starves the reactor threads. Once
+//! [`MAX_IN_FLIGHT`] frames of a connection are pending, its task stops
+//! reading and TCP pushes back; this also bounds the work left to finish at
+//! shutdown.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -26,9 +27,9 @@ use crate::stats::{IngestStats, Stats};
 use crate::work::cpu_digest;
 use crate::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
-/// Pending work units (io timers or cpu batches) per connection.
+/// Frames read but not yet processed, per connection, before it stops reading.
 pub const MAX_IN_FLIGHT: usize = 1024;
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 const FLUSH_EVERY: usize = 512;
 
 /// Tokio, a task per connection.
@@ -167,6 +168,7 @@ async fn connection(
     let mut conn = ConnIngest::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut in_flight: JoinSet<Vec<Done>> = JoinSet::new();
+    let mut pending = 0usize; // frames in `in_flight`
     let mut recorder = Recorder {
         pending: Vec::with_capacity(FLUSH_EVERY),
         shared: shared.clone(),
@@ -178,8 +180,10 @@ async fn connection(
         tokio::select! {
             biased;
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                for done in joined.expect("work tasks do not panic") {
-                    recorder.push(done);
+                let done = joined.expect("work tasks do not panic");
+                pending -= done.len();
+                for d in done {
+                    recorder.push(d);
                 }
             }
             _ = stop.changed() => break,
@@ -187,7 +191,7 @@ async fn connection(
                 ingest.connections.idle_timeouts += 1;
                 break;
             }
-            read = stream.read(&mut buf), if in_flight.len() < MAX_IN_FLIGHT => match read {
+            read = stream.read(&mut buf), if pending < MAX_IN_FLIGHT => match read {
                 Ok(0) | Err(_) => {
                     conn.on_eof(&mut ingest);
                     break;
@@ -201,6 +205,7 @@ async fn connection(
                         match frame.kind {
                             WorkKind::Cpu => cpu_batch.push(frame),
                             WorkKind::Io if frame.amount > 0 => {
+                                pending += 1;
                                 let wait = Duration::from_micros(frame.amount as u64);
                                 in_flight.spawn(async move {
                                     sleep(wait).await;
@@ -211,6 +216,7 @@ async fn connection(
                         }
                     });
                     if !cpu_batch.is_empty() {
+                        pending += cpu_batch.len();
                         in_flight.spawn_blocking(move || {
                             cpu_batch
                                 .into_iter()

@@ -17,7 +17,9 @@ use crate::stats::IngestStats;
 use crate::{ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
 const LISTENER: Token = Token(0);
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read at once; inline models process them before looking at
+/// shutdown again, so this bounds how late a shutdown is noticed.
+const READ_CHUNK: usize = 8 * 1024;
 /// Bytes read from one connection before the others get a turn.
 const READ_BUDGET: usize = 64 * 1024;
 const IDLE_SWEEP: Duration = Duration::from_millis(100);
@@ -88,10 +90,13 @@ pub(crate) fn run(
             }
         }
         for &id in &ready {
+            if shutdown.is_triggered() {
+                break; // what is unread stays unread; what was read is done
+            }
             let Some(conn) = conns.get_mut(&id) else {
                 continue;
             };
-            match read_some(conn, &mut buf, config, stats, &mut sink) {
+            match read_some(conn, &mut buf, config, shutdown, stats, &mut sink) {
                 ReadOutcome::Drained => {}
                 ReadOutcome::More => backlog.push_back(id),
                 ReadOutcome::Close => {
@@ -174,6 +179,7 @@ fn read_some(
     conn: &mut Conn,
     buf: &mut [u8],
     config: &ServeConfig,
+    shutdown: &Shutdown,
     stats: &mut IngestStats,
     sink: &mut impl FnMut(Frame),
 ) -> ReadOutcome {
@@ -194,7 +200,7 @@ fn read_some(
                     return ReadOutcome::Close;
                 }
                 budget = budget.saturating_sub(n);
-                if budget == 0 {
+                if budget == 0 || shutdown.is_triggered() {
                     return ReadOutcome::More;
                 }
             }

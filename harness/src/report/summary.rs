@@ -225,10 +225,11 @@ fn recommend(pts: &[&Point], bound: u64) -> (String, String) {
         let better = match best {
             None => true,
             Some((b, r)) => {
-                reach > r
-                    || (reach == r
-                        && (at.p99_ns, at.cpu_us_per_packet as u64)
-                            < (b.p99_ns, b.cpu_us_per_packet as u64))
+                let order = reach
+                    .cmp(&r)
+                    .then(b.p99_ns.cmp(&at.p99_ns))
+                    .then(b.cpu_us_per_packet.total_cmp(&at.cpu_us_per_packet));
+                order == std::cmp::Ordering::Greater
             }
         };
         if better {
