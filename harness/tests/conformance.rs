@@ -207,6 +207,30 @@ fn sigterm_with_open_client(model: &str) {
     drop(s);
 }
 
+/// SIGTERM while a backlog of slow frames waits: the server exits, and
+/// every frame it read was processed (none dropped), the rest left unread.
+fn shutdown_under_backlog(model: &str) {
+    let server = Server::start(model, &[]);
+    let addr = server.addr;
+    let writer = thread::spawn(move || {
+        let fs: Vec<_> = (0..20_000)
+            .map(|seq| frame(4, seq, WorkKind::Io, 500, false))
+            .collect();
+        let mut s = connect(addr);
+        let _ = s.write_all(&encode(&fs)); // fails once the server is gone
+    });
+    thread::sleep(Duration::from_millis(300));
+    let r = server.stop();
+    writer.join().unwrap();
+    let received: u64 = r.clients.iter().map(|c| c.received).sum();
+    assert!(received > 0);
+    assert_eq!(
+        r.packets.measured + r.packets.warmup,
+        received,
+        "frames read but not processed"
+    );
+}
+
 macro_rules! conformance {
     ($($name:literal => $module:ident),* $(,)?) => {
         $(mod $module {
@@ -217,6 +241,7 @@ macro_rules! conformance {
             #[test] fn over_limit_clients() { super::over_limit_clients($name) }
             #[test] fn odd_fields() { super::odd_fields($name) }
             #[test] fn sigterm_with_open_client() { super::sigterm_with_open_client($name) }
+            #[test] fn shutdown_under_backlog() { super::shutdown_under_backlog($name) }
         })*
 
         #[test]
