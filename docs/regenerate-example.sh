@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Regenerates the README's example: runs `harness --all --quick` on this
-# machine, then copies one plot to docs/example/ and splices the summary's
+# Regenerates the README's example: runs `harness --all --quick` (or the
+# harness arguments given, e.g. `--all` for the full matrix) on this machine,
+# then copies one plot to docs/example/ and splices the summary's
 # recommendation and io sections into README.md between the example markers.
 # Never edit that part of the README by hand: run this instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
-cargo run --release -q -- --all --quick \
+args=("$@")
+[ ${#args[@]} -gt 0 ] || args=(--all --quick)
+cargo run --release -q -- "${args[@]}" \
   --results-dir "$out/results" --plots-dir "$out/plots" --logs-dir "$out/logs" >/dev/null
 run=$(ls "$out/results")
 mkdir -p docs/example
 cp "$out/plots/$run/io-latency.png" docs/example/io-latency.png
-python3 - "$out/results/$run" <<'PY'
+python3 - "$out/results/$run" "${args[*]}" <<'PY'
 import json, pathlib, re, sys
 run_dir = pathlib.Path(sys.argv[1])
 run = json.loads((run_dir / "run.json").read_text())
@@ -24,9 +27,9 @@ io = section("Workload `io`")
 io = re.sub(r"^!\[.*$\n?", "", io, flags=re.M).strip()
 excerpt = "\n".join([
     "<!-- example:start -->",
-    f"From `harness --all --quick` on `{env['hostname']}` ({env['cpu_model']}, {env['logical_cpus']} CPUs), "
+    f"From `harness {sys.argv[2]}` on `{env['hostname']}` ({env['cpu_model']}, {env['logical_cpus']} CPUs), "
     f"{run['started'][:10]}, commit `{(env['git_commit'] or 'unknown')[:12]}`"
-    + (" (dirty)" if env.get("git_dirty") else "") + ". Regenerate with `docs/regenerate-example.sh`.",
+    + (" (dirty)" if env.get("git_dirty") else "") + ". Regenerate with `docs/regenerate-example.sh " + sys.argv[2] + "`.",
     "",
     "#" + section("Recommendation"),
     "",

@@ -63,46 +63,25 @@ pub struct Frame {
     pub warmup: bool,
 }
 
-/// Why a frame was rejected. The server closes the connection on the first.
+/// Why a frame was rejected; displays as the report's counter name. The
+/// server closes the connection on the first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// Bytes 0..2 are not `IG`.
-    #[error("bad magic")]
+    #[error("bad_magic")]
     BadMagic,
     /// Byte 2 is not 1.
-    #[error("bad version")]
+    #[error("bad_version")]
     BadVersion,
     /// Work kind 3 or a reserved flag bit set.
-    #[error("bad flags")]
+    #[error("bad_flags")]
     BadFlags,
     /// CRC-32 does not match bytes 0..28.
-    #[error("bad checksum")]
+    #[error("bad_checksum")]
     BadChecksum,
     /// Work amount above the server's cap.
-    #[error("work over limit")]
+    #[error("work_over_limit")]
     WorkOverLimit,
-}
-
-impl FrameError {
-    /// Every reason, in report order.
-    pub const ALL: [FrameError; 5] = [
-        FrameError::BadMagic,
-        FrameError::BadVersion,
-        FrameError::BadFlags,
-        FrameError::BadChecksum,
-        FrameError::WorkOverLimit,
-    ];
-
-    /// The counter name used in reports.
-    pub fn reason(self) -> &'static str {
-        match self {
-            FrameError::BadMagic => "bad_magic",
-            FrameError::BadVersion => "bad_version",
-            FrameError::BadFlags => "bad_flags",
-            FrameError::BadChecksum => "bad_checksum",
-            FrameError::WorkOverLimit => "work_over_limit",
-        }
-    }
 }
 
 /// The server's caps on requested work.

@@ -55,6 +55,13 @@ pub struct CellResult {
     pub logs: Vec<PathBuf>,
 }
 
+impl CellResult {
+    /// Measured frames behind the latency figures (0: no latency known).
+    pub fn latency_samples(&self) -> u64 {
+        self.server.as_ref().map_or(0, |s| s.latency_ns.count)
+    }
+}
+
 /// Paths and settings shared by the cells of a run.
 pub struct CellContext<'a> {
     /// The run configuration.

@@ -2,7 +2,7 @@
 
 use super::cell::CellResult;
 use super::verdict::Status;
-use crate::units::{fmt_ns, fmt_rate};
+use crate::units::{fmt_latency, fmt_rate};
 
 /// One cell on one line, for progress output.
 pub fn one_line(c: &CellResult) -> String {
@@ -14,7 +14,7 @@ pub fn one_line(c: &CellResult) -> String {
         c.key.clients,
         fmt_rate(d.achieved_pps),
         fmt_rate(d.offered_pps),
-        fmt_ns(d.p99_ns),
+        fmt_latency(d.p99_ns, c.latency_samples()),
         c.verdict.status
     )
 }
@@ -49,9 +49,9 @@ pub fn render(cells: &[CellResult]) -> String {
             c.key.clients,
             fmt_rate(d.offered_pps),
             fmt_rate(d.achieved_pps),
-            fmt_ns(d.p50_ns),
-            fmt_ns(d.p99_ns),
-            fmt_ns(d.p999_ns),
+            fmt_latency(d.p50_ns, c.latency_samples()),
+            fmt_latency(d.p99_ns, c.latency_samples()),
+            fmt_latency(d.p999_ns, c.latency_samples()),
             d.server_cpu_pct,
             d.cpu_us_per_packet,
             d.peak_rss_kib as f64 / 1024.0,

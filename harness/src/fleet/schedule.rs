@@ -113,15 +113,6 @@ impl Schedule {
         let k = now.saturating_sub(base) / self.window_ns + 1;
         (base + k * self.window_ns).max(due)
     }
-
-    /// Due time of the client's last frame, if it has a bounded schedule.
-    pub fn last_due(&self, index: u32) -> Option<u64> {
-        if !self.is_paced() {
-            return None;
-        }
-        let total = self.total(index)?;
-        Some(self.due(index, total.saturating_sub(1)))
-    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct Point {
     pub achieved_pps: f64,
     /// Lowest and highest achieved packets/s.
     pub achieved_spread: (f64, f64),
+    /// Fewest measured frames behind any repeat's latency (0: unknown).
+    pub latency_samples: u64,
     /// Median latency percentiles, ns.
     pub p50_ns: u64,
     /// Median p99.
@@ -124,6 +126,7 @@ pub fn points(run: &RunFile) -> Vec<Point> {
                     offered_pps: cells[0].derived.offered_pps,
                     achieved_pps: median_f(achieved.clone()),
                     achieved_spread: spread_f(&achieved),
+                    latency_samples: cells.iter().map(|c| c.latency_samples()).min().unwrap_or(0),
                     p50_ns: med_u(|d| d.p50_ns),
                     p99_ns: med_u(|d| d.p99_ns),
                     p99_spread: (

@@ -307,6 +307,9 @@ where
     for model in models_in(pts) {
         let colour = colour(&model);
         let mine: Vec<&&Point> = pts.iter().filter(|p| p.model == model).collect();
+        // No measured frame means no latency to draw (log axes cannot show 0).
+        let known = |p: &&&Point| !panel.log || p.latency_samples > 0;
+        let mine: Vec<&&Point> = mine.into_iter().filter(|p| known(p)).collect();
         let line: Vec<(f64, f64)> = mine
             .iter()
             .filter(|p| p.status != Status::Invalid)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::aggregate::Point;
 use crate::bench::results::RunFile;
 use crate::bench::verdict::Status;
-use crate::units::{fmt_ns, fmt_rate};
+use crate::units::{fmt_latency, fmt_ns, fmt_rate};
 
 /// The p99 bound models are ranked by: the run's `--slo` p99 if given,
 /// else twice the batch window plus 1 ms (the fleet's batching alone adds
@@ -119,11 +119,11 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
                 p.clients,
                 fmt_rate(p.offered_pps),
                 fmt_rate(p.achieved_pps),
-                fmt_ns(p.p50_ns),
-                fmt_ns(p.p99_ns),
+                fmt_latency(p.p50_ns, p.latency_samples),
+                fmt_latency(p.p99_ns, p.latency_samples),
                 spread(p.p99_spread.0, p.p99_spread.1),
-                fmt_ns(p.p999_ns),
-                fmt_ns(p.max_ns),
+                fmt_latency(p.p999_ns, p.latency_samples),
+                fmt_latency(p.max_ns, p.latency_samples),
                 p.cpu_pct,
                 p.cpu_us_per_packet,
                 p.peak_rss_kib as f64 / 1024.0,
@@ -310,7 +310,7 @@ fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
                 p.clients,
                 status_word(p.status),
                 p.reasons.join("; "),
-                fmt_ns(p.p99_ns),
+                fmt_latency(p.p99_ns, p.latency_samples),
                 fmt_rate(p.achieved_pps),
                 fmt_rate(p.offered_pps),
                 why(p, baseline, cpus)
