@@ -245,6 +245,8 @@ fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()
             .cloned()
             .filter(|v| *v > 0.0)
             .fold(f64::INFINITY, f64::min);
+        // Ticks exactly at the measured fleet sizes.
+        let ticks: Vec<f64> = sizes.iter().map(|&n| n as f64).collect();
         let mut builder = ChartBuilder::on(area);
         builder
             .caption(panel.title, (FONT, 20))
@@ -259,14 +261,17 @@ fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()
             };
             let mut chart = builder
                 .build_cartesian_2d(
-                    (xmin..xmax).log_scale(),
+                    (xmin..xmax).log_scale().with_key_points(ticks.clone()),
                     (ymin..ymax.max(ymin * 10.0)).log_scale(),
                 )
                 .map_err(err)?;
             draw_models(&mut chart, pts, panel)?;
         } else {
             let mut chart = builder
-                .build_cartesian_2d((xmin..xmax).log_scale(), 0.0..ymax)
+                .build_cartesian_2d(
+                    (xmin..xmax).log_scale().with_key_points(ticks.clone()),
+                    0.0..ymax,
+                )
                 .map_err(err)?;
             draw_models(&mut chart, pts, panel)?;
         }

@@ -192,6 +192,15 @@ fn plot_belongs(plot: &Path, workload: &str) -> bool {
         .is_some_and(|n| n.starts_with(&format!("{}-", super::plots::slug(workload))))
 }
 
+/// `1 client`, `10 clients`.
+fn clients(n: u32) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
+    }
+}
+
 /// Word for a status.
 pub fn status_word(s: Status) -> &'static str {
     match s {
@@ -240,9 +249,9 @@ fn recommend(pts: &[&Point], bound: u64) -> (String, String) {
         Some((p, reach)) => (
             format!("`{}`", p.model),
             format!(
-                "valid with p99 <= {} up to {} clients (p99 {} at {:.2} CPU us/packet)",
+                "valid with p99 <= {} up to {} (p99 {} at {:.2} CPU us/packet)",
                 fmt_ns(bound),
-                reach,
+                clients(reach),
                 fmt_ns(p.p99_ns),
                 p.cpu_us_per_packet
             ),
@@ -282,8 +291,8 @@ fn why(p: &Point, baseline: &[&Point], cpus: f64) -> String {
         format!("compute-bound: the server used {busy:.0}% of its {cpus} CPU(s)")
     } else if fine_without_work {
         format!(
-            "blocked, not busy: the server used only {busy:.0}% of its CPU(s) and kept up with {} clients sending no work, so waiting on the work (not the traffic) stalls it",
-            p.clients
+            "blocked, not busy: the server used only {busy:.0}% of its CPU(s) and kept up with {} sending no work, so waiting on the work (not the traffic) stalls it",
+            clients(p.clients)
         )
     } else {
         format!("the server used {busy:.0}% of its CPU(s)")
@@ -301,13 +310,14 @@ fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
                 let top = mine.iter().map(|p| p.clients).max().unwrap_or(0);
                 let worst = mine.iter().map(|p| p.p99_ns).max().unwrap_or(0);
                 out.push(format!(
-                    "`{m}` stayed valid at every fleet size up to {top} clients (worst p99 {}).",
+                    "`{m}` stayed valid at every fleet size up to {} (worst p99 {}).",
+                    clients(top),
                     fmt_ns(worst)
                 ));
             }
             Some(p) => out.push(format!(
-                "`{m}` breaks at {} clients: {} ({}); p99 there {}, achieved {} of {} packets/s; {}.",
-                p.clients,
+                "`{m}` breaks at {}: {} ({}); p99 there {}, achieved {} of {} packets/s; {}.",
+                clients(p.clients),
                 status_word(p.status),
                 p.reasons.join("; "),
                 fmt_latency(p.p99_ns, p.latency_samples),
@@ -337,7 +347,8 @@ fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
             .expect("non-empty");
         if fast.p99_ns > 0 && slow.model != fast.model {
             out.push(format!(
-                "At {n} clients `{}` has the lowest p99 ({}), {:.1}x better than `{}` ({}); `{}` spends the least CPU per packet ({:.2} us).",
+                "At {} `{}` has the lowest p99 ({}), {:.1}x better than `{}` ({}); `{}` spends the least CPU per packet ({:.2} us).",
+                clients(n),
                 fast.model,
                 fmt_ns(fast.p99_ns),
                 slow.p99_ns as f64 / fast.p99_ns as f64,
@@ -352,9 +363,9 @@ fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
     let mem = pts.iter().max_by_key(|p| p.peak_pss_kib);
     if let Some(p) = mem {
         out.push(format!(
-            "Largest memory footprint: `{}` at {} clients, peak PSS {:.1} MiB (RSS {:.1} MiB).",
+            "Largest memory footprint: `{}` at {}, peak PSS {:.1} MiB (RSS {:.1} MiB).",
             p.model,
-            p.clients,
+            clients(p.clients),
             p.peak_pss_kib as f64 / 1024.0,
             p.peak_rss_kib as f64 / 1024.0
         ));
