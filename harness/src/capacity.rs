@@ -3,7 +3,6 @@
 //! fleet runs in this process pinned to one CPU; a `harness serve` child on
 //! the server CPUs drains the traffic.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -45,7 +44,7 @@ pub fn run(args: &CapacityArgs) -> Result<()> {
     let (server_cpus, fleet_cpus) = cpus::split(&allowed);
     let fleet_cpu = fleet_cpus[0];
     let mut server = start_sink(&server_cpus)?;
-    let addr = read_addr(&mut server)?;
+    let addr = crate::bench::cell::wait_listening(&mut server)?;
     cpus::pin(&[fleet_cpu]).map_err(|e| anyhow!(e))?;
     println!(
         "fleet on CPU {fleet_cpu}, sink (`harness serve --model async`) on CPUs {server_cpus:?}; limit p99 pacing lag {}",
@@ -146,15 +145,4 @@ fn start_sink(server_cpus: &[usize]) -> Result<Child> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("start the sink server")
-}
-
-fn read_addr(server: &mut Child) -> Result<SocketAddr> {
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().ok_or_else(|| anyhow!("no stdout"))?)
-        .read_line(&mut line)
-        .context("read the sink's address")?;
-    line.trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| anyhow!("sink did not start: {line:?}"))
 }

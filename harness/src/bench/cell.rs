@@ -230,7 +230,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 }
 
 /// Reads the server's `listening on ADDR` line, with a timeout.
-fn wait_listening(server: &mut Child) -> Result<SocketAddr> {
+pub(crate) fn wait_listening(server: &mut Child) -> Result<SocketAddr> {
     let stdout = server
         .stdout
         .take()

@@ -16,6 +16,9 @@ pub struct Schedule {
     /// End of the measured window (rate and max modes).
     pub end: u64,
     rate: Option<u64>,
+    /// The period when it is a whole number of ns (the common case), so the
+    /// per-frame due time needs no 128-bit division.
+    period_ns: Option<u64>,
     clients: u64,
     count: Option<u64>,
     window_ns: u64,
@@ -35,6 +38,10 @@ impl Schedule {
                 Rate::Hz(hz) => Some(hz),
                 Rate::Max => None,
             },
+            period_ns: match config.rate {
+                Rate::Hz(hz) if 1_000_000_000 % hz == 0 => Some(1_000_000_000 / hz),
+                _ => None,
+            },
             clients: config.clients.max(1) as u64,
             count: config.count,
             window_ns: config.batch_window.as_nanos() as u64,
@@ -47,7 +54,12 @@ impl Schedule {
         self.rate.is_some()
     }
 
+    /// `i * 1e9 / rate` in integer ns, exact and drift-free.
+    #[inline]
     fn offset(&self, i: u64) -> u64 {
+        if let Some(off) = self.period_ns.and_then(|p| i.checked_mul(p)) {
+            return off;
+        }
         let hz = self.rate.unwrap_or(1) as u128;
         (i as u128 * 1_000_000_000 / hz) as u64
     }
