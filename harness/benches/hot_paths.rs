@@ -16,18 +16,19 @@ use models::{ServeConfig, Shutdown};
 use workloads::kernel::cpu_kernel;
 use workloads::{Frame, FrameReader, Limits, WorkKind};
 
-fn frame(seq: u64) -> Frame {
+fn frame(seq: u32) -> Frame {
     Frame {
         client_id: 7,
         seq,
-        due_ns: 1_000_000 + seq,
+        send_delay_ns: 0,
+        due_ns: 1_000_000 + seq as u64,
         kind: WorkKind::None,
         amount: 0,
         warmup: false,
     }
 }
 
-fn stream(n: u64) -> Vec<u8> {
+fn stream(n: u32) -> Vec<u8> {
     (0..n).flat_map(|s| frame(s).encode()).collect()
 }
 
@@ -41,6 +42,11 @@ fn wire(c: &mut Criterion) {
     let limits = Limits::default();
     g.bench_function("decode", |b| {
         b.iter(|| black_box(Frame::decode(black_box(&bytes), &limits)))
+    });
+    // What the fleet adds per frame per write: the send delay and a new CRC.
+    g.bench_function("stamp_send_delay", |b| {
+        let mut bytes = frame(42).encode();
+        b.iter(|| workloads::wire::stamp_send_delay(black_box(&mut bytes), black_box(12_345)))
     });
     g.bench_function("crc32_28_bytes", |b| {
         b.iter(|| black_box(crc32fast::hash(black_box(&bytes[..28]))))
@@ -91,7 +97,7 @@ fn server_paths(c: &mut Criterion) {
         let mut stats = ProcessStats::default();
         b.iter(|| {
             for f in &frames {
-                stats.record(f, 2_000_000, None);
+                stats.record(f, 2_000_000, None); // both histograms
             }
         })
     });

@@ -1,28 +1,40 @@
-//! `harness fleet-capacity`: how many 10 kHz clients one fleet core can pace
-//! with a p99 pacing lag under a limit, with and without batch windows. The
-//! fleet runs in this process pinned to one CPU; a `harness serve` child on
-//! the server CPUs drains the traffic.
+//! How many 10 kHz clients one fleet core paces on time, per batch window:
+//! the `harness fleet-capacity` benchmark, and the per-machine calibration
+//! a run uses to choose each cell's batch window (one write per frame when
+//! one core can pace the cell that way with headroom, else the smallest
+//! window that paces it). The fleet runs in this process pinned to one CPU;
+//! a `harness serve --no-report` child on the server CPUs drains the traffic.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use workloads::WorkPlan;
 
+use crate::bench::env::Environment;
 use crate::cli::CapacityArgs;
 use crate::cpus;
 use crate::fleet::{self, FleetConfig, Rate};
 use crate::units::fmt_ns;
 
-/// Fleet sizes tried with one write per frame.
-const PER_FRAME_SIZES: [u32; 9] = [2, 4, 6, 8, 10, 12, 16, 24, 32];
-/// Fleet sizes tried with batch windows.
-const WINDOWED_SIZES: [u32; 10] = [25, 50, 75, 100, 125, 150, 200, 250, 300, 400];
+/// Batch windows calibrated, smallest first.
+pub const WINDOWS_US: [u64; 6] = [0, 100, 250, 500, 1000, 2000];
+/// Fleet sizes tried, ascending; each window starts at the previous
+/// window's capacity (a larger window paces at least as many clients).
+const SIZES: [u32; 18] = [
+    1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256, 320, 400, 512,
+];
+/// A cell is paced per frame (or with a window) only if its clients per
+/// pacing thread are at most this share of the calibrated capacity.
+pub const HEADROOM: f64 = 0.75;
+/// File name of the cached calibration inside the results folder.
+pub const CALIBRATION_FILE: &str = "fleet-calibration.json";
 
 /// One measured fleet size.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
     /// Batch window, microseconds.
     pub window_us: u64,
@@ -34,18 +46,174 @@ pub struct Step {
     pub send_lag_p99_ns: u64,
     /// Measured frames per second written.
     pub achieved_rate: f64,
-    /// Within the limit.
+    /// Within the limit: pacing lag p99 under it, send lag under the
+    /// fleet's own limit, every scheduled frame written.
     pub ok: bool,
 }
 
-/// Runs the capacity sweep and prints a table.
+/// The capacity of one window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowCapacity {
+    /// Batch window, microseconds.
+    pub window_us: u64,
+    /// Most 10 kHz clients one pacing thread kept on time (0: none).
+    pub clients_per_core: u32,
+}
+
+/// A machine's fleet calibration, cached in the results folder and
+/// recorded in every run that uses it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetCalibration {
+    /// Host it was measured on.
+    pub hostname: String,
+    /// CPU model it was measured on.
+    pub cpu_model: String,
+    /// harness version that measured it.
+    pub harness_version: String,
+    /// When, RFC 3339.
+    pub measured: String,
+    /// Pacing-lag p99 limit used, ns.
+    pub limit_ns: u64,
+    /// Per window, smallest first.
+    pub windows: Vec<WindowCapacity>,
+}
+
+impl FleetCalibration {
+    /// The window for a cell with `clients_per_thread` clients on each
+    /// pacing thread: the smallest whose capacity holds them with
+    /// [`HEADROOM`], else the largest calibrated one.
+    pub fn window_for(&self, clients_per_thread: u32) -> Duration {
+        let fits =
+            |w: &&WindowCapacity| clients_per_thread as f64 <= w.clients_per_core as f64 * HEADROOM;
+        let chosen = self
+            .windows
+            .iter()
+            .find(fits)
+            .or(self.windows.last())
+            .map_or(1000, |w| w.window_us);
+        Duration::from_micros(chosen)
+    }
+
+    /// Whether it was measured on this machine by this version.
+    pub fn matches(&self, env: &Environment) -> bool {
+        self.hostname == env.hostname
+            && self.cpu_model == env.cpu_model
+            && self.harness_version == env.harness_version
+    }
+
+    /// Loads the cached calibration in `results_dir` if it fits this
+    /// machine, else measures and caches a new one.
+    pub fn load_or_measure(
+        results_dir: &Path,
+        env: &Environment,
+        server_cpus: &[usize],
+        fleet_cpu: usize,
+        recalibrate: bool,
+    ) -> Result<Self> {
+        let path = results_dir.join(CALIBRATION_FILE);
+        if !recalibrate {
+            let cached = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<FleetCalibration>(&t).ok());
+            if let Some(c) = cached.filter(|c| c.matches(env)) {
+                return Ok(c);
+            }
+        }
+        eprintln!(
+            "calibrating the fleet on this machine (once; cached in {})",
+            path.display()
+        );
+        let limit = Duration::from_micros(100);
+        let steps = sweep(
+            server_cpus,
+            fleet_cpu,
+            Duration::from_millis(500),
+            limit,
+            u32::MAX,
+            |_| {},
+        )?;
+        let cal = FleetCalibration {
+            hostname: env.hostname.clone(),
+            cpu_model: env.cpu_model.clone(),
+            harness_version: env.harness_version.clone(),
+            measured: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            limit_ns: limit.as_nanos() as u64,
+            windows: capacities(&steps),
+        };
+        std::fs::create_dir_all(results_dir)
+            .with_context(|| format!("create {}", results_dir.display()))?;
+        let json = serde_json::to_vec_pretty(&cal).context("encode the calibration")?;
+        crate::bench::results::write_atomic(&path, &json)
+            .with_context(|| format!("write {}", path.display()))?;
+        Ok(cal)
+    }
+}
+
+/// Per window, the largest size that was within the limit.
+pub fn capacities(steps: &[Step]) -> Vec<WindowCapacity> {
+    WINDOWS_US
+        .iter()
+        .map(|&w| WindowCapacity {
+            window_us: w,
+            clients_per_core: steps
+                .iter()
+                .filter(|s| s.window_us == w && s.ok)
+                .map(|s| s.clients)
+                .max()
+                .unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Measures every window: sizes ascending until the first miss. The fleet
+/// runs on this thread pinned to `fleet_cpu` (the caller's affinity is
+/// restored afterwards); `each` sees every step as it is measured.
+pub fn sweep(
+    server_cpus: &[usize],
+    fleet_cpu: usize,
+    duration: Duration,
+    limit: Duration,
+    max_clients: u32,
+    mut each: impl FnMut(&Step),
+) -> Result<Vec<Step>> {
+    let before = cpus::allowed();
+    let mut server = start_sink(server_cpus)?;
+    let result = (|| {
+        let addr = crate::bench::cell::wait_listening(&mut server)?;
+        cpus::pin(&[fleet_cpu]).map_err(|e| anyhow!(e))?;
+        let mut steps = Vec::new();
+        let mut from = 0;
+        for &window_us in &WINDOWS_US {
+            let window = Duration::from_micros(window_us);
+            let mut best = None;
+            for &clients in SIZES.iter().filter(|&&n| n >= from && n <= max_clients) {
+                let step = measure(addr, clients, window, duration, limit)?;
+                each(&step);
+                let ok = step.ok;
+                steps.push(step);
+                if !ok {
+                    break;
+                }
+                best = Some(clients);
+            }
+            from = best.unwrap_or(0);
+        }
+        Ok(steps)
+    })();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = server.wait();
+    cpus::pin(&before).map_err(|e| anyhow!(e))?;
+    result
+}
+
+/// Runs `harness fleet-capacity`: the sweep as a table.
 pub fn run(args: &CapacityArgs) -> Result<()> {
     let allowed = cpus::allowed();
     let (server_cpus, fleet_cpus) = cpus::split(&allowed);
     let fleet_cpu = fleet_cpus[0];
-    let mut server = start_sink(&server_cpus)?;
-    let addr = crate::bench::cell::wait_listening(&mut server)?;
-    cpus::pin(&[fleet_cpu]).map_err(|e| anyhow!(e))?;
     println!(
         "fleet on CPU {fleet_cpu}, sink (`harness serve --model async`) on CPUs {server_cpus:?}; limit p99 pacing lag {}",
         fmt_ns(args.limit.as_nanos() as u64)
@@ -54,60 +222,57 @@ pub fn run(args: &CapacityArgs) -> Result<()> {
         "{:>9} {:>8} {:>12} {:>12} {:>12}  within",
         "window", "clients", "pacing p99", "send lag p99", "frames/s"
     );
-    let mut steps = Vec::new();
-    for (window, sizes) in [
-        (Duration::from_millis(1), &WINDOWED_SIZES[..]),
-        (Duration::ZERO, &PER_FRAME_SIZES[..]),
-    ] {
-        for &clients in sizes {
-            let step = measure(addr, clients, window, args)?;
+    let steps = sweep(
+        &server_cpus,
+        fleet_cpu,
+        args.duration,
+        args.limit,
+        args.max_clients,
+        |step| {
             println!(
                 "{:>9} {:>8} {:>12} {:>12} {:>12.0}  {}",
-                format!("{}us", window.as_micros()),
-                clients,
+                format!("{}us", step.window_us),
+                step.clients,
                 fmt_ns(step.pacing_p99_ns),
                 fmt_ns(step.send_lag_p99_ns),
                 step.achieved_rate,
                 if step.ok { "yes" } else { "no" }
             );
-            let ok = step.ok;
-            steps.push(step);
-            if !ok {
-                break;
-            }
-        }
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = server.wait();
-    for window_us in [1000, 0] {
-        let best = steps
-            .iter()
-            .filter(|s| s.window_us == window_us && s.ok)
-            .map(|s| s.clients)
-            .max();
+        },
+    )?;
+    for w in capacities(&steps) {
         println!(
-            "window {window_us}us: one fleet core paces {} clients at 10 kHz within the limit",
-            best.map_or("no".to_string(), |b| format!("up to {b}"))
+            "window {}us: one fleet core paces {} clients at 10 kHz within the limit",
+            w.window_us,
+            if w.clients_per_core == 0 {
+                "no".to_string()
+            } else {
+                format!("up to {}", w.clients_per_core)
+            }
         );
     }
     if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&steps).context("encode")?;
-        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+        let json = serde_json::to_vec_pretty(&steps).context("encode")?;
+        crate::bench::results::write_atomic(path, &json)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
 }
 
-fn measure(addr: SocketAddr, clients: u32, window: Duration, args: &CapacityArgs) -> Result<Step> {
+fn measure(
+    addr: SocketAddr,
+    clients: u32,
+    window: Duration,
+    duration: Duration,
+    limit: Duration,
+) -> Result<Step> {
     let config = FleetConfig {
         target: addr,
         clients,
         client_id_base: 0,
         rate: Rate::Hz(10_000),
-        warmup: Duration::from_millis(300),
-        duration: args.duration,
+        warmup: Duration::from_millis(200),
+        duration,
         count: None,
         batch_window: window,
         work: WorkPlan::none(),
@@ -124,7 +289,9 @@ fn measure(addr: SocketAddr, clients: u32, window: Duration, args: &CapacityArgs
         pacing_p99_ns: pacing,
         send_lag_p99_ns: report.send_lag_ns.p99,
         achieved_rate: report.achieved_rate,
-        ok: pacing <= args.limit.as_nanos() as u64 && report.unsent == 0,
+        ok: pacing <= limit.as_nanos() as u64
+            && report.unsent == 0
+            && report.send_lag_ns.p99 <= config.max_lag.as_nanos() as u64,
     })
 }
 
@@ -136,13 +303,82 @@ fn start_sink(server_cpus: &[usize]) -> Result<Child> {
             "async",
             "--max-clients",
             "100000",
-            "--report",
-            "/dev/null",
+            "--no-report",
             "--cpus",
         ])
         .arg(cpus::format_list(server_cpus))
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("start the sink server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cal(caps: &[(u64, u32)]) -> FleetCalibration {
+        FleetCalibration {
+            hostname: "h".into(),
+            cpu_model: "c".into(),
+            harness_version: "v".into(),
+            measured: String::new(),
+            limit_ns: 100_000,
+            windows: caps
+                .iter()
+                .map(|&(window_us, clients_per_core)| WindowCapacity {
+                    window_us,
+                    clients_per_core,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_smallest_window_with_headroom_is_chosen() {
+        let c = cal(&[(0, 24), (250, 64), (1000, 128)]);
+        // (clients per thread, window us): 24 * 0.75 = 18 fit per frame.
+        let table = [
+            (1, 0),
+            (18, 0),
+            (19, 250),
+            (48, 250),
+            (49, 1000),
+            (96, 1000),
+            (97, 1000), // beyond every window: the largest
+        ];
+        for (clients, window_us) in table {
+            assert_eq!(
+                c.window_for(clients),
+                Duration::from_micros(window_us),
+                "{clients} clients"
+            );
+        }
+        // A machine where per-frame pacing failed outright.
+        assert_eq!(
+            cal(&[(0, 0), (1000, 100)]).window_for(1),
+            Duration::from_micros(1000)
+        );
+    }
+
+    #[test]
+    fn capacity_is_the_largest_size_within_the_limit() {
+        let step = |window_us, clients, ok| Step {
+            window_us,
+            clients,
+            pacing_p99_ns: 0,
+            send_lag_p99_ns: 0,
+            achieved_rate: 0.0,
+            ok,
+        };
+        let caps = capacities(&[
+            step(0, 8, true),
+            step(0, 12, true),
+            step(0, 16, false),
+            step(100, 12, false),
+        ]);
+        assert_eq!(caps[0].clients_per_core, 12);
+        assert_eq!(caps[1].clients_per_core, 0);
+    }
 }

@@ -38,7 +38,7 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two saved runs cell by cell.
     Compare(CompareArgs),
-    /// Benchmark the fleet: how many 10 kHz clients one core paces on time.
+    /// Benchmark the fleet: how many 10 kHz clients one core paces on time, per batch window.
     FleetCapacity(CapacityArgs),
 }
 
@@ -75,12 +75,18 @@ pub struct RunArgs {
     /// Server workers (pool threads, runtime threads, children) [default: per model].
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Fleet batch window: frames due within it go out in one write; 0 = one write per frame.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub batch_window: Duration,
-    /// Run each cell this many times; reports the median and the spread.
+    /// Force the fleet's batch window (frames due within it go out in one write; 0 = one write per frame) [default: per cell, from the fleet calibration: 0 when one fleet core paces the cell that way with headroom, else the smallest window that does].
+    #[arg(long, value_parser = parse_duration)]
+    pub batch_window: Option<Duration>,
+    /// Measure the fleet calibration again instead of using the cached one.
+    #[arg(long)]
+    pub recalibrate: bool,
+    /// Run each cell this many times, round-robin over all cells in a shuffled order; reports the median and the spread.
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// Seed of the shuffled cell order [default: from the clock; recorded in run.json].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Short cells and fleet sizes 1,10 (about a minute for --all), for a first look and CI.
     #[arg(long)]
     pub quick: bool,
@@ -138,8 +144,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100_000)]
     pub max_io_us: u32,
     /// Write the JSON report here instead of stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_report")]
     pub report: Option<PathBuf>,
+    /// Write no report at all (a sink for load tests).
+    #[arg(long)]
+    pub no_report: bool,
     /// Pin the server to these CPUs (e.g. 0-1).
     #[arg(long)]
     pub cpus: Option<String>,
@@ -232,11 +241,14 @@ pub struct CompareArgs {
 #[derive(Args, Debug)]
 pub struct CapacityArgs {
     /// Measured window per fleet size.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub duration: Duration,
     /// p99 pacing lag allowed.
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub limit: Duration,
+    /// Largest fleet size tried.
+    #[arg(long, default_value_t = 512)]
+    pub max_clients: u32,
     /// Also write the steps as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,

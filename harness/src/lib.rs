@@ -11,3 +11,4 @@ pub mod fleet;
 pub mod report;
 pub mod serve;
 pub mod units;
+pub mod verdict;

@@ -42,6 +42,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             max_io_us: args.max_io_us,
         },
     };
+    // Every server thread (and forked child) inherits this: io waits then
+    // overshoot by scheduling latency only, not by the 50 us default slack.
+    let _ = nix::sys::prctl::set_timerslack(1);
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, flag.clone()).context("install signal handlers")?;
@@ -62,6 +65,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let stats = model
         .serve(listener, &config, &Shutdown::from_flag(flag))
         .with_context(|| format!("model {} failed", model.name()))?;
+    if args.no_report {
+        return Ok(());
+    }
     let (cpu, max_rss_kib) = tree_usage();
     let report = ServerReport::new(model.name(), &config, &stats, cpu, max_rss_kib);
     let json = serde_json::to_string_pretty(&report).context("encode the report")?;

@@ -152,10 +152,16 @@ fn check_schedule(report: &FleetReport, logs: &[ConnLog], period: u64) {
         );
         let mut seen_measured = false;
         for (i, (f, read_at)) in frames.iter().enumerate() {
-            assert_eq!(f.seq, i as u64, "client {id}: sequence not contiguous");
+            assert_eq!(f.seq as usize, i, "client {id}: sequence not contiguous");
             assert!(
                 *read_at >= f.due_ns,
                 "client {id}: frame {i} sent before it was due"
+            );
+            // The stamped send delay is when its write was issued: after
+            // the due time, before the sink read it.
+            assert!(
+                f.due_ns + f.send_delay_ns as u64 <= *read_at,
+                "client {id}: frame {i} stamped with a write after it was read"
             );
             if i > 0 {
                 assert_eq!(

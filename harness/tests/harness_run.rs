@@ -14,6 +14,10 @@ use util::harness_bin;
 fn run_args(dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(harness_bin());
     cmd.args([
+        // Forced, so the tests skip the fleet calibration (the CI smoke run
+        // exercises it).
+        "--batch-window",
+        "1ms",
         "--rate",
         "1000",
         "--duration",
@@ -38,6 +42,7 @@ fn only_run(dir: &Path) -> (PathBuf, Value) {
     let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("results"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let json = std::fs::read_to_string(runs[0].join("run.json")).unwrap();
@@ -203,4 +208,37 @@ fn an_interrupted_run_resumes_where_it_stopped() {
         .map(|c| c["key"]["repeat"].as_u64().unwrap())
         .collect();
     assert_eq!(repeats, vec![0, 1, 2]);
+}
+
+/// Achieved rate is what the server finished inside the window: `single`
+/// sleeping 1 ms inline per frame cannot finish more than 1000 frames a
+/// second, whatever is offered (2000/s here), and the rest is backlog.
+#[test]
+fn an_overloaded_cell_reports_what_the_server_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_args(
+        dir.path(),
+        &["--model", "single", "--clients", "2", "--work", "io:1ms"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, run) = only_run(dir.path());
+    let cell = &run["cells"][0];
+    assert_eq!(
+        cell["verdict"]["status"], "overloaded",
+        "{}",
+        cell["verdict"]
+    );
+    let d = &cell["derived"];
+    let achieved = d["achieved_pps"].as_f64().unwrap();
+    // At most one frame per ms, plus one 10 ms timeline bucket per edge of
+    // the 400 ms window.
+    assert!(
+        achieved <= 1050.0,
+        "achieved {achieved}/s from a 1 ms inline wait"
+    );
+    assert!(achieved > 0.0);
+    assert_eq!(d["offered_pps"].as_f64().unwrap(), 2000.0);
+    assert!(d["backlog_frames"].as_u64().unwrap() > 0, "{d}");
 }

@@ -40,6 +40,10 @@ fn fixture_renders_plots_and_a_complete_summary() {
             w.name
         );
     }
+    // Both latencies, the window and the CPU source are in the report.
+    for text in ["svc p99", "| window |", "Service latency", "schedstat"] {
+        assert!(md.contains(text), "{text} missing");
+    }
     for section in [
         "## Method",
         "## Recommendation",
@@ -69,4 +73,35 @@ fn compare_flags_changes_beyond_the_limit() {
     let worse = harness::report::compare::compare(&a, &b, Some(10.0));
     assert_eq!(worse.regressions.len(), a.cells.len());
     assert!(worse.markdown.contains("+200.0%*"));
+}
+
+#[test]
+fn loading_a_run_recomputes_figures_and_verdicts() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    // Stale derived figures and verdicts, as an older version saved them.
+    for cell in json["cells"].as_array_mut().unwrap() {
+        cell["verdict"] = serde_json::json!({"status": "valid", "reasons": []});
+        cell["derived"]["achieved_pps"] = serde_json::json!(1e12);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.json");
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let run = RunFile::load(&path).unwrap();
+    let original = RunFile::load(&fixture).unwrap();
+    for (a, b) in run.cells.iter().zip(&original.cells) {
+        assert_eq!(a.verdict, b.verdict, "{}", a.key.id());
+        assert_eq!(a.derived.achieved_pps, b.derived.achieved_pps);
+        assert!(a.derived.achieved_pps < 1e6);
+    }
+    let overloaded = run
+        .cells
+        .iter()
+        .find(|c| c.key.id() == "single-io-10c-r0")
+        .unwrap();
+    assert_eq!(
+        overloaded.verdict.status,
+        harness::verdict::Status::Overloaded
+    );
 }

@@ -1,8 +1,9 @@
 //! `async`: a tokio multi-thread runtime with one task per connection.
 //!
 //! Frames of one connection are processed concurrently: an io frame becomes
-//! a tokio timer task (so waits overlap; tokio timers have 1 ms
-//! granularity, which shows in the latency), and the cpu frames of each read
+//! a task waiting on the timerfd-backed [`crate::timer`] (so waits overlap
+//! and end within microseconds of their deadline, as the blocking models'
+//! sleeps do; tokio's own timers would round up to 1 ms), and the cpu frames of each read
 //! run as one batch on tokio's blocking pool, capped at `workers` threads,
 //! so kernel work never starves the reactor threads. Once
 //! [`MAX_IN_FLIGHT`] frames of a connection are pending, its task stops
@@ -24,6 +25,7 @@ use workloads::{Frame, WorkKind};
 use crate::ingest::ConnIngest;
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
+use crate::timer::Timer;
 use crate::work::cpu_digest;
 use crate::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
@@ -44,7 +46,7 @@ impl Model for Async {
     }
 
     fn describe(&self) -> &'static str {
-        "tokio multi-thread runtime, a task per connection; io waits are tokio timers that overlap, cpu work runs in per-read batches on a blocking pool of N threads"
+        "tokio multi-thread runtime, a task per connection; io waits overlap on a timerfd watched by the runtime, cpu work runs in per-read batches on a blocking pool of N threads"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -65,12 +67,17 @@ impl Model for Async {
             .build()
             .map_err(ServeError::io("build the tokio runtime"))?;
         let shared = Arc::new(Mutex::new(Stats::default()));
-        runtime.block_on(accept_loop(
-            listener,
-            config.clone(),
-            shutdown.clone(),
-            shared.clone(),
-        ))?;
+        runtime.block_on(async {
+            let timer = Timer::start().map_err(ServeError::io("create the timerfd"))?;
+            accept_loop(
+                listener,
+                config.clone(),
+                shutdown.clone(),
+                shared.clone(),
+                timer,
+            )
+            .await
+        })?;
         runtime.shutdown_timeout(Duration::from_secs(1));
         let stats = shared.lock().expect("stats lock").clone();
         Ok(stats)
@@ -82,6 +89,7 @@ async fn accept_loop(
     config: ServeConfig,
     shutdown: Shutdown,
     shared: Arc<Mutex<Stats>>,
+    timer: Timer,
 ) -> Result<(), ServeError> {
     listener
         .set_nonblocking(true)
@@ -109,6 +117,7 @@ async fn accept_loop(
                         shared.clone(),
                         stop_rx.clone(),
                         slots.clone(),
+                        timer.clone(),
                     ));
                 }
                 Err(e) => {
@@ -163,6 +172,7 @@ async fn connection(
     shared: Arc<Mutex<Stats>>,
     mut stop: watch::Receiver<bool>,
     slots: Arc<Slots>,
+    timer: Timer,
 ) {
     let mut ingest = IngestStats::default();
     let mut conn = ConnIngest::new();
@@ -192,8 +202,12 @@ async fn connection(
                 break;
             }
             read = stream.read(&mut buf), if pending < MAX_IN_FLIGHT => match read {
-                Ok(0) | Err(_) => {
+                Ok(0) => {
                     conn.on_eof(&mut ingest);
+                    break;
+                }
+                Err(_) => {
+                    conn.on_reset(&mut ingest);
                     break;
                 }
                 Ok(n) => {
@@ -207,8 +221,9 @@ async fn connection(
                             WorkKind::Io if frame.amount > 0 => {
                                 pending += 1;
                                 let wait = Duration::from_micros(frame.amount as u64);
+                                let timer = timer.clone();
                                 in_flight.spawn(async move {
-                                    sleep(wait).await;
+                                    timer.sleep(wait).await;
                                     vec![(frame, monotonic_ns(), None)]
                                 });
                             }

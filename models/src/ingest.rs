@@ -40,11 +40,17 @@ impl ConnIngest {
         result
     }
 
-    /// Accounts the peer's end of stream: a partial frame left is counted
-    /// once as `truncated`.
+    /// Accounts the peer's orderly end of stream: a partial frame left is
+    /// counted once as `truncated`.
     pub fn on_eof(&mut self, stats: &mut IngestStats) {
         if self.reader.has_partial() {
             stats.errors.truncated += 1;
         }
+    }
+
+    /// Accounts a connection the peer aborted (reset, or any read error): a
+    /// partial frame left is not a protocol error, the abort is counted.
+    pub fn on_reset(&mut self, stats: &mut IngestStats) {
+        stats.connections.resets += 1;
     }
 }

@@ -13,6 +13,7 @@ pub mod report;
 pub mod single;
 pub mod slots;
 pub mod stats;
+pub mod timer;
 pub mod work;
 
 use std::net::TcpListener;
@@ -118,6 +119,15 @@ pub trait Model: Send + Sync {
     fn default_workers(&self, cpus: usize) -> usize;
     /// Serves on `listener` until `shutdown`, then finishes the frames it
     /// has read and returns the merged statistics.
+    ///
+    /// The contract every model keeps (the conformance suite checks it):
+    /// - a connection is closed only after every frame read from it has
+    ///   been processed, so a client that sees the close knows its frames
+    ///   are done ("drained" means the same for every model);
+    /// - an io frame waits its amount within tens of microseconds (timer
+    ///   slack 1 ns, no coarse timer wheel);
+    /// - a frame is never dropped once read: at shutdown what was read is
+    ///   processed, what was not is left unread.
     fn serve(
         &self,
         listener: TcpListener,

@@ -1,23 +1,84 @@
-//! `pool`: a mio acceptor/reader front decodes frames and feeds them, one
-//! by one, through a bounded crossbeam channel to a fixed pool of std
-//! threads that do the work. A full queue blocks the front, so TCP
-//! backpressure reaches the clients and memory stays bounded.
+//! `pool`: a mio acceptor/reader front decodes frames and hands the frames
+//! of each read, as one bounded batch, through a bounded crossbeam channel
+//! to a fixed pool of std threads that do the work. A full queue blocks the
+//! front, so TCP backpressure reaches the clients and memory stays bounded.
+//! A connection at end of stream stays open until its queued frames are
+//! processed (the last worker to finish one wakes the front).
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 
+use mio::Waker;
 use workloads::Frame;
 
+use crate::reactor::{self, Dispatch};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
-use crate::{reactor, Model, ServeConfig, ServeError, Shutdown};
+use crate::{Model, ServeConfig, ServeError, Shutdown};
 
-/// Queued frames allowed per worker before the front blocks.
-const QUEUE_PER_WORKER: usize = 1024;
+/// Most frames in one hand-off: a read's frames are split into batches of
+/// this size, so one worker never serializes a whole read's io waits.
+pub const MAX_BATCH: usize = 16;
+/// Queued batches allowed per worker before the front blocks (at most
+/// `MAX_BATCH * QUEUE_PER_WORKER` frames per worker).
+const QUEUE_PER_WORKER: usize = 64;
 
 /// Reader front plus worker pool.
 pub struct Pool;
+
+/// Frames of one connection handed off but not yet processed.
+pub(crate) struct Pending {
+    count: AtomicUsize,
+    closing: AtomicBool,
+    waker: Arc<Waker>,
+}
+
+impl Pending {
+    /// Marks `n` frames processed; wakes the front if the connection is
+    /// closing and these were its last.
+    pub(crate) fn done(&self, n: usize) {
+        if self.count.fetch_sub(n, Ordering::SeqCst) == n && self.closing.load(Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// A batch of one connection's frames.
+pub(crate) type Batch = (Vec<Frame>, Arc<Pending>);
+
+/// Hands batches to the workers through a bounded channel.
+pub(crate) struct HandOff(pub crossbeam_channel::Sender<Batch>);
+
+impl Dispatch for HandOff {
+    type Conn = Arc<Pending>;
+
+    fn open(&mut self, waker: &Arc<Waker>) -> Arc<Pending> {
+        Arc::new(Pending {
+            count: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            waker: waker.clone(),
+        })
+    }
+
+    fn dispatch(&mut self, conn: &Arc<Pending>, frames: &mut Vec<Frame>) {
+        for chunk in frames.chunks(MAX_BATCH) {
+            conn.count.fetch_add(chunk.len(), Ordering::SeqCst);
+            // Fails only if every worker died; joining reports that.
+            if self.0.send((chunk.to_vec(), conn.clone())).is_err() {
+                conn.done(chunk.len());
+            }
+        }
+        frames.clear();
+    }
+
+    fn try_close(&mut self, conn: &Arc<Pending>) -> bool {
+        conn.closing.store(true, Ordering::SeqCst);
+        conn.count.load(Ordering::SeqCst) == 0
+    }
+}
 
 impl Model for Pool {
     fn name(&self) -> &'static str {
@@ -25,7 +86,7 @@ impl Model for Pool {
     }
 
     fn describe(&self) -> &'static str {
-        "one mio reader thread feeds frames through a bounded crossbeam channel to N worker threads; io waits block a worker, so N bounds concurrent io"
+        "one mio reader thread hands each read's frames, in batches of up to 16, through a bounded crossbeam channel to N worker threads; io waits block a worker, so N bounds concurrent io"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -39,7 +100,7 @@ impl Model for Pool {
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
         let workers = config.workers.max(1);
-        let (tx, rx) = crossbeam_channel::bounded::<Frame>(QUEUE_PER_WORKER * workers);
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(QUEUE_PER_WORKER * workers);
         let handles = (0..workers)
             .map(|i| {
                 let rx = rx.clone();
@@ -47,8 +108,11 @@ impl Model for Pool {
                     .name(format!("pool-{i}"))
                     .spawn(move || {
                         let mut stats = ProcessStats::default();
-                        for frame in rx.iter() {
-                            process_blocking(&frame, &mut stats);
+                        for (frames, pending) in rx.iter() {
+                            for frame in &frames {
+                                process_blocking(frame, &mut stats);
+                            }
+                            pending.done(frames.len());
                         }
                         stats
                     })
@@ -58,11 +122,16 @@ impl Model for Pool {
         drop(rx);
         let mut ingest = IngestStats::default();
         let slots = Slots::local(config.max_clients);
-        let served = reactor::run(listener, config, shutdown, &slots, &mut ingest, |frame| {
-            // Fails only if every worker died; joining below reports that.
-            let _ = tx.send(frame);
-        });
-        drop(tx); // workers finish the queue, then stop
+        let mut hand_off = HandOff(tx);
+        let served = reactor::run(
+            listener,
+            config,
+            shutdown,
+            &slots,
+            &mut ingest,
+            &mut hand_off,
+        );
+        drop(hand_off); // workers finish the queue, then stop
         let mut stats = Stats {
             ingest,
             ..Stats::default()

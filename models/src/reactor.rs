@@ -1,14 +1,17 @@
 //! The mio readiness loop shared by `single`, the `pool` front and each
 //! `prefork` child: accepts, reads with a per-turn budget for fairness,
-//! closes idle and over-limit connections, and hands valid frames to a sink.
+//! closes idle and over-limit connections, and hands the valid frames of
+//! each read to a [`Dispatch`]. A connection is closed only once its
+//! dispatcher says every frame read from it was processed.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read};
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use workloads::Frame;
 
 use crate::ingest::ConnIngest;
@@ -17,6 +20,9 @@ use crate::stats::IngestStats;
 use crate::{ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
 const LISTENER: Token = Token(0);
+/// Woken by whoever finishes the last pending frame of a closing connection.
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
 /// Bytes read at once; inline models process them before looking at
 /// shutdown again, so this bounds how late a shutdown is noticed.
 const READ_CHUNK: usize = 8 * 1024;
@@ -24,10 +30,39 @@ const READ_CHUNK: usize = 8 * 1024;
 const READ_BUDGET: usize = 64 * 1024;
 const IDLE_SWEEP: Duration = Duration::from_millis(100);
 
-struct Conn {
+/// Where the frames of each read go.
+pub(crate) trait Dispatch {
+    /// What the dispatcher keeps per connection (e.g. a pending count).
+    type Conn;
+    /// State for a new connection; `waker` wakes the loop.
+    fn open(&mut self, waker: &Arc<Waker>) -> Self::Conn;
+    /// Takes the valid frames of one read, in order (leaves `frames` empty).
+    fn dispatch(&mut self, conn: &Self::Conn, frames: &mut Vec<Frame>);
+    /// The connection is to be closed: true once every frame dispatched for
+    /// it is processed; otherwise the dispatcher must wake the loop when the
+    /// last one is.
+    fn try_close(&mut self, conn: &Self::Conn) -> bool;
+}
+
+/// Processes every frame on the loop's own thread (`single`, `prefork`).
+pub(crate) struct Inline<F: FnMut(&Frame)>(pub F);
+
+impl<F: FnMut(&Frame)> Dispatch for Inline<F> {
+    type Conn = ();
+    fn open(&mut self, _: &Arc<Waker>) {}
+    fn dispatch(&mut self, _: &(), frames: &mut Vec<Frame>) {
+        frames.drain(..).for_each(|f| (self.0)(&f));
+    }
+    fn try_close(&mut self, _: &()) -> bool {
+        true
+    }
+}
+
+struct Conn<C> {
     stream: TcpStream,
     ingest: ConnIngest,
     last_active: Instant,
+    dispatch: C,
 }
 
 enum ReadOutcome {
@@ -39,15 +74,15 @@ enum ReadOutcome {
     Close,
 }
 
-/// Serves until `shutdown`, passing every valid frame to `sink` in the
-/// order read.
-pub(crate) fn run(
+/// Serves until `shutdown`, passing the valid frames of every read to
+/// `sink` in the order read.
+pub(crate) fn run<D: Dispatch>(
     listener: TcpListener,
     config: &ServeConfig,
     shutdown: &Shutdown,
     slots: &Slots,
     stats: &mut IngestStats,
-    mut sink: impl FnMut(Frame),
+    sink: &mut D,
 ) -> Result<(), ServeError> {
     listener
         .set_nonblocking(true)
@@ -57,9 +92,14 @@ pub(crate) fn run(
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .map_err(ServeError::io("register the listener"))?;
+    let waker =
+        Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServeError::io("create a waker"))?);
     let mut events = Events::with_capacity(1024);
-    let mut conns: HashMap<usize, Conn> = HashMap::new();
-    let mut next_token = 1usize;
+    let mut conns: HashMap<usize, Conn<D::Conn>> = HashMap::new();
+    // Read to the end, waiting for their frames to be processed.
+    let mut closing: Vec<(TcpStream, D::Conn)> = Vec::new();
+    let mut frames: Vec<Frame> = Vec::with_capacity(READ_CHUNK / workloads::FRAME_LEN);
+    let mut next_token = FIRST_CONN;
     let mut backlog: VecDeque<usize> = VecDeque::new();
     let mut ready: Vec<usize> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
@@ -83,12 +123,28 @@ pub(crate) fn run(
         ready.clear();
         ready.extend(backlog.drain(..));
         for event in events.iter() {
-            if event.token() == LISTENER {
-                accept_all(&listener, &poll, slots, stats, &mut conns, &mut next_token);
-            } else {
-                ready.push(event.token().0);
+            match event.token() {
+                LISTENER => accept_all(
+                    &listener,
+                    &poll,
+                    slots,
+                    stats,
+                    &mut conns,
+                    &mut next_token,
+                    &mut || sink.open(&waker),
+                ),
+                WAKER => {}
+                token => ready.push(token.0),
             }
         }
+        closing.retain(|(_, c)| {
+            let open = !sink.try_close(c);
+            if !open {
+                slots.release();
+                stats.connections.closed += 1;
+            }
+            open
+        });
         for &id in &ready {
             if shutdown.is_triggered() {
                 break; // what is unread stays unread; what was read is done
@@ -96,15 +152,19 @@ pub(crate) fn run(
             let Some(conn) = conns.get_mut(&id) else {
                 continue;
             };
-            match read_some(conn, &mut buf, config, shutdown, stats, &mut sink) {
+            match read_some(conn, &mut buf, config, shutdown, stats, sink, &mut frames) {
                 ReadOutcome::Drained => {}
                 ReadOutcome::More => backlog.push_back(id),
                 ReadOutcome::Close => {
                     if let Some(mut c) = conns.remove(&id) {
                         let _ = poll.registry().deregister(&mut c.stream);
-                        slots.release();
+                        if sink.try_close(&c.dispatch) {
+                            slots.release();
+                            stats.connections.closed += 1;
+                        } else {
+                            closing.push((c.stream, c.dispatch));
+                        }
                     }
-                    stats.connections.closed += 1;
                 }
             }
         }
@@ -122,20 +182,23 @@ pub(crate) fn run(
             });
         }
     }
-    stats.connections.closed += conns.len() as u64;
-    for _ in conns.drain() {
+    // Shutdown: what was read is processed by the caller before it returns.
+    let open = conns.len() + closing.len();
+    stats.connections.closed += open as u64;
+    for _ in 0..open {
         slots.release();
     }
     Ok(())
 }
 
-fn accept_all(
+fn accept_all<C>(
     listener: &mio::net::TcpListener,
     poll: &Poll,
     slots: &Slots,
     stats: &mut IngestStats,
-    conns: &mut HashMap<usize, Conn>,
+    conns: &mut HashMap<usize, Conn<C>>,
     next_token: &mut usize,
+    open: &mut dyn FnMut() -> C,
 ) {
     loop {
         match listener.accept() {
@@ -161,6 +224,7 @@ fn accept_all(
                         stream,
                         ingest: ConnIngest::new(),
                         last_active: Instant::now(),
+                        dispatch: open(),
                     },
                 );
             }
@@ -175,13 +239,14 @@ fn accept_all(
     }
 }
 
-fn read_some(
-    conn: &mut Conn,
+fn read_some<D: Dispatch>(
+    conn: &mut Conn<D::Conn>,
     buf: &mut [u8],
     config: &ServeConfig,
     shutdown: &Shutdown,
     stats: &mut IngestStats,
-    sink: &mut impl FnMut(Frame),
+    sink: &mut D,
+    frames: &mut Vec<Frame>,
 ) -> ReadOutcome {
     let mut budget = READ_BUDGET;
     loop {
@@ -192,11 +257,14 @@ fn read_some(
             }
             Ok(n) => {
                 conn.last_active = Instant::now();
-                if conn
+                let fed = conn
                     .ingest
-                    .on_bytes(&buf[..n], &config.limits, stats, &mut *sink)
-                    .is_err()
-                {
+                    .on_bytes(&buf[..n], &config.limits, stats, |f| frames.push(f));
+                // Frames before an invalid one still count.
+                if !frames.is_empty() {
+                    sink.dispatch(&conn.dispatch, frames);
+                }
+                if fed.is_err() {
                     return ReadOutcome::Close;
                 }
                 budget = budget.saturating_sub(n);
@@ -207,7 +275,7 @@ fn read_some(
             Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadOutcome::Drained,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => {
-                conn.ingest.on_eof(stats);
+                conn.ingest.on_reset(stats);
                 return ReadOutcome::Close;
             }
         }

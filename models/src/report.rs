@@ -79,13 +79,67 @@ impl LatencySummary {
     }
 }
 
-/// Frames processed in one timeline bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RatePoint {
-    /// CLOCK_MONOTONIC ns at the start of the bucket.
-    pub t_ns: u64,
-    /// Frames (warm-up included) whose work finished in the bucket.
-    pub frames: u64,
+/// Frames processed per fixed-width bucket of CLOCK_MONOTONIC, dense from
+/// the first bucket with a frame to the last.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// CLOCK_MONOTONIC ns at the start of the first bucket.
+    pub start_ns: u64,
+    /// Width of each bucket, ns.
+    pub bucket_ns: u64,
+    /// Frames (warm-up included) whose work finished in each bucket.
+    pub frames: Vec<u64>,
+}
+
+impl Timeline {
+    /// Densifies sparse `(bucket index, frames)` pairs.
+    pub fn from_buckets(buckets: &std::collections::BTreeMap<u64, u64>, bucket_ns: u64) -> Self {
+        let (Some((&first, _)), Some((&last, _))) =
+            (buckets.first_key_value(), buckets.last_key_value())
+        else {
+            return Timeline {
+                bucket_ns,
+                ..Timeline::default()
+            };
+        };
+        let mut frames = vec![0; (last - first + 1) as usize];
+        for (&b, &n) in buckets {
+            frames[(b - first) as usize] = n;
+        }
+        Timeline {
+            start_ns: first * bucket_ns,
+            bucket_ns,
+            frames,
+        }
+    }
+
+    /// Frames finished in `[from_ns, to_ns)`, with the buckets cut by either
+    /// edge counted in proportion to the part inside (frames are taken as
+    /// spread evenly over a bucket).
+    pub fn frames_between(&self, from_ns: u64, to_ns: u64) -> f64 {
+        if self.bucket_ns == 0 || to_ns <= from_ns {
+            return 0.0;
+        }
+        let w = self.bucket_ns as f64;
+        self.frames
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let lo = self.start_ns + i as u64 * self.bucket_ns;
+                let hi = lo + self.bucket_ns;
+                let overlap = hi.min(to_ns).saturating_sub(lo.max(from_ns));
+                n as f64 * overlap as f64 / w
+            })
+            .sum()
+    }
+
+    /// `(bucket start ns, frames)` pairs, for plotting.
+    pub fn points(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.frames
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (self.start_ns + i as u64 * self.bucket_ns, n))
+    }
 }
 
 /// CPU time of the server's whole process tree.
@@ -120,12 +174,14 @@ pub struct ServerReport {
     pub untracked_frames: u64,
     /// XOR of every cpu frame's kernel result, 16 lowercase hex digits.
     pub work_digest: String,
-    /// Due-to-processed latency of measured frames.
+    /// Due-to-processed latency of measured frames (coordinated omission
+    /// corrected).
     pub latency_ns: LatencySummary,
-    /// Frames processed per 100 ms bucket, in time order (absent in
-    /// reports of older versions).
-    #[serde(default)]
-    pub timeline: Vec<RatePoint>,
+    /// Written-to-processed latency of measured frames: excludes the
+    /// fleet's batching and lateness.
+    pub service_latency_ns: LatencySummary,
+    /// Frames processed per 10 ms bucket.
+    pub timeline: Timeline,
     /// CPU of the process tree.
     pub cpu: CpuTimes,
     /// Peak resident set of the largest process in the tree, KiB.
@@ -169,17 +225,36 @@ impl ServerReport {
             untracked_frames: stats.ingest.untracked_frames,
             work_digest: format!("{:016x}", stats.process.work_digest),
             latency_ns: LatencySummary::of(&stats.process.latency),
-            timeline: stats
-                .process
-                .timeline
-                .iter()
-                .map(|(&bucket, &frames)| RatePoint {
-                    t_ns: bucket * crate::stats::TIMELINE_BUCKET_NS,
-                    frames,
-                })
-                .collect(),
+            service_latency_ns: LatencySummary::of(&stats.process.service),
+            timeline: Timeline::from_buckets(
+                &stats.process.timeline,
+                crate::stats::TIMELINE_BUCKET_NS,
+            ),
             cpu,
             max_rss_kib,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn timeline_is_dense_and_cut_in_proportion() {
+        let buckets: BTreeMap<u64, u64> = [(10, 100), (12, 50)].into_iter().collect();
+        let t = Timeline::from_buckets(&buckets, 1_000);
+        assert_eq!((t.start_ns, t.frames.clone()), (10_000, vec![100, 0, 50]));
+        // Whole buckets.
+        assert_eq!(t.frames_between(0, 100_000), 150.0);
+        assert_eq!(t.frames_between(10_000, 11_000), 100.0);
+        // A quarter of the first bucket and half of the last.
+        assert_eq!(t.frames_between(10_750, 12_500), 25.0 + 25.0);
+        assert_eq!(t.frames_between(12_500, 12_500), 0.0);
+        assert_eq!(
+            Timeline::from_buckets(&BTreeMap::new(), 5).frames_between(0, 9),
+            0.0
+        );
     }
 }

@@ -4,10 +4,13 @@
 
 use std::net::TcpListener;
 
+use workloads::Frame;
+
+use crate::reactor::{self, Inline};
 use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::work::process_blocking;
-use crate::{reactor, Model, ServeConfig, ServeError, Shutdown};
+use crate::{Model, ServeConfig, ServeError, Shutdown};
 
 /// One thread does everything.
 pub struct Single;
@@ -22,9 +25,8 @@ pub fn serve_inline(
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
     let Stats { ingest, process } = &mut stats;
-    reactor::run(listener, config, shutdown, slots, ingest, |frame| {
-        process_blocking(&frame, process)
-    })?;
+    let mut inline = Inline(|frame: &Frame| process_blocking(frame, process));
+    reactor::run(listener, config, shutdown, slots, ingest, &mut inline)?;
     Ok(stats)
 }
 

@@ -9,10 +9,11 @@ use workloads::{Frame, FrameError};
 
 /// Largest latency the histogram tracks (100 s); larger values are clamped.
 pub const LATENCY_MAX_NS: u64 = 100_000_000_000;
-/// Width of a timeline bucket.
-pub const TIMELINE_BUCKET_NS: u64 = 100_000_000;
+/// Width of a timeline bucket: fine enough that a measured window's edges
+/// cut at most 10 ms of frames (1% of a 1 s window) when interpolated.
+pub const TIMELINE_BUCKET_NS: u64 = 10_000_000;
 /// Most timeline buckets kept (one hour); later frames are still counted.
-pub const MAX_TIMELINE_BUCKETS: usize = 36_000;
+pub const MAX_TIMELINE_BUCKETS: usize = 360_000;
 /// Most distinct client ids tracked per server; frames of further ids are
 /// still processed but counted only in `untracked_frames`.
 pub const MAX_TRACKED_CLIENTS: usize = 65_536;
@@ -62,6 +63,11 @@ pub struct ConnectionCounts {
     pub closed: u64,
     /// Connections closed for being silent past `--idle-timeout`.
     pub idle_timeouts: u64,
+    /// Connections the peer aborted (a reset rather than an orderly close).
+    /// A partial frame left by an abort is not a protocol error: the fleet
+    /// aborts a client it gives up on, wherever its last write ended.
+    #[serde(default)]
+    pub resets: u64,
 }
 
 /// Protocol error counters, one per reason.
@@ -69,7 +75,7 @@ pub struct ConnectionCounts {
 pub struct ErrorCounts {
     /// Magic was not `IG`.
     pub bad_magic: u64,
-    /// Version was not 1.
+    /// Version was not 2.
     pub bad_version: u64,
     /// Work kind 3 or reserved bits set.
     pub bad_flags: u64,
@@ -77,7 +83,7 @@ pub struct ErrorCounts {
     pub bad_checksum: u64,
     /// Work above the server's caps.
     pub work_over_limit: u64,
-    /// Peer closed in the middle of a frame.
+    /// Peer closed (orderly) in the middle of a frame.
     pub truncated: u64,
 }
 
@@ -132,6 +138,7 @@ impl IngestStats {
     /// Accounts one valid frame; `next_seq` is the connection's expected
     /// next sequence number for this client, updated here.
     pub fn count_frame(&mut self, frame: &Frame, next_seq: &mut Option<(u32, u64)>) {
+        let seq = u64::from(frame.seq);
         let tracked =
             self.clients.len() < MAX_TRACKED_CLIENTS || self.clients.contains_key(&frame.client_id);
         if !tracked {
@@ -141,16 +148,16 @@ impl IngestStats {
         let c = self.clients.entry(frame.client_id).or_default();
         c.received += 1;
         c.measured += u64::from(!frame.warmup);
-        c.max_seq = c.max_seq.max(Some(frame.seq));
+        c.max_seq = c.max_seq.max(Some(seq));
         match next_seq {
             Some((id, next)) if *id == frame.client_id => {
-                if frame.seq < *next {
+                if seq < *next {
                     c.duplicates += 1;
                 } else {
-                    *next = frame.seq.saturating_add(1);
+                    *next = seq + 1;
                 }
             }
-            _ => *next_seq = Some((frame.client_id, frame.seq.saturating_add(1))),
+            _ => *next_seq = Some((frame.client_id, seq + 1)),
         }
     }
 
@@ -161,6 +168,7 @@ impl IngestStats {
         self.connections.rejected += o.connections.rejected;
         self.connections.closed += o.connections.closed;
         self.connections.idle_timeouts += o.connections.idle_timeouts;
+        self.connections.resets += o.connections.resets;
         self.errors.merge(&o.errors);
         for (id, c) in &o.clients {
             self.clients.entry(*id).or_default().merge(c);
@@ -181,6 +189,10 @@ pub struct ProcessStats {
     /// Due-to-processed latency of measured frames, ns.
     #[serde(with = "hdr_base64")]
     pub latency: Histogram<u64>,
+    /// Written-to-processed (service) latency of measured frames, ns: the
+    /// latency minus the frame's send delay.
+    #[serde(with = "hdr_base64")]
+    pub service: Histogram<u64>,
     /// Frames processed per [`TIMELINE_BUCKET_NS`] bucket of CLOCK_MONOTONIC.
     #[serde(default)]
     pub timeline: BTreeMap<u64, u64>,
@@ -193,6 +205,7 @@ impl Default for ProcessStats {
             warmup: 0,
             work_digest: 0,
             latency: new_latency_histogram(),
+            service: new_latency_histogram(),
             timeline: BTreeMap::new(),
         }
     }
@@ -217,8 +230,10 @@ impl ProcessStats {
             self.warmup += 1;
         } else {
             self.measured += 1;
-            let latency = done_ns.saturating_sub(frame.due_ns).max(1);
-            self.latency.saturating_record(latency);
+            self.latency
+                .saturating_record(frame.latency_ns(done_ns).max(1));
+            self.service
+                .saturating_record(frame.service_latency_ns(done_ns).max(1));
         }
     }
 
@@ -229,6 +244,9 @@ impl ProcessStats {
         self.work_digest ^= o.work_digest;
         self.latency
             .add(&o.latency)
+            .expect("histograms share bounds");
+        self.service
+            .add(&o.service)
             .expect("histograms share bounds");
         for (&bucket, &n) in &o.timeline {
             if self.timeline.len() < MAX_TIMELINE_BUCKETS || self.timeline.contains_key(&bucket) {
@@ -297,10 +315,11 @@ mod tests {
     use super::*;
     use workloads::WorkKind;
 
-    fn frame(client_id: u32, seq: u64, warmup: bool) -> Frame {
+    fn frame(client_id: u32, seq: u32, warmup: bool) -> Frame {
         Frame {
             client_id,
             seq,
+            send_delay_ns: 0,
             due_ns: 0,
             kind: WorkKind::None,
             amount: 0,
@@ -324,15 +343,36 @@ mod tests {
     #[test]
     fn huge_values_never_overflow() {
         let mut p = ProcessStats::default();
-        let mut f = frame(1, u64::MAX, false);
+        let mut f = frame(1, u32::MAX, false);
+        f.send_delay_ns = u32::MAX;
         p.record(&f, 0, None);
+        f.due_ns = u64::MAX;
+        p.record(&f, u64::MAX, None);
         f.due_ns = 0;
         p.record(&f, u64::MAX, None);
-        assert_eq!(p.measured, 2);
+        assert_eq!(p.measured, 3);
+        assert_eq!(p.service.len(), 3);
         let mut s = IngestStats::default();
-        s.count_frame(&f, &mut None);
-        // 2^64 expected sequence numbers saturate at u64::MAX.
-        assert_eq!(s.clients[&1].missing(), u64::MAX - 1);
+        let mut next = None;
+        s.count_frame(&f, &mut next);
+        s.count_frame(&f, &mut next);
+        assert_eq!(s.clients[&1].duplicates, 1);
+        assert_eq!(s.clients[&1].missing(), u32::MAX as u64);
+    }
+
+    #[test]
+    fn latency_and_service_latency_are_recorded_apart() {
+        let mut p = ProcessStats::default();
+        let mut f = frame(1, 0, false);
+        f.due_ns = 1_000_000;
+        f.send_delay_ns = 600_000;
+        p.record(&f, 1_700_000, None);
+        // 700 us from due, 100 us from the write.
+        assert_eq!(p.latency.value_at_quantile(0.5) / 1000, 700);
+        assert_eq!(p.service.value_at_quantile(0.5) / 1000, 100);
+        // Warm-up frames are counted, not measured.
+        p.record(&frame(1, 1, true), 2_000_000, None);
+        assert_eq!((p.measured, p.warmup, p.latency.len()), (1, 1, 1));
     }
 
     #[test]

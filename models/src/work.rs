@@ -12,7 +12,8 @@ use crate::stats::ProcessStats;
 /// Runs the cpu kernel for a cpu frame; `None` for other kinds.
 #[inline]
 pub fn cpu_digest(frame: &Frame) -> Option<u64> {
-    (frame.kind == WorkKind::Cpu).then(|| cpu_kernel(frame.seq, frame.client_id, frame.amount))
+    (frame.kind == WorkKind::Cpu)
+        .then(|| cpu_kernel(frame.seq as u64, frame.client_id, frame.amount))
 }
 
 /// Does `frame`'s work on this thread (an io wait blocks it) and records it.

@@ -1,5 +1,5 @@
 //! Everything the servers and the fleet must agree on, with no dependency on
-//! either: wire protocol v1 ([`wire`]), the reference work kernel
+//! either: wire protocol v2 ([`wire`]), the reference work kernel
 //! ([`kernel`]), work-mix specifications ([`spec`]) and the shared clock
 //! ([`clock`]).
 

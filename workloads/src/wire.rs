@@ -1,12 +1,13 @@
-//! Wire protocol v1: fixed 32-byte little-endian frames with a CRC-32.
+//! Wire protocol v2: fixed 32-byte little-endian frames with a CRC-32.
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 2 | magic `IG` |
-//! | 2 | 1 | version = 1 |
+//! | 2 | 1 | version = 2 |
 //! | 3 | 1 | flags: bits 0-1 work kind, bit 7 warm-up, bits 2-6 zero |
 //! | 4 | 4 | client id |
-//! | 8 | 8 | sequence number |
+//! | 8 | 4 | sequence number (u32) |
+//! | 12 | 4 | send delay: ns from the due time to the write that carried the frame, saturating |
 //! | 16 | 8 | due time, CLOCK_MONOTONIC ns |
 //! | 24 | 4 | work amount |
 //! | 28 | 4 | CRC-32 (IEEE) of bytes 0..28 |
@@ -17,8 +18,8 @@ use serde::{Deserialize, Serialize};
 pub const FRAME_LEN: usize = 32;
 /// ASCII `IG`.
 pub const MAGIC: [u8; 2] = *b"IG";
-/// The only protocol version.
-pub const VERSION: u8 = 1;
+/// The only protocol version accepted (v1 frames count as `bad_version`).
+pub const VERSION: u8 = 2;
 /// Flags bit 7: the frame belongs to the warm-up.
 pub const FLAG_WARMUP: u8 = 0x80;
 const KIND_MASK: u8 = 0x03;
@@ -52,7 +53,10 @@ pub struct Frame {
     /// Sender's client id.
     pub client_id: u32,
     /// Per-client sequence number.
-    pub seq: u64,
+    pub seq: u32,
+    /// Nanoseconds from the due time to the moment the write that carried
+    /// the frame was issued (saturating): the fleet's own lateness.
+    pub send_delay_ns: u32,
     /// CLOCK_MONOTONIC ns at which the frame was due to be sent.
     pub due_ns: u64,
     /// Requested work.
@@ -70,7 +74,7 @@ pub enum FrameError {
     /// Bytes 0..2 are not `IG`.
     #[error("bad_magic")]
     BadMagic,
-    /// Byte 2 is not 1.
+    /// Byte 2 is not 2.
     #[error("bad_version")]
     BadVersion,
     /// Work kind 3 or a reserved flag bit set.
@@ -110,7 +114,8 @@ impl Frame {
         out[2] = VERSION;
         out[3] = self.kind.bits() | if self.warmup { FLAG_WARMUP } else { 0 };
         out[4..8].copy_from_slice(&self.client_id.to_le_bytes());
-        out[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        out[8..12].copy_from_slice(&self.seq.to_le_bytes());
+        out[12..16].copy_from_slice(&self.send_delay_ns.to_le_bytes());
         out[16..24].copy_from_slice(&self.due_ns.to_le_bytes());
         out[24..28].copy_from_slice(&self.amount.to_le_bytes());
         seal(&mut out);
@@ -141,7 +146,8 @@ impl Frame {
         }
         let frame = Frame {
             client_id: u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")),
-            seq: u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes")),
+            seq: u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes")),
+            send_delay_ns: u32::from_le_bytes(buf[12..16].try_into().expect("4 bytes")),
             due_ns: u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")),
             kind,
             amount: u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes")),
@@ -157,6 +163,39 @@ impl Frame {
         }
         Ok(frame)
     }
+}
+
+impl Frame {
+    /// Processed-time minus due time: the coordinated-omission-corrected
+    /// latency of a frame finished at `done_ns`.
+    #[inline]
+    pub fn latency_ns(&self, done_ns: u64) -> u64 {
+        done_ns.saturating_sub(self.due_ns)
+    }
+
+    /// Processed-time minus the time its write was issued (due + send
+    /// delay): the service latency, which excludes the sender's batching and
+    /// lateness.
+    #[inline]
+    pub fn service_latency_ns(&self, done_ns: u64) -> u64 {
+        done_ns.saturating_sub(self.due_ns.saturating_add(self.send_delay_ns as u64))
+    }
+}
+
+/// The send delay to put on the wire for a frame due at `due_ns` whose write
+/// is issued at `write_ns`: saturating at `u32::MAX` (4.29 s), 0 when the
+/// write is early (it never is).
+#[inline]
+pub fn send_delay(due_ns: u64, write_ns: u64) -> u32 {
+    write_ns.saturating_sub(due_ns).min(u32::MAX as u64) as u32
+}
+
+/// Rewrites the send delay of an encoded frame and reseals its CRC: the
+/// fleet stamps frames just before the write that carries them.
+#[inline]
+pub fn stamp_send_delay(buf: &mut [u8; FRAME_LEN], delay_ns: u32) {
+    buf[12..16].copy_from_slice(&delay_ns.to_le_bytes());
+    seal(buf);
 }
 
 /// Writes the CRC-32 of bytes 0..28 into bytes 28..32.
@@ -220,11 +259,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample(seq: u64) -> Frame {
+    fn sample(seq: u32) -> Frame {
         Frame {
             client_id: 7,
             seq,
-            due_ns: 1_000 + seq,
+            send_delay_ns: 250,
+            due_ns: 1_000 + seq as u64,
             kind: WorkKind::Cpu,
             amount: 100,
             warmup: seq.is_multiple_of(2),
@@ -235,10 +275,13 @@ mod tests {
     fn layout_matches_the_table() {
         let bytes = sample(3).encode();
         assert_eq!(&bytes[0..2], b"IG");
-        assert_eq!(bytes[2], 1);
+        assert_eq!(bytes[2], 2);
         assert_eq!(bytes[3], 1);
         assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 7);
-        assert_eq!(u64::from_le_bytes(bytes[8..16].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 250);
+        assert_eq!(u64::from_le_bytes(bytes[16..24].try_into().unwrap()), 1_003);
+        assert_eq!(u32::from_le_bytes(bytes[24..28].try_into().unwrap()), 100);
         assert_eq!(
             u32::from_le_bytes(bytes[28..32].try_into().unwrap()),
             crc32fast::hash(&bytes[..28])
@@ -258,10 +301,12 @@ mod tests {
         let mut b = good;
         b[0] = b'X';
         assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadMagic));
-        let mut b = good;
-        b[2] = 2;
-        seal(&mut b);
-        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadVersion));
+        for v in [0, 1, 3] {
+            let mut b = good;
+            b[2] = v;
+            seal(&mut b);
+            assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadVersion));
+        }
         let mut b = good;
         b[3] = 3;
         seal(&mut b);
@@ -289,23 +334,65 @@ mod tests {
         assert!(Frame::decode(&f.encode(), &limits).is_ok());
     }
 
+    #[test]
+    fn service_latency_excludes_the_send_delay() {
+        let f = Frame {
+            due_ns: 1_000_000,
+            send_delay_ns: 300_000,
+            ..sample(0)
+        };
+        // Written 300 us late, done 400 us after due: 100 us of service.
+        assert_eq!(f.latency_ns(1_400_000), 400_000);
+        assert_eq!(f.service_latency_ns(1_400_000), 100_000);
+        // Never negative, never overflowing.
+        assert_eq!(f.service_latency_ns(1_200_000), 0);
+        let far = Frame {
+            due_ns: u64::MAX,
+            send_delay_ns: u32::MAX,
+            ..sample(0)
+        };
+        assert_eq!(far.service_latency_ns(u64::MAX), 0);
+        assert_eq!(far.latency_ns(0), 0);
+    }
+
+    #[test]
+    fn send_delay_saturates_and_stamping_reseals() {
+        assert_eq!(send_delay(100, 350), 250);
+        assert_eq!(send_delay(350, 100), 0);
+        assert_eq!(send_delay(0, u64::MAX), u32::MAX);
+        let mut bytes = sample(9).encode();
+        stamp_send_delay(&mut bytes, 77_777);
+        let back = Frame::decode(&bytes, &Limits::default()).unwrap();
+        assert_eq!(back.send_delay_ns, 77_777);
+        assert_eq!(
+            back,
+            Frame {
+                send_delay_ns: 77_777,
+                ..sample(9)
+            }
+        );
+    }
+
     fn arb_frame() -> impl Strategy<Value = Frame> {
         (
             any::<u32>(),
-            any::<u64>(),
+            (any::<u32>(), any::<u32>()),
             any::<u64>(),
             0u8..3,
             any::<u32>(),
             any::<bool>(),
         )
-            .prop_map(|(client_id, seq, due_ns, k, amount, warmup)| Frame {
-                client_id,
-                seq,
-                due_ns,
-                kind: [WorkKind::None, WorkKind::Cpu, WorkKind::Io][k as usize],
-                amount,
-                warmup,
-            })
+            .prop_map(
+                |(client_id, (seq, send_delay_ns), due_ns, k, amount, warmup)| Frame {
+                    client_id,
+                    seq,
+                    send_delay_ns,
+                    due_ns,
+                    kind: [WorkKind::None, WorkKind::Cpu, WorkKind::Io][k as usize],
+                    amount,
+                    warmup,
+                },
+            )
     }
 
     proptest! {
@@ -327,6 +414,18 @@ mod tests {
             }
             prop_assert_eq!(out, frames);
             prop_assert!(!reader.has_partial());
+        }
+
+        #[test]
+        fn encode_decode_round_trips(frame in arb_frame(), delay in any::<u32>()) {
+            let limits = Limits { max_cpu_iters: u32::MAX, max_io_us: u32::MAX };
+            let mut bytes = frame.encode();
+            prop_assert_eq!(Frame::decode(&bytes, &limits), Ok(frame));
+            stamp_send_delay(&mut bytes, delay);
+            prop_assert_eq!(
+                Frame::decode(&bytes, &limits),
+                Ok(Frame { send_delay_ns: delay, ..frame })
+            );
         }
 
         #[test]

@@ -18,10 +18,11 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::config::{CellKey, RunConfig};
+use super::figures::{self, Figures};
 use super::sample::{Sampler, Samples};
-use super::verdict::{self, Derived, Reconciliation, RunFaults, Verdict};
 use crate::cpus::format_list;
 use crate::fleet::report::FleetReport;
+use crate::verdict::{self, Reconciliation, RunFaults, Verdict};
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 const SERVER_GRACE: Duration = Duration::from_secs(5);
@@ -50,7 +51,7 @@ pub struct CellResult {
     /// Standing and reasons.
     pub verdict: Verdict,
     /// Derived figures.
-    pub derived: Derived,
+    pub derived: Figures,
     /// Child logs, relative to the working directory.
     pub logs: Vec<PathBuf>,
 }
@@ -59,6 +60,23 @@ impl CellResult {
     /// Measured frames behind the latency figures (0: no latency known).
     pub fn latency_samples(&self) -> u64 {
         self.server.as_ref().map_or(0, |s| s.latency_ns.count)
+    }
+
+    /// Recomputes reconciliation, figures and verdict from the raw reports,
+    /// samples and faults.
+    pub fn recompute(&mut self) {
+        let (fleet, server) = (self.fleet.as_ref(), self.server.as_ref());
+        self.reconciliation = fleet
+            .map(|f| verdict::reconcile(f, server))
+            .unwrap_or_default();
+        self.derived = figures::derive(fleet, server, &self.samples);
+        self.verdict = verdict::verdict(
+            fleet,
+            server,
+            &self.reconciliation,
+            &self.faults,
+            self.derived.backlog_s,
+        );
     }
 }
 
@@ -150,7 +168,9 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
             return Err(e).context("start `harness fleet`");
         }
     };
-    let sampler = Sampler::start(server.id(), fleet.id());
+    let mut sampled_cpus = config.server_cpus.clone();
+    sampled_cpus.extend(&config.fleet_cpus);
+    let sampler = Sampler::start(server.id(), fleet.id(), sampled_cpus);
 
     let mut faults = RunFaults::default();
     let limit = config.warmup + config.duration + config.drain_timeout * 2 + FLEET_SLACK;
@@ -175,6 +195,9 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
             let _ = fleet.wait();
         }
     }
+    // The last sample (PSS, fds, context switches too) sees the server as
+    // the load left it, before it is asked to stop.
+    let samples = sampler.stop();
     if server.try_wait()?.is_some() {
         faults.server_crashed = true;
     } else {
@@ -191,33 +214,26 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
             }
         }
     }
-    let samples = sampler.stop();
     let server_report: Option<ServerReport> = read_json(&server_json);
     let fleet_report: Option<FleetReport> = read_json(&fleet_json);
-    let reconciliation = fleet_report
-        .as_ref()
-        .map(|f| verdict::reconcile(f, server_report.as_ref()))
-        .unwrap_or_default();
-    let verdict = verdict::verdict(
-        fleet_report.as_ref(),
-        server_report.as_ref(),
-        &reconciliation,
-        &faults,
-    );
-    let derived = verdict::derive(fleet_report.as_ref(), server_report.as_ref(), &samples);
-    Ok(CellResult {
+    let mut cell = CellResult {
         key: key.clone(),
         workers: server_report.as_ref().map(|s| s.workers),
         wall_s: started.elapsed().as_secs_f64(),
         server: server_report,
         fleet: fleet_report,
         samples,
-        reconciliation,
+        reconciliation: Reconciliation::default(),
         faults,
-        verdict,
-        derived,
+        verdict: Verdict {
+            status: verdict::Status::Invalid,
+            reasons: Vec::new(),
+        },
+        derived: Figures::default(),
         logs: vec![server_log, fleet_log],
-    })
+    };
+    cell.recompute();
+    Ok(cell)
 }
 
 fn log_file(path: &Path) -> Result<File> {

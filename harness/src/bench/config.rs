@@ -5,9 +5,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use workloads::{WorkPlan, WorkSpec};
 
+use crate::capacity::FleetCalibration;
 use crate::cli::RunArgs;
 use crate::cpus;
 use crate::fleet::{FleetConfig, Rate};
@@ -49,20 +52,27 @@ pub struct RunConfig {
     /// Warm-up per cell.
     #[serde(with = "models::duration_ms")]
     pub warmup: Duration,
-    /// Fleet batch window.
-    #[serde(with = "models::duration_ms")]
-    pub batch_window: Duration,
+    /// Fleet batch window forced for every cell; `None`: chosen per cell
+    /// from `fleet_calibration`.
+    #[serde(with = "opt_ms")]
+    pub batch_window: Option<Duration>,
+    /// The fleet calibration the windows were chosen from.
+    pub fleet_calibration: Option<FleetCalibration>,
     /// Drain timeout of each client.
     #[serde(with = "models::duration_ms")]
     pub drain_timeout: Duration,
     /// Server workers if forced, else each model's default.
     pub workers: Option<usize>,
-    /// Runs per cell.
+    /// Runs per cell, round-robin.
     pub repeat: u32,
+    /// Seed of the shuffled cell order.
+    pub seed: u64,
     /// CPUs the server is pinned to.
     pub server_cpus: Vec<usize>,
     /// CPUs the fleet is pinned to.
     pub fleet_cpus: Vec<usize>,
+    /// CPUs the harness and its sampler run on (off the server's).
+    pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond measured at the start.
     pub iters_per_us: f64,
     /// `--quick` was given.
@@ -181,6 +191,19 @@ impl RunConfig {
             s.as_deref()
                 .map_or(Ok(d), |s| cpus::parse_list(s).map_err(|e| anyhow!(e)))
         };
+        let server_cpus = parse(&args.server_cpus, default_server)?;
+        let fleet_cpus = parse(&args.fleet_cpus, default_fleet)?;
+        // A spare CPU if there is one, else the fleet's: never the server's.
+        let spare: Vec<usize> = allowed
+            .iter()
+            .copied()
+            .filter(|c| !server_cpus.contains(c) && !fleet_cpus.contains(c))
+            .collect();
+        let harness_cpus = if spare.is_empty() {
+            fleet_cpus.clone()
+        } else {
+            spare
+        };
         if args.repeat == 0 {
             bail!("--repeat must be at least 1");
         }
@@ -203,6 +226,7 @@ impl RunConfig {
                 Duration::from_secs(2)
             }),
             batch_window: args.batch_window,
+            fleet_calibration: None,
             drain_timeout: args.drain_timeout.unwrap_or(if args.quick {
                 Duration::from_secs(2)
             } else {
@@ -210,8 +234,14 @@ impl RunConfig {
             }),
             workers: args.workers,
             repeat: args.repeat,
-            server_cpus: parse(&args.server_cpus, default_server)?,
-            fleet_cpus: parse(&args.fleet_cpus, default_fleet)?,
+            seed: args.seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            }),
+            server_cpus,
+            fleet_cpus,
+            harness_cpus,
             iters_per_us,
             quick: args.quick,
             single_model,
@@ -220,14 +250,18 @@ impl RunConfig {
         })
     }
 
-    /// Every cell, in run order.
+    /// Every cell, in run order: round-robin (every cell once, then every
+    /// cell again), each round in an order shuffled with `seed`, so slow
+    /// drift of a shared machine does not line up with one model.
     pub fn cells(&self) -> Vec<CellKey> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let mut out = Vec::new();
-        for w in &self.workloads {
-            for &clients in &self.clients {
-                for m in &self.models {
-                    for repeat in 0..self.repeat {
-                        out.push(CellKey {
+        for repeat in 0..self.repeat {
+            let mut round = Vec::new();
+            for w in &self.workloads {
+                for &clients in &self.clients {
+                    for m in &self.models {
+                        round.push(CellKey {
                             model: m.clone(),
                             workload: w.name.clone(),
                             clients,
@@ -236,8 +270,23 @@ impl RunConfig {
                     }
                 }
             }
+            round.shuffle(&mut rng);
+            out.extend(round);
         }
         out
+    }
+
+    /// The batch window of a cell with `clients` clients: forced, or chosen
+    /// from the calibration for the clients each pacing thread carries.
+    pub fn batch_window_for(&self, clients: u32) -> Duration {
+        if let Some(w) = self.batch_window {
+            return w;
+        }
+        let threads = self.fleet_cpus.len().max(1) as u32;
+        let per_thread = clients.div_ceil(threads);
+        self.fleet_calibration
+            .as_ref()
+            .map_or(Duration::from_millis(1), |c| c.window_for(per_thread))
     }
 
     /// The workload called `name`.
@@ -255,12 +304,12 @@ impl RunConfig {
             warmup: self.warmup,
             duration: self.duration,
             count: None,
-            batch_window: self.batch_window,
+            batch_window: self.batch_window_for(key.clients),
             work: self.workload(&key.workload)?.plan.clone(),
             threads: self.fleet_cpus.len().max(1),
             cpus: Some(self.fleet_cpus.clone()),
             drain_timeout: self.drain_timeout,
-            max_lag: FleetConfig::default_max_lag(self.batch_window),
+            max_lag: FleetConfig::default_max_lag(self.batch_window_for(key.clients)),
         })
     }
 }
@@ -271,4 +320,71 @@ fn workload(name: &str, spec: &str, iters_per_us: f64) -> Result<Workload> {
         name: name.to_string(),
         plan: parsed.resolve(Some(iters_per_us)).map_err(|e| anyhow!(e))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(extra: &[&str]) -> RunConfig {
+        let mut argv = vec!["harness", "--all", "--batch-window", "0"];
+        argv.extend_from_slice(extra);
+        RunConfig::from_args(&crate::cli::Cli::parse_from(argv).run).unwrap()
+    }
+
+    #[test]
+    fn repeats_run_round_robin_in_a_seeded_shuffle() {
+        let c = config(&[
+            "--works",
+            "none,io",
+            "--clients",
+            "1,10",
+            "--repeat",
+            "3",
+            "--seed",
+            "42",
+        ]);
+        let cells = c.cells();
+        let per_round = 2 * 2 * models::names().len();
+        assert_eq!(cells.len(), 3 * per_round);
+        for (round, chunk) in cells.chunks(per_round).enumerate() {
+            // Every cell once per round, before any cell runs again.
+            assert!(chunk.iter().all(|k| k.repeat == round as u32));
+            let mut ids: Vec<String> = chunk
+                .iter()
+                .map(|k| format!("{}-{}-{}", k.model, k.workload, k.clients))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), per_round);
+        }
+        // Shuffled, and the same again from the same seed.
+        let rounds: Vec<&[CellKey]> = cells.chunks(per_round).collect();
+        assert_ne!(
+            rounds[0].iter().map(|k| &k.model).collect::<Vec<_>>(),
+            rounds[1].iter().map(|k| &k.model).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            cells,
+            config(&[
+                "--works",
+                "none,io",
+                "--clients",
+                "1,10",
+                "--repeat",
+                "3",
+                "--seed",
+                "42"
+            ])
+            .cells()
+        );
+    }
+
+    #[test]
+    fn a_forced_window_applies_to_every_cell() {
+        let c = config(&[]);
+        assert_eq!(c.batch_window_for(1), Duration::ZERO);
+        assert_eq!(c.batch_window_for(500), Duration::ZERO);
+    }
 }

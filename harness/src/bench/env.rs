@@ -38,12 +38,46 @@ pub struct Environment {
     pub clock_source: String,
     /// harness version.
     pub harness_version: String,
+    /// SMT siblings of each server and fleet CPU (`thread_siblings_list`).
+    #[serde(default)]
+    pub cpu_siblings: Vec<(usize, String)>,
+    /// A server CPU and a fleet CPU are SMT siblings of one core: they
+    /// share execution units, so the fleet's load slows the server.
+    #[serde(default)]
+    pub server_fleet_share_a_core: bool,
+    /// cpufreq governor of CPU 0 (`none` without cpufreq, as on most VMs).
+    #[serde(default)]
+    pub governor: String,
+    /// `net.ipv4.tcp_rmem`.
+    #[serde(default)]
+    pub tcp_rmem: String,
+    /// `net.ipv4.tcp_wmem`.
+    #[serde(default)]
+    pub tcp_wmem: String,
+    /// Transparent huge pages setting.
+    #[serde(default)]
+    pub transparent_hugepages: String,
 }
 
 impl Environment {
     /// Reads the environment now.
     pub fn capture(server_cpus: &[usize], fleet_cpus: &[usize]) -> Self {
         let cpuinfo = procfs::CpuInfo::current().ok();
+        let mut used: Vec<usize> = server_cpus.iter().chain(fleet_cpus).copied().collect();
+        used.sort_unstable();
+        used.dedup();
+        let siblings = |c: usize| {
+            read_trimmed(&format!(
+                "/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list"
+            ))
+        };
+        let cpu_siblings: Vec<(usize, String)> = used.iter().map(|&c| (c, siblings(c))).collect();
+        let core_of = |c: usize| crate::cpus::parse_list(&siblings(c)).unwrap_or_else(|_| vec![c]);
+        let server_fleet_share_a_core = server_cpus.iter().any(|&s| {
+            fleet_cpus
+                .iter()
+                .any(|&f| f != s && core_of(s).contains(&f))
+        });
         Environment {
             hostname: nix::unistd::gethostname()
                 .ok()
@@ -71,8 +105,23 @@ impl Environment {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into()),
             harness_version: env!("CARGO_PKG_VERSION").to_string(),
+            cpu_siblings,
+            server_fleet_share_a_core,
+            governor: std::fs::read_to_string(
+                "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+            )
+            .map_or_else(|_| "none".into(), |s| s.trim().to_string()),
+            tcp_rmem: read_trimmed("/proc/sys/net/ipv4/tcp_rmem"),
+            tcp_wmem: read_trimmed("/proc/sys/net/ipv4/tcp_wmem"),
+            transparent_hugepages: read_trimmed("/sys/kernel/mm/transparent_hugepage/enabled"),
         }
     }
+}
+
+/// A small procfs or sysfs file, trimmed, with tabs as spaces; `unknown`
+/// when unreadable.
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path).map_or_else(|_| "unknown".into(), |s| s.trim().replace('\t', " "))
 }
 
 fn git(args: &[&str]) -> Option<String> {

@@ -5,11 +5,11 @@
 pub mod cell;
 pub mod config;
 pub mod env;
+pub mod figures;
 pub mod results;
 pub mod sample;
 pub mod slo;
 pub mod table;
-pub mod verdict;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -57,7 +57,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             run
         }
         None => {
-            let config = RunConfig::from_args(args)?;
+            let mut config = RunConfig::from_args(args)?;
             let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
             let label = if config.single_model {
                 config.models[0].as_str()
@@ -70,6 +70,19 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                 if config.quick { "-quick" } else { "" }
             );
             let environment = Environment::capture(&config.server_cpus, &config.fleet_cpus);
+            if environment.server_fleet_share_a_core {
+                eprintln!("warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load will slow the server (see --server-cpus, --fleet-cpus)");
+            }
+            if config.batch_window.is_none() {
+                config.fleet_calibration =
+                    Some(crate::capacity::FleetCalibration::load_or_measure(
+                        &args.results_dir,
+                        &environment,
+                        &config.server_cpus,
+                        config.fleet_cpus[0],
+                        args.recalibrate,
+                    )?);
+            }
             RunFile {
                 run_id,
                 started,
@@ -81,9 +94,11 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             }
         }
     };
-    // The harness (and its sampler) stays off the fleet's CPUs: a stalled
-    // pacing thread would make the fleet, not the server, the bottleneck.
-    crate::cpus::pin(&run.config.server_cpus).map_err(|e| anyhow!(e))?;
+    // The harness and its sampler stay off the server's CPUs (on a spare
+    // CPU when there is one, else the fleet's): the sampler's procfs reads
+    // cost more the more threads and fds a model has, which must not be
+    // charged to the models that have more.
+    crate::cpus::pin(&run.config.harness_cpus).map_err(|e| anyhow!(e))?;
     let run_dir = args.results_dir.join(&run.run_id);
     let log_dir = args.logs_dir.join(&run.run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
@@ -111,12 +126,13 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let total = run.config.cells().len() as u64;
     let progress = progress_bar(total, total - todo.len() as u64);
     eprintln!(
-        "run {}: {} cells ({} to go), server on CPUs {:?}, fleet on CPUs {:?}",
+        "run {}: {} cells ({} to go), server on CPUs {:?}, fleet on CPUs {:?}, harness on CPUs {:?}",
         run.run_id,
         total,
         todo.len(),
         run.config.server_cpus,
-        run.config.fleet_cpus
+        run.config.fleet_cpus,
+        run.config.harness_cpus
     );
     let mut new_cells = Vec::new();
     for key in &todo {
@@ -147,7 +163,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     run.complete = true;
     run.ended = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     run.save(&run_dir)?;
-    println!("{}", table::render(&run.cells));
+    println!("{}", table::render(&run.config, &run.cells));
     println!("results: {}", run_dir.join(results::RUN_FILE).display());
     match crate::report::render(&run, &run_dir, &args.plots_dir) {
         Ok(written) => {

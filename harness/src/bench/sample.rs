@@ -1,42 +1,63 @@
 //! Samples a process tree (a process and all its descendants, threads
-//! included) every 100 ms through procfs: CPU, RSS and PSS, threads,
-//! context switches and open fds.
+//! included) through procfs, stamped with CLOCK_MONOTONIC so figures can be
+//! cut to the fleet's measured window.
+//!
+//! Every 100 ms: CPU time in nanoseconds from each task's `schedstat` (a
+//! task that exits keeps its last value, so the tree's total never goes
+//! back), RSS from `statm`, threads and processes, and the host's steal
+//! time from `/proc/stat`. Once a second (and at the end): PSS, open fds and
+//! involuntary context switches, which cost more to read the more threads
+//! and fds a model has. The sampler runs off the server's CPUs and measures
+//! its own CPU time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use nix::time::{clock_gettime, ClockId};
 use procfs::process::Process;
 use serde::{Deserialize, Serialize};
+use workloads::clock::monotonic_ns;
 
 /// Sampling period.
 pub const PERIOD: Duration = Duration::from_millis(100);
+/// Every this many periods the costly figures are read too.
+const SPARSE_EVERY: u32 = 10;
 
 /// One sample of one process tree.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Sample {
+    /// CLOCK_MONOTONIC ns when taken.
+    pub t_ns: u64,
     /// Seconds since sampling started.
     pub t_s: f64,
-    /// User CPU over the last period, percent of one CPU.
-    pub cpu_user_pct: f64,
-    /// System CPU over the last period, percent of one CPU.
-    pub cpu_sys_pct: f64,
+    /// CPU time of every task the tree ever had, ns, cumulative.
+    pub cpu_ns: u64,
     /// Resident set of the tree, KiB.
     pub rss_kib: u64,
-    /// Proportional set of the tree (shared pages split), KiB.
-    pub pss_kib: u64,
+    /// Proportional set of the tree (shared pages split), KiB (sparse).
+    pub pss_kib: Option<u64>,
     /// Threads in the tree.
     pub threads: u64,
-    /// Voluntary context switches so far.
-    pub voluntary_ctxt: u64,
-    /// Involuntary context switches so far.
-    pub involuntary_ctxt: u64,
-    /// Open file descriptors.
-    pub fds: u64,
     /// Processes in the tree.
     pub processes: u64,
+    /// Involuntary context switches of the live tasks so far (sparse).
+    pub involuntary_ctxt: Option<u64>,
+    /// Open file descriptors (sparse).
+    pub fds: Option<u64>,
+}
+
+/// The host's CPU accounting for the sampled CPUs, cumulative ticks.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct HostSample {
+    /// CLOCK_MONOTONIC ns when taken.
+    pub t_ns: u64,
+    /// Ticks stolen by the hypervisor.
+    pub steal: u64,
+    /// All ticks.
+    pub total: u64,
 }
 
 /// Samples of the server and fleet trees of one cell.
@@ -46,6 +67,10 @@ pub struct Samples {
     pub server: Vec<Sample>,
     /// Fleet tree.
     pub fleet: Vec<Sample>,
+    /// Steal accounting of the server's and fleet's CPUs.
+    pub host: Vec<HostSample>,
+    /// CPU time the sampler itself used, ns.
+    pub sampler_cpu_ns: u64,
 }
 
 /// A background sampler; `stop` returns what it collected.
@@ -54,30 +79,54 @@ pub struct Sampler {
     handle: JoinHandle<Samples>,
 }
 
+/// Per-tree memory of each task's last CPU figure.
+#[derive(Default)]
+struct TreeState {
+    task_cpu_ns: HashMap<i32, u64>,
+}
+
 impl Sampler {
-    /// Starts sampling the trees rooted at `server` and `fleet`.
-    pub fn start(server: u32, fleet: u32) -> Self {
+    /// Starts sampling the trees rooted at `server` and `fleet`, and the
+    /// steal time of `cpus`.
+    pub fn start(server: u32, fleet: u32, cpus: Vec<usize>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = thread::spawn(move || {
-            let start = Instant::now();
+            let start = monotonic_ns();
             let mut out = Samples::default();
-            let mut prev: HashMap<u32, (u64, u64, Instant)> = HashMap::new();
-            while !flag.load(Ordering::SeqCst) {
-                let t_s = start.elapsed().as_secs_f64();
-                for (root, series) in [(server, &mut out.server), (fleet, &mut out.fleet)] {
-                    if let Some(s) = sample_tree(root, t_s, &mut prev) {
-                        series.push(s);
+            let mut states = [TreeState::default(), TreeState::default()];
+            let mut tick = 0u32;
+            loop {
+                let last = flag.load(Ordering::SeqCst);
+                let sparse = last || tick.is_multiple_of(SPARSE_EVERY);
+                for (i, root) in [server, fleet].into_iter().enumerate() {
+                    if let Some(s) = sample_tree(root, start, sparse, &mut states[i]) {
+                        if i == 0 {
+                            out.server.push(s);
+                        } else {
+                            out.fleet.push(s);
+                        }
                     }
                 }
+                if let Some(h) = host_sample(&cpus) {
+                    out.host.push(h);
+                }
+                if last {
+                    break;
+                }
+                tick += 1;
                 thread::sleep(PERIOD);
             }
+            out.sampler_cpu_ns = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+                .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+                .unwrap_or(0);
             out
         });
         Sampler { stop, handle }
     }
 
-    /// Stops and returns the samples.
+    /// Takes a last sample (sparse figures included), stops and returns the
+    /// samples.
     pub fn stop(self) -> Samples {
         self.stop.store(true, Ordering::SeqCst);
         self.handle.join().unwrap_or_default()
@@ -99,46 +148,170 @@ fn tree(root: u32) -> Vec<u32> {
     out
 }
 
-fn sample_tree(
-    root: u32,
-    t_s: f64,
-    prev: &mut HashMap<u32, (u64, u64, Instant)>,
-) -> Option<Sample> {
-    let ticks = procfs::ticks_per_second() as f64;
+/// First field of a `schedstat` file: ns spent on a CPU.
+fn schedstat_ns(pid: u32, tid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn sample_tree(root: u32, start: u64, sparse: bool, st: &mut TreeState) -> Option<Sample> {
+    let page_kib = procfs::page_size() / 1024;
+    let t_ns = monotonic_ns();
     let mut s = Sample {
-        t_s,
+        t_ns,
+        t_s: (t_ns - start) as f64 / 1e9,
         ..Sample::default()
     };
     let mut alive = false;
+    let (mut pss, mut fds, mut invol) = (0u64, 0u64, 0u64);
     for pid in tree(root) {
         let Ok(p) = Process::new(pid as i32) else {
             continue;
         };
-        let Ok(stat) = p.stat() else { continue };
+        let Ok(statm) = p.statm() else { continue };
         alive = true;
         s.processes += 1;
-        s.threads += stat.num_threads.max(0) as u64;
-        let now = Instant::now();
-        if let Some((u, k, at)) = prev.insert(pid, (stat.utime, stat.stime, now)) {
-            let dt = now.duration_since(at).as_secs_f64().max(1e-3);
-            s.cpu_user_pct += stat.utime.saturating_sub(u) as f64 / ticks / dt * 100.0;
-            s.cpu_sys_pct += stat.stime.saturating_sub(k) as f64 / ticks / dt * 100.0;
-        }
-        if let Ok(rollup) = p.smaps_rollup() {
-            for m in &rollup.memory_map_rollup.0 {
-                s.rss_kib += m.extension.map.get("Rss").copied().unwrap_or(0) / 1024;
-                s.pss_kib += m.extension.map.get("Pss").copied().unwrap_or(0) / 1024;
-            }
-        }
-        s.fds += p.fd_count().unwrap_or(0) as u64;
+        s.rss_kib += statm.resident * page_kib;
         if let Ok(tasks) = p.tasks() {
             for t in tasks.flatten() {
-                if let Ok(st) = t.status() {
-                    s.voluntary_ctxt += st.voluntary_ctxt_switches.unwrap_or(0);
-                    s.involuntary_ctxt += st.nonvoluntary_ctxt_switches.unwrap_or(0);
+                s.threads += 1;
+                if let Some(ns) = schedstat_ns(pid, t.tid) {
+                    let seen = st.task_cpu_ns.entry(t.tid).or_default();
+                    *seen = (*seen).max(ns);
+                }
+                if sparse {
+                    if let Ok(status) = t.status() {
+                        invol += status.nonvoluntary_ctxt_switches.unwrap_or(0);
+                    }
                 }
             }
         }
+        if sparse {
+            if let Ok(rollup) = p.smaps_rollup() {
+                for m in &rollup.memory_map_rollup.0 {
+                    pss += m.extension.map.get("Pss").copied().unwrap_or(0) / 1024;
+                }
+            }
+            fds += p.fd_count().unwrap_or(0) as u64;
+        }
+    }
+    s.cpu_ns = st.task_cpu_ns.values().sum();
+    if sparse {
+        (s.pss_kib, s.fds, s.involuntary_ctxt) = (Some(pss), Some(fds), Some(invol));
     }
     alive.then_some(s)
+}
+
+/// Steal and total ticks of `cpus` from `/proc/stat`.
+fn host_sample(cpus: &[usize]) -> Option<HostSample> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut h = HostSample {
+        t_ns: monotonic_ns(),
+        ..HostSample::default()
+    };
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let Some(cpu) = f
+            .next()
+            .and_then(|n| n.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if !cpus.contains(&cpu) {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal (guest is in user).
+        let v: Vec<u64> = f.take(8).filter_map(|x| x.parse().ok()).collect();
+        if v.len() == 8 {
+            h.steal += v[7];
+            h.total += v.iter().sum::<u64>();
+        }
+    }
+    Some(h)
+}
+
+/// The value of a cumulative series at `t_ns`, interpolated linearly
+/// between the samples around it (clamped to the first and last).
+pub fn value_at<T>(
+    series: &[T],
+    t_ns: u64,
+    time: fn(&T) -> u64,
+    value: impl Fn(&T) -> f64,
+) -> Option<f64> {
+    let first = series.first()?;
+    let last = series.last()?;
+    if t_ns <= time(first) {
+        return Some(value(first));
+    }
+    if t_ns >= time(last) {
+        return Some(value(last));
+    }
+    let i = series.partition_point(|s| time(s) <= t_ns);
+    let (a, b) = (&series[i - 1], &series[i]);
+    let span = (time(b) - time(a)) as f64;
+    let frac = if span > 0.0 {
+        (t_ns - time(a)) as f64 / span
+    } else {
+        1.0
+    };
+    Some(value(a) + (value(b) - value(a)) * frac)
+}
+
+/// How much a cumulative series grew over `[from, to]`, interpolated.
+pub fn growth<T>(
+    series: &[T],
+    from: u64,
+    to: u64,
+    time: fn(&T) -> u64,
+    value: impl Fn(&T) -> f64 + Copy,
+) -> f64 {
+    match (
+        value_at(series, from, time, value),
+        value_at(series, to, time, value),
+    ) {
+        (Some(a), Some(b)) => (b - a).max(0.0),
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t_ns: u64, cpu_ns: u64) -> Sample {
+        Sample {
+            t_ns,
+            cpu_ns,
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn cumulative_series_are_cut_at_window_edges() {
+        let series = [s(0, 0), s(100, 50), s(200, 150)];
+        let cpu = |x: &Sample| x.cpu_ns as f64;
+        let t = |x: &Sample| x.t_ns;
+        assert_eq!(value_at(&series, 50, t, cpu), Some(25.0));
+        assert_eq!(value_at(&series, 150, t, cpu), Some(100.0));
+        assert_eq!(value_at(&series, 500, t, cpu), Some(150.0));
+        assert_eq!(growth(&series, 50, 150, t, cpu), 75.0);
+        assert_eq!(growth(&series[..0], 50, 150, t, cpu), 0.0);
+    }
+
+    #[test]
+    fn own_process_is_sampled_in_nanoseconds() {
+        let me = std::process::id();
+        let sampler = Sampler::start(me, me, vec![0]);
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(150) {
+            std::hint::spin_loop();
+        }
+        let samples = sampler.stop();
+        let last = samples.server.last().unwrap();
+        assert!(last.cpu_ns > 0, "{last:?}");
+        assert!(last.rss_kib > 0 && last.threads >= 2);
+        assert!(last.pss_kib.is_some() && last.fds.is_some());
+        assert!(samples.sampler_cpu_ns > 0);
+    }
 }

@@ -4,8 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use workloads::spec::PlanMode;
+use workloads::WorkPlan;
+
 use super::cell::CellResult;
-use super::verdict::Status;
+use crate::verdict::Status;
 
 /// Limits on valid cells.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,9 +87,56 @@ impl Slo {
     }
 }
 
+/// The default p99 bound of a cell: its batch window (the fleet's
+/// batching alone adds up to one window) + 1 ms + twice the longest work
+/// one frame of the workload asks for.
+pub fn default_p99_ns(batch_window_us: u64, plan: Option<&WorkPlan>) -> u64 {
+    let work_ns = plan.map_or(0, longest_work_ns);
+    batch_window_us * 1000 + 1_000_000 + 2 * work_ns
+}
+
+/// The longest work one frame of `plan` asks for, ns (cpu converted with
+/// the plan's calibration).
+pub fn longest_work_ns(plan: &WorkPlan) -> u64 {
+    let cpu = || match plan.iters_per_us {
+        Some(k) if k > 0.0 => (plan.cpu_iters as f64 / k * 1000.0) as u64,
+        _ => 0,
+    };
+    let io = || plan.io_us as u64 * 1000;
+    match plan.mode {
+        PlanMode::None => 0,
+        PlanMode::Cpu => cpu(),
+        PlanMode::Io => io(),
+        PlanMode::Mixed => cpu().max(io()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
+    use workloads::WorkSpec;
+
+    #[test]
+    fn default_bounds_follow_window_and_work() {
+        let plan = |s: &str| WorkSpec::from_str(s).unwrap().resolve(Some(100.0)).unwrap();
+        // (window us, spec, bound)
+        let table = [
+            (0, "none", 1_000_000),
+            (1000, "none", 2_000_000),
+            (0, "io:1ms", 3_000_000),
+            (0, "io:5ms", 11_000_000),
+            (0, "cpu:20us", 1_040_000),
+            (250, "mixed:cpu=5us,io=1ms,ratio=0.5,every=10", 3_250_000),
+        ];
+        for (w, spec, bound) in table {
+            assert_eq!(
+                default_p99_ns(w, Some(&plan(spec))),
+                bound,
+                "{spec} at {w}us"
+            );
+        }
+    }
 
     #[test]
     fn parses_limits() {

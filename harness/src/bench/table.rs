@@ -1,36 +1,59 @@
 //! The compact terminal table printed at the end of a run.
 
 use super::cell::CellResult;
-use super::verdict::Status;
+use super::config::RunConfig;
+use crate::report::summary::window_label;
 use crate::units::{fmt_latency, fmt_rate};
+use crate::verdict::Status;
 
 /// One cell on one line, for progress output.
 pub fn one_line(c: &CellResult) -> String {
     let d = &c.derived;
     format!(
-        "{:<8} {:<6} {:>4} clients  {:>7}/s of {:>7}/s  p99 {:>8}  {:?}",
+        "{:<8} {:<6} {:>4} clients  window {:>6}  {:>7}/s of {:>7}/s  p99 {:>8}  svc p99 {:>8}  {:?}",
         c.key.model,
         c.key.workload,
         c.key.clients,
+        window_label(d.batch_window_us),
         fmt_rate(d.achieved_pps),
         fmt_rate(d.offered_pps),
         fmt_latency(d.p99_ns, c.latency_samples()),
+        fmt_latency(d.service_p99_ns, c.latency_samples()),
         c.verdict.status
     )
 }
 
-/// All cells as an aligned table.
-pub fn render(cells: &[CellResult]) -> String {
+/// All cells as an aligned table, in matrix order (workload, fleet size,
+/// model, repeat), whatever order they ran in.
+pub fn render(config: &RunConfig, cells: &[CellResult]) -> String {
+    let pos = |names: Vec<&str>, n: &str| names.iter().position(|x| *x == n).unwrap_or(usize::MAX);
+    let mut cells: Vec<&CellResult> = cells.iter().collect();
+    cells.sort_by_key(|c| {
+        (
+            pos(
+                config.workloads.iter().map(|w| w.name.as_str()).collect(),
+                &c.key.workload,
+            ),
+            c.key.clients,
+            pos(
+                config.models.iter().map(String::as_str).collect(),
+                &c.key.model,
+            ),
+            c.key.repeat,
+        )
+    });
     let mut out = format!(
-        "{:<8} {:<8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>7} {:>8}  {}\n",
+        "{:<8} {:<8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>7} {:>8}  {}\n",
         "model",
         "work",
         "clients",
+        "window",
         "offered",
         "achieved",
         "p50",
         "p99",
-        "p99.9",
+        "svc p50",
+        "svc p99",
         "cpu%",
         "us/pkt",
         "rss MiB",
@@ -42,16 +65,19 @@ pub fn render(cells: &[CellResult]) -> String {
             Status::Valid => "valid".to_string(),
             s => format!("{:?}: {}", s, c.verdict.reasons.join("; ")).to_lowercase(),
         };
+        let n = c.latency_samples();
         out.push_str(&format!(
-            "{:<8} {:<8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6.0} {:>7.2} {:>8.1}  {}\n",
+            "{:<8} {:<8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6.0} {:>7.2} {:>8.1}  {}\n",
             c.key.model,
             truncate(&c.key.workload, 8),
             c.key.clients,
+            window_label(d.batch_window_us),
             fmt_rate(d.offered_pps),
             fmt_rate(d.achieved_pps),
-            fmt_latency(d.p50_ns, c.latency_samples()),
-            fmt_latency(d.p99_ns, c.latency_samples()),
-            fmt_latency(d.p999_ns, c.latency_samples()),
+            fmt_latency(d.p50_ns, n),
+            fmt_latency(d.p99_ns, n),
+            fmt_latency(d.service_p50_ns, n),
+            fmt_latency(d.service_p99_ns, n),
             d.server_cpu_pct,
             d.cpu_us_per_packet,
             d.peak_rss_kib as f64 / 1024.0,

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use workloads::clock::monotonic_ns;
+use workloads::wire::{send_delay, stamp_send_delay};
 use workloads::{Frame, FRAME_LEN};
 
 use super::report::ThreadTotals;
-use super::schedule::Schedule;
+use super::schedule::{Schedule, MAX_FRAMES_PER_CLIENT};
 use super::FleetConfig;
 
 /// Most frames written in one write call.
@@ -167,6 +168,21 @@ impl Client {
     fn finish(&mut self, state: ClientState) -> Step {
         self.state = state;
         self.finished_ns = monotonic_ns();
+        if state == ClientState::Undrained {
+            // Giving up mid-stream is an abort, not an orderly close: a
+            // reset tells the server that a partial last frame is no
+            // protocol error.
+            if let Some(s) = &self.stream {
+                let _ = nix::sys::socket::setsockopt(
+                    s,
+                    nix::sys::socket::sockopt::Linger,
+                    &nix::libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    },
+                );
+            }
+        }
         self.stream = None;
         Step::Done
     }
@@ -213,7 +229,7 @@ impl Client {
             Flush::Done => {
                 let all_generated = match total {
                     Some(t) => self.next_seq >= t,
-                    None => now >= schedule.end,
+                    None => now >= schedule.end || self.next_seq >= MAX_FRAMES_PER_CLIENT,
                 };
                 if all_generated {
                     if let Some(s) = &self.stream {
@@ -237,7 +253,8 @@ impl Client {
         self.dues.clear();
         self.written = 0;
         let paced = schedule.is_paced();
-        while self.dues.len() < MAX_BATCH && total.is_none_or(|t| self.next_seq < t) {
+        let limit = total.unwrap_or(MAX_FRAMES_PER_CLIENT);
+        while self.dues.len() < MAX_BATCH && self.next_seq < limit {
             let due = if paced {
                 schedule.due(self.index, self.next_seq)
             } else {
@@ -249,7 +266,9 @@ impl Client {
             let (kind, amount) = schedule.work.work_for(self.next_seq);
             let frame = Frame {
                 client_id: self.id,
-                seq: self.next_seq,
+                // The schedule holds at most 2^32 frames per client.
+                seq: self.next_seq as u32,
+                send_delay_ns: 0, // stamped when the write is issued
                 due_ns: due,
                 kind,
                 amount,
@@ -268,6 +287,16 @@ impl Client {
         };
         while self.written < self.buf.len() {
             let at = monotonic_ns();
+            // Stamp every frame not yet started with this write's delay; a
+            // frame already partly written keeps the stamp of its first write.
+            let first_whole = self.written.div_ceil(FRAME_LEN);
+            for (i, chunk) in self.buf[first_whole * FRAME_LEN..]
+                .chunks_exact_mut(FRAME_LEN)
+                .enumerate()
+            {
+                let delay = send_delay(self.dues[first_whole + i], at);
+                stamp_send_delay(chunk.try_into().expect("32 bytes"), delay);
+            }
             match stream.write(&self.buf[self.written..]) {
                 Ok(0) => return Flush::Broken,
                 Ok(n) => {

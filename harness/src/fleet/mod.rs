@@ -118,10 +118,19 @@ pub enum FleetError {
     /// A pacing thread panicked.
     #[error("a pacing thread failed")]
     Thread,
+    /// Sequence numbers are u32 on the wire.
+    #[error("the schedule has {0} frames for one client, more than the 2^32 sequence numbers protocol v2 allows; shorten --duration or --count, or lower --rate")]
+    ScheduleTooLong(u64),
 }
 
 /// Runs the fleet to completion (schedule, then drain) and reports.
 pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
+    if let Some(n) = Schedule::new(config, 0)
+        .longest()
+        .filter(|&n| n > schedule::MAX_FRAMES_PER_CLIENT)
+    {
+        return Err(FleetError::ScheduleTooLong(n));
+    }
     let mut clients = Vec::with_capacity(config.clients as usize);
     let mut first_error = None;
     for i in 0..config.clients {

@@ -72,7 +72,8 @@ pub struct ClientSent {
     pub would_block_writes: u64,
 }
 
-/// Did the generator keep its schedule?
+/// Did the generator keep its schedule? Decided by
+/// [`crate::verdict::fleet_verdict`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FleetStatus {
@@ -109,6 +110,11 @@ pub struct FleetReport {
     pub achieved_rate: f64,
     /// Measured window, seconds.
     pub measured_window_s: f64,
+    /// CLOCK_MONOTONIC ns at which the measured window starts (the first
+    /// measured frame's due time at the earliest).
+    pub window_start_ns: u64,
+    /// CLOCK_MONOTONIC ns at which it ends: the load stops.
+    pub window_end_ns: u64,
     /// Longest time from the end of the schedule until a client's
     /// connection was closed by the server (or the drain deadline): how far
     /// behind the server was when the load stopped.
@@ -139,7 +145,7 @@ pub struct FleetReport {
     pub undrained: Vec<u32>,
     /// Ids whose connection failed for good.
     pub failed: Vec<u32>,
-    /// Verdict.
+    /// Verdict (from [`crate::verdict::fleet_verdict`]).
     pub verdict: FleetVerdict,
     /// Fleet process CPU.
     pub cpu: CpuTimes,
@@ -205,16 +211,7 @@ impl FleetReport {
             super::Rate::Hz(hz) => Some(hz as f64 * config.clients as f64),
             super::Rate::Max => None,
         };
-        let verdict = verdict(
-            config,
-            &send_lag_ns,
-            would_block_writes,
-            unsent,
-            undrained.len(),
-            failed.len(),
-            reconnects,
-        );
-        FleetReport {
+        let mut report = FleetReport {
             config: config.clone(),
             sent,
             clients: lines,
@@ -225,6 +222,8 @@ impl FleetReport {
                 0.0
             },
             measured_window_s,
+            window_start_ns: schedule.warm_end,
+            window_end_ns: schedule.warm_end + window_ns,
             slowest_drain_s,
             makespan_s: config
                 .count
@@ -238,54 +237,15 @@ impl FleetReport {
             drained,
             undrained,
             failed,
-            verdict,
+            verdict: FleetVerdict {
+                status: FleetStatus::Ok,
+                reasons: Vec::new(),
+            },
             cpu: process_cpu(),
-        }
+        };
+        report.verdict = crate::verdict::fleet_verdict(&report);
+        report
     }
-}
-
-fn verdict(
-    config: &FleetConfig,
-    lag: &LatencySummary,
-    would_block_writes: u64,
-    unsent: u64,
-    undrained: usize,
-    failed: usize,
-    reconnects: u64,
-) -> FleetVerdict {
-    let mut reasons = Vec::new();
-    let max_lag = config.max_lag.as_nanos() as u64;
-    let paced = config.rate != super::Rate::Max;
-    let late = paced && lag.p99 > max_lag;
-    let behind = late || unsent > 0;
-    let status = match (behind, would_block_writes > 0) {
-        (false, _) => FleetStatus::Ok,
-        (true, true) => FleetStatus::ServerBackpressure,
-        (true, false) => FleetStatus::GeneratorSaturated,
-    };
-    if late {
-        reasons.push(format!(
-            "send lag p99 {} exceeds the {} limit",
-            crate::units::fmt_ns(lag.p99),
-            crate::units::fmt_ns(max_lag)
-        ));
-    }
-    if unsent > 0 {
-        reasons.push(format!("{unsent} scheduled frames never written"));
-    }
-    if would_block_writes > 0 {
-        reasons.push(format!("{would_block_writes} writes hit would-block"));
-    }
-    if undrained > 0 {
-        reasons.push(format!("{undrained} clients undrained at the deadline"));
-    }
-    if failed > 0 {
-        reasons.push(format!("{failed} clients lost their connection for good"));
-    }
-    if reconnects > 0 {
-        reasons.push(format!("{reconnects} reconnects"));
-    }
-    FleetVerdict { status, reasons }
 }
 
 /// CPU time of this process so far.

@@ -6,6 +6,9 @@ use workloads::WorkPlan;
 
 use super::{FleetConfig, Rate};
 
+/// Sequence numbers are u32 on the wire: no client sends more frames.
+pub const MAX_FRAMES_PER_CLIENT: u64 = 1 << 32;
+
 /// Due times, wake times and frame counts for every client of a run.
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -74,7 +77,8 @@ impl Schedule {
         self.t0 + self.phase(index) + self.offset(i)
     }
 
-    /// Frames this client sends in all; `None` in `max` mode without a count.
+    /// Frames this client sends in all; `None` in `max` mode without a count
+    /// (then at most [`MAX_FRAMES_PER_CLIENT`]).
     pub fn total(&self, index: u32) -> Option<u64> {
         if let Some(n) = self.count {
             return Some(n);
@@ -91,6 +95,13 @@ impl Schedule {
             i += 1;
         }
         Some(i)
+    }
+
+    /// The most frames any client is scheduled to send (`None`: unbounded).
+    pub fn longest(&self) -> Option<u64> {
+        (0..self.clients.min(u32::MAX as u64) as u32)
+            .map(|i| self.total(i))
+            .try_fold(0u64, |m, t| t.map(|t| m.max(t)))
     }
 
     /// Whether a frame due at `due` is warm-up.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::bench::results::RunFile;
-use crate::bench::verdict::Status;
+use crate::verdict::Status;
 
 /// One (model, workload, fleet size) across its repeats.
 #[derive(Clone, Debug, Serialize)]
@@ -39,6 +39,20 @@ pub struct Point {
     pub p999_ns: u64,
     /// Largest max.
     pub max_ns: u64,
+    /// Median service latency (write to processed) p50, ns.
+    pub service_p50_ns: u64,
+    /// Median service p99.
+    pub service_p99_ns: u64,
+    /// Median service p99.9.
+    pub service_p999_ns: u64,
+    /// The fleet's batch window, microseconds.
+    pub batch_window_us: u64,
+    /// Median backlog when the load stopped, frames.
+    pub backlog_frames: u64,
+    /// Any repeat flagged noisy (steal above the limit).
+    pub noisy: bool,
+    /// Largest steal of any repeat, %.
+    pub steal_pct: f64,
     /// Median server CPU %.
     pub cpu_pct: f64,
     /// Median CPU us per packet.
@@ -111,7 +125,7 @@ pub fn points(run: &RunFile) -> Vec<Point> {
                 let cpu: Vec<f64> = cells.iter().map(|c| c.derived.cpu_us_per_packet).collect();
                 let mut by_p99: Vec<usize> = idx.clone();
                 by_p99.sort_by_key(|&i| run.cells[i].derived.p99_ns);
-                let med_u = |f: fn(&crate::bench::verdict::Derived) -> u64| {
+                let med_u = |f: fn(&crate::bench::figures::Figures) -> u64| {
                     let mut v: Vec<u64> = cells.iter().map(|c| f(&c.derived)).collect();
                     v.sort_unstable();
                     v[v.len() / 2]
@@ -135,6 +149,16 @@ pub fn points(run: &RunFile) -> Vec<Point> {
                     ),
                     p999_ns: med_u(|d| d.p999_ns),
                     max_ns: cells.iter().map(|c| c.derived.max_ns).max().unwrap_or(0),
+                    service_p50_ns: med_u(|d| d.service_p50_ns),
+                    service_p99_ns: med_u(|d| d.service_p99_ns),
+                    service_p999_ns: med_u(|d| d.service_p999_ns),
+                    batch_window_us: cells[0].derived.batch_window_us,
+                    backlog_frames: med_u(|d| d.backlog_frames),
+                    noisy: cells.iter().any(|c| c.derived.noisy),
+                    steal_pct: cells
+                        .iter()
+                        .map(|c| c.derived.steal_pct)
+                        .fold(0.0, f64::max),
                     cpu_pct: median_f(cells.iter().map(|c| c.derived.server_cpu_pct).collect()),
                     cpu_us_per_packet: median_f(cpu.clone()),
                     cpu_spread: spread_f(&cpu),

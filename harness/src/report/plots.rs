@@ -13,8 +13,8 @@ use plotters::prelude::*;
 
 use super::aggregate::Point;
 use crate::bench::results::RunFile;
-use crate::bench::verdict::Status;
 use crate::units::{fmt_ns, fmt_rate};
+use crate::verdict::Status;
 
 /// Size of every plot.
 pub const SIZE: (u32, u32) = (1200, 800);
@@ -82,9 +82,20 @@ pub fn render_all(run: &RunFile, points: &[Point], dir: &Path) -> Result<Vec<Pat
         if pts.is_empty() {
             continue;
         }
+        let mut windows: Vec<u64> = pts.iter().map(|p| p.batch_window_us).collect();
+        windows.sort_unstable();
+        windows.dedup();
+        let windows: Vec<String> = windows
+            .iter()
+            .map(|&w| super::summary::window_label(w))
+            .collect();
         let ctx = format!(
-            "workload {} ({}), {} Hz/client; {}",
-            w.name, w.plan.spec, run.config.rate, machine
+            "workload {} ({}), {} Hz/client, batch window {}; {}",
+            w.name,
+            w.plan.spec,
+            run.config.rate,
+            windows.join("/"),
+            machine
         );
         let base = slug(&w.name);
         let figures: [(&str, Vec<Panel>); 4] = [
@@ -99,9 +110,30 @@ pub fn render_all(run: &RunFile, points: &[Point], dir: &Path) -> Result<Vec<Pat
             (
                 "latency",
                 vec![
-                    Panel::new("p50 latency", "latency (log)", |p| p.p50_ns as f64).latency(),
-                    Panel::new("p99 latency", "latency (log)", |p| p.p99_ns as f64).latency(),
-                    Panel::new("p99.9 latency", "latency (log)", |p| p.p999_ns as f64).latency(),
+                    Panel::new("p50 latency (from due)", "latency (log)", |p| {
+                        p.p50_ns as f64
+                    })
+                    .latency(),
+                    Panel::new("p99 latency (from due)", "latency (log)", |p| {
+                        p.p99_ns as f64
+                    })
+                    .latency(),
+                    Panel::new("p99.9 latency (from due)", "latency (log)", |p| {
+                        p.p999_ns as f64
+                    })
+                    .latency(),
+                    Panel::new("p50 service latency (from write)", "latency (log)", |p| {
+                        p.service_p50_ns as f64
+                    })
+                    .latency(),
+                    Panel::new("p99 service latency (from write)", "latency (log)", |p| {
+                        p.service_p99_ns as f64
+                    })
+                    .latency(),
+                    Panel::new("p99.9 service latency (from write)", "latency (log)", |p| {
+                        p.service_p999_ns as f64
+                    })
+                    .latency(),
                 ],
             ),
             (
@@ -224,7 +256,9 @@ fn panels(file: &Path, ctx: &str, pts: &[&Point], panels: &[Panel]) -> Result<()
     let (body, foot) = root.split_vertically(SIZE.1 - 30);
     footer(&foot, pts).map_err(err)?;
     let body = body.titled(ctx, (FONT, 18)).map_err(err)?;
-    let areas = body.split_evenly((1, panels.len()));
+    // Up to three panels a row.
+    let rows = panels.len().div_ceil(3);
+    let areas = body.split_evenly((rows, panels.len().div_ceil(rows)));
     let mut sizes: Vec<u32> = pts.iter().map(|p| p.clients).collect();
     sizes.sort_unstable();
     sizes.dedup();
@@ -382,41 +416,48 @@ fn spectrum(file: &Path, ctx: &str, run: &RunFile, pts: &[&Point]) -> Result<boo
                 .any(|p| p.clients == n && p.status == Status::Valid)
         })
         .unwrap_or(sizes[0]);
-    let mut series: Vec<(&Point, Vec<(f64, f64)>)> = Vec::new();
+    // (point, is service latency, curve)
+    type Curve<'a> = (&'a Point, bool, Vec<(f64, f64)>);
+    let mut series: Vec<Curve> = Vec::new();
     for p in pts.iter().filter(|p| p.clients == size) {
         let Some(server) = &run.cells[p.median_cell].server else {
             continue;
         };
-        let Ok(h) = server.latency_ns.histogram() else {
-            continue;
-        };
-        if h.is_empty() {
-            continue;
+        for (service, summary) in [
+            (false, &server.latency_ns),
+            (true, &server.service_latency_ns),
+        ] {
+            let Ok(h) = summary.histogram() else {
+                continue;
+            };
+            if h.is_empty() {
+                continue;
+            }
+            let curve: Vec<(f64, f64)> = h
+                .iter_quantiles(2)
+                .map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1e3))
+                .filter(|(q, _)| *q < 1.0)
+                .map(|(q, us)| (1.0 / (1.0 - q), us.max(1e-3)))
+                .collect();
+            series.push((p, service, curve));
         }
-        let curve: Vec<(f64, f64)> = h
-            .iter_quantiles(2)
-            .map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / 1e3))
-            .filter(|(q, _)| *q < 1.0)
-            .map(|(q, us)| (1.0 / (1.0 - q), us.max(1e-3)))
-            .collect();
-        series.push((p, curve));
     }
     if series.is_empty() {
         return Ok(false);
     }
     let xmax = series
         .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.0))
+        .flat_map(|(_, _, c)| c.iter().map(|p| p.0))
         .fold(10.0, f64::max)
         * 1.2;
     let ymax = series
         .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .flat_map(|(_, _, c)| c.iter().map(|p| p.1))
         .fold(1.0, f64::max)
         * 1.3;
     let ymin = series
         .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .flat_map(|(_, _, c)| c.iter().map(|p| p.1))
         .fold(f64::INFINITY, f64::min)
         / 1.5;
     let root = BitMapBackend::new(file, SIZE).into_drawing_area();
@@ -426,7 +467,7 @@ fn spectrum(file: &Path, ctx: &str, run: &RunFile, pts: &[&Point]) -> Result<boo
     footer(&foot, &at_size)?;
     let mut chart = ChartBuilder::on(&body)
         .caption(
-            format!("latency percentile spectrum at {size} clients; {ctx}"),
+            format!("latency spectrum at {size} clients (solid: from due; dashed: service, from write); {ctx}"),
             (FONT, 16),
         )
         .margin(15)
@@ -441,18 +482,31 @@ fn spectrum(file: &Path, ctx: &str, run: &RunFile, pts: &[&Point]) -> Result<boo
         .label_style((FONT, 14))
         .draw()
         .map_err(err)?;
-    for (p, curve) in series {
+    for (p, service, curve) in series {
         let colour = colour(&p.model);
         let style = match p.status {
             Status::Valid => colour.stroke_width(2),
             _ => colour.mix(0.45).stroke_width(1),
         };
-        let label = format!("{} ({})", p.model, super::summary::status_word(p.status));
-        chart
-            .draw_series(LineSeries::new(curve, style))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        let label = format!(
+            "{}{} ({})",
+            p.model,
+            if service { " service" } else { "" },
+            super::summary::status_word(p.status)
+        );
+        if service {
+            chart
+                .draw_series(DashedLineSeries::new(curve, 6, 4, style))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], style));
+        } else {
+            chart
+                .draw_series(LineSeries::new(curve, style))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
     }
     chart
         .configure_series_labels()
@@ -487,21 +541,23 @@ fn timeseries(file: &Path, run: &RunFile, machine: &str) -> Result<()> {
         let Some(s) = &c.server else {
             return Vec::new();
         };
-        let t0 = s.timeline.first().map_or(0, |p| p.t_ns);
+        let bucket_s = s.timeline.bucket_ns as f64 / 1e9;
         s.timeline
-            .iter()
-            .map(|p| {
-                let bucket_s = models::stats::TIMELINE_BUCKET_NS as f64 / 1e9;
-                ((p.t_ns - t0) as f64 / 1e9, p.frames as f64 / bucket_s)
-            })
+            .points()
+            .map(|(t, n)| ((t - s.timeline.start_ns) as f64 / 1e9, n as f64 / bucket_s))
             .collect()
     };
     let cpu = |c: &crate::bench::cell::CellResult| -> Vec<(f64, f64)> {
         c.samples
             .server
-            .iter()
-            .skip(1)
-            .map(|s| (s.t_s, s.cpu_user_pct + s.cpu_sys_pct))
+            .windows(2)
+            .map(|w| {
+                let dt = w[1].t_ns.saturating_sub(w[0].t_ns).max(1) as f64;
+                (
+                    w[1].t_s,
+                    w[1].cpu_ns.saturating_sub(w[0].cpu_ns) as f64 / dt * 100.0,
+                )
+            })
             .collect()
     };
     let rss = |c: &crate::bench::cell::CellResult| -> Vec<(f64, f64)> {

@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 
 use super::aggregate::Point;
 use crate::bench::results::RunFile;
-use crate::bench::verdict::Status;
 use crate::units::{fmt_latency, fmt_ns, fmt_rate};
+use crate::verdict::Status;
 
-/// The p99 bound models are ranked by: the run's `--slo` p99 if given,
-/// else twice the batch window plus 1 ms (the fleet's batching alone adds
-/// up to one window to every frame's latency).
-pub fn ranking_p99_ns(run: &RunFile) -> u64 {
+/// The p99 bound a point is ranked by: the run's `--slo` p99 if given,
+/// else [`crate::bench::slo::default_p99_ns`] for its window and workload.
+pub fn ranking_p99_ns(run: &RunFile, p: &Point) -> u64 {
     let from_slo = run
         .config
         .slo
@@ -24,7 +23,19 @@ pub fn ranking_p99_ns(run: &RunFile) -> u64 {
                 .find(|(k, _)| k == "p99")
                 .map(|(_, d)| d.as_nanos() as u64)
         });
-    from_slo.unwrap_or(2 * run.config.batch_window.as_nanos() as u64 + 1_000_000)
+    from_slo.unwrap_or_else(|| {
+        let plan = run.config.workload(&p.workload).map(|w| &w.plan);
+        crate::bench::slo::default_p99_ns(p.batch_window_us, plan)
+    })
+}
+
+/// `per frame` or the window, as the tables show it.
+pub fn window_label(us: u64) -> String {
+    if us == 0 {
+        "0".into()
+    } else {
+        fmt_ns(us * 1000)
+    }
 }
 
 /// Renders the markdown. `plots` are the PNGs written; `link_base` is the
@@ -53,24 +64,61 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
             ""
         }
     );
+    let _ = writeln!(
+        md,
+        "Governor `{}`, THP `{}`, tcp_rmem `{}`, tcp_wmem `{}`; SMT siblings {}.{}\n",
+        e.governor,
+        e.transparent_hugepages,
+        e.tcp_rmem,
+        e.tcp_wmem,
+        e.cpu_siblings
+            .iter()
+            .map(|(c, s)| format!("cpu{c}: {s}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if e.server_fleet_share_a_core {
+            " **Warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load slows the server. Choose --server-cpus and --fleet-cpus on separate cores.**"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(md, "## Method\n");
     let _ = writeln!(
         md,
         "- Server (`harness serve`) pinned to CPUs {:?}, fleet (`harness fleet`) pinned to CPUs {:?}, as separate processes; clock source `{}`.",
         c.server_cpus, c.fleet_cpus, e.clock_source
     );
+    let window = match (c.batch_window, &c.fleet_calibration) {
+        (Some(w), _) => format!("frames due within {} go out in one write (forced)", humantime::format_duration(w)),
+        (None, Some(cal)) => format!(
+            "each cell's batch window (column `window`) is the smallest at which one fleet core paces its clients with {:.0}% headroom, per the fleet calibration of {} ({}); 0 means every frame is written when due",
+            crate::capacity::HEADROOM * 100.0,
+            cal.measured,
+            cal.windows
+                .iter()
+                .map(|w| format!("{}: {} clients/core", window_label(w.window_us), w.clients_per_core))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (None, None) => "batch windows as recorded per cell".into(),
+    };
     let _ = writeln!(
         md,
-        "- Each client sends 32-byte frames at {} Hz on a fixed open-loop schedule; frames due within {} go out in one write. {} warm-up, then a {} measured window; {} repeat(s) per cell (medians shown, spread in brackets when repeated).",
+        "- Each client sends 32-byte frames at {} Hz on a fixed open-loop schedule; {window}. {} warm-up, then a {} measured window; {} repeat(s) per cell, run round-robin in a shuffled order (seed {}); medians shown, spread in brackets when repeated.",
         c.rate,
-        humantime::format_duration(c.batch_window),
         humantime::format_duration(c.warmup),
         humantime::format_duration(c.duration),
-        c.repeat
+        c.repeat,
+        c.seed
     );
     let _ = writeln!(
         md,
-        "- Latency is measured from when a frame was **due** to when the server finished processing it, so a late or blocked sender cannot hide queueing (coordinated omission corrected). Percentiles come from the server's merged HDR histogram."
+        "- **Latency** is measured from when a frame was **due** to when the server finished processing it, so a late or blocked sender cannot hide queueing (coordinated omission corrected). **Service latency** (`svc`) is measured from when the write that carried the frame was issued: it leaves out the fleet's batching and lateness. Both come from the server's merged HDR histograms."
+    );
+    let _ = writeln!(
+        md,
+        "- **Achieved** is the frames the server finished processing inside the measured window, per second, from its own 10 ms processed-rate timeline (warm-up frames worked off late count too); **backlog** is the frames written but not yet processed when the load stopped. **Server CPU** is the schedstat CPU time (ns) of the whole server process tree inside the window; CPU per packet divides it by the frames processed in the window. The sampler runs off the server's CPUs (on CPUs {:?}).",
+        c.harness_cpus
     );
     let _ = writeln!(
         md,
@@ -82,17 +130,15 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         c.iters_per_us
     );
 
-    let bound = ranking_p99_ns(run);
     let _ = writeln!(md, "## Recommendation\n");
     let _ = writeln!(
         md,
-        "Per workload, the model that stays valid with p99 <= {} at the largest fleet size (ties: lower p99, then lower CPU per packet).\n",
-        fmt_ns(bound)
+        "Per workload, the model that stays valid within the p99 bound at the largest fleet size (ties: lower p99, then lower CPU per packet). The bound is the `--slo` p99 if given, else the cell's batch window + 1 ms + twice the longest work one frame asks for.\n"
     );
     let _ = writeln!(md, "| workload | use | why |\n|---|---|---|");
     for w in &c.workloads {
         let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
-        let (model, why) = recommend(&pts, bound);
+        let (model, why) = recommend(&pts, |p| ranking_p99_ns(run, p));
         let _ = writeln!(md, "| {} | {} | {} |", w.name, model, why);
     }
     md.push('\n');
@@ -102,7 +148,7 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         let _ = writeln!(md, "## Workload `{}` (`{}`)\n", w.name, w.plan.spec);
         let _ = writeln!(
             md,
-            "| model | clients | offered/s | achieved/s | p50 | p99 | p99.9 | max | server CPU % | CPU us/pkt | peak RSS MiB | peak PSS MiB | loss | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "| model | clients | window | offered/s | achieved/s | backlog | p50 | p99 | p99.9 | svc p50 | svc p99 | svc p99.9 | server CPU % | CPU us/pkt | peak RSS / PSS MiB | loss | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for p in &pts {
             let spread = |lo: u64, hi: u64| {
@@ -112,24 +158,34 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
                     String::new()
                 }
             };
+            let n = p.latency_samples;
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {}{} | {} | {} | {:.0} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {:.0} | {:.2} | {:.1} / {:.1} | {} | {}{} |",
                 p.model,
                 p.clients,
+                window_label(p.batch_window_us),
                 fmt_rate(p.offered_pps),
                 fmt_rate(p.achieved_pps),
-                fmt_latency(p.p50_ns, p.latency_samples),
-                fmt_latency(p.p99_ns, p.latency_samples),
+                p.backlog_frames,
+                fmt_latency(p.p50_ns, n),
+                fmt_latency(p.p99_ns, n),
                 spread(p.p99_spread.0, p.p99_spread.1),
-                fmt_latency(p.p999_ns, p.latency_samples),
-                fmt_latency(p.max_ns, p.latency_samples),
+                fmt_latency(p.p999_ns, n),
+                fmt_latency(p.service_p50_ns, n),
+                fmt_latency(p.service_p99_ns, n),
+                fmt_latency(p.service_p999_ns, n),
                 p.cpu_pct,
                 p.cpu_us_per_packet,
                 p.peak_rss_kib as f64 / 1024.0,
                 p.peak_pss_kib as f64 / 1024.0,
                 p.lost,
-                status_word(p.status)
+                status_word(p.status),
+                if p.noisy {
+                    format!(" (noisy: steal {:.0}%)", p.steal_pct)
+                } else {
+                    String::new()
+                }
             );
         }
         md.push('\n');
@@ -210,19 +266,16 @@ pub fn status_word(s: Status) -> &'static str {
     }
 }
 
-fn within(p: &Point, bound: u64) -> bool {
-    p.status == Status::Valid && p.p99_ns <= bound
-}
-
-/// The model that sustains the most clients valid within the p99 bound;
-/// ties go to the lower p99 there, then the lower CPU per packet.
-fn recommend(pts: &[&Point], bound: u64) -> (String, String) {
+/// The model that sustains the most clients valid within each point's p99
+/// bound; ties go to the lower p99 there, then the lower CPU per packet.
+fn recommend(pts: &[&Point], bound: impl Fn(&Point) -> u64) -> (String, String) {
+    let within = |p: &Point| p.status == Status::Valid && p.p99_ns <= bound(p);
     let mut best: Option<(&Point, u32)> = None;
     let models = unique_models(pts);
     for m in &models {
         let reach = pts
             .iter()
-            .filter(|p| &p.model == m && within(p, bound))
+            .filter(|p| &p.model == m && within(p))
             .map(|p| p.clients)
             .max();
         let Some(reach) = reach else { continue };
@@ -250,7 +303,7 @@ fn recommend(pts: &[&Point], bound: u64) -> (String, String) {
             format!("`{}`", p.model),
             format!(
                 "valid with p99 <= {} up to {} (p99 {} at {:.2} CPU us/packet)",
-                fmt_ns(bound),
+                fmt_ns(bound(p)),
                 clients(reach),
                 fmt_ns(p.p99_ns),
                 p.cpu_us_per_packet
@@ -258,10 +311,7 @@ fn recommend(pts: &[&Point], bound: u64) -> (String, String) {
         ),
         None => (
             "none".into(),
-            format!(
-                "no model was valid with p99 <= {} at any fleet size",
-                fmt_ns(bound)
-            ),
+            "no model was valid within the p99 bound at any fleet size".into(),
         ),
     }
 }

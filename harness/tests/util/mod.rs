@@ -89,10 +89,11 @@ impl Drop for Server {
 }
 
 /// A frame of client `id`.
-pub fn frame(id: u32, seq: u64, kind: WorkKind, amount: u32, warmup: bool) -> Frame {
+pub fn frame(id: u32, seq: u32, kind: WorkKind, amount: u32, warmup: bool) -> Frame {
     Frame {
         client_id: id,
         seq,
+        send_delay_ns: 0,
         due_ns: workloads::clock::monotonic_ns(),
         kind,
         amount,
@@ -102,11 +103,11 @@ pub fn frame(id: u32, seq: u64, kind: WorkKind, amount: u32, warmup: bool) -> Fr
 
 /// Frames 0..n of client `id`: the first `warm` are warm-up; every third
 /// does cpu work, every fifth a short io wait.
-pub fn frames(id: u32, n: u64, warm: u64) -> Vec<Frame> {
+pub fn frames(id: u32, n: u32, warm: u32) -> Vec<Frame> {
     (0..n)
         .map(|seq| {
             let (kind, amount) = match seq % 15 {
-                0 | 3 | 6 | 9 | 12 => (WorkKind::Cpu, 50 + seq as u32),
+                0 | 3 | 6 | 9 | 12 => (WorkKind::Cpu, 50 + seq),
                 5 | 10 => (WorkKind::Io, 20),
                 _ => (WorkKind::None, 0),
             };
@@ -120,7 +121,9 @@ pub fn digest(frames: &[Frame]) -> u64 {
     frames
         .iter()
         .filter(|f| f.kind == WorkKind::Cpu)
-        .fold(0, |acc, f| acc ^ cpu_kernel(f.seq, f.client_id, f.amount))
+        .fold(0, |acc, f| {
+            acc ^ cpu_kernel(f.seq as u64, f.client_id, f.amount)
+        })
 }
 
 /// Connects with a read timeout.

@@ -1,0 +1,489 @@
+//! Every verdict rule in one place: the fleet's own verdict (did the
+//! generator keep its schedule?), the reconciliation of what the fleet sent
+//! with what the server received, and the cell's verdict (valid,
+//! overloaded, invalid) built from both reports. The harness, `harness
+//! report` (which recomputes old runs) and CI all use these functions.
+
+use std::collections::HashMap;
+
+use models::ServerReport;
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::client::ClientState;
+use crate::fleet::report::{FleetReport, FleetStatus, FleetVerdict};
+use crate::fleet::Rate;
+use crate::units::fmt_ns;
+
+/// A server that still owed more than this much of the offered load when
+/// the load stopped was not keeping up.
+pub const BACKLOG_LIMIT_S: f64 = 0.1;
+
+/// The fleet's verdict from its own counters: it fell behind if its send
+/// lag p99 exceeded its limit (paced runs) or scheduled frames were never
+/// written; that is the server's doing when writes hit would-block, else
+/// the generator's.
+pub fn fleet_verdict(f: &FleetReport) -> FleetVerdict {
+    let mut reasons = Vec::new();
+    let max_lag = f.config.max_lag.as_nanos() as u64;
+    let late = f.config.rate != Rate::Max && f.send_lag_ns.p99 > max_lag;
+    let behind = late || f.unsent > 0;
+    let status = match (behind, f.would_block_writes > 0) {
+        (false, _) => FleetStatus::Ok,
+        (true, true) => FleetStatus::ServerBackpressure,
+        (true, false) => FleetStatus::GeneratorSaturated,
+    };
+    if late {
+        reasons.push(format!(
+            "send lag p99 {} exceeds the {} limit",
+            fmt_ns(f.send_lag_ns.p99),
+            fmt_ns(max_lag)
+        ));
+    }
+    if f.unsent > 0 {
+        reasons.push(format!("{} scheduled frames never written", f.unsent));
+    }
+    if f.would_block_writes > 0 {
+        reasons.push(format!("{} writes hit would-block", f.would_block_writes));
+    }
+    if !f.undrained.is_empty() {
+        reasons.push(format!(
+            "{} clients undrained at the deadline",
+            f.undrained.len()
+        ));
+    }
+    if !f.failed.is_empty() {
+        reasons.push(format!(
+            "{} clients lost their connection for good",
+            f.failed.len()
+        ));
+    }
+    if f.reconnects > 0 {
+        reasons.push(format!("{} reconnects", f.reconnects));
+    }
+    FleetVerdict { status, reasons }
+}
+
+/// Per-client comparison of sent and received frames.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// Frames sent by drained or failed clients that the server never
+    /// counted (a drained client's frames were all read; a failed client's
+    /// connection broke).
+    pub lost: u64,
+    /// Frames the server counted beyond what drained clients sent.
+    pub excess: u64,
+    /// Frames of undrained clients the server had not read when it stopped.
+    pub unread: u64,
+    /// Clients whose counts differ (id, sent, received, measured sent, measured received).
+    pub mismatched: Vec<ClientMismatch>,
+}
+
+/// One client whose counts differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMismatch {
+    /// Client id.
+    pub id: u32,
+    /// Whether the client was drained.
+    pub drained: bool,
+    /// Frames sent (warm-up included).
+    pub sent: u64,
+    /// Frames received (warm-up included).
+    pub received: u64,
+    /// Measured frames sent.
+    pub sent_measured: u64,
+    /// Measured frames received.
+    pub received_measured: u64,
+}
+
+/// Compares every client of the fleet with the server's counts.
+pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconciliation {
+    let received: HashMap<u32, (u64, u64)> = server
+        .map(|s| {
+            s.clients
+                .iter()
+                .map(|c| (c.id, (c.received, c.measured)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut r = Reconciliation::default();
+    for c in &fleet.clients {
+        let sent = c.sent.measured + c.sent.warmup;
+        let (got, got_measured) = received.get(&c.id).copied().unwrap_or((0, 0));
+        let drained = c.state == ClientState::Drained;
+        let settled = drained || c.state == ClientState::Failed;
+        let same = got == sent && got_measured == c.sent.measured;
+        if !same {
+            r.mismatched.push(ClientMismatch {
+                id: c.id,
+                drained,
+                sent,
+                received: got,
+                sent_measured: c.sent.measured,
+                received_measured: got_measured,
+            });
+        }
+        if settled {
+            r.lost += sent.saturating_sub(got);
+            r.excess += got.saturating_sub(sent);
+        } else {
+            r.unread += sent.saturating_sub(got);
+        }
+    }
+    r
+}
+
+/// The cell's standing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every check passed: the numbers can be trusted.
+    Valid,
+    /// A real result, but the server could not keep up with the load.
+    Overloaded,
+    /// Loss, errors, a crash or a late generator: do not use the numbers.
+    Invalid,
+}
+
+/// Status plus every reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Overall standing.
+    pub status: Status,
+    /// Why, one entry per finding.
+    pub reasons: Vec<String>,
+}
+
+/// What went wrong while running the cell, beyond the reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunFaults {
+    /// The server exited before it was asked to.
+    pub server_crashed: bool,
+    /// The server did not exit within its grace period after SIGTERM.
+    pub server_hung: bool,
+    /// The fleet exceeded its time limit and was killed.
+    pub fleet_timeout: bool,
+    /// Anything else, verbatim.
+    pub other: Vec<String>,
+}
+
+/// Decides the cell's verdict from both reports, the run's faults and the
+/// server's backlog when the load stopped (seconds of offered load it still
+/// owed; see `figures`).
+pub fn verdict(
+    fleet: Option<&FleetReport>,
+    server: Option<&ServerReport>,
+    rec: &Reconciliation,
+    faults: &RunFaults,
+    backlog_s: f64,
+) -> Verdict {
+    let mut invalid = Vec::new();
+    let mut overloaded = Vec::new();
+    if faults.server_crashed {
+        invalid.push("server crashed".to_string());
+    }
+    if faults.server_hung {
+        invalid.push("server did not exit after SIGTERM".to_string());
+    }
+    if faults.fleet_timeout {
+        invalid.push("timeout: the fleet did not finish in time".to_string());
+    }
+    invalid.extend(faults.other.iter().cloned());
+    if server.is_none() {
+        invalid.push("no server report".to_string());
+    }
+    match fleet {
+        None => invalid.push("no fleet report".to_string()),
+        Some(f) => {
+            if rec.lost > 0 {
+                invalid.push(format!("loss {}", rec.lost));
+            }
+            if rec.excess > 0 {
+                invalid.push(format!(
+                    "server counted {} frames more than were sent",
+                    rec.excess
+                ));
+            }
+            let backlog = backlog_s > BACKLOG_LIMIT_S;
+            if backlog && f.undrained.is_empty() {
+                overloaded.push(format!(
+                    "backlog: {:.0} ms of load unprocessed when the load stopped",
+                    backlog_s * 1e3
+                ));
+            }
+            let server_behind = backlog || !f.undrained.is_empty();
+            match fleet_verdict(f).status {
+                FleetStatus::Ok => {}
+                // Kernel-side queueing of an overloaded server can slow the
+                // sender without any would-block: the server is the cause.
+                FleetStatus::GeneratorSaturated if server_behind => {
+                    overloaded.push("fleet fell behind while the server was overloaded".to_string())
+                }
+                FleetStatus::GeneratorSaturated => invalid.push("generator_saturated".to_string()),
+                FleetStatus::ServerBackpressure => {
+                    overloaded.push("server_backpressure".to_string())
+                }
+            }
+            if !f.failed.is_empty() {
+                invalid.push(format!("{} clients lost their connection", f.failed.len()));
+            }
+            if f.reconnects > 0 {
+                invalid.push(format!("{} reconnects", f.reconnects));
+            }
+            if !f.undrained.is_empty() {
+                overloaded.push(format!(
+                    "{} clients undrained, {} frames unread",
+                    f.undrained.len(),
+                    rec.unread
+                ));
+            }
+        }
+    }
+    if let Some(s) = server {
+        let errors = s.errors.total();
+        if errors > 0 {
+            invalid.push(format!("protocol errors {errors}"));
+        }
+    }
+    let status = if !invalid.is_empty() {
+        Status::Invalid
+    } else if !overloaded.is_empty() {
+        Status::Overloaded
+    } else {
+        Status::Valid
+    };
+    invalid.extend(overloaded);
+    Verdict {
+        status,
+        reasons: invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::results::RunFile;
+
+    /// A real valid cell's reports (from the checked-in fixture run).
+    fn baseline() -> (FleetReport, ServerReport) {
+        let run: RunFile =
+            serde_json::from_str(include_str!("../tests/fixtures/run.json")).expect("fixture");
+        let cell = run
+            .cells
+            .iter()
+            .find(|c| c.key.model == "async" && c.key.workload == "none" && c.key.clients == 10)
+            .expect("async none 10 in the fixture");
+        (cell.fleet.clone().unwrap(), cell.server.clone().unwrap())
+    }
+
+    type Mutate = fn(&mut FleetReport, &mut ServerReport, &mut RunFaults);
+
+    fn lag(f: &mut FleetReport) {
+        f.send_lag_ns.p99 = f.config.max_lag.as_nanos() as u64 + 1;
+    }
+
+    #[test]
+    fn fleet_verdict_table() {
+        let table: [(&str, Mutate, FleetStatus); 6] = [
+            ("kept its schedule", |_, _, _| {}, FleetStatus::Ok),
+            (
+                "late, no push-back",
+                |f, _, _| lag(f),
+                FleetStatus::GeneratorSaturated,
+            ),
+            (
+                "frames never written",
+                |f, _, _| f.unsent = 3,
+                FleetStatus::GeneratorSaturated,
+            ),
+            (
+                "late and blocked",
+                |f, _, _| {
+                    lag(f);
+                    f.would_block_writes = 9;
+                },
+                FleetStatus::ServerBackpressure,
+            ),
+            (
+                "blocked but on time",
+                |f, _, _| f.would_block_writes = 9,
+                FleetStatus::Ok,
+            ),
+            (
+                "lag does not count at rate max",
+                |f, _, _| {
+                    lag(f);
+                    f.config.rate = Rate::Max;
+                },
+                FleetStatus::Ok,
+            ),
+        ];
+        for (name, mutate, want) in table {
+            let (mut f, mut s) = baseline();
+            mutate(&mut f, &mut s, &mut RunFaults::default());
+            assert_eq!(fleet_verdict(&f).status, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn cell_verdict_table() {
+        use Status::*;
+        // (case, change, backlog seconds, status, a reason that must appear)
+        let table: Vec<(&str, Mutate, f64, Status, &str)> = vec![
+            ("all well", |_, _, _| {}, 0.0, Valid, ""),
+            ("small backlog", |_, _, _| {}, 0.05, Valid, ""),
+            (
+                "server crashed",
+                |_, _, x| x.server_crashed = true,
+                0.0,
+                Invalid,
+                "server crashed",
+            ),
+            (
+                "server hung",
+                |_, _, x| x.server_hung = true,
+                0.0,
+                Invalid,
+                "did not exit",
+            ),
+            (
+                "fleet timeout",
+                |_, _, x| x.fleet_timeout = true,
+                0.0,
+                Invalid,
+                "timeout",
+            ),
+            (
+                "other fault",
+                |_, _, x| x.other.push("odd".into()),
+                0.0,
+                Invalid,
+                "odd",
+            ),
+            (
+                "loss",
+                |_, s, _| s.clients[0].received -= 5,
+                0.0,
+                Invalid,
+                "loss 5",
+            ),
+            (
+                "excess",
+                |_, s, _| s.clients[0].received += 3,
+                0.0,
+                Invalid,
+                "3 frames more",
+            ),
+            (
+                "protocol error",
+                |_, s, _| s.errors.bad_magic = 1,
+                0.0,
+                Invalid,
+                "protocol errors 1",
+            ),
+            (
+                "failed client",
+                |f, _, _| f.failed.push(1),
+                0.0,
+                Invalid,
+                "lost their connection",
+            ),
+            (
+                "reconnects",
+                |f, _, _| f.reconnects = 2,
+                0.0,
+                Invalid,
+                "2 reconnects",
+            ),
+            (
+                "generator saturated",
+                |f, _, _| lag(f),
+                0.0,
+                Invalid,
+                "generator_saturated",
+            ),
+            (
+                "generator behind an overloaded server",
+                |f, _, _| lag(f),
+                0.5,
+                Overloaded,
+                "fleet fell behind while the server was overloaded",
+            ),
+            (
+                "server backpressure",
+                |f, _, _| {
+                    lag(f);
+                    f.would_block_writes = 4;
+                },
+                0.0,
+                Overloaded,
+                "server_backpressure",
+            ),
+            (
+                "undrained client",
+                |f, _, _| {
+                    let c = &mut f.clients[0];
+                    c.state = ClientState::Undrained;
+                    f.undrained.push(c.id);
+                    f.drained.retain(|&d| d != c.id);
+                },
+                0.0,
+                Overloaded,
+                "1 clients undrained",
+            ),
+            ("backlog", |_, _, _| {}, 0.2, Overloaded, "backlog: 200 ms"),
+            (
+                "invalid outranks overloaded",
+                |_, s, _| s.clients[0].received -= 1,
+                0.2,
+                Invalid,
+                "backlog",
+            ),
+        ];
+        for (name, mutate, backlog_s, want, reason) in table {
+            let (mut f, mut s) = baseline();
+            let mut faults = RunFaults::default();
+            mutate(&mut f, &mut s, &mut faults);
+            let rec = reconcile(&f, Some(&s));
+            let v = verdict(Some(&f), Some(&s), &rec, &faults, backlog_s);
+            assert_eq!(v.status, want, "{name}: {v:?}");
+            if want == Valid {
+                assert!(v.reasons.is_empty(), "{name}: {v:?}");
+            } else {
+                assert!(
+                    v.reasons.iter().any(|r| r.contains(reason)),
+                    "{name}: no reason with {reason:?} in {:?}",
+                    v.reasons
+                );
+            }
+        }
+        // Missing reports.
+        let (f, s) = baseline();
+        let none = verdict(
+            None,
+            Some(&s),
+            &Reconciliation::default(),
+            &RunFaults::default(),
+            0.0,
+        );
+        assert_eq!(none.status, Invalid);
+        assert!(none.reasons.contains(&"no fleet report".to_string()));
+        let rec = reconcile(&f, None);
+        let none = verdict(Some(&f), None, &rec, &RunFaults::default(), 0.0);
+        assert_eq!(none.status, Invalid);
+        assert!(none.reasons.contains(&"no server report".to_string()));
+    }
+
+    #[test]
+    fn undrained_frames_are_unread_not_lost() {
+        let (mut f, mut s) = baseline();
+        f.clients[0].state = ClientState::Undrained;
+        s.clients
+            .iter_mut()
+            .find(|c| c.id == f.clients[0].id)
+            .unwrap()
+            .received -= 7;
+        let r = reconcile(&f, Some(&s));
+        assert_eq!((r.lost, r.unread, r.excess), (0, 7, 0));
+        assert_eq!(r.mismatched.len(), 1);
+    }
+}
