@@ -24,7 +24,8 @@ def section(title):
     m = re.search(r"^## " + re.escape(title) + r".*?(?=^## |\Z)", md, re.S | re.M)
     return m.group(0).strip() if m else ""
 io = section("Workload `io`")
-io = re.sub(r"^!\[.*$\n?", "", io, flags=re.M).strip()
+io = re.sub(r"^!\[.*$\n?", "", io, flags=re.M)
+io = re.sub(r"<details>.*?</details>\n?", "", io, flags=re.S).strip()
 excerpt = "\n".join([
     "<!-- example:start -->",
     f"From `harness {sys.argv[2]}` on `{env['hostname']}` ({env['cpu_model']}, {env['logical_cpus']} CPUs), "

@@ -189,6 +189,7 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
             );
         }
         md.push('\n');
+        health(&mut md, run, &w.name);
         let _ = writeln!(md, "**What this shows.**\n");
         let baseline: Vec<&Point> = points.iter().filter(|p| p.workload == "none").collect();
         let cpus = c.server_cpus.len().max(1) as f64;
@@ -240,6 +241,32 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         );
     }
     md
+}
+
+/// Per cell, what the measurement itself cost and how quiet the machine
+/// was: the fleet's pacing and CPU, the sampler's CPU, steal and the
+/// server's involuntary context switches in the window.
+fn health(md: &mut String, run: &RunFile, workload: &str) {
+    let _ = writeln!(
+        md,
+        "<details><summary>Measurement health</summary>\n\n| cell | fleet pacing p99 | send lag p99 | fleet CPU % | sampler CPU ms | steal % | involuntary switches |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for c in run.cells.iter().filter(|c| c.key.workload == workload) {
+        let d = &c.derived;
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {:.0} | {:.1} | {:.1}{} | {} |",
+            c.key.id(),
+            fmt_ns(d.pacing_lag_p99_ns),
+            fmt_ns(d.send_lag_p99_ns),
+            d.fleet_cpu_pct,
+            d.sampler_cpu_ms,
+            d.steal_pct,
+            if d.noisy { " (noisy)" } else { "" },
+            d.involuntary_ctxt
+        );
+    }
+    let _ = writeln!(md, "\n</details>\n");
 }
 
 fn plot_belongs(plot: &Path, workload: &str) -> bool {
