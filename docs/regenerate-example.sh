@@ -11,7 +11,7 @@ args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--all --quick)
 cargo run --release -q -- "${args[@]}" \
   --results-dir "$out/results" --plots-dir "$out/plots" --logs-dir "$out/logs" >/dev/null
-run=$(ls "$out/results")
+run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
 mkdir -p docs/example
 cp "$out/plots/$run/io-latency.png" docs/example/io-latency.png
 python3 - "$out/results/$run" "${args[*]}" <<'PY'
