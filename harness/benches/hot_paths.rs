@@ -5,7 +5,7 @@
 //! the machine.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
@@ -115,6 +115,18 @@ fn server_paths(c: &mut Criterion) {
             }
         })
     });
+    // The pool's and rayon's hand-off: batches of 16 frames, as they move them.
+    let (btx, brx) = crossbeam_channel::bounded::<Vec<Frame>>(64);
+    g.bench_function("channel_send_recv_512_frames_in_batches_of_16", |b| {
+        b.iter(|| {
+            for chunk in frames.chunks(16) {
+                btx.send(chunk.to_vec()).unwrap();
+                while let Ok(batch) = brx.try_recv() {
+                    black_box(batch);
+                }
+            }
+        })
+    });
     g.finish();
 }
 
@@ -133,7 +145,8 @@ fn loopback(c: &mut Criterion) {
         limits: Limits::default(),
     };
     for model in models::registry().iter().filter(|m| m.name() != "prefork") {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // SO_REUSEPORT, as `harness serve` binds: percore and uring add listeners.
+        let listener = models::net::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::default();
         let (cfg, stop) = (config.clone(), shutdown.clone());

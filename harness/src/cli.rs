@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one server model until SIGTERM/SIGINT, then print its report.
     Serve(ServeArgs),
+    /// List the registered models: how each is built, what --workers means, its default.
+    Models,
     /// Run the client fleet against a server and print its report.
     Fleet(FleetArgs),
     /// Measure how many reference-kernel iterations make 1 us here.
@@ -48,7 +50,7 @@ pub struct RunArgs {
     /// Run the full matrix: models x workloads x fleet sizes.
     #[arg(long, conflicts_with = "model")]
     pub all: bool,
-    /// Run one model (single, pool, async, prefork).
+    /// Run one model (see `harness models`).
     #[arg(long)]
     pub model: Option<String>,
     /// With --all: models to include (comma-separated; default all).
@@ -108,6 +110,9 @@ pub struct RunArgs {
     /// Fault injection: SIGKILL the server this long into each cell, to see loss reported.
     #[arg(long, value_parser = parse_duration)]
     pub kill_server_after: Option<Duration>,
+    /// What --kill-server-after kills: the server process, or one of its children (prefork).
+    #[arg(long, value_enum, default_value_t = KillTarget::Server)]
+    pub kill_target: KillTarget,
     /// Where results go.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
@@ -117,6 +122,27 @@ pub struct RunArgs {
     /// Where logs go.
     #[arg(long, default_value = "logs")]
     pub logs_dir: PathBuf,
+}
+
+/// What fault injection kills.
+#[derive(
+    clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum KillTarget {
+    /// The server process (and so all of it).
+    #[default]
+    Server,
+    /// One child of the server process (a prefork child).
+    Child,
 }
 
 /// `harness serve`.

@@ -1,4 +1,5 @@
-//! The small subcommands: `fleet`, `calibrate`, `report` and `compare`.
+//! The small subcommands: `models`, `fleet`, `calibrate`, `report` and
+//! `compare`.
 
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
@@ -11,6 +12,24 @@ use crate::bench::results::{write_atomic, RunFile};
 use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, ReportArgs};
 use crate::cpus;
 use crate::fleet::{self, FleetConfig};
+
+/// `harness models`: the registry, one paragraph per model.
+pub fn models() -> Result<()> {
+    let cpus = cpus::allowed().len();
+    for m in models::registry() {
+        let available = match m.available() {
+            Ok(()) => String::new(),
+            Err(why) => format!("\n    NOT AVAILABLE HERE: {why}"),
+        };
+        println!(
+            "{}\n    {}\n    --workers default here: {} (with {cpus} CPUs){available}",
+            m.name(),
+            m.describe(),
+            m.default_workers(cpus)
+        );
+    }
+    Ok(())
+}
 
 /// `harness fleet`: runs the fleet and prints or writes its report.
 pub fn fleet(args: &FleetArgs) -> Result<()> {

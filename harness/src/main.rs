@@ -14,6 +14,7 @@ fn main() -> ExitCode {
             init_stderr_log();
             match command {
                 Command::Serve(a) => serve::run(a).map(|()| ExitCode::SUCCESS),
+                Command::Models => commands::models().map(|()| ExitCode::SUCCESS),
                 Command::Fleet(a) => commands::fleet(a).map(|()| ExitCode::SUCCESS),
                 Command::Calibrate(a) => commands::calibrate(a).map(|()| ExitCode::SUCCESS),
                 Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),

@@ -3,7 +3,6 @@
 //! without starting threads, so `prefork` can still fork.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -49,7 +48,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, flag.clone()).context("install signal handlers")?;
     }
-    let listener = TcpListener::bind(args.listen).with_context(|| {
+    // SO_REUSEPORT, so percore threads and prefork children can open more
+    // listeners on this address for the kernel to balance across.
+    let listener = models::net::bind_reuseport(args.listen).with_context(|| {
         format!(
             "cannot listen on {}; pick another --listen address",
             args.listen

@@ -308,4 +308,13 @@ macro_rules! conformance {
     };
 }
 
-conformance!("single" => single, "pool" => pool, "async" => async_model, "prefork" => prefork);
+conformance!(
+    "single" => single,
+    "pool" => pool,
+    "async" => async_model,
+    "prefork" => prefork,
+    "threads" => threads,
+    "rayon" => rayon_model,
+    "percore" => percore,
+    "uring" => uring,
+);

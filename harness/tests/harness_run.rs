@@ -242,3 +242,58 @@ fn an_overloaded_cell_reports_what_the_server_finished() {
     assert_eq!(d["offered_pps"].as_f64().unwrap(), 2000.0);
     assert!(d["backlog_frames"].as_u64().unwrap() > 0, "{d}");
 }
+
+/// A prefork child killed mid-run: the parent forks a replacement, the
+/// report lists the death, and what the dead child had counted survives it
+/// (only frames still unread in its socket buffers can be lost, a few at
+/// this rate, not the hundreds it processed).
+#[test]
+fn a_killed_prefork_child_is_replaced_and_its_counts_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_args(
+        dir.path(),
+        &[
+            "--model",
+            "prefork",
+            "--workers",
+            "2",
+            "--clients",
+            "4",
+            "--kill-server-after",
+            "300ms",
+            "--kill-target",
+            "child",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, run) = only_run(dir.path());
+    let cell = &run["cells"][0];
+    let server = &cell["server"];
+    let deaths = server["deaths"].as_array().unwrap();
+    assert_eq!(deaths.len(), 1, "{}", server["deaths"]);
+    assert!(deaths[0]["status"].as_str().unwrap().contains("SIGKILL"));
+    assert!(deaths[0]["replaced_by"].as_i64().is_some(), "not replaced");
+    let children = server["children"].as_array().unwrap();
+    assert_eq!(
+        children.len(),
+        3,
+        "2 children and a replacement: {children:?}"
+    );
+    let dead = children
+        .iter()
+        .find(|c| c["counts_from"] == "board")
+        .unwrap();
+    let dead_frames = dead["frames"].as_u64().unwrap();
+    assert!(
+        dead_frames > 0,
+        "the dead child's frames are missing: {children:?}"
+    );
+    let lost = cell["reconciliation"]["lost"].as_u64().unwrap();
+    assert!(
+        lost < 50,
+        "lost {lost}: the dead child's counted frames ({dead_frames}) did not survive it"
+    );
+    assert_eq!(cell["verdict"]["status"], "invalid"); // an injected fault is never a result
+}

@@ -5,15 +5,21 @@
 //! model is one new file plus one line in [`REGISTRY`].
 
 pub mod async_model;
+pub mod board;
 pub mod ingest;
+pub mod net;
+pub mod percore;
 pub mod pool;
 pub mod prefork;
+pub mod rayon_model;
 mod reactor;
 pub mod report;
 pub mod single;
 pub mod slots;
 pub mod stats;
+pub mod threads;
 pub mod timer;
+pub mod uring;
 pub mod work;
 
 use std::net::TcpListener;
@@ -117,6 +123,11 @@ pub trait Model: Send + Sync {
     fn describe(&self) -> &'static str;
     /// Workers used when `--workers` is not given, for `cpus` usable CPUs.
     fn default_workers(&self, cpus: usize) -> usize;
+    /// Whether the model can run on this machine; the reason if not (the
+    /// matrix then skips it and says why).
+    fn available(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Serves on `listener` until `shutdown`, then finishes the frames it
     /// has read and returns the merged statistics.
     ///
@@ -142,6 +153,10 @@ pub static REGISTRY: &[&dyn Model] = &[
     &pool::Pool,
     &async_model::Async,
     &prefork::Prefork,
+    &threads::Threads,
+    &rayon_model::Rayon,
+    &percore::PerCore,
+    &uring::Uring,
 ];
 
 /// All registered models.

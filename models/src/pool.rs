@@ -6,14 +6,13 @@
 //! processed (the last worker to finish one wakes the front).
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 use mio::Waker;
 use workloads::Frame;
 
-use crate::reactor::{self, Dispatch};
+use crate::reactor::{self, Dispatch, Pending};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
@@ -29,23 +28,6 @@ const QUEUE_PER_WORKER: usize = 64;
 /// Reader front plus worker pool.
 pub struct Pool;
 
-/// Frames of one connection handed off but not yet processed.
-pub(crate) struct Pending {
-    count: AtomicUsize,
-    closing: AtomicBool,
-    waker: Arc<Waker>,
-}
-
-impl Pending {
-    /// Marks `n` frames processed; wakes the front if the connection is
-    /// closing and these were its last.
-    pub(crate) fn done(&self, n: usize) {
-        if self.count.fetch_sub(n, Ordering::SeqCst) == n && self.closing.load(Ordering::SeqCst) {
-            let _ = self.waker.wake();
-        }
-    }
-}
-
 /// A batch of one connection's frames.
 pub(crate) type Batch = (Vec<Frame>, Arc<Pending>);
 
@@ -56,16 +38,12 @@ impl Dispatch for HandOff {
     type Conn = Arc<Pending>;
 
     fn open(&mut self, waker: &Arc<Waker>) -> Arc<Pending> {
-        Arc::new(Pending {
-            count: AtomicUsize::new(0),
-            closing: AtomicBool::new(false),
-            waker: waker.clone(),
-        })
+        Pending::new(waker)
     }
 
     fn dispatch(&mut self, conn: &Arc<Pending>, frames: &mut Vec<Frame>) {
         for chunk in frames.chunks(MAX_BATCH) {
-            conn.count.fetch_add(chunk.len(), Ordering::SeqCst);
+            conn.add(chunk.len());
             // Fails only if every worker died; joining reports that.
             if self.0.send((chunk.to_vec(), conn.clone())).is_err() {
                 conn.done(chunk.len());
@@ -75,8 +53,7 @@ impl Dispatch for HandOff {
     }
 
     fn try_close(&mut self, conn: &Arc<Pending>) -> bool {
-        conn.closing.store(true, Ordering::SeqCst);
-        conn.count.load(Ordering::SeqCst) == 0
+        conn.try_close()
     }
 }
 

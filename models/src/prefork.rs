@@ -1,29 +1,54 @@
-//! `prefork`: the parent binds, then forks N children that share the
-//! listening socket, each running the `single` loop. The parent waits for
-//! shutdown, forwards SIGTERM, reaps the children and merges the statistics
-//! each child writes to its pipe as JSON.
+//! `prefork`: the parent binds, opens one `SO_REUSEPORT` listener per child
+//! on the same address (so the kernel balances connections across them),
+//! then forks N single-threaded children, each running the readiness loop
+//! with its work inline. Children publish their counts on the shared
+//! [`Board`] after every turn of their loop, so a child that dies loses
+//! nothing it had counted. The parent stays single-threaded: it reaps dead
+//! children and forks a replacement on the same listener within
+//! [`REAP_EVERY`] (up to [`MAX_RESTARTS`]), forwards SIGTERM, and merges
+//! each child's exit report (JSON over a pipe), or its board slot if it
+//! died.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
+use mio::Waker;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe, ForkResult, Pid};
+use workloads::Frame;
 
+use crate::board::Board;
+use crate::reactor::{self, Dispatch};
 use crate::slots::Slots;
-use crate::stats::Stats;
-use crate::{single, Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
+use crate::stats::{ChildDeath, ChildSummary, IngestStats, ProcessStats, Stats};
+use crate::work::process_blocking;
+use crate::{net, Model, ServeConfig, ServeError, Shutdown};
 
-/// Forked single-threaded children sharing one listener.
+/// Replacement children forked at most in one run.
+pub const MAX_RESTARTS: usize = 16;
+/// How often the parent looks for dead children: a replacement is forked
+/// within this.
+pub const REAP_EVERY: Duration = Duration::from_millis(20);
+/// How often a child publishes its histograms and timeline.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
+
+/// Forked single-threaded children, one listener each.
 pub struct Prefork;
 
 struct Child {
     pid: Pid,
+    /// Its board slot.
+    slot: usize,
+    /// Index of its listener.
+    listener: usize,
     report: File,
-    exited: Option<WaitStatus>,
+    ended: Option<WaitStatus>,
 }
 
 impl Model for Prefork {
@@ -32,7 +57,7 @@ impl Model for Prefork {
     }
 
     fn describe(&self) -> &'static str {
-        "a parent forks N single-threaded children that share the listener (each runs the single loop: work inline, io waits stall that child)"
+        "a parent forks N single-threaded children, each with its own SO_REUSEPORT listener and readiness loop (work inline, an io wait stalls that child); counts survive a child's death and dead children are replaced"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -45,14 +70,25 @@ impl Model for Prefork {
         config: &ServeConfig,
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
-        let threads = thread_count()?;
-        if threads != 1 {
-            return Err(ServeError::NotSingleThreaded(threads));
-        }
+        single_threaded()?;
+        let workers = config.workers.max(1);
+        let mut listeners = vec![listener];
+        listeners.extend(
+            net::siblings(&listeners[0], workers - 1)
+                .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
+        );
         let slots = Slots::shared(config.max_clients)?;
+        let board = Board::new(workers + MAX_RESTARTS)?;
+        let ctx = ChildContext {
+            config,
+            shutdown,
+            slots: &slots,
+            board: &board,
+        };
+        let started = Instant::now();
         let mut children: Vec<Child> = Vec::new();
-        for _ in 0..config.workers.max(1) {
-            match spawn_child(&listener, config, shutdown, &slots) {
+        for (i, l) in listeners.iter().enumerate() {
+            match spawn_child(l, i, children.len(), &ctx) {
                 Ok(child) => children.push(child),
                 Err(e) => {
                     stop_all(&mut children);
@@ -60,61 +96,116 @@ impl Model for Prefork {
                 }
             }
         }
-        drop(listener); // the children hold it now
-        while !shutdown.is_triggered() && children.iter_mut().any(still_running) {
-            thread::sleep(SHUTDOWN_POLL);
+        let mut deaths = Vec::new();
+        while !shutdown.is_triggered() {
+            for i in 0..children.len() {
+                let Some(status) = reap(&mut children[i]) else {
+                    continue;
+                };
+                let c = &children[i];
+                tracing::error!("prefork child {} died: {status:?}", c.pid);
+                let mut death = ChildDeath {
+                    pid: c.pid.as_raw(),
+                    status: describe(status),
+                    at_ms: started.elapsed().as_millis() as u64,
+                    replaced_by: None,
+                };
+                let slot = children.len();
+                if slot < workers + MAX_RESTARTS && !shutdown.is_triggered() {
+                    let index = c.listener;
+                    match spawn_child(&listeners[index], index, slot, &ctx) {
+                        Ok(new) => {
+                            death.replaced_by = Some(new.pid.as_raw());
+                            children.push(new);
+                        }
+                        Err(e) => tracing::error!("cannot replace a prefork child: {e}"),
+                    }
+                }
+                deaths.push(death);
+            }
+            if children.iter().all(|c| c.ended.is_some()) {
+                break; // all dead, no replacements left
+            }
+            thread::sleep(REAP_EVERY);
         }
         stop_all(&mut children);
         let mut merged = Stats::default();
-        let mut failures = Vec::new();
         for child in &mut children {
-            let mut json = String::new();
-            let read = child.report.read_to_string(&mut json);
-            let status = match child.exited {
-                Some(s) => s,
-                None => waitpid(child.pid, None).map_err(|e| ServeError::Io {
-                    what: "reap a child",
-                    source: e.into(),
-                })?,
-            };
-            match read
-                .ok()
-                .and_then(|_| serde_json::from_str::<Stats>(&json).ok())
-            {
-                Some(stats) => merged.merge(&stats),
-                None => failures.push(format!(
-                    "child {} ended {status:?} without a report",
-                    child.pid
-                )),
-            }
+            let (stats, from) = collect(child, &board)?;
+            merged.children.push(ChildSummary {
+                pid: child.pid.as_raw(),
+                connections: stats.ingest.connections.accepted,
+                frames: stats.process.measured + stats.process.warmup,
+                ended: child.ended.map_or_else(|| "running".into(), describe),
+                counts_from: from.into(),
+            });
+            merged.merge(&stats);
         }
-        for f in &failures {
-            // Its frames are missing from the merge; the harness sees them as loss.
-            tracing::error!("{f}");
-        }
-        if failures.len() == children.len() {
-            return Err(ServeError::Worker(failures.join("; ")));
-        }
+        merged.deaths = deaths;
+        drop(listeners);
         Ok(merged)
     }
 }
 
-fn thread_count() -> Result<u64, ServeError> {
+/// What a child counted: its exit report if it wrote one, else what it had
+/// published on the board. Reaps it.
+fn collect(child: &mut Child, board: &Board) -> Result<(Stats, &'static str), ServeError> {
+    let mut json = String::new();
+    let read = child.report.read_to_string(&mut json);
+    if child.ended.is_none() {
+        let status = waitpid(child.pid, None).map_err(|e| ServeError::Io {
+            what: "reap a child",
+            source: e.into(),
+        })?;
+        child.ended = Some(status);
+    }
+    Ok(
+        match read
+            .ok()
+            .and_then(|_| serde_json::from_str::<Stats>(&json).ok())
+        {
+            Some(stats) => (stats, "report"),
+            None => (board.read(child.slot), "board"),
+        },
+    )
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn single_threaded() -> Result<(), ServeError> {
     let stat = procfs::process::Process::myself()
         .and_then(|p| p.stat())
         .map_err(|e| ServeError::Io {
             what: "read /proc/self/stat",
             source: std::io::Error::other(e),
         })?;
-    Ok(stat.num_threads.max(0) as u64)
+    match stat.num_threads.max(0) as u64 {
+        1 => Ok(()),
+        n => Err(ServeError::NotSingleThreaded(n)),
+    }
+}
+
+/// What every child gets.
+struct ChildContext<'a> {
+    config: &'a ServeConfig,
+    shutdown: &'a Shutdown,
+    slots: &'a Slots,
+    board: &'a Board,
 }
 
 fn spawn_child(
     listener: &TcpListener,
-    config: &ServeConfig,
-    shutdown: &Shutdown,
-    slots: &Slots,
+    index: usize,
+    slot: usize,
+    ctx: &ChildContext,
 ) -> Result<Child, ServeError> {
+    single_threaded()?;
     let (read_end, write_end) = pipe().map_err(|e| ServeError::Io {
         what: "create a report pipe",
         source: e.into(),
@@ -122,18 +213,20 @@ fn spawn_child(
     let child_listener = listener
         .try_clone()
         .map_err(ServeError::io("duplicate the listener"))?;
-    // SAFETY: `serve` checked that this process runs a single thread, so the
-    // child gets a consistent copy of all memory and locks; the child branch
-    // never returns (it ends in `process::exit`).
+    // SAFETY: `single_threaded` just checked that this process runs one
+    // thread, so the child gets a consistent copy of all memory and locks;
+    // the child branch never returns (it ends in `process::exit`).
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(read_end);
-            run_child(child_listener, config, shutdown, slots, write_end)
+            run_child(child_listener, slot, ctx, write_end)
         }
         Ok(ForkResult::Parent { child }) => Ok(Child {
             pid: child,
+            slot,
+            listener: index,
             report: File::from(read_end),
-            exited: None,
+            ended: None,
         }),
         Err(e) => Err(ServeError::Io {
             what: "fork",
@@ -142,17 +235,63 @@ fn spawn_child(
     }
 }
 
-fn run_child(
-    listener: TcpListener,
-    config: &ServeConfig,
-    shutdown: &Shutdown,
-    slots: &Slots,
-    report: OwnedFd,
-) -> ! {
+/// A child's dispatcher: work inline, counts published on the board.
+struct Published<'a> {
+    process: ProcessStats,
+    board: &'a Board,
+    slot: usize,
+    last_snapshot: Instant,
+}
+
+impl Dispatch for Published<'_> {
+    type Conn = ();
+
+    fn open(&mut self, _: &Arc<Waker>) {}
+
+    fn dispatch(&mut self, _: &(), frames: &mut Vec<Frame>) {
+        for f in frames.drain(..) {
+            process_blocking(&f, &mut self.process);
+        }
+    }
+
+    fn try_close(&mut self, _: &()) -> bool {
+        true
+    }
+
+    fn turn(&mut self, ingest: &IngestStats) {
+        self.board.publish_counts(self.slot, ingest, &self.process);
+        if self.last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            self.last_snapshot = Instant::now();
+            self.board.publish_snapshot(self.slot, &self.process);
+        }
+    }
+}
+
+fn run_child(listener: TcpListener, slot: usize, ctx: &ChildContext, report: OwnedFd) -> ! {
     // If the parent dies without forwarding a signal, stop anyway.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
-    let code = match single::serve_inline(listener, config, shutdown, slots) {
-        Ok(stats) => {
+    let mut ingest = IngestStats::default();
+    let mut sink = Published {
+        process: ProcessStats::default(),
+        board: ctx.board,
+        slot,
+        last_snapshot: Instant::now(),
+    };
+    let served = reactor::run(
+        listener,
+        ctx.config,
+        ctx.shutdown,
+        ctx.slots,
+        &mut ingest,
+        &mut sink,
+    );
+    let code = match served {
+        Ok(()) => {
+            let stats = Stats {
+                ingest,
+                process: sink.process,
+                ..Stats::default()
+            };
             let mut out = File::from(report);
             match serde_json::to_writer(&mut out, &stats).map(|()| out.flush()) {
                 Ok(_) => 0,
@@ -170,23 +309,22 @@ fn run_child(
     std::process::exit(code)
 }
 
-fn still_running(child: &mut Child) -> bool {
-    if child.exited.is_some() {
-        return false;
+/// The child's status if it ended since the last look.
+fn reap(child: &mut Child) -> Option<WaitStatus> {
+    if child.ended.is_some() {
+        return None;
     }
     match waitpid(child.pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::StillAlive) => true,
+        Ok(WaitStatus::StillAlive) | Err(_) => None,
         Ok(status) => {
-            tracing::error!("prefork child {} exited early: {status:?}", child.pid);
-            child.exited = Some(status);
-            false
+            child.ended = Some(status);
+            Some(status)
         }
-        Err(_) => false,
     }
 }
 
 fn stop_all(children: &mut [Child]) {
-    for child in children.iter_mut().filter(|c| c.exited.is_none()) {
+    for child in children.iter_mut().filter(|c| c.ended.is_none()) {
         let _ = kill(child.pid, Signal::SIGTERM);
     }
 }

@@ -42,6 +42,50 @@ pub(crate) trait Dispatch {
     /// it is processed; otherwise the dispatcher must wake the loop when the
     /// last one is.
     fn try_close(&mut self, conn: &Self::Conn) -> bool;
+    /// Called after every turn of the loop with the reading side's counts
+    /// (prefork children publish them here).
+    fn turn(&mut self, _ingest: &IngestStats) {}
+}
+
+/// Frames of one connection handed to other threads but not yet
+/// processed; the last one done wakes the loop if the connection is
+/// waiting to close. Used by the models that hand frames off.
+pub(crate) struct Pending {
+    count: std::sync::atomic::AtomicUsize,
+    closing: std::sync::atomic::AtomicBool,
+    waker: Arc<Waker>,
+}
+
+impl Pending {
+    /// A connection with nothing pending.
+    pub(crate) fn new(waker: &Arc<Waker>) -> Arc<Self> {
+        Arc::new(Pending {
+            count: Default::default(),
+            closing: Default::default(),
+            waker: waker.clone(),
+        })
+    }
+
+    /// `n` more frames handed off.
+    pub(crate) fn add(&self, n: usize) {
+        self.count.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `n` frames processed; wakes the loop if the connection is closing
+    /// and these were its last.
+    pub(crate) fn done(&self, n: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.count.fetch_sub(n, SeqCst) == n && self.closing.load(SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Marks the connection closing; true if nothing is pending.
+    pub(crate) fn try_close(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.closing.store(true, SeqCst);
+        self.count.load(SeqCst) == 0
+    }
 }
 
 /// Processes every frame on the loop's own thread (`single`, `prefork`).
@@ -168,6 +212,7 @@ pub(crate) fn run<D: Dispatch>(
                 }
             }
         }
+        sink.turn(stats);
         if !config.idle_timeout.is_zero() && last_sweep.elapsed() >= IDLE_SWEEP {
             last_sweep = Instant::now();
             conns.retain(|_, c| {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{hdr_base64, ConnectionCounts, ErrorCounts, Stats};
+use crate::stats::{hdr_base64, ChildDeath, ChildSummary, ConnectionCounts, ErrorCounts, Stats};
 use crate::ServeConfig;
 
 /// Frame counts processed.
@@ -182,6 +182,12 @@ pub struct ServerReport {
     pub service_latency_ns: LatencySummary,
     /// Frames processed per 10 ms bucket.
     pub timeline: Timeline,
+    /// Prefork: connections and frames per child.
+    #[serde(default)]
+    pub children: Vec<ChildSummary>,
+    /// Prefork: children that died while serving, and their replacements.
+    #[serde(default)]
+    pub deaths: Vec<ChildDeath>,
     /// CPU of the process tree.
     pub cpu: CpuTimes,
     /// Peak resident set of the largest process in the tree, KiB.
@@ -230,6 +236,8 @@ impl ServerReport {
                 &stats.process.timeline,
                 crate::stats::TIMELINE_BUCKET_NS,
             ),
+            children: stats.children.clone(),
+            deaths: stats.deaths.clone(),
             cpu,
             max_rss_kib,
         }

@@ -24,7 +24,9 @@ pub fn serve_inline(
     slots: &Slots,
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
-    let Stats { ingest, process } = &mut stats;
+    let Stats {
+        ingest, process, ..
+    } = &mut stats;
     let mut inline = Inline(|frame: &Frame| process_blocking(frame, process));
     reactor::run(listener, config, shutdown, slots, ingest, &mut inline)?;
     Ok(stats)

@@ -256,6 +256,35 @@ impl ProcessStats {
     }
 }
 
+/// One prefork child's share of the work.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildSummary {
+    /// Process id.
+    pub pid: i32,
+    /// Connections it accepted.
+    pub connections: u64,
+    /// Frames it processed (warm-up included).
+    pub frames: u64,
+    /// How it ended.
+    pub ended: String,
+    /// Where its counts came from: `report` (its own, at exit) or `board`
+    /// (what it had published when it died).
+    pub counts_from: String,
+}
+
+/// A prefork child that died while serving.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildDeath {
+    /// Process id.
+    pub pid: i32,
+    /// How it ended (signal or exit status).
+    pub status: String,
+    /// Milliseconds after the parent started serving.
+    pub at_ms: u64,
+    /// The replacement forked for it, if any.
+    pub replaced_by: Option<i32>,
+}
+
 /// Everything one model instance (or child) observed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
@@ -263,6 +292,12 @@ pub struct Stats {
     pub ingest: IngestStats,
     /// Processing side.
     pub process: ProcessStats,
+    /// Prefork: each child's share.
+    #[serde(default)]
+    pub children: Vec<ChildSummary>,
+    /// Prefork: children that died while serving.
+    #[serde(default)]
+    pub deaths: Vec<ChildDeath>,
 }
 
 impl Stats {
@@ -270,6 +305,8 @@ impl Stats {
     pub fn merge(&mut self, o: &Stats) {
         self.ingest.merge(&o.ingest);
         self.process.merge(&o.process);
+        self.children.extend(o.children.iter().cloned());
+        self.deaths.extend(o.deaths.iter().cloned());
     }
 }
 

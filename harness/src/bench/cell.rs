@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CellKey, RunConfig};
 use super::figures::{self, Figures};
 use super::sample::{Sampler, Samples};
+use crate::cli::KillTarget;
 use crate::cpus::format_list;
 use crate::fleet::report::FleetReport;
 use crate::verdict::{self, Reconciliation, RunFaults, Verdict};
@@ -175,12 +176,22 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     let mut faults = RunFaults::default();
     let limit = config.warmup + config.duration + config.drain_timeout * 2 + FLEET_SLACK;
     if let Some(after) = config.kill_server_after {
-        // Fault injection: the fleet must see its server die mid-run.
+        // Fault injection: the fleet must see its server (or a server
+        // child) die mid-run.
         if wait_timeout(&mut fleet, after, &ctx.stop)?.is_none() {
-            let _ = server.kill();
-            faults
-                .other
-                .push(format!("fault injected: server killed after {after:?}"));
+            faults.other.push(match config.kill_target {
+                KillTarget::Server => {
+                    let _ = server.kill();
+                    format!("fault injected: server killed after {after:?}")
+                }
+                KillTarget::Child => match first_child(server.id()) {
+                    Some(pid) => {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        format!("fault injected: server child {pid} killed after {after:?}")
+                    }
+                    None => "fault injection: the server has no child to kill".to_string(),
+                },
+            });
         }
     }
     let fleet_ok = wait_timeout(&mut fleet, limit, &ctx.stop)?;
@@ -234,6 +245,16 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     };
     cell.recompute();
     Ok(cell)
+}
+
+/// A child process of `pid` (prefork forks from its main thread).
+fn first_child(pid: u32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn log_file(path: &Path) -> Result<File> {

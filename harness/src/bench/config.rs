@@ -40,6 +40,9 @@ pub struct Workload {
 pub struct RunConfig {
     /// Models, in order.
     pub models: Vec<String>,
+    /// Models asked for that cannot run on this machine, with the reason.
+    #[serde(default)]
+    pub skipped_models: Vec<(String, String)>,
     /// Workloads, in order.
     pub workloads: Vec<Workload>,
     /// Fleet sizes.
@@ -84,6 +87,9 @@ pub struct RunConfig {
     /// Fault injection: the server is killed this long into each cell.
     #[serde(default, with = "opt_ms")]
     pub kill_server_after: Option<Duration>,
+    /// What the fault injection kills.
+    #[serde(default)]
+    pub kill_target: crate::cli::KillTarget,
 }
 
 /// Serde for an optional duration in milliseconds.
@@ -144,14 +150,25 @@ impl RunConfig {
             (None, false) => args.models.clone(),
             (None, true) => models::names().iter().map(|s| s.to_string()).collect(),
         };
+        let mut skipped_models = Vec::new();
         for m in &models {
-            if models::find(m).is_none() {
-                bail!(
+            match models::find(m).map(|model| model.available()) {
+                None => bail!(
                     "unknown model `{m}`; choose from: {}",
                     models::names().join(", ")
-                );
+                ),
+                Some(Err(why)) if single_model => bail!("model `{m}` cannot run here: {why}"),
+                Some(Err(why)) => {
+                    eprintln!("skipping model `{m}`: {why}");
+                    skipped_models.push((m.clone(), why));
+                }
+                Some(Ok(())) => {}
             }
         }
+        let models: Vec<String> = models
+            .into_iter()
+            .filter(|m| !skipped_models.iter().any(|(s, _)| s == m))
+            .collect();
         let iters_per_us = workloads::kernel::iters_per_us(3);
         let workloads = if single_model {
             vec![workload(&args.work, &args.work, iters_per_us)?]
@@ -212,6 +229,7 @@ impl RunConfig {
         }
         Ok(RunConfig {
             models,
+            skipped_models,
             workloads,
             clients,
             rate: args.rate,
@@ -247,6 +265,7 @@ impl RunConfig {
             single_model,
             slo: args.slo.clone(),
             kill_server_after: args.kill_server_after,
+            kill_target: args.kill_target,
         })
     }
 

@@ -222,6 +222,13 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         }
     }
 
+    if !c.skipped_models.is_empty() {
+        let _ = writeln!(md, "## Models skipped on this machine\n");
+        for (m, why) in &c.skipped_models {
+            let _ = writeln!(md, "- `{m}`: {why}");
+        }
+        md.push('\n');
+    }
     let _ = writeln!(md, "## Cells that are not valid\n");
     let bad: Vec<_> = run
         .cells

@@ -1,0 +1,53 @@
+//! Listening sockets with `SO_REUSEPORT`: `harness serve` binds its listener
+//! this way, so `percore` threads and `prefork` children can each open
+//! their own listener on the same address and the kernel balances new
+//! connections across them.
+
+use std::net::{SocketAddr, TcpListener};
+
+use nix::sys::socket::{
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrStorage,
+};
+
+/// Pending connections each listener holds.
+const BACKLOG: i32 = 1024;
+
+/// Binds a listener on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`.
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(addr),
+    )?;
+    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
+    Ok(TcpListener::from(fd))
+}
+
+/// `n` more listeners on the address `first` is bound to (which must have
+/// been bound with [`bind_reuseport`]).
+pub fn siblings(first: &TcpListener, n: usize) -> std::io::Result<Vec<TcpListener>> {
+    let addr = first.local_addr()?;
+    (0..n).map(|_| bind_reuseport(addr)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn siblings_share_the_port() {
+        let first = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let more = siblings(&first, 2).unwrap();
+        let port = first.local_addr().unwrap().port();
+        assert!(more.iter().all(|l| l.local_addr().unwrap().port() == port));
+        // Connections reach some member of the group.
+        let _c = std::net::TcpStream::connect(first.local_addr().unwrap()).unwrap();
+    }
+}

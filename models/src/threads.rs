@@ -1,0 +1,176 @@
+//! `threads`: the classic design, one std thread per connection doing
+//! blocking reads; cpu and io work run on the connection's own thread, so an
+//! io wait stalls only that connection. `--workers` caps the threads: while
+//! that many connections are open, new ones wait in the listener's accept
+//! queue (they are not refused; `--max-clients` still refuses beyond it).
+
+use std::io::{ErrorKind, Read};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Instant;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use workloads::Frame;
+
+use crate::ingest::ConnIngest;
+use crate::slots::Slots;
+use crate::stats::{IngestStats, Stats};
+use crate::work::process_blocking;
+use crate::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
+
+/// Bytes read at once.
+const READ_CHUNK: usize = 8 * 1024;
+/// Stack of a connection thread: the loop keeps its buffers on the heap.
+const STACK: usize = 256 * 1024;
+
+/// Thread per connection.
+pub struct Threads;
+
+impl Model for Threads {
+    fn name(&self) -> &'static str {
+        "threads"
+    }
+
+    fn describe(&self) -> &'static str {
+        "one blocking std thread per connection (at most N; more wait in the accept queue); cpu and io work run on the connection's thread, so an io wait stalls only that connection"
+    }
+
+    fn default_workers(&self, _cpus: usize) -> usize {
+        512
+    }
+
+    fn serve(
+        &self,
+        listener: TcpListener,
+        config: &ServeConfig,
+        shutdown: &Shutdown,
+    ) -> Result<Stats, ServeError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(ServeError::io("set the listener non-blocking"))?;
+        let workers = config.workers.max(1);
+        let slots = Slots::local(config.max_clients);
+        let mut merged = Stats::default();
+        let mut accepts = IngestStats::default();
+        thread::scope(|scope| -> Result<(), ServeError> {
+            let (done_tx, done_rx) = mpsc::channel::<Stats>();
+            let mut active = 0usize;
+            while !shutdown.is_triggered() {
+                while let Ok(s) = done_rx.try_recv() {
+                    active -= 1;
+                    merged.merge(&s);
+                }
+                if active >= workers {
+                    if let Ok(s) = done_rx.recv_timeout(SHUTDOWN_POLL) {
+                        active -= 1;
+                        merged.merge(&s);
+                    }
+                    continue;
+                }
+                if !readable(&listener) {
+                    continue;
+                }
+                while active < workers {
+                    let stream = match listener.accept() {
+                        Ok((s, _)) => s,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            if e.kind() != ErrorKind::WouldBlock {
+                                tracing::debug!("accept failed: {e}");
+                            }
+                            break;
+                        }
+                    };
+                    if !slots.try_acquire() {
+                        accepts.connections.rejected += 1;
+                        continue; // dropping the stream closes it at once
+                    }
+                    let tx = done_tx.clone();
+                    let slots = &slots;
+                    let spawned = thread::Builder::new()
+                        .name("conn".into())
+                        .stack_size(STACK)
+                        .spawn_scoped(scope, move || {
+                            let stats = connection(stream, config, shutdown);
+                            slots.release();
+                            let _ = tx.send(stats);
+                        });
+                    match spawned {
+                        Ok(_) => {
+                            accepts.connections.accepted += 1;
+                            active += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot start a connection thread: {e}");
+                            slots.release();
+                            accepts.connections.rejected += 1;
+                        }
+                    }
+                }
+            }
+            // Shutdown: every thread finishes what it has read.
+            drop(done_tx);
+            for s in done_rx.iter() {
+                merged.merge(&s);
+            }
+            Ok(())
+        })?;
+        merged.ingest.merge(&accepts);
+        Ok(merged)
+    }
+}
+
+/// Waits up to [`SHUTDOWN_POLL`] for a connection to accept.
+fn readable(listener: &TcpListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let wait = PollTimeout::try_from(SHUTDOWN_POLL).unwrap_or(PollTimeout::NONE);
+    matches!(poll(&mut fds, wait), Ok(n) if n > 0)
+}
+
+/// Serves one connection until end of stream, an invalid frame, the idle
+/// timeout or shutdown; every frame read is processed before it returns.
+fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) -> Stats {
+    let mut stats = Stats::default();
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(SHUTDOWN_POLL));
+    let mut conn = ConnIngest::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut frames: Vec<Frame> = Vec::with_capacity(READ_CHUNK / workloads::FRAME_LEN);
+    let mut last_active = Instant::now();
+    while !shutdown.is_triggered() {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                conn.on_eof(&mut stats.ingest);
+                break;
+            }
+            Ok(n) => {
+                last_active = Instant::now();
+                let fed = conn.on_bytes(&buf[..n], &config.limits, &mut stats.ingest, |f| {
+                    frames.push(f)
+                });
+                for f in frames.drain(..) {
+                    process_blocking(&f, &mut stats.process);
+                }
+                if fed.is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                let idle = config.idle_timeout;
+                if !idle.is_zero() && last_active.elapsed() >= idle {
+                    stats.ingest.connections.idle_timeouts += 1;
+                    break;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                conn.on_reset(&mut stats.ingest);
+                break;
+            }
+        }
+    }
+    stats.ingest.connections.closed += 1;
+    stats
+}

@@ -1,0 +1,448 @@
+//! `uring`: io_uring, thread per core. N threads, each with its own ring
+//! and its own `SO_REUSEPORT` listener (shared nothing, as `percore`). One
+//! multishot accept per ring; one multishot receive per connection, reading
+//! into buffers the kernel picks from a provided-buffer ring. cpu work runs
+//! inline on the ring's thread. An io wait never stalls the ring: it becomes
+//! an `IORING_OP_TIMEOUT` with an absolute CLOCK_MONOTONIC deadline, and the
+//! frame is finished when that timeout completes, so waits overlap and the
+//! thread keeps receiving meanwhile. A connection is closed once the peer
+//! ended it and every timeout of its frames has completed.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{BufRingEntry, SubmitArgs, TimeoutFlags, Timespec};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use workloads::clock::monotonic_ns;
+use workloads::{Frame, WorkKind};
+
+use crate::ingest::ConnIngest;
+use crate::slots::Slots;
+use crate::stats::Stats;
+use crate::work::process_blocking;
+use crate::{net, Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
+
+const RING_ENTRIES: u32 = 1024;
+/// Provided buffers per ring, and their size.
+const BUFS: u16 = 256;
+const BUF_SIZE: usize = 8 * 1024;
+const BGID: u16 = 0;
+/// Tags in the top two bits of `user_data`.
+const TAG_SHIFT: u32 = 62;
+const ACCEPT: u64 = 0;
+const RECV: u64 = 1;
+const TIMER: u64 = 2;
+const IDLE_SWEEP: Duration = Duration::from_millis(100);
+
+/// io_uring, a ring per thread.
+pub struct Uring;
+
+impl Model for Uring {
+    fn name(&self) -> &'static str {
+        "uring"
+    }
+
+    fn describe(&self) -> &'static str {
+        "N threads, each with its own io_uring and SO_REUSEPORT listener: multishot accept and receive into a provided-buffer ring; cpu work inline, io waits as io_uring timeouts so a wait never stalls the ring"
+    }
+
+    fn default_workers(&self, cpus: usize) -> usize {
+        cpus.max(1)
+    }
+
+    fn available(&self) -> Result<(), String> {
+        let ring = IoUring::new(8).map_err(|e| format!("io_uring cannot be set up here ({e})"))?;
+        let bufs = BufRing::new(&ring).map_err(|e| {
+            format!(
+                "io_uring provided-buffer rings are not supported here ({e}); they need Linux 5.19"
+            )
+        })?;
+        drop(Ring { ring, bufs });
+        Ok(())
+    }
+
+    fn serve(
+        &self,
+        listener: TcpListener,
+        config: &ServeConfig,
+        shutdown: &Shutdown,
+    ) -> Result<Stats, ServeError> {
+        self.available().map_err(ServeError::Worker)?;
+        let workers = config.workers.max(1);
+        let mut listeners = vec![listener];
+        listeners.extend(
+            net::siblings(&listeners[0], workers - 1)
+                .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
+        );
+        let slots = Slots::local(config.max_clients);
+        let results: Vec<Result<Stats, ServeError>> = thread::scope(|scope| {
+            let handles: Vec<_> = listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let slots = &slots;
+                    thread::Builder::new()
+                        .name(format!("uring-{i}"))
+                        .spawn_scoped(scope, move || ring_loop(&l, config, shutdown, slots))
+                })
+                .collect();
+            if handles.iter().any(Result::is_err) {
+                shutdown.trigger(); // stop the threads that did start
+            }
+            handles
+                .into_iter()
+                .map(|h| match h {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        Err(ServeError::Worker("a ring thread panicked".into()))
+                    }),
+                    Err(e) => Err(ServeError::Io {
+                        what: "spawn a ring thread",
+                        source: e,
+                    }),
+                })
+                .collect()
+        });
+        let mut merged = Stats::default();
+        for r in results {
+            merged.merge(&r?);
+        }
+        Ok(merged)
+    }
+}
+
+/// The provided-buffer ring: `BUFS` entries in a page-aligned mapping the
+/// kernel reads, and the buffers they point to.
+struct BufRing {
+    entries: NonNull<BufRingEntry>,
+    map_len: usize,
+    bufs: Vec<u8>,
+    tail: u16,
+}
+
+impl BufRing {
+    /// Maps, fills and registers the ring with `ring` as group [`BGID`].
+    fn new(ring: &IoUring) -> std::io::Result<Self> {
+        let map_len = BUFS as usize * std::mem::size_of::<BufRingEntry>();
+        // SAFETY: a fresh private anonymous mapping, page-aligned and
+        // zero-filled; zeroed entries are valid `BufRingEntry`s (plain
+        // integers). It is unmapped only in `Drop`, after the ring that
+        // reads it has been told to forget it.
+        let entries = unsafe {
+            mmap_anonymous(
+                None,
+                NonZeroUsize::new(map_len).expect("non-zero"),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )?
+        }
+        .cast::<BufRingEntry>();
+        let mut r = BufRing {
+            entries,
+            map_len,
+            bufs: vec![0; BUFS as usize * BUF_SIZE],
+            tail: 0,
+        };
+        // SAFETY: `entries` holds BUFS entries and stays mapped until the
+        // `Ring` owning it is dropped, which unregisters the group first.
+        let registered = unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(r.entries.as_ptr() as u64, BUFS, BGID, 0)
+        };
+        if let Err(e) = registered {
+            // SAFETY: the kernel never got the mapping; nothing else uses it.
+            let _ = unsafe { munmap(r.entries.cast(), r.map_len) };
+            return Err(e);
+        }
+        for bid in 0..BUFS {
+            r.give_back(bid);
+        }
+        Ok(r)
+    }
+
+    /// The first `len` bytes the kernel put into buffer `bid`.
+    fn data(&self, bid: u16, len: usize) -> &[u8] {
+        let start = bid as usize * BUF_SIZE;
+        &self.bufs[start..start + len.min(BUF_SIZE)]
+    }
+
+    /// Hands buffer `bid` back to the kernel.
+    fn give_back(&mut self, bid: u16) {
+        let slot = (self.tail & (BUFS - 1)) as usize;
+        let addr = self.bufs.as_ptr() as u64 + (bid as usize * BUF_SIZE) as u64;
+        // SAFETY: `slot` < BUFS, inside the mapping; the kernel reads an
+        // entry only once the tail below has moved past it.
+        let entry = unsafe { &mut *self.entries.as_ptr().add(slot) };
+        entry.set_addr(addr);
+        entry.set_len(BUF_SIZE as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail field lives in the first entry of the mapping and
+        // is a u16 the kernel reads atomically; a release store publishes the
+        // entry written above.
+        let tail = unsafe { &*(BufRingEntry::tail(self.entries.as_ptr()) as *const AtomicU16) };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+/// The ring and its buffers; the buffers are unregistered before the ring
+/// closes and the mapping goes away.
+struct Ring {
+    ring: IoUring,
+    bufs: BufRing,
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        // SAFETY: the kernel no longer reads the mapping (unregistered
+        // above, and the ring is closed right after); nothing else uses it.
+        let _ = unsafe { munmap(self.bufs.entries.cast(), self.bufs.map_len) };
+    }
+}
+
+impl Ring {
+    /// Queues `entry`, submitting first if the queue is full.
+    fn push(&mut self, entry: squeue::Entry) -> std::io::Result<()> {
+        loop {
+            // SAFETY: every pointer an entry carries (the timeouts'
+            // `Timespec`s) is boxed in `Loop::timers` until its completion.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+}
+
+struct Conn {
+    fd: OwnedFd,
+    ingest: ConnIngest,
+    /// io frames waiting on a timeout.
+    pending: usize,
+    /// Ended by the peer, an invalid frame or the idle timeout: closed once
+    /// `pending` is 0.
+    closing: bool,
+    last_active: Instant,
+}
+
+/// An io frame waiting on its timeout; the `Timespec` must outlive it.
+type Timer = (Frame, u64, Box<Timespec>);
+
+fn user_data(tag: u64, id: u64) -> u64 {
+    (tag << TAG_SHIFT) | id
+}
+
+fn ring_err(what: &'static str) -> impl FnOnce(std::io::Error) -> ServeError {
+    ServeError::io(what)
+}
+
+/// One ring's loop: serves until shutdown, then finishes every io frame it
+/// has read.
+fn ring_loop(
+    listener: &TcpListener,
+    config: &ServeConfig,
+    shutdown: &Shutdown,
+    slots: &Slots,
+) -> Result<Stats, ServeError> {
+    let ring = IoUring::new(RING_ENTRIES).map_err(ring_err("create an io_uring"))?;
+    let bufs = BufRing::new(&ring).map_err(ring_err("register the buffer ring"))?;
+    let mut r = Ring { ring, bufs };
+    let mut stats = Stats::default();
+    let mut conns: HashMap<u64, Conn> = HashMap::new();
+    let mut timers: HashMap<u64, Timer> = HashMap::new();
+    let (mut next_conn, mut next_timer) = (0u64, 0u64);
+    let mut frames: Vec<Frame> = Vec::with_capacity(BUF_SIZE / workloads::FRAME_LEN);
+    let listen_fd = types::Fd(listener.as_raw_fd());
+    r.push(
+        opcode::AcceptMulti::new(listen_fd)
+            .build()
+            .user_data(user_data(ACCEPT, 0)),
+    )
+    .map_err(ring_err("submit the accept"))?;
+    let mut last_sweep = Instant::now();
+    let wait = Timespec::new().nsec(SHUTDOWN_POLL.as_nanos() as u32);
+    let mut completions: Vec<(u64, i32, u32)> = Vec::new();
+    loop {
+        let stopping = shutdown.is_triggered();
+        if stopping && timers.is_empty() {
+            break;
+        }
+        let args = SubmitArgs::new().timespec(&wait);
+        match r.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETIME) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(ServeError::Io {
+                    what: "wait on the io_uring",
+                    source: e,
+                })
+            }
+        }
+        completions.clear();
+        completions.extend(
+            r.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for &(data, res, flags) in &completions {
+            let id = data & ((1 << TAG_SHIFT) - 1);
+            match data >> TAG_SHIFT {
+                ACCEPT => {
+                    if res >= 0 {
+                        // SAFETY: a successful accept completion carries a new
+                        // descriptor that nothing else owns.
+                        let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                        if stopping || !slots.try_acquire() {
+                            stats.ingest.connections.rejected += 1;
+                            continue; // dropping `fd` closes it at once
+                        }
+                        stats.ingest.connections.accepted += 1;
+                        let conn_id = next_conn;
+                        next_conn += 1;
+                        let recv = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), BGID)
+                            .build()
+                            .user_data(user_data(RECV, conn_id));
+                        conns.insert(
+                            conn_id,
+                            Conn {
+                                fd,
+                                ingest: ConnIngest::new(),
+                                pending: 0,
+                                closing: false,
+                                last_active: Instant::now(),
+                            },
+                        );
+                        r.push(recv).map_err(ring_err("submit a receive"))?;
+                    } else {
+                        tracing::debug!(
+                            "accept failed: {}",
+                            std::io::Error::from_raw_os_error(-res)
+                        );
+                    }
+                    if !cqueue::more(flags) && !stopping {
+                        r.push(
+                            opcode::AcceptMulti::new(listen_fd)
+                                .build()
+                                .user_data(user_data(ACCEPT, 0)),
+                        )
+                        .map_err(ring_err("submit the accept"))?;
+                    }
+                }
+                RECV => {
+                    let buf = cqueue::buffer_select(flags);
+                    let conn = conns.get_mut(&id);
+                    match (conn, res) {
+                        // Closed already, or read after shutdown: left unread.
+                        (None, _) => {}
+                        (Some(c), _) if c.closing || stopping => {}
+                        (Some(c), n) if n > 0 => {
+                            c.last_active = Instant::now();
+                            let data = r.bufs.data(buf.unwrap_or(0), n as usize);
+                            let fed =
+                                c.ingest
+                                    .on_bytes(data, &config.limits, &mut stats.ingest, |f| {
+                                        frames.push(f)
+                                    });
+                            for f in frames.drain(..) {
+                                if f.kind == WorkKind::Io && f.amount > 0 {
+                                    let deadline = monotonic_ns() + f.amount as u64 * 1000;
+                                    let ts = Box::new(
+                                        Timespec::new()
+                                            .sec(deadline / 1_000_000_000)
+                                            .nsec((deadline % 1_000_000_000) as u32),
+                                    );
+                                    let entry = opcode::Timeout::new(&*ts)
+                                        .flags(TimeoutFlags::ABS)
+                                        .build()
+                                        .user_data(user_data(TIMER, next_timer));
+                                    timers.insert(next_timer, (f, id, ts));
+                                    next_timer += 1;
+                                    c.pending += 1;
+                                    r.push(entry).map_err(ring_err("submit a timeout"))?;
+                                } else {
+                                    process_blocking(&f, &mut stats.process);
+                                }
+                            }
+                            if fed.is_err() {
+                                c.closing = true;
+                            } else if !cqueue::more(flags) {
+                                // Multishot ended (e.g. no buffer was free): re-arm.
+                                let again =
+                                    opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BGID)
+                                        .build()
+                                        .user_data(user_data(RECV, id));
+                                r.push(again).map_err(ring_err("submit a receive"))?;
+                            }
+                        }
+                        (Some(c), 0) => {
+                            c.ingest.on_eof(&mut stats.ingest);
+                            c.closing = true;
+                        }
+                        (Some(c), n) if -n == nix::libc::ENOBUFS => {
+                            let again = opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BGID)
+                                .build()
+                                .user_data(user_data(RECV, id));
+                            r.push(again).map_err(ring_err("submit a receive"))?;
+                        }
+                        (Some(c), _) => {
+                            c.ingest.on_reset(&mut stats.ingest);
+                            c.closing = true;
+                        }
+                    }
+                    if let Some(bid) = buf {
+                        r.bufs.give_back(bid);
+                    }
+                }
+                TIMER => {
+                    let Some((frame, conn_id, _ts)) = timers.remove(&id) else {
+                        continue;
+                    };
+                    stats.process.record(&frame, monotonic_ns(), None);
+                    if let Some(c) = conns.get_mut(&conn_id) {
+                        c.pending -= 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !config.idle_timeout.is_zero() && last_sweep.elapsed() >= IDLE_SWEEP {
+            last_sweep = Instant::now();
+            for c in conns.values_mut() {
+                if !c.closing && c.last_active.elapsed() >= config.idle_timeout {
+                    stats.ingest.connections.idle_timeouts += 1;
+                    c.closing = true;
+                }
+            }
+        }
+        conns.retain(|_, c| {
+            let done = c.closing && c.pending == 0;
+            if done {
+                close(&c.fd);
+                slots.release();
+                stats.ingest.connections.closed += 1;
+            }
+            !done
+        });
+    }
+    for c in conns.values() {
+        close(&c.fd);
+        slots.release();
+    }
+    stats.ingest.connections.closed += conns.len() as u64;
+    Ok(stats)
+}
+
+/// Ends a connection so the peer sees it at once, even while a multishot
+/// receive still holds the socket (dropping the fd then closes it).
+fn close(fd: &OwnedFd) {
+    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+}
