@@ -41,7 +41,7 @@ fn fixture_renders_plots_and_a_complete_summary() {
         );
     }
     // Both latencies, the window and the CPU source are in the report.
-    for text in ["svc p99", "| window |", "Service latency", "schedstat"] {
+    for text in ["svc p99", "| window |", "Service latency", "CPU clock"] {
         assert!(md.contains(text), "{text} missing");
     }
     for section in [

@@ -44,7 +44,7 @@ pub struct Figures {
     pub service_p99_ns: u64,
     /// Service latency 99.9th.
     pub service_p999_ns: u64,
-    /// Server CPU over the window (schedstat, whole tree), percent of one CPU.
+    /// Server CPU over the window (process CPU clocks, whole tree), percent of one CPU.
     pub server_cpu_pct: f64,
     /// Server CPU time per frame processed in the window, microseconds.
     pub cpu_us_per_packet: f64,

@@ -2,13 +2,16 @@
 //! included) through procfs, stamped with CLOCK_MONOTONIC so figures can be
 //! cut to the fleet's measured window.
 //!
-//! Every 100 ms: CPU time in nanoseconds from each task's `schedstat` (a
-//! task that exits keeps its last value, so the tree's total never goes
-//! back), RSS from `statm`, threads and processes, and the host's steal
-//! time from `/proc/stat`. Once a second (and at the end): PSS, open fds and
-//! involuntary context switches, which cost more to read the more threads
-//! and fds a model has. The sampler runs off the server's CPUs and measures
-//! its own CPU time.
+//! Every 100 ms, a few system calls per process whatever its thread count:
+//! CPU time in nanoseconds from the process's CPU clock
+//! (`clock_getcpuclockid`: every thread, exited ones included; a process
+//! that exits keeps its last value, so the tree's total never goes back),
+//! RSS from `statm`, threads from `stat`, and the host's steal time from
+//! `/proc/stat`. Once a second (and at the end): the walk of the process
+//! tree (new children), PSS, open fds and involuntary context switches,
+//! which cost more to read the more threads and fds a model has. The
+//! sampler runs off the server's CPUs (on this 2-core machine, on the
+//! fleet's) and measures its own CPU time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,10 +82,12 @@ pub struct Sampler {
     handle: JoinHandle<Samples>,
 }
 
-/// Per-tree memory of each task's last CPU figure.
+/// Per-tree memory: the processes found at the last walk and each
+/// process's last CPU figure.
 #[derive(Default)]
 struct TreeState {
-    task_cpu_ns: HashMap<i32, u64>,
+    pids: Vec<u32>,
+    cpu_ns: HashMap<u32, u64>,
 }
 
 impl Sampler {
@@ -133,25 +138,30 @@ impl Sampler {
     }
 }
 
-/// The process and all its descendants, from each task's `children` file.
+/// The process and all its descendants, from each main thread's
+/// `children` file (one read per process, whatever its thread count; the
+/// servers fork from their main thread).
 fn tree(root: u32) -> Vec<u32> {
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {
-        if let Ok(tasks) = Process::new(out[i] as i32).and_then(|p| p.tasks()) {
-            for task in tasks.flatten() {
-                out.extend(task.children().unwrap_or_default());
-            }
+        let pid = out[i];
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
         }
         i += 1;
     }
     out
 }
 
-/// First field of a `schedstat` file: ns spent on a CPU.
-fn schedstat_ns(pid: u32, tid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
+/// CPU time of a whole process (all its threads, exited ones included), ns.
+fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid as i32)).ok()?;
+    let t = clock_gettime(clock).ok()?;
+    Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 fn sample_tree(root: u32, start: u64, sparse: bool, st: &mut TreeState) -> Option<Sample> {
@@ -164,7 +174,10 @@ fn sample_tree(root: u32, start: u64, sparse: bool, st: &mut TreeState) -> Optio
     };
     let mut alive = false;
     let (mut pss, mut fds, mut invol) = (0u64, 0u64, 0u64);
-    for pid in tree(root) {
+    if sparse || st.pids.is_empty() {
+        st.pids = tree(root);
+    }
+    for &pid in &st.pids {
         let Ok(p) = Process::new(pid as i32) else {
             continue;
         };
@@ -172,21 +185,21 @@ fn sample_tree(root: u32, start: u64, sparse: bool, st: &mut TreeState) -> Optio
         alive = true;
         s.processes += 1;
         s.rss_kib += statm.resident * page_kib;
-        if let Ok(tasks) = p.tasks() {
-            for t in tasks.flatten() {
-                s.threads += 1;
-                if let Some(ns) = schedstat_ns(pid, t.tid) {
-                    let seen = st.task_cpu_ns.entry(t.tid).or_default();
-                    *seen = (*seen).max(ns);
-                }
-                if sparse {
+        if let Some(ns) = process_cpu_ns(pid) {
+            let seen = st.cpu_ns.entry(pid).or_default();
+            *seen = (*seen).max(ns);
+        }
+        if let Ok(stat) = p.stat() {
+            s.threads += stat.num_threads.max(0) as u64;
+        }
+        if sparse {
+            if let Ok(tasks) = p.tasks() {
+                for t in tasks.flatten() {
                     if let Ok(status) = t.status() {
                         invol += status.nonvoluntary_ctxt_switches.unwrap_or(0);
                     }
                 }
             }
-        }
-        if sparse {
             if let Ok(rollup) = p.smaps_rollup() {
                 for m in &rollup.memory_map_rollup.0 {
                     pss += m.extension.map.get("Pss").copied().unwrap_or(0) / 1024;
@@ -195,7 +208,7 @@ fn sample_tree(root: u32, start: u64, sparse: bool, st: &mut TreeState) -> Optio
             fds += p.fd_count().unwrap_or(0) as u64;
         }
     }
-    s.cpu_ns = st.task_cpu_ns.values().sum();
+    s.cpu_ns = st.cpu_ns.values().sum();
     if sparse {
         (s.pss_kib, s.fds, s.involuntary_ctxt) = (Some(pss), Some(fds), Some(invol));
     }

@@ -117,7 +117,7 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
     );
     let _ = writeln!(
         md,
-        "- **Achieved** is the frames the server finished processing inside the measured window, per second, from its own 10 ms processed-rate timeline (warm-up frames worked off late count too); **backlog** is the frames written but not yet processed when the load stopped. **Server CPU** is the schedstat CPU time (ns) of the whole server process tree inside the window; CPU per packet divides it by the frames processed in the window. The sampler runs off the server's CPUs (on CPUs {:?}).",
+        "- **Achieved** is the frames the server finished processing inside the measured window, per second, from its own 10 ms processed-rate timeline (warm-up frames worked off late count too); **backlog** is the frames written but not yet processed when the load stopped. **Server CPU** is the CPU clock time (ns, every thread) of the whole server process tree inside the window; CPU per packet divides it by the frames processed in the window. The sampler runs off the server's CPUs (on CPUs {:?}).",
         c.harness_cpus
     );
     let _ = writeln!(
