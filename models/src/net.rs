@@ -30,6 +30,57 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(TcpListener::from(fd))
 }
 
+/// Serves `listener` plus `workers - 1` more `SO_REUSEPORT` listeners on
+/// its address, one thread each (named `{name}-{i}`) running `serve`, and
+/// merges what the threads counted: the shape of the thread-per-core
+/// models. If a thread cannot start, the others are told to stop.
+pub fn thread_per_listener(
+    listener: TcpListener,
+    workers: usize,
+    name: &str,
+    shutdown: &crate::Shutdown,
+    serve: impl Fn(TcpListener) -> Result<crate::Stats, crate::ServeError> + Sync,
+) -> Result<crate::Stats, crate::ServeError> {
+    use crate::ServeError;
+    let mut listeners = vec![listener];
+    listeners.extend(
+        siblings(&listeners[0], workers.max(1) - 1)
+            .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
+    );
+    let serve = &serve;
+    let results: Vec<Result<crate::Stats, ServeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn_scoped(scope, move || serve(l))
+            })
+            .collect();
+        if handles.iter().any(Result::is_err) {
+            shutdown.trigger(); // stop the threads that did start
+        }
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    Err(ServeError::Worker(format!("a {name} thread panicked")))
+                }),
+                Err(e) => Err(ServeError::Io {
+                    what: "spawn a thread",
+                    source: e,
+                }),
+            })
+            .collect()
+    });
+    let mut merged = crate::Stats::default();
+    for r in results {
+        merged.merge(&r?);
+    }
+    Ok(merged)
+}
+
 /// `n` more listeners on the address `first` is bound to (which must have
 /// been bound with [`bind_reuseport`]).
 pub fn siblings(first: &TcpListener, n: usize) -> std::io::Result<Vec<TcpListener>> {

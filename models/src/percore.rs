@@ -6,7 +6,6 @@
 //! io wait stalls the connections of that thread (not the others).
 
 use std::net::TcpListener;
-use std::thread;
 
 use crate::single::serve_inline;
 use crate::slots::Slots;
@@ -35,45 +34,10 @@ impl Model for PerCore {
         config: &ServeConfig,
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
-        let workers = config.workers.max(1);
-        let mut listeners = vec![listener];
-        listeners.extend(
-            net::siblings(&listeners[0], workers - 1)
-                .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
-        );
         // Only the limit is shared: a connection's slot.
         let slots = Slots::local(config.max_clients);
-        let results: Vec<Result<Stats, ServeError>> = thread::scope(|scope| {
-            let handles: Vec<_> = listeners
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let slots = &slots;
-                    thread::Builder::new()
-                        .name(format!("core-{i}"))
-                        .spawn_scoped(scope, move || serve_inline(l, config, shutdown, slots))
-                })
-                .collect();
-            if handles.iter().any(Result::is_err) {
-                shutdown.trigger(); // stop the threads that did start
-            }
-            handles
-                .into_iter()
-                .map(|h| match h {
-                    Ok(h) => h.join().unwrap_or_else(|_| {
-                        Err(ServeError::Worker("a core thread panicked".into()))
-                    }),
-                    Err(e) => Err(ServeError::Io {
-                        what: "spawn a core thread",
-                        source: e,
-                    }),
-                })
-                .collect()
-        });
-        let mut merged = Stats::default();
-        for r in results {
-            merged.merge(&r?);
-        }
-        Ok(merged)
+        net::thread_per_listener(listener, config.workers, "core", shutdown, |l| {
+            serve_inline(l, config, shutdown, &slots)
+        })
     }
 }

@@ -15,7 +15,6 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use io_uring::types::{BufRingEntry, SubmitArgs, TimeoutFlags, Timespec};
@@ -76,45 +75,10 @@ impl Model for Uring {
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
         self.available().map_err(ServeError::Worker)?;
-        let workers = config.workers.max(1);
-        let mut listeners = vec![listener];
-        listeners.extend(
-            net::siblings(&listeners[0], workers - 1)
-                .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
-        );
         let slots = Slots::local(config.max_clients);
-        let results: Vec<Result<Stats, ServeError>> = thread::scope(|scope| {
-            let handles: Vec<_> = listeners
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let slots = &slots;
-                    thread::Builder::new()
-                        .name(format!("uring-{i}"))
-                        .spawn_scoped(scope, move || ring_loop(&l, config, shutdown, slots))
-                })
-                .collect();
-            if handles.iter().any(Result::is_err) {
-                shutdown.trigger(); // stop the threads that did start
-            }
-            handles
-                .into_iter()
-                .map(|h| match h {
-                    Ok(h) => h.join().unwrap_or_else(|_| {
-                        Err(ServeError::Worker("a ring thread panicked".into()))
-                    }),
-                    Err(e) => Err(ServeError::Io {
-                        what: "spawn a ring thread",
-                        source: e,
-                    }),
-                })
-                .collect()
-        });
-        let mut merged = Stats::default();
-        for r in results {
-            merged.merge(&r?);
-        }
-        Ok(merged)
+        net::thread_per_listener(listener, config.workers, "uring", shutdown, |l| {
+            ring_loop(&l, config, shutdown, &slots)
+        })
     }
 }
 
