@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the README's example: runs `harness --all --quick` (or the
-# harness arguments given, e.g. `--all` for the full matrix) on this machine,
-# then copies one plot to docs/example/ and splices the summary's
+# harness arguments given, e.g. `--all` for the full capacity search) on this
+# machine, then copies the io plots to docs/example/ and splices the summary's
 # recommendation and io sections into README.md between the example markers.
 # Never edit that part of the README by hand: run this instead.
 set -euo pipefail
@@ -13,7 +13,10 @@ cargo run --release -q -- "${args[@]}" \
   --results-dir "$out/results" --plots-dir "$out/plots" --logs-dir "$out/logs" >/dev/null
 run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
 mkdir -p docs/example
-cp "$out/plots/$run/io-latency.png" docs/example/io-latency.png
+rm -f docs/example/*.png
+for p in capacity-io load-io workers-io; do
+  [ ! -f "$out/plots/$run/$p.png" ] || cp "$out/plots/$run/$p.png" "docs/example/$p.png"
+done
 python3 - "$out/results/$run" "${args[*]}" <<'PY'
 import json, pathlib, re, sys
 run_dir = pathlib.Path(sys.argv[1])
@@ -36,7 +39,11 @@ excerpt = "\n".join([
     "",
     "#" + io,
     "",
-    "![io latency](docs/example/io-latency.png)",
+    "![io capacity](docs/example/capacity-io.png)",
+    "",
+    "![io latency against load](docs/example/load-io.png)",
+    "",
+    "![io capacity against workers](docs/example/workers-io.png)",
     "<!-- example:end -->",
 ])
 readme = pathlib.Path("README.md")

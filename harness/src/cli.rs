@@ -42,12 +42,14 @@ pub enum Command {
     Compare(CompareArgs),
     /// Benchmark the fleet: how many 10 kHz clients one core paces on time, per batch window.
     FleetCapacity(CapacityArgs),
+    /// Search one model's capacity: the most clients it serves within the SLO (`--model M --work SPEC`).
+    Capacity(Box<RunArgs>),
 }
 
 /// Options of a benchmark run.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Run the full matrix: models x workloads x fleet sizes.
+    /// Every model and workload: a capacity search per (model, workload), or with --clients a fixed matrix of fleet sizes.
     #[arg(long, conflicts_with = "model")]
     pub all: bool,
     /// Run one model (see `harness models`).
@@ -62,21 +64,30 @@ pub struct RunArgs {
     /// With --model: work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:..], each may add ,every=K).
     #[arg(long, default_value = "none")]
     pub work: String,
-    /// Fleet sizes (comma-separated) [default: 10 with --model, 1,10,50,100 with --all].
+    /// Fleet sizes (comma-separated): runs a fixed matrix instead of the capacity search [default: 10 with --model; --all searches].
     #[arg(long, value_delimiter = ',')]
     pub clients: Vec<u32>,
     /// Frames per second per client, or `max` for saturation.
     #[arg(long, default_value = "10000")]
     pub rate: Rate,
-    /// Measured window of each cell [default: 10s; 1s with --quick].
+    /// Measured window of each cell [default: 10s, 1s with --quick; search probes 1.5s, 250ms with --quick].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Warm-up before the window [default: 2s; 250ms with --quick].
+    /// Warm-up before the window [default: 2s, 250ms with --quick; search probes 500ms, 100ms with --quick].
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
-    /// Server workers (pool threads, runtime threads, children) [default: per model].
+    /// Server workers (pool threads, runtime threads, children), or `auto`: each model's default, and in a capacity search every count that makes sense for the model, reported at its best [default: auto].
     #[arg(long)]
-    pub workers: Option<usize>,
+    pub workers: Option<Workers>,
+    /// Capacity search: repeats of the knee and of the next step up that give the capacity's interval [default: 3; with --quick 1, of the knee only].
+    #[arg(long)]
+    pub confirm: Option<u32>,
+    /// Capacity search: bisection stops when the next step is within this many percent (or 1 client) [default: 5; 25 with --quick].
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// Set by `harness capacity`: search one model.
+    #[arg(skip)]
+    pub capacity: bool,
     /// Force the fleet's batch window (frames due within it go out in one write; 0 = one write per frame) [default: per cell, from the fleet calibration: 0 when one fleet core paces the cell that way with headroom, else the smallest window that does].
     #[arg(long, value_parser = parse_duration)]
     pub batch_window: Option<Duration>,
@@ -101,7 +112,7 @@ pub struct RunArgs {
     /// CPUs for the fleet [default: the other half].
     #[arg(long)]
     pub fleet_cpus: Option<String>,
-    /// Fail (non-zero exit) when a valid cell breaches this, e.g. p99=2ms,loss=0.
+    /// The SLO, e.g. p99=2ms,loss=0. A capacity search uses it for every workload instead of the default (p99 <= batch window + 1 ms + 2 x the longest work of one frame, no loss); a fixed matrix fails (exit 2) when a valid cell breaches it.
     #[arg(long)]
     pub slo: Option<String>,
     /// How long a client waits for the server to read everything after its last frame [default: 5s; 2s with --quick].
@@ -122,6 +133,29 @@ pub struct RunArgs {
     /// Where logs go.
     #[arg(long, default_value = "logs")]
     pub logs_dir: PathBuf,
+}
+
+/// `--workers`: a count, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    /// Each model's default; in a capacity search, every sensible count.
+    Auto,
+    /// This many for every model.
+    Count(usize),
+}
+
+impl std::str::FromStr for Workers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Workers::Auto),
+            n => match n.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Workers::Count(n)),
+                _ => Err(format!("`{n}` is neither `auto` nor a count of at least 1")),
+            },
+        }
+    }
 }
 
 /// What fault injection kills.

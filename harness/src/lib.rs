@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod cpus;
 pub mod fleet;
+pub mod fleet_capacity;
 pub mod report;
 pub mod serve;
 pub mod units;

@@ -19,28 +19,42 @@ fn main() -> ExitCode {
                 Command::Calibrate(a) => commands::calibrate(a).map(|()| ExitCode::SUCCESS),
                 Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),
                 Command::Compare(a) => commands::compare(a),
-                Command::FleetCapacity(a) => harness::capacity::run(a).map(|()| ExitCode::SUCCESS),
+                Command::FleetCapacity(a) => {
+                    harness::fleet_capacity::run(a).map(|()| ExitCode::SUCCESS)
+                }
+                Command::Capacity(a) => {
+                    let mut a = (**a).clone();
+                    a.capacity = true;
+                    bench::run(&a).map(exit_code)
+                }
             }
         }
-        None => bench::run(&cli.run).map(|outcome| match outcome {
-            Outcome::Complete { slo_breaches, .. } if slo_breaches.is_empty() => ExitCode::SUCCESS,
-            Outcome::Complete { slo_breaches, .. } => {
-                eprintln!("SLO breached by {} valid cells:", slo_breaches.len());
-                for b in &slo_breaches {
-                    eprintln!("  {b}");
-                }
-                ExitCode::from(2)
-            }
-            Outcome::Interrupted { run_id } => {
-                eprintln!("interrupted; completed cells are saved. Finish with: harness --resume {run_id}");
-                ExitCode::from(130)
-            }
-        }),
+        None => bench::run(&cli.run).map(exit_code),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+/// The exit code of a benchmark run: 2 on SLO breaches, 130 when interrupted.
+fn exit_code(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Complete { slo_breaches, .. } if slo_breaches.is_empty() => ExitCode::SUCCESS,
+        Outcome::Complete { slo_breaches, .. } => {
+            eprintln!("SLO breached by {} valid cells:", slo_breaches.len());
+            for b in &slo_breaches {
+                eprintln!("  {b}");
+            }
+            ExitCode::from(2)
+        }
+        Outcome::Interrupted { run_id } => {
+            eprintln!(
+                "interrupted; completed cells are saved. Finish with: harness --resume {run_id}"
+            );
+            ExitCode::from(130)
+        }
+    }
 }
 
 fn init_stderr_log() {

@@ -15,8 +15,13 @@ use crate::fleet::Rate;
 use crate::units::fmt_ns;
 
 /// A server that still owed more than this much of the offered load when
-/// the load stopped was not keeping up.
+/// the load stopped was not keeping up (a tenth of the measured window in
+/// cells shorter than a second).
 pub const BACKLOG_LIMIT_S: f64 = 0.1;
+
+/// The reason a cell is invalid because the load generator, not the
+/// server, could not keep the schedule.
+pub const GENERATOR_SATURATED: &str = "generator_saturated";
 
 /// The fleet's verdict from its own counters: it fell behind if its send
 /// lag p99 exceeded its limit (paced runs) or scheduled frames were never
@@ -203,7 +208,9 @@ pub fn verdict(
                     rec.excess
                 ));
             }
-            let backlog = backlog_s > BACKLOG_LIMIT_S;
+            // Short cells (a quick capacity probe) cannot build 100 ms of
+            // backlog; a tenth of the window is as telling there.
+            let backlog = backlog_s > BACKLOG_LIMIT_S.min(0.1 * f.measured_window_s);
             if backlog && f.undrained.is_empty() {
                 overloaded.push(format!(
                     "backlog: {:.0} ms of load unprocessed when the load stopped",
@@ -218,7 +225,7 @@ pub fn verdict(
                 FleetStatus::GeneratorSaturated if server_behind => {
                     overloaded.push("fleet fell behind while the server was overloaded".to_string())
                 }
-                FleetStatus::GeneratorSaturated => invalid.push("generator_saturated".to_string()),
+                FleetStatus::GeneratorSaturated => invalid.push(GENERATOR_SATURATED.to_string()),
                 FleetStatus::ServerBackpressure => {
                     overloaded.push("server_backpressure".to_string())
                 }
@@ -330,7 +337,14 @@ mod tests {
         // (case, change, backlog seconds, status, a reason that must appear)
         let table: Vec<(&str, Mutate, f64, Status, &str)> = vec![
             ("all well", |_, _, _| {}, 0.0, Valid, ""),
-            ("small backlog", |_, _, _| {}, 0.05, Valid, ""),
+            ("small backlog", |_, _, _| {}, 0.02, Valid, ""),
+            (
+                "a tenth of a short window",
+                |f, _, _| f.measured_window_s = 0.25,
+                0.03,
+                Overloaded,
+                "backlog: 30 ms",
+            ),
             (
                 "server crashed",
                 |_, _, x| x.server_crashed = true,

@@ -297,3 +297,61 @@ fn a_killed_prefork_child_is_replaced_and_its_counts_survive() {
     );
     assert_eq!(cell["verdict"]["status"], "invalid"); // an injected fault is never a result
 }
+
+#[test]
+fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each client asks for 20% of a server CPU (200 us of work at 1 kHz):
+    // `single` must stop near 4 or 5 clients, limited by the server.
+    let cmd = run_args(
+        dir.path(),
+        &["--model", "single", "--work", "cpu:200us", "--quick"],
+    );
+    // `harness capacity` takes the same options after the subcommand.
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut cmd = Command::new(harness_bin());
+    cmd.arg("capacity").args(args).stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (run_dir, run) = only_run(dir.path());
+    let caps = run["capacities"].as_array().unwrap();
+    assert_eq!(caps.len(), 1, "one (model, workload)");
+    let cap = &caps[0];
+    assert_eq!(cap["model"], "single");
+    let clients = cap["clients"].as_u64().unwrap();
+    assert!(clients < 10, "capacity {clients}: {}", text(&out));
+    let probes = cap["probes"].as_array().unwrap();
+    // Limited by the server, unless the fleet said it fell behind (the
+    // other tests share this machine's two CPUs).
+    if cap["limited_by"] != "server" {
+        assert!(
+            probes.iter().any(|p| p["outcome"] == "generator"),
+            "{}",
+            text(&out)
+        );
+    }
+    // Every probe is a kept cell, and every cell is a probe.
+    let cells = run["cells"].as_array().unwrap();
+    assert_eq!(probes.len(), cells.len());
+    for p in probes {
+        let cell = &cells[p["cell"].as_u64().unwrap() as usize];
+        assert_eq!(cell["key"]["clients"], p["clients"]);
+        assert_eq!(cell["key"]["workers"], p["workers"]);
+    }
+    // The knee was confirmed: at least one confirmation probe.
+    assert!(probes.iter().any(|p| p["confirm"] == true));
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(summary.starts_with("# Which model? Capacity"), "{summary}");
+    assert!(summary.contains("## Recommendation"));
+    assert!(summary.contains("`single`"));
+    let plots: Vec<String> = std::fs::read_dir(dir.path().join("plots"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        plots.iter().any(|p| p.starts_with("capacity-")),
+        "{plots:?}"
+    );
+    assert!(plots.iter().any(|p| p.starts_with("load-")), "{plots:?}");
+}

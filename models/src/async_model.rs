@@ -53,6 +53,12 @@ impl Model for Async {
         cpus.max(1)
     }
 
+    fn worker_candidates(&self, cpus: usize, _io_waits: usize) -> Vec<usize> {
+        // io waits are timers on the runtime, never a worker: only the CPUs matter.
+        let cpus = cpus.max(1);
+        vec![cpus, 4 * cpus]
+    }
+
     fn serve(
         &self,
         listener: TcpListener,

@@ -123,6 +123,22 @@ pub trait Model: Send + Sync {
     fn describe(&self) -> &'static str;
     /// Workers used when `--workers` is not given, for `cpus` usable CPUs.
     fn default_workers(&self, cpus: usize) -> usize;
+    /// Worker counts worth trying when the capacity search looks for the
+    /// model's best, on `cpus` server CPUs, for a workload that keeps about
+    /// `io_waits` io waits in flight at the knee (0: no io): the default,
+    /// 1 x and 4 x the CPUs, and the io waits where a wait occupies a
+    /// worker. Models that ignore workers, or use them differently,
+    /// override it.
+    fn worker_candidates(&self, cpus: usize, io_waits: usize) -> Vec<usize> {
+        let cpus = cpus.max(1);
+        let mut counts = vec![self.default_workers(cpus), cpus, 4 * cpus];
+        if io_waits > 0 {
+            counts.push(io_waits);
+        }
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    }
     /// Whether the model can run on this machine; the reason if not (the
     /// matrix then skips it and says why).
     fn available(&self) -> Result<(), String> {

@@ -45,6 +45,10 @@ impl Model for Single {
         1
     }
 
+    fn worker_candidates(&self, _cpus: usize, _io_waits: usize) -> Vec<usize> {
+        vec![1] // one thread whatever --workers says
+    }
+
     fn serve(
         &self,
         listener: TcpListener,

@@ -41,6 +41,12 @@ impl Model for Threads {
         512
     }
 
+    fn worker_candidates(&self, cpus: usize, _io_waits: usize) -> Vec<usize> {
+        // N caps connections (one thread each), it is not a pool size:
+        // any cap above the fleet size serves it the same.
+        vec![self.default_workers(cpus)]
+    }
+
     fn serve(
         &self,
         listener: TcpListener,

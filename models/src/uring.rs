@@ -57,6 +57,12 @@ impl Model for Uring {
         cpus.max(1)
     }
 
+    fn worker_candidates(&self, cpus: usize, _io_waits: usize) -> Vec<usize> {
+        // io waits are ring timeouts, never a worker: only the CPUs matter.
+        let cpus = cpus.max(1);
+        vec![cpus, 4 * cpus]
+    }
+
     fn available(&self) -> Result<(), String> {
         let ring = IoUring::new(8).map_err(|e| format!("io_uring cannot be set up here ({e})"))?;
         let bufs = BufRing::new(&ring).map_err(|e| {

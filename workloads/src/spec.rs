@@ -225,6 +225,17 @@ impl WorkPlan {
             .expect("`none` is valid")
     }
 
+    /// Mean io wait per frame, microseconds: the wait times the share of
+    /// frames that ask for one (Little's law turns it into waits in flight).
+    pub fn mean_io_us(&self) -> f64 {
+        let io_share = match self.mode {
+            PlanMode::Io => 1.0,
+            PlanMode::Mixed => 1.0 - self.cpu_ratio,
+            PlanMode::None | PlanMode::Cpu => 0.0,
+        };
+        io_share * self.io_us as f64 / self.every.max(1) as f64
+    }
+
     /// Work kind and amount of frame `seq`; the same every run.
     #[inline]
     pub fn work_for(&self, seq: u64) -> (WorkKind, u32) {
@@ -251,6 +262,24 @@ mod tests {
 
     fn plan(s: &str, cal: Option<f64>) -> WorkPlan {
         s.parse::<WorkSpec>().unwrap().resolve(cal).unwrap()
+    }
+
+    #[test]
+    fn mean_io_wait_per_frame() {
+        // (spec, mean io us per frame)
+        let table = [
+            ("none", 0.0),
+            ("cpu:500", 0.0),
+            ("io:1ms", 1000.0),
+            ("io:1ms,every=20", 50.0),
+            ("mixed:cpu=5,io=1ms,ratio=0.5,every=10", 50.0),
+        ];
+        for (spec, want) in table {
+            assert!(
+                (plan(spec, None).mean_io_us() - want).abs() < 1e-9,
+                "{spec}"
+            );
+        }
     }
 
     #[test]

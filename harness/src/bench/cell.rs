@@ -116,7 +116,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(&server_log)?);
-    if let Some(w) = config.workers {
+    if let Some(w) = key.workers.or(config.workers) {
         serve.arg("--workers").arg(w.to_string());
     }
     let mut server = serve.spawn().context("start `harness serve`")?;
@@ -309,6 +309,6 @@ fn wait_timeout(
         if Instant::now() >= deadline {
             return Ok(None);
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(5));
     }
 }

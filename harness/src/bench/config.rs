@@ -10,10 +10,11 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use workloads::{WorkPlan, WorkSpec};
 
-use crate::capacity::FleetCalibration;
-use crate::cli::RunArgs;
+use crate::capacity::search::Params as SearchParams;
+use crate::cli::{RunArgs, Workers};
 use crate::cpus;
 use crate::fleet::{FleetConfig, Rate};
+use crate::fleet_capacity::FleetCalibration;
 
 /// The matrix's named workloads and their per-frame work. Chosen so the
 /// smallest fleet fits every model on one server core while larger ones
@@ -25,6 +26,10 @@ pub const DEFAULT_WORKLOADS: [(&str, &str); 4] = [
     ("io", "io:1ms,every=20"),
     ("mixed", "mixed:cpu=5us,io=1ms,ratio=0.5,every=10"),
 ];
+
+/// Largest fleet size a capacity search tries when no fleet calibration
+/// bounds it (a forced `--batch-window`).
+pub const DEFAULT_SEARCH_MAX: u32 = 512;
 
 /// A named workload with its resolved plan.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,8 +69,13 @@ pub struct RunConfig {
     /// Drain timeout of each client.
     #[serde(with = "models::duration_ms")]
     pub drain_timeout: Duration,
-    /// Server workers if forced, else each model's default.
+    /// Server workers if forced, else each model's default (or, in a
+    /// capacity search, every count worth trying).
     pub workers: Option<usize>,
+    /// The capacity search's settings; `None`: a fixed matrix of
+    /// `clients`.
+    #[serde(default)]
+    pub search: Option<SearchSettings>,
     /// Runs per cell, round-robin.
     pub repeat: u32,
     /// Seed of the shuffled cell order.
@@ -90,6 +100,26 @@ pub struct RunConfig {
     /// What the fault injection kills.
     #[serde(default)]
     pub kill_target: crate::cli::KillTarget,
+}
+
+/// How a run searches each (model, workload) for its capacity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SearchSettings {
+    /// Bisection tolerance and the largest fleet size (set from the fleet
+    /// calibration when the run starts).
+    pub params: SearchParams,
+    /// Repeats of the knee and (unless `--quick`) the next step up.
+    pub confirm: u32,
+    /// Repeat the next step up too (a `--quick` search relies on the
+    /// search's own failure there).
+    #[serde(default = "yes")]
+    pub confirm_next: bool,
+    /// Search several worker counts per model (else one: forced or default).
+    pub sweep: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Serde for an optional duration in milliseconds.
@@ -118,15 +148,20 @@ pub struct CellKey {
     pub workload: String,
     /// Fleet size.
     pub clients: u32,
+    /// Server workers chosen for this cell (a capacity search tries
+    /// several); `None`: the run's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
     /// Repetition, from 0.
     pub repeat: u32,
 }
 
 impl CellKey {
-    /// A file-name-safe id, e.g. `pool-io-50c-r0`.
+    /// A file-name-safe id, e.g. `pool-io-50c-r0` or `pool-io-50c-w16-r2`.
     pub fn id(&self) -> String {
+        let workers = self.workers.map_or(String::new(), |w| format!("-w{w}"));
         let raw = format!(
-            "{}-{}-{}c-r{}",
+            "{}-{}-{}c{workers}-r{}",
             self.model, self.workload, self.clients, self.repeat
         );
         raw.chars()
@@ -145,6 +180,16 @@ impl RunConfig {
     /// Validates the CLI into a run configuration.
     pub fn from_args(args: &RunArgs) -> Result<Self> {
         let single_model = args.model.is_some();
+        if args.capacity && (args.model.is_none() || args.all) {
+            bail!("`harness capacity` searches one model: give --model M (and --work SPEC); `harness --all` searches every model");
+        }
+        let search = (args.capacity || (args.all && args.clients.is_empty())).then_some(());
+        if search.is_some() && !args.clients.is_empty() {
+            bail!("--clients fixes the fleet sizes, but `harness capacity` searches for them; drop --clients, or run `harness --model M --clients ...`");
+        }
+        if search.is_some() && args.rate == Rate::Max {
+            bail!("a capacity search counts clients at a paced rate; give --rate N (frames per second per client), not `max`");
+        }
         let models: Vec<String> = match (&args.model, args.models.is_empty()) {
             (Some(m), _) => vec![m.clone()],
             (None, false) => args.models.clone(),
@@ -193,11 +238,10 @@ impl RunConfig {
                 })
                 .collect::<Result<_>>()?
         };
-        let clients = match (args.clients.is_empty(), single_model, args.quick) {
-            (false, ..) => args.clients.clone(),
-            (true, true, _) => vec![10],
-            (true, false, true) => vec![1, 10],
-            (true, false, false) => vec![1, 10, 50, 100],
+        let clients = match (args.clients.is_empty(), search.is_some()) {
+            (false, _) => args.clients.clone(),
+            (true, true) => Vec::new(),
+            (true, false) => vec![10],
         };
         if clients.contains(&0) {
             bail!("--clients must be at least 1");
@@ -227,30 +271,50 @@ impl RunConfig {
         if let Some(s) = &args.slo {
             crate::bench::slo::Slo::from_str(s).map_err(|e| anyhow!("invalid --slo: {e}"))?;
         }
+        let workers = match args.workers {
+            Some(Workers::Count(n)) => Some(n),
+            Some(Workers::Auto) | None => None,
+        };
+        let search = match search {
+            None => None,
+            Some(()) => {
+                let tolerance = args
+                    .tolerance
+                    .unwrap_or(if args.quick { 20.0 } else { 5.0 });
+                if !(0.0..=100.0).contains(&tolerance) {
+                    bail!("--tolerance is a percentage between 0 and 100, not {tolerance}");
+                }
+                Some(SearchSettings {
+                    params: SearchParams {
+                        max_clients: DEFAULT_SEARCH_MAX,
+                        tolerance: tolerance / 100.0,
+                    },
+                    confirm: args.confirm.unwrap_or(if args.quick { 1 } else { 3 }),
+                    confirm_next: !args.quick,
+                    sweep: workers.is_none(),
+                })
+            }
+        };
+        let (duration, warmup, drain) = match (search.is_some(), args.quick) {
+            (false, false) => (10_000, 2_000, 5_000),
+            (false, true) => (1_000, 250, 2_000),
+            (true, false) => (1_500, 500, 1_000),
+            (true, true) => (250, 100, 500),
+        };
+        let ms = Duration::from_millis;
         Ok(RunConfig {
             models,
             skipped_models,
             workloads,
             clients,
             rate: args.rate,
-            duration: args.duration.unwrap_or(if args.quick {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_secs(10)
-            }),
-            warmup: args.warmup.unwrap_or(if args.quick {
-                Duration::from_millis(250)
-            } else {
-                Duration::from_secs(2)
-            }),
+            duration: args.duration.unwrap_or(ms(duration)),
+            warmup: args.warmup.unwrap_or(ms(warmup)),
             batch_window: args.batch_window,
             fleet_calibration: None,
-            drain_timeout: args.drain_timeout.unwrap_or(if args.quick {
-                Duration::from_secs(2)
-            } else {
-                Duration::from_secs(5)
-            }),
-            workers: args.workers,
+            drain_timeout: args.drain_timeout.unwrap_or(ms(drain)),
+            workers,
+            search,
             repeat: args.repeat,
             seed: args.seed.unwrap_or_else(|| {
                 std::time::SystemTime::now()
@@ -284,6 +348,7 @@ impl RunConfig {
                             model: m.clone(),
                             workload: w.name.clone(),
                             clients,
+                            workers: None,
                             repeat,
                         });
                     }
@@ -398,6 +463,28 @@ mod tests {
             ])
             .cells()
         );
+    }
+
+    #[test]
+    fn all_searches_unless_fleet_sizes_are_given() {
+        // (extra args, searches, fleet sizes)
+        let table: [(&[&str], bool, Vec<u32>); 4] = [
+            (&[], true, vec![]),
+            (&["--quick"], true, vec![]),
+            (&["--clients", "1,10,50,100"], false, vec![1, 10, 50, 100]),
+            (&["--quick", "--clients", "2"], false, vec![2]),
+        ];
+        for (extra, searches, clients) in table {
+            let c = config(extra);
+            assert_eq!(c.search.is_some(), searches, "{extra:?}");
+            assert_eq!(c.clients, clients, "{extra:?}");
+        }
+        let quick = config(&["--quick"]).search.unwrap();
+        let full = config(&[]).search.unwrap();
+        assert!(quick.confirm < full.confirm);
+        assert!(quick.params.tolerance > full.params.tolerance);
+        assert!(full.sweep);
+        assert!(!config(&["--workers", "4"]).search.unwrap().sweep);
     }
 
     #[test]

@@ -75,13 +75,26 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             }
             if config.batch_window.is_none() {
                 config.fleet_calibration =
-                    Some(crate::capacity::FleetCalibration::load_or_measure(
+                    Some(crate::fleet_capacity::FleetCalibration::load_or_measure(
                         &args.results_dir,
                         &environment,
                         &config.server_cpus,
                         config.fleet_cpus[0],
                         args.recalibrate,
+                        if config.quick {
+                            crate::fleet_capacity::QUICK_STEP_MS
+                        } else {
+                            crate::fleet_capacity::FULL_STEP_MS
+                        },
                     )?);
+            }
+            let threads = config.fleet_cpus.len().max(1) as u32;
+            let bound = config
+                .fleet_calibration
+                .as_ref()
+                .map(|c| c.max_clients(threads));
+            if let (Some(search), Some(bound)) = (config.search.as_mut(), bound) {
+                search.params.max_clients = bound.max(1);
             }
             RunFile {
                 run_id,
@@ -91,6 +104,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                 config,
                 environment,
                 cells: Vec::new(),
+                capacities: Vec::new(),
             }
         }
     };
@@ -111,59 +125,39 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handlers")?;
     }
+    let config = run.config.clone();
     let ctx = CellContext {
-        config: &run.config,
+        config: &config,
         exe: std::env::current_exe().context("locate the harness executable")?,
         log_dir: log_dir.clone(),
         stop: stop.clone(),
     };
-    let todo: Vec<_> = run
-        .config
-        .cells()
-        .into_iter()
-        .filter(|k| !run.cells.iter().any(|c| &c.key == k))
-        .collect();
-    let total = run.config.cells().len() as u64;
-    let progress = progress_bar(total, total - todo.len() as u64);
-    eprintln!(
-        "run {}: {} cells ({} to go), server on CPUs {:?}, fleet on CPUs {:?}, harness on CPUs {:?}",
-        run.run_id,
-        total,
-        todo.len(),
-        run.config.server_cpus,
-        run.config.fleet_cpus,
-        run.config.harness_cpus
-    );
-    let mut new_cells = Vec::new();
-    for key in &todo {
-        progress.set_message(key.id());
-        let result = run_cell(&ctx, key).with_context(|| format!("cell {}", key.id()))?;
-        if stop.load(Ordering::SeqCst) {
-            break; // a cell cut short is not kept
-        }
-        tracing::info!(cell = %key.id(), status = ?result.verdict.status, "cell done");
-        if progress.is_hidden() {
+    let finished = match run.config.search {
+        Some(_) => {
             eprintln!(
-                "[{}/{}] {}",
-                run.cells.len() + 1,
-                total,
-                table::one_line(&result)
+                "run {}: capacity search of {} models x {} workloads, server on CPUs {:?}, fleet on CPUs {:?}, harness on CPUs {:?}",
+                run.run_id,
+                run.config.models.len(),
+                run.config.workloads.len(),
+                run.config.server_cpus,
+                run.config.fleet_cpus,
+                run.config.harness_cpus
             );
+            crate::capacity::run(&ctx, &mut run, &run_dir, progress_bar("probes", 0, 0))?
         }
-        progress.inc(1);
-        new_cells.push(key.clone());
-        run.cells.push(result);
-        run.save(&run_dir)?;
-    }
-    progress.finish_and_clear();
-    if stop.load(Ordering::SeqCst) {
+        None => run_matrix(&ctx, &mut run, &run_dir)?,
+    };
+    if !finished {
         tracing::warn!("interrupted");
         return Ok(Outcome::Interrupted { run_id: run.run_id });
     }
     run.complete = true;
     run.ended = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     run.save(&run_dir)?;
-    println!("{}", table::render(&run.config, &run.cells));
+    match run.config.search {
+        Some(_) => println!("{}", table::render_capacities(&run)),
+        None => println!("{}", table::render(&run.config, &run.cells)),
+    }
     println!("results: {}", run_dir.join(results::RUN_FILE).display());
     match crate::report::render(&run, &run_dir, &args.plots_dir) {
         Ok(written) => {
@@ -180,12 +174,12 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         ),
     }
     println!("logs:    {}", log_dir.display());
-    let slo_breaches = match &run.config.slo {
-        Some(s) => s
+    let slo_breaches = match (&run.config.slo, &run.config.search) {
+        (Some(s), None) => s
             .parse::<slo::Slo>()
             .map_err(|e| anyhow!(e))?
             .breaches(&run.cells),
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     Ok(Outcome::Complete {
         run_dir,
@@ -193,13 +187,56 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     })
 }
 
-fn progress_bar(total: u64, done: u64) -> ProgressBar {
+/// Runs the fixed matrix's remaining cells. `Ok(false)`: stopped by a
+/// signal.
+fn run_matrix(ctx: &CellContext, run: &mut RunFile, run_dir: &Path) -> Result<bool> {
+    let todo: Vec<_> = run
+        .config
+        .cells()
+        .into_iter()
+        .filter(|k| !run.cells.iter().any(|c| &c.key == k))
+        .collect();
+    let total = run.config.cells().len() as u64;
+    let progress = progress_bar("cells", total, total - todo.len() as u64);
+    eprintln!(
+        "run {}: {} cells ({} to go), server on CPUs {:?}, fleet on CPUs {:?}, harness on CPUs {:?}",
+        run.run_id,
+        total,
+        todo.len(),
+        run.config.server_cpus,
+        run.config.fleet_cpus,
+        run.config.harness_cpus
+    );
+    for key in &todo {
+        progress.set_message(key.id());
+        let result = run_cell(ctx, key).with_context(|| format!("cell {}", key.id()))?;
+        if ctx.stop.load(Ordering::SeqCst) {
+            return Ok(false); // a cell cut short is not kept
+        }
+        tracing::info!(cell = %key.id(), status = ?result.verdict.status, "cell done");
+        if progress.is_hidden() {
+            eprintln!(
+                "[{}/{}] {}",
+                run.cells.len() + 1,
+                total,
+                table::one_line(&result)
+            );
+        }
+        progress.inc(1);
+        run.cells.push(result);
+        run.save(run_dir)?;
+    }
+    progress.finish_and_clear();
+    Ok(true)
+}
+
+fn progress_bar(unit: &str, total: u64, done: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total).with_position(done);
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} cells  ETA {eta}  {msg}")
-    {
+    let template = format!("{{bar:30}} {{pos}}/{{len}} {unit}  ETA {{eta}}  {{msg}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::cell::CellResult;
 use super::config::RunConfig;
 use super::env::Environment;
+use crate::capacity::CapacityRecord;
 
 /// File name of a run's results inside its folder.
 pub const RUN_FILE: &str = "run.json";
@@ -29,14 +30,19 @@ pub struct RunFile {
     pub config: RunConfig,
     /// The machine and build.
     pub environment: Environment,
-    /// Finished cells, in run order.
+    /// Finished cells, in run order (in a capacity search, every probe).
     pub cells: Vec<CellResult>,
+    /// A capacity search's answers, one per finished (model, workload).
+    #[serde(default)]
+    pub capacities: Vec<CapacityRecord>,
 }
 
 impl RunFile {
     /// Saves to `<dir>/run.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).context("encode run.json")?;
+        // Compact: a search run holds hundreds of probes and is rewritten
+        // after each one.
+        let json = serde_json::to_vec(self).context("encode run.json")?;
         write_atomic(&dir.join(RUN_FILE), &json)
             .with_context(|| format!("write {}", dir.join(RUN_FILE).display()))
     }

@@ -14,8 +14,7 @@
 //! fleet's) and measures its own CPU time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -78,7 +77,7 @@ pub struct Samples {
 
 /// A background sampler; `stop` returns what it collected.
 pub struct Sampler {
-    stop: Arc<AtomicBool>,
+    stop: Sender<()>,
     handle: JoinHandle<Samples>,
 }
 
@@ -94,15 +93,14 @@ impl Sampler {
     /// Starts sampling the trees rooted at `server` and `fleet`, and the
     /// steal time of `cpus`.
     pub fn start(server: u32, fleet: u32, cpus: Vec<usize>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, woken) = mpsc::channel::<()>();
         let handle = thread::spawn(move || {
             let start = monotonic_ns();
             let mut out = Samples::default();
             let mut states = [TreeState::default(), TreeState::default()];
             let mut tick = 0u32;
+            let mut last = false;
             loop {
-                let last = flag.load(Ordering::SeqCst);
                 let sparse = last || tick.is_multiple_of(SPARSE_EVERY);
                 for (i, root) in [server, fleet].into_iter().enumerate() {
                     if let Some(s) = sample_tree(root, start, sparse, &mut states[i]) {
@@ -120,7 +118,9 @@ impl Sampler {
                     break;
                 }
                 tick += 1;
-                thread::sleep(PERIOD);
+                // Woken at once by `stop` (or its drop), so a cell's end is
+                // sampled without waiting out a period.
+                last = !matches!(woken.recv_timeout(PERIOD), Err(RecvTimeoutError::Timeout));
             }
             out.sampler_cpu_ns = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
                 .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
@@ -133,7 +133,7 @@ impl Sampler {
     /// Takes a last sample (sparse figures included), stops and returns the
     /// samples.
     pub fn stop(self) -> Samples {
-        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(());
         self.handle.join().unwrap_or_default()
     }
 }

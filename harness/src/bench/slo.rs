@@ -53,37 +53,55 @@ impl FromStr for Slo {
 impl Slo {
     /// Breaches among valid cells, one line each.
     pub fn breaches(&self, cells: &[CellResult]) -> Vec<String> {
+        cells
+            .iter()
+            .filter(|c| c.verdict.status == Status::Valid)
+            .flat_map(|c| {
+                self.breach(c)
+                    .into_iter()
+                    .map(move |b| format!("{}: {b}", c.key.id()))
+            })
+            .collect()
+    }
+
+    /// What of this SLO one cell breaches, one entry per limit.
+    pub fn breach(&self, c: &CellResult) -> Vec<String> {
         let mut out = Vec::new();
-        for c in cells.iter().filter(|c| c.verdict.status == Status::Valid) {
-            let d = &c.derived;
-            for (name, limit) in &self.latency {
-                let v = match name.as_str() {
-                    "p50" => d.p50_ns,
-                    "p90" => d.p90_ns,
-                    "p99" => d.p99_ns,
-                    "p999" => d.p999_ns,
-                    _ => d.max_ns,
-                };
-                if v > limit.as_nanos() as u64 {
-                    out.push(format!(
-                        "{}: {name} {} > {}",
-                        c.key.id(),
-                        crate::units::fmt_ns(v),
-                        crate::units::fmt_ns(limit.as_nanos() as u64)
-                    ));
-                }
+        let d = &c.derived;
+        for (name, limit) in &self.latency {
+            let v = match name.as_str() {
+                "p50" => d.p50_ns,
+                "p90" => d.p90_ns,
+                "p99" => d.p99_ns,
+                "p999" => d.p999_ns,
+                _ => d.max_ns,
+            };
+            if v > limit.as_nanos() as u64 {
+                out.push(format!(
+                    "{name} {} > {}",
+                    crate::units::fmt_ns(v),
+                    crate::units::fmt_ns(limit.as_nanos() as u64)
+                ));
             }
-            if let Some(max) = self.loss {
-                if c.reconciliation.lost > max {
-                    out.push(format!(
-                        "{}: loss {} > {max}",
-                        c.key.id(),
-                        c.reconciliation.lost
-                    ));
-                }
+        }
+        if let Some(max) = self.loss {
+            if c.reconciliation.lost > max {
+                out.push(format!("loss {} > {max}", c.reconciliation.lost));
             }
         }
         out
+    }
+
+    /// The default SLO of a cell with this batch window and work: p99 at
+    /// most [`default_p99_ns`], no loss.
+    pub fn default_for(batch_window_us: u64, plan: Option<&WorkPlan>) -> Slo {
+        Slo {
+            latency: vec![(
+                "p99".to_string(),
+                Duration::from_nanos(default_p99_ns(batch_window_us, plan)),
+            )],
+            loss: Some(0),
+        }
     }
 }
 

@@ -90,3 +90,41 @@ pub fn render(config: &RunConfig, cells: &[CellResult]) -> String {
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
+
+/// A capacity search's answers as an aligned table, one line per (workload,
+/// model) in run order, then the recommendation per workload.
+pub fn render_capacities(run: &super::results::RunFile) -> String {
+    use crate::capacity::search::LimitedBy;
+    let mut out = format!(
+        "{:<8} {:<8} {:>7} {:>14} {:>9} {:>9} {:>7} {:>8}  {}\n",
+        "work", "model", "workers", "capacity", "p99", "svc p99", "us/pkt", "pss MiB", "limited by"
+    );
+    for (workload, records) in crate::capacity::by_workload(run) {
+        for r in records {
+            out.push_str(&format!(
+                "{:<8} {:<8} {:>7} {:>14} {:>9} {:>9} {:>7.2} {:>8.1}  {}\n",
+                truncate(&workload, 8),
+                r.model,
+                r.workers,
+                r.interval.label(r.clients),
+                crate::units::fmt_ns(r.p99_ns),
+                crate::units::fmt_ns(r.service_p99_ns),
+                r.cpu_us.median,
+                r.pss_kib.median / 1024.0,
+                match r.limited_by {
+                    LimitedBy::Server => "server",
+                    LimitedBy::Generator => "generator (the fleet cannot offer more here)",
+                }
+            ));
+        }
+    }
+    out.push('\n');
+    for (workload, rec) in crate::capacity::recommendations(run) {
+        out.push_str(&format!(
+            "{workload}: {} ({})\n",
+            rec.headline(),
+            rec.reason()
+        ));
+    }
+    out
+}

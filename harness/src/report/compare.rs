@@ -1,6 +1,8 @@
 //! `harness compare A B`: per cell, the change in achieved rate, p99 and
 //! CPU per packet; a change counts as significant only when it exceeds the
-//! spread of the repeats of both runs.
+//! spread of the repeats of both runs (so never with one repeat). For
+//! capacity searches, per (model, workload) the change in capacity, counted
+//! only when the intervals do not overlap.
 
 use std::fmt::Write;
 
@@ -24,21 +26,32 @@ fn pct(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Whether the intervals of two spreads do not overlap.
-fn outside(a: (f64, f64), b: (f64, f64)) -> bool {
-    a.1 < b.0 || b.1 < a.0
+/// Whether the intervals of two spreads do not overlap. A spread of one
+/// repeat is a point: it says nothing of the noise, so nothing is outside.
+fn outside(a: (f64, f64), b: (f64, f64), repeated: bool) -> bool {
+    repeated && (a.1 < b.0 || b.1 < a.0)
 }
 
 /// Compares run `b` against baseline `a`.
 pub fn compare(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
+    if !a.capacities.is_empty() && !b.capacities.is_empty() {
+        return compare_capacities(a, b, fail_pct);
+    }
     let pa = points(a);
     let pb = points(b);
+    let repeated = a.config.repeat > 1 && b.config.repeat > 1;
     let mut md = String::new();
     let _ = writeln!(md, "# `{}` (A) vs `{}` (B)\n", a.run_id, b.run_id);
     let _ = writeln!(
         md,
-        "Changes marked * exceed the spread of the repeats (A had {} repeat(s), B {}); with one repeat every change is marked.\n",
-        a.config.repeat, b.config.repeat
+        "Changes marked * exceed the spread of the repeats (A had {} repeat(s), B {}).{}\n",
+        a.config.repeat,
+        b.config.repeat,
+        if repeated {
+            ""
+        } else {
+            " With one repeat no change can be told from noise, so none is marked and none counts as a regression: rerun both with --repeat 3."
+        }
     );
     let _ = writeln!(md, "| workload | model | clients | achieved A | achieved B | change | p99 A | p99 B | change | CPU us/pkt A | B | change | verdicts |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut regressions = Vec::new();
@@ -52,9 +65,9 @@ pub fn compare(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
         let rate = pct(x.achieved_pps, y.achieved_pps);
         let p99 = pct(x.p99_ns as f64, y.p99_ns as f64);
         let cpu = pct(x.cpu_us_per_packet, y.cpu_us_per_packet);
-        let sig_rate = outside(x.achieved_spread, y.achieved_spread);
-        let sig_p99 = outside(to_f(x.p99_spread), to_f(y.p99_spread));
-        let sig_cpu = outside(x.cpu_spread, y.cpu_spread);
+        let sig_rate = outside(x.achieved_spread, y.achieved_spread, repeated);
+        let sig_p99 = outside(to_f(x.p99_spread), to_f(y.p99_spread), repeated);
+        let sig_cpu = outside(x.cpu_spread, y.cpu_spread, repeated);
         let mark = |s: bool| if s { "*" } else { "" };
         let _ = writeln!(
             md,
@@ -89,6 +102,69 @@ pub fn compare(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
                 regressions.push(format!("{name}: CPU per packet {cpu:+.1}%"));
             }
         }
+    }
+    if !regressions.is_empty() {
+        let _ = writeln!(md, "\n## Regressions beyond {}%\n", fail_pct.unwrap_or(0.0));
+        for r in &regressions {
+            let _ = writeln!(md, "- {r}");
+        }
+    }
+    Comparison {
+        markdown: md,
+        regressions,
+    }
+}
+
+/// Capacity per (model, workload): a change only where the intervals do
+/// not overlap; a regression where B's lies wholly below A's by more than
+/// `fail_pct` percent.
+fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
+    let mut md = String::new();
+    let _ = writeln!(md, "# `{}` (A) vs `{}` (B): capacity\n", a.run_id, b.run_id);
+    let _ = writeln!(
+        md,
+        "A change is stated only where the capacity intervals do not overlap; otherwise the two are within noise.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | model | capacity A | capacity B | change |\n|---|---|---:|---:|---|"
+    );
+    let mut regressions = Vec::new();
+    for x in &a.capacities {
+        let Some(y) = b
+            .capacities
+            .iter()
+            .find(|c| c.model == x.model && c.workload == x.workload)
+        else {
+            continue;
+        };
+        let change = if y.interval.clears(&x.interval) {
+            format!("higher ({:+.0}%)", pct(x.clients as f64, y.clients as f64))
+        } else if x.interval.clears(&y.interval) {
+            let drop = pct(x.clients as f64, y.clients as f64);
+            if fail_pct.is_some_and(|limit| -drop > limit) {
+                regressions.push(format!(
+                    "{}/{}: capacity {} -> {}",
+                    x.workload,
+                    x.model,
+                    x.interval.label(x.clients),
+                    y.interval.label(y.clients)
+                ));
+            }
+            format!("lower ({drop:+.0}%)")
+        } else {
+            "within noise".to_string()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} (w={}) | {} (w={}) | {change} |",
+            x.workload,
+            x.model,
+            x.interval.label(x.clients),
+            x.workers,
+            y.interval.label(y.clients),
+            y.workers
+        );
     }
     if !regressions.is_empty() {
         let _ = writeln!(md, "\n## Regressions beyond {}%\n", fail_pct.unwrap_or(0.0));

@@ -3,6 +3,8 @@
 //! run-to-run comparison ([`compare`]). [`aggregate`] folds repeats.
 
 pub mod aggregate;
+pub mod capacity_plots;
+pub mod capacity_summary;
 pub mod compare;
 pub mod plots;
 pub mod summary;
@@ -29,7 +31,10 @@ pub fn render(run: &RunFile, run_dir: &Path, plots_root: &Path) -> Result<Writte
     std::fs::create_dir_all(&plots_dir)
         .with_context(|| format!("create {}", plots_dir.display()))?;
     let points = aggregate::points(run);
-    let plots = plots::render_all(run, &points, &plots_dir)?;
+    let plots = match run.config.search {
+        Some(_) => capacity_plots::render(run, &plots_dir)?,
+        None => plots::render_all(run, &points, &plots_dir)?,
+    };
     let link_base = relative(run_dir, &plots_dir);
     let md = summary::render(run, &points, &plots, &link_base);
     let summary = run_dir.join("summary.md");

@@ -18,7 +18,7 @@ use crate::verdict::Status;
 
 /// Size of every plot.
 pub const SIZE: (u32, u32) = (1200, 800);
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -30,7 +30,7 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
@@ -62,7 +62,7 @@ pub fn slug(s: &str) -> String {
         .collect()
 }
 
-fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e}")
 }
 

@@ -41,47 +41,14 @@ pub fn window_label(us: u64) -> String {
 /// Renders the markdown. `plots` are the PNGs written; `link_base` is the
 /// plots folder relative to the summary's folder.
 pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Path) -> String {
+    if run.config.search.is_some() {
+        return super::capacity_summary::render(run, plots, link_base);
+    }
     let mut md = String::new();
     let c = &run.config;
     let e = &run.environment;
     let _ = writeln!(md, "# Ingest server models: run `{}`\n", run.run_id);
-    let _ = writeln!(
-        md,
-        "Started {} on **{}** ({}, {} logical CPUs, {} GiB), kernel {}, {}; commit {}{}.\n",
-        run.started,
-        e.hostname,
-        e.cpu_model,
-        e.logical_cpus,
-        e.memory_kib / (1024 * 1024),
-        e.kernel,
-        e.rustc,
-        e.git_commit
-            .as_deref()
-            .map_or("unknown", |s| &s[..s.len().min(12)]),
-        if e.git_dirty == Some(true) {
-            " (dirty)"
-        } else {
-            ""
-        }
-    );
-    let _ = writeln!(
-        md,
-        "Governor `{}`, THP `{}`, tcp_rmem `{}`, tcp_wmem `{}`; SMT siblings {}.{}\n",
-        e.governor,
-        e.transparent_hugepages,
-        e.tcp_rmem,
-        e.tcp_wmem,
-        e.cpu_siblings
-            .iter()
-            .map(|(c, s)| format!("cpu{c}: {s}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        if e.server_fleet_share_a_core {
-            " **Warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load slows the server. Choose --server-cpus and --fleet-cpus on separate cores.**"
-        } else {
-            ""
-        }
-    );
+    environment(&mut md, run);
     let _ = writeln!(md, "## Method\n");
     let _ = writeln!(
         md,
@@ -92,7 +59,7 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         (Some(w), _) => format!("frames due within {} go out in one write (forced)", humantime::format_duration(w)),
         (None, Some(cal)) => format!(
             "each cell's batch window (column `window`) is the smallest at which one fleet core paces its clients with {:.0}% headroom, per the fleet calibration of {} ({}); 0 means every frame is written when due",
-            crate::capacity::HEADROOM * 100.0,
+            crate::fleet_capacity::HEADROOM * 100.0,
             cal.measured,
             cal.windows
                 .iter()
@@ -133,7 +100,7 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
     let _ = writeln!(md, "## Recommendation\n");
     let _ = writeln!(
         md,
-        "Per workload, the model that stays valid within the p99 bound at the largest fleet size (ties: lower p99, then lower CPU per packet). The bound is the `--slo` p99 if given, else the cell's batch window + 1 ms + twice the longest work one frame asks for.\n"
+        "Per workload, the model that stays valid within the p99 bound at the largest fleet size; models that reach the same size tie unless one's p99 spread over the repeats lies below every other's. The bound is the `--slo` p99 if given, else the cell's batch window + 1 ms + twice the longest work one frame asks for. Fixed fleet sizes cannot say where a model breaks: `harness --all` without --clients searches each model's capacity.\n"
     );
     let _ = writeln!(md, "| workload | use | why |\n|---|---|---|");
     for w in &c.workloads {
@@ -250,6 +217,48 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
     md
 }
 
+/// The machine, kernel and build the run measured.
+pub fn environment(md: &mut String, run: &RunFile) {
+    let e = &run.environment;
+    let _ = writeln!(
+        md,
+        "Started {} on **{}** ({}, {} logical CPUs, {} GiB), kernel {}, {}; commit {}{}.\n",
+        run.started,
+        e.hostname,
+        e.cpu_model,
+        e.logical_cpus,
+        e.memory_kib / (1024 * 1024),
+        e.kernel,
+        e.rustc,
+        e.git_commit
+            .as_deref()
+            .map_or("unknown", |s| &s[..s.len().min(12)]),
+        if e.git_dirty == Some(true) {
+            " (dirty)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        md,
+        "Governor `{}`, THP `{}`, tcp_rmem `{}`, tcp_wmem `{}`; SMT siblings {}.{}\n",
+        e.governor,
+        e.transparent_hugepages,
+        e.tcp_rmem,
+        e.tcp_wmem,
+        e.cpu_siblings
+            .iter()
+            .map(|(c, s)| format!("cpu{c}: {s}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if e.server_fleet_share_a_core {
+            " **Warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load slows the server. Choose --server-cpus and --fleet-cpus on separate cores.**"
+        } else {
+            ""
+        }
+    );
+}
+
 /// Per cell, what the measurement itself cost and how quiet the machine
 /// was: the fleet's pacing and CPU, the sampler's CPU, steal and the
 /// server's involuntary context switches in the window.
@@ -301,53 +310,73 @@ pub fn status_word(s: Status) -> &'static str {
 }
 
 /// The model that sustains the most clients valid within each point's p99
-/// bound; ties go to the lower p99 there, then the lower CPU per packet.
+/// bound. Models that reach the same fleet size tie unless one's p99
+/// spread over the repeats lies wholly below every other's (never with one
+/// repeat): then the tie is stated, not decided by noise.
 fn recommend(pts: &[&Point], bound: impl Fn(&Point) -> u64) -> (String, String) {
     let within = |p: &Point| p.status == Status::Valid && p.p99_ns <= bound(p);
-    let mut best: Option<(&Point, u32)> = None;
-    let models = unique_models(pts);
-    for m in &models {
-        let reach = pts
-            .iter()
-            .filter(|p| &p.model == m && within(p))
-            .map(|p| p.clients)
-            .max();
-        let Some(reach) = reach else { continue };
-        let at = pts
-            .iter()
-            .find(|p| &p.model == m && p.clients == reach)
-            .copied();
-        let Some(at) = at else { continue };
-        let better = match best {
-            None => true,
-            Some((b, r)) => {
-                let order = reach
-                    .cmp(&r)
-                    .then(b.p99_ns.cmp(&at.p99_ns))
-                    .then(b.cpu_us_per_packet.total_cmp(&at.cpu_us_per_packet));
-                order == std::cmp::Ordering::Greater
-            }
-        };
-        if better {
-            best = Some((at, reach));
-        }
-    }
-    match best {
-        Some((p, reach)) => (
-            format!("`{}`", p.model),
-            format!(
-                "valid with p99 <= {} up to {} (p99 {} at {:.2} CPU us/packet)",
-                fmt_ns(bound(p)),
-                clients(reach),
-                fmt_ns(p.p99_ns),
-                p.cpu_us_per_packet
-            ),
-        ),
-        None => (
+    let reach: Vec<(&Point, u32)> = unique_models(pts)
+        .iter()
+        .filter_map(|m| {
+            let n = pts
+                .iter()
+                .filter(|p| &p.model == m && within(p))
+                .map(|p| p.clients)
+                .max()?;
+            let at = pts.iter().find(|p| &p.model == m && p.clients == n)?;
+            Some((*at, n))
+        })
+        .collect();
+    let Some(top) = reach.iter().map(|(_, n)| *n).max() else {
+        return (
             "none".into(),
             "no model was valid within the p99 bound at any fleet size".into(),
-        ),
+        );
+    };
+    let mut tied: Vec<&Point> = reach
+        .iter()
+        .filter(|(_, n)| *n == top)
+        .map(|(p, _)| *p)
+        .collect();
+    tied.sort_by_key(|p| p.p99_ns);
+    let best = tied[0];
+    let clear = tied[1..]
+        .iter()
+        .all(|o| best.repeats > 1 && o.repeats > 1 && best.p99_spread.1 < o.p99_spread.0);
+    if tied.len() == 1 || clear {
+        return (
+            format!("`{}`", best.model),
+            format!(
+                "valid with p99 <= {} up to {} (p99 {} at {:.2} CPU us/packet){}",
+                fmt_ns(bound(best)),
+                clients(top),
+                fmt_ns(best.p99_ns),
+                best.cpu_us_per_packet,
+                if tied.len() > 1 {
+                    "; its p99 spread lies below every other model's there"
+                } else {
+                    ""
+                }
+            ),
+        );
     }
+    let names: Vec<String> = tied.iter().map(|p| format!("`{}`", p.model)).collect();
+    (
+        names.join(" or "),
+        format!(
+            "within noise: all valid within the p99 bound up to {} (p99 {}), and {}; the capacity search (`harness --all` without --clients) separates models beyond the noise",
+            clients(top),
+            tied.iter()
+                .map(|p| format!("`{}` {}", p.model, fmt_ns(p.p99_ns)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if best.repeats > 1 {
+                "their p99 spreads overlap"
+            } else {
+                "one repeat cannot tell them apart (--repeat 3)"
+            }
+        ),
+    )
 }
 
 fn unique_models(pts: &[&Point]) -> Vec<String> {
@@ -430,14 +459,32 @@ fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
             .min_by(|a, b| a.cpu_us_per_packet.total_cmp(&b.cpu_us_per_packet))
             .expect("non-empty");
         if fast.p99_ns > 0 && slow.model != fast.model {
+            let beyond =
+                fast.repeats > 1 && slow.repeats > 1 && fast.p99_spread.1 < slow.p99_spread.0;
+            let gap = if beyond {
+                format!(
+                    "{:.1}x better than `{}` ({}), beyond the repeats' spread",
+                    slow.p99_ns as f64 / fast.p99_ns as f64,
+                    slow.model,
+                    fmt_ns(slow.p99_ns)
+                )
+            } else {
+                format!(
+                    "against the highest, `{}` ({}); {}",
+                    slow.model,
+                    fmt_ns(slow.p99_ns),
+                    if fast.repeats > 1 {
+                        "their spreads overlap, so within noise"
+                    } else {
+                        "with one repeat that gap is not told from noise (--repeat 3)"
+                    }
+                )
+            };
             out.push(format!(
-                "At {} `{}` has the lowest p99 ({}), {:.1}x better than `{}` ({}); `{}` spends the least CPU per packet ({:.2} us).",
+                "At {} `{}` has the lowest p99 ({}), {gap}; `{}` spends the least CPU per packet ({:.2} us).",
                 clients(n),
                 fast.model,
                 fmt_ns(fast.p99_ns),
-                slow.p99_ns as f64 / fast.p99_ns as f64,
-                slow.model,
-                fmt_ns(slow.p99_ns),
                 cheap.model,
                 cheap.cpu_us_per_packet
             ));

@@ -74,8 +74,21 @@ pub struct FleetCalibration {
     pub measured: String,
     /// Pacing-lag p99 limit used, ns.
     pub limit_ns: u64,
+    /// Measured window per fleet size, ms (shorter for `--quick` runs; a
+    /// full run measures again rather than reuse a quick calibration).
+    #[serde(default = "full_step_ms")]
+    pub step_ms: u64,
     /// Per window, smallest first.
     pub windows: Vec<WindowCapacity>,
+}
+
+/// Step length of a full run's calibration, ms.
+pub const FULL_STEP_MS: u64 = 500;
+/// Step length of a `--quick` run's calibration, ms.
+pub const QUICK_STEP_MS: u64 = 250;
+
+fn full_step_ms() -> u64 {
+    FULL_STEP_MS
 }
 
 impl FleetCalibration {
@@ -94,6 +107,19 @@ impl FleetCalibration {
         Duration::from_micros(chosen)
     }
 
+    /// The most clients a fleet of `threads` pacing threads keeps on time
+    /// at the largest calibrated window, with [`HEADROOM`]: the bound of a
+    /// capacity search (beyond it, the generator would be the limit).
+    pub fn max_clients(&self, threads: u32) -> u32 {
+        let per_thread = self
+            .windows
+            .iter()
+            .map(|w| w.clients_per_core)
+            .max()
+            .unwrap_or(0);
+        ((per_thread as f64 * HEADROOM).floor() as u32 * threads.max(1)).max(1)
+    }
+
     /// Whether it was measured on this machine by this version.
     pub fn matches(&self, env: &Environment) -> bool {
         self.hostname == env.hostname
@@ -102,20 +128,22 @@ impl FleetCalibration {
     }
 
     /// Loads the cached calibration in `results_dir` if it fits this
-    /// machine, else measures and caches a new one.
+    /// machine and was measured with steps of at least `step_ms`, else
+    /// measures and caches a new one.
     pub fn load_or_measure(
         results_dir: &Path,
         env: &Environment,
         server_cpus: &[usize],
         fleet_cpu: usize,
         recalibrate: bool,
+        step_ms: u64,
     ) -> Result<Self> {
         let path = results_dir.join(CALIBRATION_FILE);
         if !recalibrate {
             let cached = std::fs::read_to_string(&path)
                 .ok()
                 .and_then(|t| serde_json::from_str::<FleetCalibration>(&t).ok());
-            if let Some(c) = cached.filter(|c| c.matches(env)) {
+            if let Some(c) = cached.filter(|c| c.matches(env) && c.step_ms >= step_ms) {
                 return Ok(c);
             }
         }
@@ -127,7 +155,7 @@ impl FleetCalibration {
         let steps = sweep(
             server_cpus,
             fleet_cpu,
-            Duration::from_millis(500),
+            Duration::from_millis(step_ms),
             limit,
             u32::MAX,
             |_| {},
@@ -138,6 +166,7 @@ impl FleetCalibration {
             harness_version: env.harness_version.clone(),
             measured: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             limit_ns: limit.as_nanos() as u64,
+            step_ms,
             windows: capacities(&steps),
         };
         std::fs::create_dir_all(results_dir)
@@ -318,6 +347,20 @@ fn start_sink(server_cpus: &[usize]) -> Result<Child> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_search_bound_is_the_largest_window_with_headroom() {
+        // (capacities per window, pacing threads, bound)
+        type Caps = &'static [(u64, u32)];
+        let table: [(Caps, u32, u32); 3] = [
+            (&[(0, 16), (1000, 96), (2000, 200)], 1, 150),
+            (&[(0, 16), (1000, 96), (2000, 200)], 4, 600),
+            (&[(0, 0)], 1, 1),
+        ];
+        for (caps, threads, want) in table {
+            assert_eq!(cal(caps).max_clients(threads), want, "{caps:?}");
+        }
+    }
+
     fn cal(caps: &[(u64, u32)]) -> FleetCalibration {
         FleetCalibration {
             hostname: "h".into(),
@@ -325,6 +368,7 @@ mod tests {
             harness_version: "v".into(),
             measured: String::new(),
             limit_ns: 100_000,
+            step_ms: FULL_STEP_MS,
             windows: caps
                 .iter()
                 .map(|&(window_us, clients_per_core)| WindowCapacity {

@@ -1,0 +1,211 @@
+//! The capacity interval from repeated probes: its low end is the largest
+//! fleet size that passed every time it was probed, its high end one below
+//! the smallest size above that failed every time (open when the server
+//! never failed above it).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::search::Outcome;
+
+/// Where the capacity lies, in clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Passed every probe at this size (0: none passed).
+    pub low: u32,
+    /// Failed every probe one above this size; `None`: no size above `low`
+    /// failed every time (the generator's bound, or a flaky server).
+    pub high: Option<u32>,
+}
+
+impl Interval {
+    /// Whether `self` lies wholly above `other`: its low end above the
+    /// other's high end. Only then is it "higher beyond the noise".
+    pub fn clears(&self, other: &Interval) -> bool {
+        other.high.is_some_and(|h| self.low > h)
+    }
+
+    /// The interval around the capacity `point`: `4`, `40 (38-44)`,
+    /// `>= 150`, `96 (84-?)`.
+    pub fn label(&self, point: u32) -> String {
+        match self.high {
+            Some(h) if h == self.low && h == point => format!("{point}"),
+            Some(h) => format!("{point} ({}-{h})", self.low),
+            None if point == self.low => format!(">= {point}"),
+            None => format!("{point} ({}-?)", self.low),
+        }
+    }
+}
+
+/// The interval from every probe of one search (fleet size, outcome),
+/// the search's own and its confirmation repeats. Generator-limited probes
+/// say nothing of the server and are ignored; `knee` is the search's
+/// answer, above which a pass does not raise the low end.
+pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
+    let mut by_size: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
+    for &(n, outcome) in probes {
+        let e = by_size.entry(n).or_default();
+        match outcome {
+            Outcome::Pass => e.0 += 1,
+            Outcome::Fail => e.1 += 1,
+            Outcome::Generator => {}
+        }
+    }
+    let low = by_size
+        .range(..=knee)
+        .rev()
+        .find(|(_, &(pass, fail))| pass > 0 && fail == 0)
+        .map_or(0, |(&n, _)| n);
+    let high = by_size
+        .range(low + 1..)
+        .find(|(_, &(pass, fail))| fail > 0 && pass == 0)
+        .map(|(&n, _)| n - 1);
+    Interval { low, high }
+}
+
+/// The capacity as one number: the largest size at or below `knee` that
+/// passed at least half of its probes (as the search saw it: a failure
+/// retried into a pass counts as a pass), and at least the interval's low
+/// end.
+pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
+    let mut by_size: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
+    for &(n, outcome) in probes.iter().filter(|(_, o)| *o != Outcome::Generator) {
+        let e = by_size.entry(n).or_default();
+        if outcome == Outcome::Pass {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    by_size
+        .range(..=knee)
+        .rev()
+        .find(|(_, &(pass, fail))| pass >= fail && pass > 0)
+        .map_or(0, |(&n, _)| n)
+        .max(interval(probes, knee).low)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Outcome::*;
+
+    type Probes = &'static [(u32, Outcome)];
+
+    #[test]
+    fn interval_table() {
+        // (probes, knee, low, high)
+        let table: [(Probes, u32, u32, Option<u32>); 8] = [
+            // Confirmed knee and next step.
+            (
+                &[
+                    (1, Pass),
+                    (2, Pass),
+                    (4, Pass),
+                    (8, Fail),
+                    (5, Fail),
+                    (4, Pass),
+                    (5, Fail),
+                ],
+                4,
+                4,
+                Some(4),
+            ),
+            // The knee failed once: the low end drops to the last steady pass.
+            (
+                &[
+                    (16, Pass),
+                    (32, Fail),
+                    (24, Pass),
+                    (28, Fail),
+                    (24, Fail),
+                    (28, Fail),
+                ],
+                24,
+                16,
+                Some(27),
+            ),
+            // The next step passed once: the high end rises to the next
+            // size that always failed.
+            (
+                &[
+                    (16, Pass),
+                    (32, Fail),
+                    (24, Pass),
+                    (28, Fail),
+                    (24, Pass),
+                    (28, Pass),
+                ],
+                24,
+                24,
+                Some(31),
+            ),
+            // A pass above the knee does not raise the low end.
+            (
+                &[(10, Pass), (12, Fail), (12, Pass), (11, Pass)],
+                10,
+                10,
+                None,
+            ),
+            // Generator-limited: open above.
+            (&[(64, Pass), (150, Pass), (150, Pass)], 150, 150, None),
+            (&[(64, Pass), (128, Generator), (96, Pass)], 96, 96, None),
+            // Nothing passed.
+            (&[(1, Fail), (1, Fail)], 0, 0, Some(0)),
+            // A generator-limited probe between does not count as a failure.
+            (&[(8, Pass), (12, Generator), (16, Fail)], 8, 8, Some(15)),
+        ];
+        for (i, (probes, knee, low, high)) in table.into_iter().enumerate() {
+            assert_eq!(interval(probes, knee), Interval { low, high }, "case {i}");
+        }
+    }
+
+    #[test]
+    fn point_is_the_largest_size_that_mostly_passed() {
+        // (probes, knee, point)
+        let table: [(Probes, u32, u32); 5] = [
+            (
+                &[(2, Pass), (4, Pass), (4, Pass), (4, Fail), (5, Fail)],
+                4,
+                4,
+            ),
+            (&[(2, Pass), (4, Pass), (4, Fail), (5, Fail)], 4, 4),
+            (
+                &[(2, Pass), (4, Pass), (4, Fail), (4, Fail), (5, Fail)],
+                4,
+                2,
+            ),
+            (
+                &[(2, Pass), (3, Pass), (4, Pass), (4, Fail), (4, Fail)],
+                4,
+                3,
+            ),
+            (&[(1, Fail), (1, Fail)], 0, 0),
+        ];
+        for (i, (probes, knee, want)) in table.into_iter().enumerate() {
+            assert_eq!(point(probes, knee), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn clearing_needs_disjoint_intervals() {
+        let iv = |low, high| Interval { low, high };
+        // (a, b, a clears b)
+        let table = [
+            (iv(40, Some(41)), iv(30, Some(32)), true),
+            (iv(40, Some(41)), iv(38, Some(40)), false),
+            (iv(40, Some(41)), iv(39, Some(39)), true),
+            (iv(150, None), iv(100, None), false),
+            (iv(150, None), iv(100, Some(120)), true),
+            (iv(30, Some(32)), iv(40, Some(41)), false),
+        ];
+        for (a, b, want) in table {
+            assert_eq!(a.clears(&b), want, "{a:?} vs {b:?}");
+        }
+        assert_eq!(iv(4, Some(4)).label(4), "4");
+        assert_eq!(iv(38, Some(44)).label(40), "40 (38-44)");
+        assert_eq!(iv(150, None).label(150), ">= 150");
+        assert_eq!(iv(84, None).label(96), "96 (84-?)");
+    }
+}
