@@ -64,10 +64,11 @@ pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
     Interval { low, high }
 }
 
-/// The capacity as one number: the largest size at or below `knee` that
-/// passed at least half of its probes (as the search saw it: a failure
-/// retried into a pass counts as a pass), and at least the interval's low
-/// end.
+/// The capacity as one number: the largest size that passed most of its
+/// probes, where at or below the search's `knee` half is enough (the search
+/// saw a failure retried into a pass as a pass) and above it a strict
+/// majority of the confirmation repeats is needed; at least the interval's
+/// low end.
 pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
     let mut by_size: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
     for &(n, outcome) in probes.iter().filter(|(_, o)| *o != Outcome::Generator) {
@@ -79,9 +80,9 @@ pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
         }
     }
     by_size
-        .range(..=knee)
+        .iter()
         .rev()
-        .find(|(_, &(pass, fail))| pass >= fail && pass > 0)
+        .find(|(&n, &(pass, fail))| pass > fail || (n <= knee && pass == fail && pass > 0))
         .map_or(0, |(&n, _)| n)
         .max(interval(probes, knee).low)
 }
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn point_is_the_largest_size_that_mostly_passed() {
         // (probes, knee, point)
-        let table: [(Probes, u32, u32); 5] = [
+        let table: [(Probes, u32, u32); 7] = [
             (
                 &[(2, Pass), (4, Pass), (4, Pass), (4, Fail), (5, Fail)],
                 4,
@@ -182,6 +183,25 @@ mod tests {
                 3,
             ),
             (&[(1, Fail), (1, Fail)], 0, 0),
+            // The next step passed most of its confirmations: it is the
+            // capacity, though the search stopped below it.
+            (
+                &[
+                    (2, Pass),
+                    (3, Fail),
+                    (3, Fail),
+                    (2, Pass),
+                    (3, Pass),
+                    (2, Fail),
+                    (3, Pass),
+                    (2, Fail),
+                    (3, Pass),
+                ],
+                2,
+                3,
+            ),
+            // A single pass above the knee among failures is not a majority.
+            (&[(2, Pass), (3, Fail), (3, Pass), (2, Pass)], 2, 2),
         ];
         for (i, (probes, knee, want)) in table.into_iter().enumerate() {
             assert_eq!(point(probes, knee), want, "case {i}");

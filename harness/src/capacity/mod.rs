@@ -70,8 +70,8 @@ pub struct CapacityRecord {
     pub workload: String,
     /// Best worker count.
     pub workers: usize,
-    /// The capacity: clients at the run's rate, the largest size at or
-    /// below the search's knee that passed most of its probes.
+    /// The capacity: clients at the run's rate, the largest size that
+    /// passed most of its probes (see [`interval::point`]).
     pub clients: u32,
     /// Where the capacity lies, from the confirmation repeats.
     pub interval: Interval,

@@ -118,7 +118,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         );
         let _ = writeln!(
             md,
-            "- **Interval**: {} probed {} more time(s). The capacity is the largest size at or below the knee that passed at least half of its probes; the interval runs from the largest size that passed every probe to one below the smallest size above it that failed every probe (`>=`: nothing above failed every time).",
+            "- **Interval**: {} probed {} more time(s). The capacity is the largest size that passed most of its probes (at or below the search's knee, half is enough: the search counted a failure retried into a pass as a pass); the interval runs from the largest size that passed every probe to one below the smallest size above it that failed every probe (`>=`: nothing above failed every time).",
             if s.confirm_next {
                 "the knee and the next step up are"
             } else {
