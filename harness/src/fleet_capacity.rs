@@ -178,25 +178,33 @@ impl FleetCalibration {
     }
 }
 
-/// Per window, the largest size that was within the limit.
+/// Per window, the largest size that was within the limit, and at least
+/// the smaller windows' (a larger window paces at least as many clients).
 pub fn capacities(steps: &[Step]) -> Vec<WindowCapacity> {
+    let mut floor = 0;
     WINDOWS_US
         .iter()
-        .map(|&w| WindowCapacity {
-            window_us: w,
-            clients_per_core: steps
+        .map(|&w| {
+            let measured = steps
                 .iter()
                 .filter(|s| s.window_us == w && s.ok)
                 .map(|s| s.clients)
                 .max()
-                .unwrap_or(0),
+                .unwrap_or(0);
+            floor = floor.max(measured);
+            WindowCapacity {
+                window_us: w,
+                clients_per_core: floor,
+            }
         })
         .collect()
 }
 
-/// Measures every window: sizes ascending until the first miss. The fleet
-/// runs on this thread pinned to `fleet_cpu` (the caller's affinity is
-/// restored afterwards); `each` sees every step as it is measured.
+/// Measures every window: sizes ascending, from the previous window's
+/// capacity, until a size misses twice in a row (one stall of a shared
+/// machine does not end a window). The fleet runs on this thread pinned to
+/// `fleet_cpu` (the caller's affinity is restored afterwards); `each` sees
+/// every step as it is measured.
 pub fn sweep(
     server_cpus: &[usize],
     fleet_cpu: usize,
@@ -216,16 +224,22 @@ pub fn sweep(
             let window = Duration::from_micros(window_us);
             let mut best = None;
             for &clients in SIZES.iter().filter(|&&n| n >= from && n <= max_clients) {
-                let step = measure(addr, clients, window, duration, limit)?;
-                each(&step);
-                let ok = step.ok;
-                steps.push(step);
+                let mut ok = false;
+                for _ in 0..2 {
+                    let step = measure(addr, clients, window, duration, limit)?;
+                    each(&step);
+                    ok = step.ok;
+                    steps.push(step);
+                    if ok {
+                        break;
+                    }
+                }
                 if !ok {
                     break;
                 }
                 best = Some(clients);
             }
-            from = best.unwrap_or(0);
+            from = best.unwrap_or(from);
         }
         Ok(steps)
     })();
@@ -423,6 +437,8 @@ mod tests {
             step(100, 12, false),
         ]);
         assert_eq!(caps[0].clients_per_core, 12);
-        assert_eq!(caps[1].clients_per_core, 0);
+        // A larger window keeps at least a smaller one's capacity, though
+        // its own first step missed.
+        assert_eq!(caps[1].clients_per_core, 12);
     }
 }

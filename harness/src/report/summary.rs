@@ -503,3 +503,93 @@ fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A point of `model` valid up to `clients` with this p99 and spread.
+    fn point(model: &str, clients: u32, repeats: usize, p99: (u64, u64, u64)) -> Point {
+        Point {
+            model: model.to_string(),
+            workload: "none".to_string(),
+            clients,
+            repeats,
+            status: Status::Valid,
+            reasons: Vec::new(),
+            offered_pps: 0.0,
+            achieved_pps: 0.0,
+            achieved_spread: (0.0, 0.0),
+            latency_samples: 1000,
+            p50_ns: 0,
+            p99_ns: p99.1,
+            p99_spread: (p99.0, p99.2),
+            p999_ns: 0,
+            max_ns: 0,
+            service_p50_ns: 0,
+            service_p99_ns: 0,
+            service_p999_ns: 0,
+            batch_window_us: 0,
+            backlog_frames: 0,
+            noisy: false,
+            steal_pct: 0.0,
+            cpu_pct: 0.0,
+            cpu_us_per_packet: 1.0,
+            cpu_spread: (1.0, 1.0),
+            peak_rss_kib: 0,
+            peak_pss_kib: 0,
+            lost: 0,
+            median_cell: 0,
+        }
+    }
+
+    #[test]
+    fn fixed_matrix_recommendation_table() {
+        let bound = |_: &Point| 2_000_000;
+        // (case, points, named)
+        let table: Vec<(&str, Vec<Point>, &str)> = vec![
+            (
+                "reaches further",
+                vec![
+                    point("a", 50, 1, (1, 1_500_000, 1)),
+                    point("b", 10, 1, (1, 100_000, 1)),
+                ],
+                "`a`",
+            ),
+            (
+                "same reach, one repeat: a tie",
+                vec![
+                    point("a", 50, 1, (1_000_000, 1_000_000, 1_000_000)),
+                    point("b", 50, 1, (1_500_000, 1_500_000, 1_500_000)),
+                ],
+                "`a` or `b`",
+            ),
+            (
+                "same reach, overlapping spreads: a tie",
+                vec![
+                    point("a", 50, 3, (900_000, 1_000_000, 1_600_000)),
+                    point("b", 50, 3, (1_400_000, 1_500_000, 1_700_000)),
+                ],
+                "`a` or `b`",
+            ),
+            (
+                "same reach, separate spreads",
+                vec![
+                    point("a", 50, 3, (900_000, 1_000_000, 1_100_000)),
+                    point("b", 50, 3, (1_400_000, 1_500_000, 1_700_000)),
+                ],
+                "`a`",
+            ),
+            (
+                "over the bound everywhere",
+                vec![point("a", 50, 1, (3_000_000, 3_000_000, 3_000_000))],
+                "none",
+            ),
+        ];
+        for (case, pts, named) in table {
+            let refs: Vec<&Point> = pts.iter().collect();
+            let (model, why) = recommend(&refs, bound);
+            assert_eq!(model, named, "{case}: {why}");
+        }
+    }
+}
