@@ -142,6 +142,7 @@ fn loopback(c: &mut Criterion) {
         workers: 2,
         max_clients: 64,
         idle_timeout: Duration::ZERO,
+        frame_timeout: Duration::ZERO,
         limits: Limits::default(),
     };
     for model in models::registry().iter().filter(|m| m.name() != "prefork") {

@@ -197,6 +197,9 @@ pub struct ServeArgs {
     /// Close connections silent this long (0 = never).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub idle_timeout: Duration,
+    /// Close a connection whose started frame is not complete this long after its first byte (slowloris; 0 = never).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub frame_timeout: Duration,
     /// Largest cpu work accepted, kernel iterations.
     #[arg(long, default_value_t = 10_000_000)]
     pub max_cpu_iters: u32,
@@ -212,6 +215,9 @@ pub struct ServeArgs {
     /// Pin the server to these CPUs (e.g. 0-1).
     #[arg(long)]
     pub cpus: Option<String>,
+    /// Set by the harness: die with this parent process.
+    #[arg(long, hide = true)]
+    pub parent_pid: Option<i32>,
 }
 
 /// `harness fleet`.
@@ -262,6 +268,12 @@ pub struct FleetArgs {
     /// Write the JSON report here instead of stdout.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Load a target that is not on this host (latency then needs a clock the fleet and the server share, e.g. PTP).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Set by the harness: die with this parent process.
+    #[arg(long, hide = true)]
+    pub parent_pid: Option<i32>,
 }
 
 /// `harness calibrate`.

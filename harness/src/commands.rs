@@ -5,7 +5,7 @@ use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use workloads::WorkSpec;
 
 use crate::bench::results::{write_atomic, RunFile};
@@ -33,6 +33,9 @@ pub fn models() -> Result<()> {
 
 /// `harness fleet`: runs the fleet and prints or writes its report.
 pub fn fleet(args: &FleetArgs) -> Result<()> {
+    if let Some(parent) = args.parent_pid {
+        crate::parent::die_with(parent)?;
+    }
     let pinned = match &args.cpus {
         Some(list) => {
             let set = cpus::parse_list(list).map_err(|e| anyhow!(e))?;
@@ -57,6 +60,14 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
         .with_context(|| format!("cannot resolve --target {}", args.target))?
         .next()
         .ok_or_else(|| anyhow!("--target {} resolves to no address", args.target))?;
+    if !target.ip().is_loopback() {
+        if !args.allow_remote {
+            bail!(
+                "--target {target} is not on this host: latency is computed by the server from the fleet's CLOCK_MONOTONIC, which only means something on one host. Give --allow-remote if the two clocks are shared (and you may load that host)"
+            );
+        }
+        eprintln!("warning: loading {target}, not this host: latency figures are only right if the fleet and the server share one clock");
+    }
     let config = FleetConfig {
         target,
         clients: args.clients,

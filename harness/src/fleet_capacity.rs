@@ -350,6 +350,8 @@ fn start_sink(server_cpus: &[usize]) -> Result<Child> {
             "--cpus",
         ])
         .arg(cpus::format_list(server_cpus))
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

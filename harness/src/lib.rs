@@ -9,6 +9,7 @@ pub mod commands;
 pub mod cpus;
 pub mod fleet;
 pub mod fleet_capacity;
+pub mod parent;
 pub mod report;
 pub mod serve;
 pub mod units;

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use models::report::CpuTimes;
+use models::report::{CpuTimes, FdLimit};
 use models::{ServeConfig, ServerReport, Shutdown};
 use nix::sys::resource::{getrusage, UsageWho};
 use workloads::Limits;
@@ -25,6 +25,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             models::names().join(", ")
         )
     })?;
+    if let Some(parent) = args.parent_pid {
+        crate::parent::die_with(parent)?;
+    }
     if let Some(list) = &args.cpus {
         cpus::pin(&cpus::parse_list(list).map_err(|e| anyhow!(e))?).map_err(|e| anyhow!(e))?;
     }
@@ -36,11 +39,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .max(1),
         max_clients: args.max_clients,
         idle_timeout: args.idle_timeout,
+        frame_timeout: args.frame_timeout,
         limits: Limits {
             max_cpu_iters: args.max_cpu_iters,
             max_io_us: args.max_io_us,
         },
     };
+    let fd_limit = raise_fd_limit();
     // Every server thread (and forked child) inherits this: io waits then
     // overshoot by scheduling latency only, not by the 50 us default slack.
     let _ = nix::sys::prctl::set_timerslack(1);
@@ -70,7 +75,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         return Ok(());
     }
     let (cpu, max_rss_kib) = tree_usage();
-    let report = ServerReport::new(model.name(), &config, &stats, cpu, max_rss_kib);
+    let mut report = ServerReport::new(model.name(), &config, &stats, cpu, max_rss_kib);
+    report.fd_limit = fd_limit;
     let json = serde_json::to_string_pretty(&report).context("encode the report")?;
     match &args.report {
         Some(path) => crate::bench::results::write_atomic(path, json.as_bytes())
@@ -81,6 +87,24 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (children and threads
+/// inherit it); returns both, as found and as set.
+fn raise_fd_limit() -> FdLimit {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return FdLimit::default();
+    };
+    let raised = soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok();
+    if soft < hard && !raised {
+        tracing::warn!(soft, hard, "could not raise the open-file limit");
+    }
+    FdLimit {
+        soft_at_start: soft,
+        soft: if raised { hard } else { soft },
+        hard,
+    }
 }
 
 /// CPU of this process plus its reaped children, and the largest peak RSS.

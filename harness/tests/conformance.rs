@@ -145,6 +145,93 @@ fn idle_connection(model: &str) {
     assert_eq!(busy.received, 200);
 }
 
+/// A frame started and never finished (slowloris: a byte now and then, so
+/// the connection is never idle) is closed after `--frame-timeout` and
+/// counted apart from idle timeouts; whole frames sent slowly are not.
+fn stalled_frame(model: &str) {
+    let server = Server::start(
+        model,
+        &["--frame-timeout", "300ms", "--idle-timeout", "30s"],
+    );
+    let mut slow = connect(server.addr);
+    let mut trickle = slow.try_clone().unwrap();
+    let bytes = frame(1, 0, WorkKind::None, 0, false).encode();
+    let writer = std::thread::spawn(move || {
+        // 25 bytes over 2.4 s: never a whole frame, never 300 ms silent.
+        for b in &bytes[..25] {
+            if trickle.write_all(std::slice::from_ref(b)).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    let mut patient = connect(server.addr);
+    for seq in 0..3 {
+        patient
+            .write_all(&frame(2, seq, WorkKind::None, 0, false).encode())
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    assert!(finish(patient), "whole frames sent slowly were cut off");
+    assert!(wait_closed(&mut slow), "a stalled frame was not timed out");
+    writer.join().unwrap();
+    let r = server.stop();
+    assert_eq!(r.connections.frame_timeouts, 1);
+    assert_eq!(r.connections.idle_timeouts, 0);
+    let patient = r.clients.iter().find(|c| c.id == 2).unwrap();
+    assert_eq!(patient.received, 3);
+}
+
+/// Random bytes after some valid frames, on many connections: the
+/// server's error counters and per-client counts equal what decoding each
+/// stream 32 bytes at a time predicts, and every connection is closed.
+fn random_bytes(model: &str) {
+    use rand::{Rng, SeedableRng};
+    let server = Server::start(model, &[]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let limits = workloads::Limits::default();
+    let mut want_errors = std::collections::HashMap::<String, u64>::new();
+    let mut want_frames = 0u64;
+    for id in 0..20u32 {
+        let mut stream = encode(&frames(100 + id, rng.gen_range(0..5), 0));
+        let garbage = rng.gen_range(1..300);
+        stream.extend((0..garbage).map(|_| rng.gen::<u8>()));
+        let mut err = None;
+        for chunk in stream.chunks(FRAME_LEN) {
+            match chunk.try_into() {
+                Ok(full) => match workloads::Frame::decode(full, &limits) {
+                    Ok(_) => want_frames += 1,
+                    Err(e) => {
+                        err = Some(e.to_string());
+                        break;
+                    }
+                },
+                Err(_) => err = Some("truncated".to_string()),
+            }
+        }
+        *want_errors
+            .entry(err.expect("random bytes are invalid"))
+            .or_default() += 1;
+        let mut s = connect(server.addr);
+        let _ = s.write_all(&stream); // the server may close before the end
+        assert!(finish(s), "connection {id} not closed");
+    }
+    let r = server.stop();
+    let e = &r.errors;
+    let got = [
+        ("bad_magic", e.bad_magic),
+        ("bad_version", e.bad_version),
+        ("bad_flags", e.bad_flags),
+        ("bad_checksum", e.bad_checksum),
+        ("work_over_limit", e.work_over_limit),
+        ("truncated", e.truncated),
+    ];
+    for (name, n) in got {
+        assert_eq!(n, want_errors.get(name).copied().unwrap_or(0), "{name}");
+    }
+    assert_eq!(r.packets.measured, want_frames);
+}
+
 /// Connections beyond `--max-clients` are closed at once and counted.
 fn over_limit_clients(model: &str) {
     let server = Server::start(model, &["--max-clients", "2"]);
@@ -293,6 +380,8 @@ macro_rules! conformance {
             #[test] fn invalid_frames() { super::invalid_frames($name) }
             #[test] fn truncated_tail() { super::truncated_tail($name) }
             #[test] fn idle_connection() { super::idle_connection($name) }
+            #[test] fn stalled_frame() { super::stalled_frame($name) }
+            #[test] fn random_bytes() { super::random_bytes($name) }
             #[test] fn over_limit_clients() { super::over_limit_clients($name) }
             #[test] fn odd_fields() { super::odd_fields($name) }
             #[test] fn sigterm_with_open_client() { super::sigterm_with_open_client($name) }

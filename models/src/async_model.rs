@@ -203,8 +203,12 @@ async fn connection(
                 }
             }
             _ = stop.changed() => break,
-            _ = sleep_until(deadline) => {
-                ingest.connections.idle_timeouts += 1;
+            _ = sleep_until(conn.frame_deadline(config.frame_timeout).map_or(deadline, |d| deadline.min(d.into()))) => {
+                if conn.frame_overdue(config.frame_timeout) {
+                    ingest.connections.frame_timeouts += 1;
+                } else {
+                    ingest.connections.idle_timeouts += 1;
+                }
                 break;
             }
             read = stream.read(&mut buf), if pending < MAX_IN_FLIGHT => match read {

@@ -122,7 +122,7 @@ impl Board {
             e.truncated,
             untracked,
             clients,
-            0,
+            c.frame_timeouts,
         ];
         for (a, v) in area.scalars.iter().zip(scalars) {
             a.store(v, Ordering::Relaxed);
@@ -198,6 +198,7 @@ impl Board {
                 e.truncated,
             ) = (v[9], v[10], v[11], v[12], v[13], v[14]);
             ingest.untracked_frames = v[15];
+            ingest.connections.frame_timeouts = v[17];
             for cell in area.clients.iter().take(v[16] as usize) {
                 let x: Vec<u64> = cell.iter().map(|a| a.load(Ordering::Relaxed)).collect();
                 if x[0] == 0 {

@@ -46,8 +46,19 @@ pub struct ServeConfig {
     /// A connection silent this long is closed.
     #[serde(with = "duration_ms")]
     pub idle_timeout: Duration,
+    /// A frame whose first bytes came this long ago and is still not
+    /// complete gets its connection closed (zero: never).
+    #[serde(with = "duration_ms", default = "default_frame_timeout")]
+    pub frame_timeout: Duration,
     /// Caps on requested work.
     pub limits: Limits,
+}
+
+/// `--frame-timeout`'s default.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn default_frame_timeout() -> Duration {
+    DEFAULT_FRAME_TIMEOUT
 }
 
 /// Serializes a `Duration` as fractional milliseconds.

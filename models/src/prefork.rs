@@ -342,6 +342,7 @@ mod tests {
             workers: 2,
             max_clients: 4,
             idle_timeout: std::time::Duration::ZERO,
+            frame_timeout: std::time::Duration::ZERO,
             limits: workloads::Limits::default(),
         };
         let err = Prefork

@@ -213,18 +213,35 @@ pub(crate) fn run<D: Dispatch>(
             }
         }
         sink.turn(stats);
-        if !config.idle_timeout.is_zero() && last_sweep.elapsed() >= IDLE_SWEEP {
+        if last_sweep.elapsed() >= IDLE_SWEEP {
             last_sweep = Instant::now();
-            conns.retain(|_, c| {
-                let idle = c.last_active.elapsed() >= config.idle_timeout;
-                if idle {
+            let idle = config.idle_timeout;
+            let expired: Vec<usize> = conns
+                .iter()
+                .filter_map(|(&id, c)| {
+                    if !idle.is_zero() && c.last_active.elapsed() >= idle {
+                        stats.connections.idle_timeouts += 1;
+                        Some(id)
+                    } else if c.ingest.frame_overdue(config.frame_timeout) {
+                        stats.connections.frame_timeouts += 1;
+                        Some(id)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            for id in expired {
+                if let Some(mut c) = conns.remove(&id) {
+                    // Closed like any other: once what was read is done.
                     let _ = poll.registry().deregister(&mut c.stream);
-                    slots.release();
-                    stats.connections.idle_timeouts += 1;
-                    stats.connections.closed += 1;
+                    if sink.try_close(&c.dispatch) {
+                        slots.release();
+                        stats.connections.closed += 1;
+                    } else {
+                        closing.push((c.stream, c.dispatch));
+                    }
                 }
-                !idle
-            });
+            }
         }
     }
     // Shutdown: what was read is processed by the caller before it returns.

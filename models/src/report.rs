@@ -192,6 +192,22 @@ pub struct ServerReport {
     pub cpu: CpuTimes,
     /// Peak resident set of the largest process in the tree, KiB.
     pub max_rss_kib: u64,
+    /// The open-file limit: as found, and as served with.
+    #[serde(default)]
+    pub fd_limit: FdLimit,
+}
+
+/// The server's open-file limit (`RLIMIT_NOFILE`): it raises its soft
+/// limit to the hard one at start, so `--max-clients` is not cut short by
+/// the usual soft 1024.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdLimit {
+    /// Soft limit when the server started.
+    pub soft_at_start: u64,
+    /// Soft limit it served with.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
 }
 
 impl ServerReport {
@@ -238,6 +254,7 @@ impl ServerReport {
             ),
             children: stats.children.clone(),
             deaths: stats.deaths.clone(),
+            fd_limit: FdLimit::default(),
             cpu,
             max_rss_kib,
         }

@@ -63,6 +63,10 @@ pub struct ConnectionCounts {
     pub closed: u64,
     /// Connections closed for being silent past `--idle-timeout`.
     pub idle_timeouts: u64,
+    /// Connections closed because a frame they started was not complete
+    /// within `--frame-timeout` (slowloris), counted apart from idle ones.
+    #[serde(default)]
+    pub frame_timeouts: u64,
     /// Connections the peer aborted (a reset rather than an orderly close).
     /// A partial frame left by an abort is not a protocol error: the fleet
     /// aborts a client it gives up on, wherever its last write ended.
@@ -168,6 +172,7 @@ impl IngestStats {
         self.connections.rejected += o.connections.rejected;
         self.connections.closed += o.connections.closed;
         self.connections.idle_timeouts += o.connections.idle_timeouts;
+        self.connections.frame_timeouts += o.connections.frame_timeouts;
         self.connections.resets += o.connections.resets;
         self.errors.merge(&o.errors);
         for (id, c) in &o.clients {

@@ -176,6 +176,10 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
                 break;
             }
         }
+        if conn.frame_overdue(config.frame_timeout) {
+            stats.ingest.connections.frame_timeouts += 1;
+            break;
+        }
     }
     stats.ingest.connections.closed += 1;
     stats

@@ -384,11 +384,15 @@ fn ring_loop(
                 _ => {}
             }
         }
-        if !config.idle_timeout.is_zero() && last_sweep.elapsed() >= IDLE_SWEEP {
+        if last_sweep.elapsed() >= IDLE_SWEEP {
             last_sweep = Instant::now();
-            for c in conns.values_mut() {
-                if !c.closing && c.last_active.elapsed() >= config.idle_timeout {
+            let idle = config.idle_timeout;
+            for c in conns.values_mut().filter(|c| !c.closing) {
+                if !idle.is_zero() && c.last_active.elapsed() >= idle {
                     stats.ingest.connections.idle_timeouts += 1;
+                    c.closing = true;
+                } else if c.ingest.frame_overdue(config.frame_timeout) {
+                    stats.ingest.connections.frame_timeouts += 1;
                     c.closing = true;
                 }
             }

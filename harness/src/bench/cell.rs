@@ -113,6 +113,8 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         .arg(format_list(&config.server_cpus))
         .arg("--report")
         .arg(&server_json)
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file(&server_log)?);
@@ -158,6 +160,8 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         .arg(format_list(&config.fleet_cpus))
         .arg("--report")
         .arg(&fleet_json)
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file(&fleet_log)?);

@@ -226,6 +226,15 @@ impl Progress {
 /// more capacity (none with `--quick`).
 const FOLLOW_STEPS: usize = 3;
 
+/// Most steps below a knee that failed a repeat, looking for a size that
+/// passes every repeat.
+const STEP_DOWN: usize = 3;
+
+/// One tolerance below `n` (at least one client).
+fn step_down(n: u32, params: &search::Params) -> u32 {
+    n.saturating_sub(((params.tolerance * n as f64) as u32).max(1))
+}
+
 /// Probes expected per (model, workload) before any has run.
 const FIRST_ESTIMATE: u64 = 20;
 
@@ -491,14 +500,39 @@ impl Pair<'_, '_> {
                 self.probe(next, workers, true)?;
             }
         }
-        let at_best: Vec<(u32, Outcome)> = self
-            .probes
-            .iter()
-            .filter(|p| p.workers == workers)
-            .map(|p| (p.clients, p.outcome))
-            .collect();
+        // A knee that failed a repeat gives no steady low end: step down a
+        // tolerance at a time (at most STEP_DOWN times) until a size passes
+        // every repeat, so the interval has one.
+        let mut below = best.capacity;
+        for _ in 0..STEP_DOWN {
+            let at_best = self.outcomes_at(workers);
+            let low = interval::interval(&at_best, best.capacity).low;
+            if (low == 0 && below <= 1) || low >= step_down(below, &settings.params) {
+                break;
+            }
+            below = step_down(below, &settings.params);
+            if below == 0 {
+                break;
+            }
+            for _ in 0..settings.confirm.max(1) {
+                self.probe(below, workers, true)?;
+            }
+        }
+        let at_best = self.outcomes_at(workers);
         let interval = interval::interval(&at_best, best.capacity);
         let clients = interval::point(&at_best, best.capacity);
+        // The bound was the generator's only if no repeat at or above the
+        // capacity failed on the server's account.
+        let limited_by = match best.limited_by {
+            LimitedBy::Generator
+                if at_best
+                    .iter()
+                    .any(|&(n, o)| n >= clients && o == Outcome::Fail) =>
+            {
+                LimitedBy::Server
+            }
+            l => l,
+        };
         let knee: Vec<&CellResult> = self
             .probes
             .iter()
@@ -523,7 +557,7 @@ impl Pair<'_, '_> {
             workers,
             clients,
             interval,
-            limited_by: best.limited_by,
+            limited_by,
             slo,
             p99_ns: median_u(|c| c.derived.p99_ns),
             service_p99_ns: median_u(|c| c.derived.service_p99_ns),
@@ -551,6 +585,15 @@ impl Pair<'_, '_> {
                 .collect(),
             probes: self.probes,
         })
+    }
+
+    /// Every outcome so far at `workers` (fleet size, outcome).
+    fn outcomes_at(&self, workers: usize) -> Vec<(u32, Outcome)> {
+        self.probes
+            .iter()
+            .filter(|p| p.workers == workers)
+            .map(|p| (p.clients, p.outcome))
+            .collect()
     }
 
     /// Server utilisation of the passing probe at `clients` (0 if none).
@@ -613,6 +656,19 @@ mod tests {
     use super::*;
     use std::str::FromStr;
     use workloads::WorkSpec;
+
+    #[test]
+    fn steps_down_by_the_tolerance_to_one_client() {
+        let p = |tolerance| search::Params {
+            max_clients: 100,
+            tolerance,
+        };
+        // (from, tolerance, to)
+        let table = [(40, 0.05, 38), (10, 0.05, 9), (1, 0.05, 0), (40, 0.25, 30)];
+        for (from, tol, to) in table {
+            assert_eq!(step_down(from, &p(tol)), to, "{from} at {tol}");
+        }
+    }
 
     #[test]
     fn littles_law_estimate_table() {

@@ -118,7 +118,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         );
         let _ = writeln!(
             md,
-            "- **Interval**: {} probed {} more time(s). The capacity is the largest size that passed most of its probes (at or below the search's knee, half is enough: the search counted a failure retried into a pass as a pass); the interval runs from the largest size that passed every probe to one below the smallest size above it that failed every probe (`>=`: nothing above failed every time).",
+            "- **Interval**: {} probed {} more time(s). The capacity is the largest size that passed most of its probes (at or below the search's knee, half is enough: the search counted a failure retried into a pass as a pass); the interval runs from the largest size that passed every probe (when the knee failed a repeat, sizes a tolerance step lower are probed, at most 3 steps, to find one) to one below the smallest size above it that failed every probe (`>=`: nothing above failed every time).",
             if s.confirm_next {
                 "the knee and the next step up are"
             } else {
@@ -149,7 +149,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         let _ = writeln!(md, "## Workload `{workload}` (`{spec}`)\n");
         let _ = writeln!(md, "{HEADER}");
         let mut ranked: Vec<&&CapacityRecord> = records.iter().collect();
-        ranked.sort_by_key(|r| std::cmp::Reverse((r.interval.low, r.clients)));
+        ranked.sort_by_key(|r| std::cmp::Reverse((r.clients, r.interval.low)));
         for r in &ranked {
             row(&mut md, workload, r);
         }
@@ -212,9 +212,9 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
                     r.model,
                     counts.join(", "),
                     r.workers,
-                    if r.io_waits > 0 {
+                    if r.sweep.iter().any(|s| s.workers == r.io_waits) {
                         format!(
-                            "; Little's law puts ~{} io waits in flight at the knee",
+                            "; Little's law first put ~{} io waits in flight at the knee, and the sweep followed the knee from there",
                             r.io_waits
                         )
                     } else {

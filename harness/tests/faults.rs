@@ -1,0 +1,222 @@
+//! The harness under faults: killed with SIGKILL it leaves no orphan server
+//! or fleet and a run that `--resume` completes; SIGTERM stops its children
+//! at once and keeps what finished; an interrupted capacity search resumes
+//! by replaying the probes it has. Also: the fleet loads another host only
+//! when told to.
+
+mod util;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use util::harness_bin;
+
+fn harness(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(harness_bin());
+    cmd.args(args)
+        .args([
+            "--batch-window",
+            "1ms",
+            "--rate",
+            "1000",
+            "--warmup",
+            "100ms",
+            "--drain-timeout",
+            "2s",
+        ])
+        .arg("--results-dir")
+        .arg(dir.join("results"))
+        .arg("--plots-dir")
+        .arg(dir.join("plots"))
+        .arg("--logs-dir")
+        .arg(dir.join("logs"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// The run's saved run.json, once it has at least `cells` cells.
+fn saved(dir: &Path, cells: usize) -> Option<Value> {
+    let entry = std::fs::read_dir(dir.join("results")).ok()?.next()?.ok()?;
+    let text = std::fs::read_to_string(entry.path().join("run.json")).ok()?;
+    let run: Value = serde_json::from_str(&text).ok()?;
+    (run["cells"].as_array()?.len() >= cells).then_some(run)
+}
+
+fn wait_for(dir: &Path, cells: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(run) = saved(dir, cells) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "{cells} cells never saved");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Processes (other than `except`) whose command line mentions `dir`.
+fn processes_under(dir: &Path, except: Option<u32>) -> Vec<String> {
+    let needle = dir.to_string_lossy().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if Some(pid) == except {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) {
+            out.push(format!("{pid}: {cmd}"));
+        }
+    }
+    out
+}
+
+fn no_orphans_within(dir: &Path, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = processes_under(dir, None);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "orphans: {left:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+#[test]
+fn sigkill_leaves_no_orphans_and_a_run_that_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--model",
+        "single",
+        "--clients",
+        "1",
+        "--repeat",
+        "3",
+        "--duration",
+        "1s",
+    ];
+    let mut child = harness(dir.path(), &args).spawn().unwrap();
+    wait_for(dir.path(), 1);
+    // Mid-way through the second cell: its server and fleet are running.
+    std::thread::sleep(Duration::from_millis(600));
+    signal(&child, Signal::SIGKILL);
+    child.wait().unwrap();
+    no_orphans_within(dir.path(), Duration::from_secs(2));
+    let run = saved(dir.path(), 1).unwrap();
+    let id = run["run_id"].as_str().unwrap().to_string();
+    if run["complete"] == true {
+        return; // finished before the signal landed
+    }
+    let status = harness(dir.path(), &["--resume", &id]).status().unwrap();
+    assert!(status.success());
+    let run = saved(dir.path(), 3).unwrap();
+    assert_eq!(run["complete"], true);
+}
+
+#[test]
+fn sigterm_stops_the_children_at_once_and_keeps_finished_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--model",
+        "single",
+        "--clients",
+        "1",
+        "--repeat",
+        "3",
+        "--duration",
+        "3s",
+    ];
+    let mut child = harness(dir.path(), &args).spawn().unwrap();
+    wait_for(dir.path(), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    signal(&child, Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    // Counted, not timed on this shared machine: the run stopped well
+    // before its next 3 s cell could have finished, and left nothing.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    no_orphans_within(dir.path(), Duration::from_secs(2));
+    let run = saved(dir.path(), 1).unwrap();
+    if run["complete"] == true {
+        return;
+    }
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        run["cells"].as_array().unwrap().len(),
+        1,
+        "the cut cell is not kept"
+    );
+}
+
+#[test]
+fn an_interrupted_search_resumes_by_replaying_its_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "capacity",
+        "--model",
+        "single",
+        "--work",
+        "cpu:200us",
+        "--quick",
+        "--duration",
+        "250ms",
+    ];
+    let mut child = harness(dir.path(), &args).spawn().unwrap();
+    wait_for(dir.path(), 2);
+    signal(&child, Signal::SIGINT);
+    let status = child.wait().unwrap();
+    let run = saved(dir.path(), 2).unwrap();
+    if status.success() {
+        return; // the search finished before the signal landed
+    }
+    assert_eq!(status.code(), Some(130));
+    let before = run["cells"].as_array().unwrap().clone();
+    let id = run["run_id"].as_str().unwrap().to_string();
+    let status = harness(dir.path(), &["--resume", &id]).status().unwrap();
+    assert!(status.success());
+    let run = saved(dir.path(), 2).unwrap();
+    assert_eq!(run["complete"], true);
+    let cells = run["cells"].as_array().unwrap();
+    // The probes run before the interruption are kept and reused as they
+    // were, not run again.
+    assert_eq!(&cells[..before.len()], &before[..]);
+    let probes = run["capacities"][0]["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), cells.len(), "every cell is a probe, once");
+}
+
+#[test]
+fn the_fleet_loads_another_host_only_when_told_to() {
+    let out = Command::new(harness_bin())
+        .args(["fleet", "--target", "192.0.2.1:9", "--duration", "100ms"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-remote"), "{err}");
+}
+
+#[test]
+fn the_server_raises_its_open_file_limit_and_reports_it() {
+    let server = util::Server::start("single", &[]);
+    let report = server.stop();
+    let l = report.fd_limit;
+    assert!(l.hard > 0, "{l:?}");
+    assert_eq!(l.soft, l.hard, "{l:?}");
+    assert!(l.soft_at_start <= l.soft, "{l:?}");
+}
