@@ -102,7 +102,11 @@ fn fuzz(inputs: u64, seed: u64) {
         assert_eq!(got, want, "input {i}: {stream:?}");
         assert_eq!(got_err, want_err, "input {i}: {stream:?}");
         if want_err.is_none() {
-            assert_eq!(partial, !stream.len().is_multiple_of(FRAME_LEN), "input {i}");
+            assert_eq!(
+                partial,
+                !stream.len().is_multiple_of(FRAME_LEN),
+                "input {i}"
+            );
         }
     }
 }

@@ -67,8 +67,8 @@ pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
 /// The capacity as one number: the largest size that passed most of its
 /// probes, where at or below the search's `knee` half is enough (the search
 /// saw a failure retried into a pass as a pass) and above it a strict
-/// majority of the confirmation repeats is needed; at least the interval's
-/// low end.
+/// majority of the confirmation repeats is needed; never outside the
+/// interval.
 pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
     let mut by_size: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
     for &(n, outcome) in probes.iter().filter(|(_, o)| *o != Outcome::Generator) {
@@ -79,12 +79,15 @@ pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
             e.1 += 1;
         }
     }
-    by_size
+    let best = by_size
         .iter()
         .rev()
         .find(|(&n, &(pass, fail))| pass > fail || (n <= knee && pass == fail && pass > 0))
-        .map_or(0, |(&n, _)| n)
-        .max(interval(probes, knee).low)
+        .map_or(0, |(&n, _)| n);
+    // Inside the interval, whatever a lucky pass above a steady failure says.
+    let iv = interval(probes, knee);
+    best.max(iv.low)
+        .min(iv.high.unwrap_or(u32::MAX).max(iv.low))
 }
 
 #[cfg(test)]
@@ -165,7 +168,7 @@ mod tests {
     #[test]
     fn point_is_the_largest_size_that_mostly_passed() {
         // (probes, knee, point)
-        let table: [(Probes, u32, u32); 7] = [
+        let table: [(Probes, u32, u32); 8] = [
             (
                 &[(2, Pass), (4, Pass), (4, Pass), (4, Fail), (5, Fail)],
                 4,
@@ -202,6 +205,12 @@ mod tests {
             ),
             // A single pass above the knee among failures is not a majority.
             (&[(2, Pass), (3, Fail), (3, Pass), (2, Pass)], 2, 2),
+            // A lucky pass above a size that always failed stays outside.
+            (
+                &[(10, Pass), (12, Fail), (15, Pass), (15, Pass), (15, Fail)],
+                15,
+                11,
+            ),
         ];
         for (i, (probes, knee, want)) in table.into_iter().enumerate() {
             assert_eq!(point(probes, knee), want, "case {i}");
