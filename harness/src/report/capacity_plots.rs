@@ -218,17 +218,7 @@ fn load(
     let rows = records.len().div_ceil(cols).max(1);
     let areas = body.split_evenly((rows, cols));
     let plan = run.config.workload(workload).map(|w| &w.plan);
-    let fixed_slo = run
-        .config
-        .slo
-        .as_ref()
-        .and_then(|s| s.parse::<crate::bench::slo::Slo>().ok())
-        .and_then(|s| {
-            s.latency
-                .iter()
-                .find(|(n, _)| n == "p99")
-                .map(|(_, d)| d.as_nanos() as u64)
-        });
+    let fixed_slo = super::summary::slo_p99_ns(run);
     for (r, area) in records.iter().zip(&areas) {
         let series: [(&str, Field, ShapeStyle); 4] = [
             ("p50", |d| d.p50_ns, colour(&r.model).stroke_width(1)),

@@ -103,16 +103,7 @@ pub fn compare(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
             }
         }
     }
-    if !regressions.is_empty() {
-        let _ = writeln!(md, "\n## Regressions beyond {}%\n", fail_pct.unwrap_or(0.0));
-        for r in &regressions {
-            let _ = writeln!(md, "- {r}");
-        }
-    }
-    Comparison {
-        markdown: md,
-        regressions,
-    }
+    finish(md, regressions, fail_pct)
 }
 
 /// Capacity per (model, workload): a change only where the intervals do
@@ -166,6 +157,11 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
             y.workers
         );
     }
+    finish(md, regressions, fail_pct)
+}
+
+/// Appends the regressions, if any, to the markdown.
+fn finish(mut md: String, regressions: Vec<String>, fail_pct: Option<f64>) -> Comparison {
     if !regressions.is_empty() {
         let _ = writeln!(md, "\n## Regressions beyond {}%\n", fail_pct.unwrap_or(0.0));
         for r in &regressions {

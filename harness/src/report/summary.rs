@@ -12,21 +12,24 @@ use crate::verdict::Status;
 /// The p99 bound a point is ranked by: the run's `--slo` p99 if given,
 /// else [`crate::bench::slo::default_p99_ns`] for its window and workload.
 pub fn ranking_p99_ns(run: &RunFile, p: &Point) -> u64 {
-    let from_slo = run
-        .config
-        .slo
-        .as_deref()
-        .and_then(|s| s.parse::<crate::bench::slo::Slo>().ok())
-        .and_then(|slo| {
-            slo.latency
-                .iter()
-                .find(|(k, _)| k == "p99")
-                .map(|(_, d)| d.as_nanos() as u64)
-        });
-    from_slo.unwrap_or_else(|| {
+    slo_p99_ns(run).unwrap_or_else(|| {
         let plan = run.config.workload(&p.workload).map(|w| &w.plan);
         crate::bench::slo::default_p99_ns(p.batch_window_us, plan)
     })
+}
+
+/// The p99 limit of the run's `--slo`, if it gives one.
+pub fn slo_p99_ns(run: &RunFile) -> Option<u64> {
+    let slo = run
+        .config
+        .slo
+        .as_deref()?
+        .parse::<crate::bench::slo::Slo>()
+        .ok()?;
+    slo.latency
+        .iter()
+        .find(|(k, _)| k == "p99")
+        .map(|(_, d)| d.as_nanos() as u64)
 }
 
 /// `per frame` or the window, as the tables show it.
