@@ -11,9 +11,10 @@ use crate::fleet::Rate;
 use crate::units::parse_duration;
 
 /// Which concurrency model should my ingest server use, for my load, on my
-/// machine? Runs each server model against an open-loop client fleet and
-/// reports throughput, latency, CPU and memory, marking every result that
-/// cannot be trusted.
+/// machine? Finds each server model's capacity at an SLO (at its best worker
+/// count, with an interval) against an open-loop client fleet, reports
+/// throughput, latency, CPU and memory, and marks every result that cannot
+/// be trusted.
 #[derive(Parser, Debug)]
 #[command(name = "harness", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -38,7 +39,7 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Render plots and summary.md from a saved run.
     Report(ReportArgs),
-    /// Compare two saved runs cell by cell.
+    /// Compare two saved runs: capacity by capacity, or cell by cell, claiming only changes beyond the noise.
     Compare(CompareArgs),
     /// Benchmark the fleet: how many 10 kHz clients one core paces on time, per batch window.
     FleetCapacity(CapacityArgs),

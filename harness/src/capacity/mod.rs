@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use workloads::WorkPlan;
 
 use crate::bench::cell::{run_cell, CellContext, CellResult};
-use crate::bench::config::{CellKey, RunConfig};
+use crate::bench::config::{CellKey, RunConfig, SearchSettings};
 use crate::bench::results::RunFile;
 use crate::bench::slo::Slo;
 use crate::fleet::Rate;
@@ -400,17 +400,14 @@ impl Pair<'_, '_> {
 
     fn search_at(
         &mut self,
-        settings: &crate::bench::config::SearchSettings,
+        settings: &SearchSettings,
         workers: usize,
         seed: Option<u32>,
     ) -> Result<Found, Stop> {
         search::search(&settings.params, seed, |n| self.probe(n, workers, false))
     }
 
-    fn search(
-        mut self,
-        settings: &crate::bench::config::SearchSettings,
-    ) -> Result<CapacityRecord, Stop> {
+    fn search(mut self, settings: &SearchSettings) -> Result<CapacityRecord, Stop> {
         let config = self.ctx.config;
         let model =
             models::find(self.model).ok_or_else(|| anyhow!("unknown model {}", self.model))?;
