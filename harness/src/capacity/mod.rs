@@ -273,16 +273,12 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         None => None,
     };
     for (model, workload) in pairs {
-        if run
+        let done = run
             .capacities
             .iter()
-            .any(|c| c.model == model && c.workload == workload)
-        {
-            let probes = run
-                .capacities
-                .iter()
-                .find(|c| c.model == model && c.workload == workload)
-                .map_or(0, |c| c.probes.len());
+            .find(|c| c.model == model && c.workload == workload)
+            .map(|c| c.probes.len());
+        if let Some(probes) = done {
             progress.bar.inc(probes as u64);
             progress.probes_done += probes as u64;
             progress.pair_done();
@@ -367,8 +363,7 @@ impl Pair<'_, '_> {
         let cell = &self.run.cells[index];
         let plan = self.config().workload(self.workload).map(|w| &w.plan);
         let Classified { outcome, why, soft } = classify(cell, self.slo, plan);
-        let cpus = self.config().server_cpus.len().max(1) as f64;
-        let util = cell.derived.server_cpu_pct / 100.0 / cpus;
+        let util = self.util(index);
         self.probes.push(ProbeRecord {
             cell: index,
             clients,
@@ -593,16 +588,20 @@ impl Pair<'_, '_> {
             .collect()
     }
 
+    /// How busy the server of cell `index` was: its CPU over the window as
+    /// a share of the server's CPUs.
+    fn util(&self, index: usize) -> f64 {
+        let cpus = self.config().server_cpus.len().max(1) as f64;
+        self.run.cells[index].derived.server_cpu_pct / 100.0 / cpus
+    }
+
     /// Server utilisation of the passing probe at `clients` (0 if none).
     fn util_at(&self, clients: u32, workers: usize) -> f64 {
-        let cpus = self.config().server_cpus.len().max(1) as f64;
         self.probes
             .iter()
             .rev()
             .find(|p| p.clients == clients && p.workers == workers && p.outcome == Outcome::Pass)
-            .map_or(0.0, |p| {
-                self.run.cells[p.cell].derived.server_cpu_pct / 100.0 / cpus
-            })
+            .map_or(0.0, |p| self.util(p.cell))
     }
 }
 
