@@ -263,6 +263,9 @@ pub struct FleetArgs {
     /// Send-lag p99 above which the fleet fell behind [default: 2 x window, at least 200us].
     #[arg(long, value_parser = parse_duration)]
     pub max_lag: Option<Duration>,
+    /// Connection attempts per client in the whole run (retries after a refusal or a break wait 5 ms, doubling, jittered).
+    #[arg(long, default_value_t = crate::fleet::DEFAULT_CONNECT_TRIES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_tries: u32,
     /// Kernel iterations per microsecond for cpu durations [default: calibrate now].
     #[arg(long)]
     pub calibration: Option<f64>,

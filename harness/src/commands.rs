@@ -88,7 +88,10 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
         max_lag: args
             .max_lag
             .unwrap_or_else(|| FleetConfig::default_max_lag(args.batch_window)),
+        connect_tries: args.connect_tries,
     };
+    // One descriptor per client: a large fleet needs more than the usual 1024.
+    crate::serve::raise_fd_limit();
     let report = fleet::run(&config)?;
     let json = serde_json::to_string_pretty(&report).context("encode the report")?;
     match &args.report {

@@ -323,6 +323,7 @@ fn measure(
         cpus: None,
         drain_timeout: Duration::from_secs(5),
         max_lag: FleetConfig::default_max_lag(window),
+        connect_tries: crate::fleet::DEFAULT_CONNECT_TRIES,
     };
     let report = fleet::run(&config)?;
     let pacing = report.pacing_lag_ns.p99;

@@ -91,7 +91,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
 
 /// Raises the soft open-file limit to the hard one (children and threads
 /// inherit it); returns both, as found and as set.
-fn raise_fd_limit() -> FdLimit {
+pub fn raise_fd_limit() -> FdLimit {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return FdLimit::default();
@@ -108,14 +108,24 @@ fn raise_fd_limit() -> FdLimit {
 }
 
 /// CPU of this process plus its reaped children, and the largest peak RSS.
+/// This process's peak is its own address space's high-water mark
+/// (`VmHWM`): `getrusage` would also count whatever the process that
+/// started it held before `exec` (Linux keeps `ru_maxrss` across it).
+/// Children (prefork) never exec, so theirs come from `getrusage`.
 fn tree_usage() -> (CpuTimes, u64) {
     let mut cpu = CpuTimes::default();
-    let mut rss = 0u64;
+    let mut rss = procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .ok()
+        .and_then(|s| s.vmhwm)
+        .unwrap_or(0);
     for who in [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN] {
         if let Ok(u) = getrusage(who) {
             cpu.user_s += tv_secs(u.user_time());
             cpu.sys_s += tv_secs(u.system_time());
-            rss = rss.max(u.max_rss().max(0) as u64);
+            if who == UsageWho::RUSAGE_CHILDREN {
+                rss = rss.max(u.max_rss().max(0) as u64);
+            }
         }
     }
     (cpu, rss)

@@ -10,7 +10,7 @@ use models::ServerReport;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::client::ClientState;
-use crate::fleet::report::{FleetReport, FleetStatus, FleetVerdict};
+use crate::fleet::report::{ClientSent, FleetReport, FleetStatus, FleetVerdict};
 use crate::fleet::Rate;
 use crate::units::fmt_ns;
 
@@ -23,6 +23,10 @@ pub const BACKLOG_LIMIT_S: f64 = 0.1;
 /// server, could not keep the schedule.
 pub const GENERATOR_SATURATED: &str = "generator_saturated";
 
+/// The reason a cell is overloaded because the server turned clients away
+/// (`--max-clients` reached or out of file descriptors).
+pub const SERVER_REFUSED: &str = "server_refused";
+
 /// The fleet's verdict from its own counters: it fell behind if its send
 /// lag p99 exceeded its limit (paced runs) or scheduled frames were never
 /// written; that is the server's doing when writes hit would-block, else
@@ -30,13 +34,8 @@ pub const GENERATOR_SATURATED: &str = "generator_saturated";
 pub fn fleet_verdict(f: &FleetReport) -> FleetVerdict {
     let mut reasons = Vec::new();
     let max_lag = f.config.max_lag.as_nanos() as u64;
-    let late = f.config.rate != Rate::Max && f.send_lag_ns.p99 > max_lag;
-    let behind = late || f.unsent > 0;
-    let status = match (behind, f.would_block_writes > 0) {
-        (false, _) => FleetStatus::Ok,
-        (true, true) => FleetStatus::ServerBackpressure,
-        (true, false) => FleetStatus::GeneratorSaturated,
-    };
+    let late = is_late(f);
+    let status = fleet_status(f, 0);
     if late {
         reasons.push(format!(
             "send lag p99 {} exceeds the {} limit",
@@ -65,7 +64,48 @@ pub fn fleet_verdict(f: &FleetReport) -> FleetVerdict {
     if f.reconnects > 0 {
         reasons.push(format!("{} reconnects", f.reconnects));
     }
+    if f.refusals > 0 {
+        reasons.push(format!(
+            "{} clients refused by the server ({} connections closed before their first frame)",
+            f.refused.len(),
+            f.refusals
+        ));
+    }
     FleetVerdict { status, reasons }
+}
+
+/// The reason a cell whose server turned connections away is overloaded
+/// (the server's capacity for connections, not the generator, was the
+/// limit): clients refused on every try, else connections refused before
+/// a retry got in, as the fleet or the server counted them.
+fn refused(f: &FleetReport, server: Option<&ServerReport>, rec: &Reconciliation) -> Option<String> {
+    let turned_away = server.map_or(0, |s| s.connections.rejected + s.connections.shed);
+    let clients = f.refused.len() + rec.late_refused.len();
+    if clients > 0 {
+        Some(format!("{SERVER_REFUSED}: {clients} clients"))
+    } else if f.refusals > 0 || turned_away > 0 {
+        Some(format!(
+            "{SERVER_REFUSED}: {} connections (retries got in)",
+            f.refusals.max(turned_away)
+        ))
+    } else {
+        None
+    }
+}
+
+fn is_late(f: &FleetReport) -> bool {
+    f.config.rate != Rate::Max && f.send_lag_ns.p99 > f.config.max_lag.as_nanos() as u64
+}
+
+/// Whether the fleet kept its schedule, not counting `excused` unsent
+/// frames (those of clients the server turned away).
+fn fleet_status(f: &FleetReport, excused: u64) -> FleetStatus {
+    let behind = is_late(f) || f.unsent > excused;
+    match (behind, f.would_block_writes > 0) {
+        (false, _) => FleetStatus::Ok,
+        (true, true) => FleetStatus::ServerBackpressure,
+        (true, false) => FleetStatus::GeneratorSaturated,
+    }
 }
 
 /// Per-client comparison of sent and received frames.
@@ -81,6 +121,18 @@ pub struct Reconciliation {
     pub unread: u64,
     /// Clients whose counts differ (id, sent, received, measured sent, measured received).
     pub mismatched: Vec<ClientMismatch>,
+    /// Clients refused late: their connections came up, broke, and the
+    /// server never counted a frame of theirs, and it turned away at least
+    /// as many connections as the fleet did not see refused. What they
+    /// wrote is in `refused_frames`, not `lost`.
+    #[serde(default)]
+    pub late_refused: Vec<u32>,
+    /// Frames written to connections the server turned away.
+    #[serde(default)]
+    pub refused_frames: u64,
+    /// Unsent frames of the clients refused late.
+    #[serde(default)]
+    pub refused_unsent: u64,
 }
 
 /// One client whose counts differ.
@@ -111,11 +163,31 @@ pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconcil
         })
         .unwrap_or_default();
     let mut r = Reconciliation::default();
+    // A server may close a connection it turns away after the fleet's
+    // refusal check: the client then saw a break. Such clients are refused,
+    // not lost, when the server never heard from them and its own count of
+    // turned-away connections covers every connection they had.
+    let turned_away = server.map_or(0, |s| s.connections.rejected + s.connections.shed);
+    let silent: Vec<&ClientSent> = fleet
+        .clients
+        .iter()
+        .filter(|c| c.state == ClientState::Failed && !received.contains_key(&c.id))
+        .collect();
+    let unexplained = turned_away.saturating_sub(fleet.refusals);
+    let late: u64 = silent.iter().map(|c| c.established as u64).sum();
+    if !silent.is_empty() && late <= unexplained {
+        r.late_refused = silent.iter().map(|c| c.id).collect();
+    }
     for c in &fleet.clients {
+        if r.late_refused.contains(&c.id) {
+            r.refused_frames += c.sent.measured + c.sent.warmup;
+            r.refused_unsent += c.unsent;
+            continue;
+        }
         let sent = c.sent.measured + c.sent.warmup;
         let (got, got_measured) = received.get(&c.id).copied().unwrap_or((0, 0));
         let drained = c.state == ClientState::Drained;
-        let settled = drained || c.state == ClientState::Failed;
+        let settled = drained || matches!(c.state, ClientState::Failed | ClientState::Refused);
         let same = got == sent && got_measured == c.sent.measured;
         if !same {
             r.mismatched.push(ClientMismatch {
@@ -218,7 +290,7 @@ pub fn verdict(
                 ));
             }
             let server_behind = backlog || !f.undrained.is_empty();
-            match fleet_verdict(f).status {
+            match fleet_status(f, rec.refused_unsent) {
                 FleetStatus::Ok => {}
                 // Kernel-side queueing of an overloaded server can slow the
                 // sender without any would-block: the server is the cause.
@@ -230,8 +302,9 @@ pub fn verdict(
                     overloaded.push("server_backpressure".to_string())
                 }
             }
-            if !f.failed.is_empty() {
-                invalid.push(format!("{} clients lost their connection", f.failed.len()));
+            let failed = f.failed.len() - rec.late_refused.len();
+            if failed > 0 {
+                invalid.push(format!("{failed} clients lost their connection"));
             }
             if f.reconnects > 0 {
                 invalid.push(format!("{} reconnects", f.reconnects));
@@ -242,6 +315,9 @@ pub fn verdict(
                     f.undrained.len(),
                     rec.unread
                 ));
+            }
+            if let Some(reason) = refused(f, server, rec) {
+                overloaded.push(reason);
             }
         }
     }
@@ -446,6 +522,44 @@ mod tests {
             ),
             ("backlog", |_, _, _| {}, 0.2, Overloaded, "backlog: 200 ms"),
             (
+                "clients refused on every try",
+                |f, s, _| {
+                    f.refused = vec![7, 8, 9];
+                    f.refusals = 15;
+                    s.connections.rejected = 15;
+                },
+                0.0,
+                Overloaded,
+                "server_refused: 3 clients",
+            ),
+            (
+                "refused once, then admitted",
+                |f, s, _| {
+                    f.refusals = 2;
+                    s.connections.rejected = 2;
+                },
+                0.0,
+                Overloaded,
+                "server_refused: 2 connections",
+            ),
+            (
+                "connections shed for want of descriptors",
+                |_, s, _| s.connections.shed = 4,
+                0.0,
+                Overloaded,
+                "server_refused: 4 connections",
+            ),
+            (
+                "refused clients are not a late generator",
+                |f, _, _| {
+                    f.refused = vec![7];
+                    f.refusals = 5;
+                },
+                0.0,
+                Overloaded,
+                "server_refused: 1 clients",
+            ),
+            (
                 "invalid outranks overloaded",
                 |_, s, _| s.clients[0].received -= 1,
                 0.2,
@@ -499,5 +613,54 @@ mod tests {
         let r = reconcile(&f, Some(&s));
         assert_eq!((r.lost, r.unread, r.excess), (0, 7, 0));
         assert_eq!(r.mismatched.len(), 1);
+    }
+
+    #[test]
+    fn a_break_the_server_accounts_for_is_a_late_refusal_not_loss() {
+        // (case, connections the fleet saw refused, server's turned-away
+        //  count, the silent client's broken connections, refused late?)
+        let table = [
+            ("one unexplained rejection covers one break", 0, 1, 1, true),
+            ("shed connections count too", 2, 3, 1, true),
+            ("no rejection: a real loss", 0, 0, 1, false),
+            (
+                "fleet refusals already explain every rejection",
+                3,
+                3,
+                1,
+                false,
+            ),
+            ("two breaks, one rejection to spare", 0, 1, 2, false),
+        ];
+        for (name, fleet_refusals, turned_away, breaks, late) in table {
+            let (mut f, mut s) = baseline();
+            let id = f.clients[0].id;
+            let c = &mut f.clients[0];
+            c.state = ClientState::Failed;
+            c.established = breaks;
+            c.unsent = 11;
+            let sent = c.sent.measured + c.sent.warmup;
+            f.drained.retain(|&d| d != id);
+            f.failed.push(id);
+            f.unsent = 11;
+            f.refusals = fleet_refusals;
+            s.clients.retain(|c| c.id != id);
+            s.connections.shed = turned_away;
+            let rec = reconcile(&f, Some(&s));
+            let v = verdict(Some(&f), Some(&s), &rec, &RunFaults::default(), 0.0);
+            if late {
+                assert_eq!(rec.late_refused, vec![id], "{name}");
+                assert_eq!((rec.lost, rec.refused_frames), (0, sent), "{name}");
+                assert_eq!(v.status, Status::Overloaded, "{name}: {:?}", v.reasons);
+                assert!(
+                    v.reasons.iter().any(|r| r == "server_refused: 1 clients"),
+                    "{name}"
+                );
+            } else {
+                assert!(rec.late_refused.is_empty(), "{name}");
+                assert_eq!(rec.lost, sent, "{name}");
+                assert_eq!(v.status, Status::Invalid, "{name}: {:?}", v.reasons);
+            }
+        }
     }
 }

@@ -126,6 +126,7 @@ fn config(target: SocketAddr, clients: u32, hz: u64, window: Duration) -> FleetC
         cpus: None,
         drain_timeout: Duration::from_secs(5),
         max_lag: Duration::from_millis(50),
+        connect_tries: fleet::DEFAULT_CONNECT_TRIES,
     }
 }
 

@@ -23,6 +23,7 @@ use workloads::clock::monotonic_ns;
 use workloads::{Frame, WorkKind};
 
 use crate::ingest::ConnIngest;
+use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::timer::Timer;
@@ -104,6 +105,7 @@ async fn accept_loop(
         .map_err(ServeError::io("register the listener"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Slots::local(config.max_clients));
+    let mut reserve = Reserve::new(&listener);
     let config = Arc::new(config);
     let mut conns = JoinSet::new();
     let mut tick = tokio::time::interval(SHUTDOWN_POLL);
@@ -125,6 +127,12 @@ async fn accept_loop(
                         slots.clone(),
                         timer.clone(),
                     ));
+                }
+                Err(e) if is_exhaustion(&e) => {
+                    // Shed what is pending; accept again after a short pause.
+                    let shed = reserve.shed(&listener);
+                    shared.lock().expect("stats lock").ingest.connections.shed += shed;
+                    sleep(Duration::from_millis(5)).await;
                 }
                 Err(e) => {
                     tracing::debug!("accept failed: {e}");

@@ -27,7 +27,7 @@ const SNAPSHOT_BYTES: usize = 512 * 1024;
 const SNAPSHOT_WORDS: usize = SNAPSHOT_BYTES / 8;
 
 /// Scalars of a count area, in order.
-const SCALARS: usize = 18;
+const SCALARS: usize = 19;
 
 /// One copy of a child's counts.
 #[repr(C)]
@@ -123,6 +123,7 @@ impl Board {
             untracked,
             clients,
             c.frame_timeouts,
+            c.shed,
         ];
         for (a, v) in area.scalars.iter().zip(scalars) {
             a.store(v, Ordering::Relaxed);
@@ -199,6 +200,7 @@ impl Board {
             ) = (v[9], v[10], v[11], v[12], v[13], v[14]);
             ingest.untracked_frames = v[15];
             ingest.connections.frame_timeouts = v[17];
+            ingest.connections.shed = v[18];
             for cell in area.clients.iter().take(v[16] as usize) {
                 let x: Vec<u64> = cell.iter().map(|a| a.load(Ordering::Relaxed)).collect();
                 if x[0] == 0 {

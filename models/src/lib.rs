@@ -14,6 +14,7 @@ pub mod prefork;
 pub mod rayon_model;
 mod reactor;
 pub mod report;
+pub mod shed;
 pub mod single;
 pub mod slots;
 pub mod stats;

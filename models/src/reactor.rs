@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use workloads::Frame;
 
 use crate::ingest::ConnIngest;
+use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::IngestStats;
 use crate::{ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
@@ -136,6 +137,11 @@ pub(crate) fn run<D: Dispatch>(
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .map_err(ServeError::io("register the listener"))?;
+    let mut door = Door {
+        reserve: Reserve::new(&listener),
+        listener,
+        slots,
+    };
     let waker =
         Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServeError::io("create a waker"))?);
     let mut events = Events::with_capacity(1024);
@@ -169,9 +175,8 @@ pub(crate) fn run<D: Dispatch>(
         for event in events.iter() {
             match event.token() {
                 LISTENER => accept_all(
-                    &listener,
+                    &mut door,
                     &poll,
-                    slots,
                     stats,
                     &mut conns,
                     &mut next_token,
@@ -253,17 +258,25 @@ pub(crate) fn run<D: Dispatch>(
     Ok(())
 }
 
+/// The listener with what admission needs: the `--max-clients` slots and a
+/// descriptor in reserve for shedding.
+struct Door<'a> {
+    listener: mio::net::TcpListener,
+    slots: &'a Slots,
+    reserve: Reserve,
+}
+
 fn accept_all<C>(
-    listener: &mio::net::TcpListener,
+    door: &mut Door,
     poll: &Poll,
-    slots: &Slots,
     stats: &mut IngestStats,
     conns: &mut HashMap<usize, Conn<C>>,
     next_token: &mut usize,
     open: &mut dyn FnMut() -> C,
 ) {
+    let slots = door.slots;
     loop {
-        match listener.accept() {
+        match door.listener.accept() {
             Ok((mut stream, _)) => {
                 if !slots.try_acquire() {
                     stats.connections.rejected += 1;
@@ -292,8 +305,13 @@ fn accept_all<C>(
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if is_exhaustion(&e) => {
+                // Pending connections would wait for the next edge: shed them.
+                stats.connections.shed += door.reserve.shed(&door.listener);
+                return;
+            }
             Err(e) => {
-                // Another child may have taken it (prefork), or fds ran out.
+                // Another child may have taken it (prefork), or it went away.
                 tracing::debug!("accept failed: {e}");
                 return;
             }

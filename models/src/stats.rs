@@ -72,6 +72,10 @@ pub struct ConnectionCounts {
     /// aborts a client it gives up on, wherever its last write ended.
     #[serde(default)]
     pub resets: u64,
+    /// Connections accepted and closed at once because the process had no
+    /// file descriptor to spare (EMFILE/ENFILE): shed, not served.
+    #[serde(default)]
+    pub shed: u64,
 }
 
 /// Protocol error counters, one per reason.
@@ -174,6 +178,7 @@ impl IngestStats {
         self.connections.idle_timeouts += o.connections.idle_timeouts;
         self.connections.frame_timeouts += o.connections.frame_timeouts;
         self.connections.resets += o.connections.resets;
+        self.connections.shed += o.connections.shed;
         self.errors.merge(&o.errors);
         for (id, c) in &o.clients {
             self.clients.entry(*id).or_default().merge(c);

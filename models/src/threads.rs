@@ -15,6 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use workloads::Frame;
 
 use crate::ingest::ConnIngest;
+use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::work::process_blocking;
@@ -58,6 +59,7 @@ impl Model for Threads {
             .map_err(ServeError::io("set the listener non-blocking"))?;
         let workers = config.workers.max(1);
         let slots = Slots::local(config.max_clients);
+        let mut reserve = Reserve::new(&listener);
         let mut merged = Stats::default();
         let mut accepts = IngestStats::default();
         thread::scope(|scope| -> Result<(), ServeError> {
@@ -82,6 +84,10 @@ impl Model for Threads {
                     let stream = match listener.accept() {
                         Ok((s, _)) => s,
                         Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) if is_exhaustion(&e) => {
+                            accepts.connections.shed += reserve.shed(&listener);
+                            break;
+                        }
                         Err(e) => {
                             if e.kind() != ErrorKind::WouldBlock {
                                 tracing::debug!("accept failed: {e}");

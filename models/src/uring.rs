@@ -5,8 +5,10 @@
 //! inline on the ring's thread. An io wait never stalls the ring: it becomes
 //! an `IORING_OP_TIMEOUT` with an absolute CLOCK_MONOTONIC deadline, and the
 //! frame is finished when that timeout completes, so waits overlap and the
-//! thread keeps receiving meanwhile. A connection is closed once the peer
-//! ended it and every timeout of its frames has completed.
+//! thread keeps receiving meanwhile; a connection with [`MAX_PENDING`]
+//! waits outstanding has its receive cancelled until half are done, which
+//! bounds its memory. A connection is closed once the peer ended it and
+//! every timeout of its frames has completed.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -24,6 +26,7 @@ use workloads::clock::monotonic_ns;
 use workloads::{Frame, WorkKind};
 
 use crate::ingest::ConnIngest;
+use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::work::process_blocking;
@@ -39,7 +42,13 @@ const TAG_SHIFT: u32 = 62;
 const ACCEPT: u64 = 0;
 const RECV: u64 = 1;
 const TIMER: u64 = 2;
+const CANCEL: u64 = 3;
+/// io frames of one connection waiting before it stops receiving (as in
+/// `async`): what bounds the timers a connection can hold.
+pub const MAX_PENDING: usize = 1024;
 const IDLE_SWEEP: Duration = Duration::from_millis(100);
+/// How long accepting pauses after descriptors ran out.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(5);
 
 /// io_uring, a ring per thread.
 pub struct Uring;
@@ -197,6 +206,11 @@ struct Conn {
     ingest: ConnIngest,
     /// io frames waiting on a timeout.
     pending: usize,
+    /// A multishot receive is active.
+    armed: bool,
+    /// Receiving stopped because [`MAX_PENDING`] io frames wait: resumes
+    /// when half of them are done.
+    paused: bool,
     /// Ended by the peer, an invalid frame or the idle timeout: closed once
     /// `pending` is 0.
     closing: bool,
@@ -240,10 +254,23 @@ fn ring_loop(
     let mut last_sweep = Instant::now();
     let wait = Timespec::new().nsec(SHUTDOWN_POLL.as_nanos() as u32);
     let mut completions: Vec<(u64, i32, u32)> = Vec::new();
+    let mut reserve = Reserve::new(listener);
+    let mut accept_paused: Option<Instant> = None;
     loop {
         let stopping = shutdown.is_triggered();
         if stopping && timers.is_empty() {
             break;
+        }
+        if accept_paused.is_some_and(|t| t.elapsed() >= ACCEPT_PAUSE) {
+            accept_paused = None;
+            if !stopping {
+                r.push(
+                    opcode::AcceptMulti::new(listen_fd)
+                        .build()
+                        .user_data(user_data(ACCEPT, 0)),
+                )
+                .map_err(ring_err("submit the accept"))?;
+            }
         }
         let args = SubmitArgs::new().timespec(&wait);
         match r.ring.submitter().submit_with_args(1, &args) {
@@ -287,16 +314,26 @@ fn ring_loop(
                                 fd,
                                 ingest: ConnIngest::new(),
                                 pending: 0,
+                                armed: true,
+                                paused: false,
                                 closing: false,
                                 last_active: Instant::now(),
                             },
                         );
                         r.push(recv).map_err(ring_err("submit a receive"))?;
                     } else {
-                        tracing::debug!(
-                            "accept failed: {}",
-                            std::io::Error::from_raw_os_error(-res)
-                        );
+                        let e = std::io::Error::from_raw_os_error(-res);
+                        if is_exhaustion(&e) {
+                            stats.ingest.connections.shed += reserve.shed(listener);
+                            // Accepting again at once would fail at once
+                            // (the descriptor is taken before a connection
+                            // is looked for): pause, then re-arm.
+                            if !cqueue::more(flags) {
+                                accept_paused = Some(Instant::now());
+                            }
+                            continue;
+                        }
+                        tracing::debug!("accept failed: {e}");
                     }
                     if !cqueue::more(flags) && !stopping {
                         r.push(
@@ -309,7 +346,10 @@ fn ring_loop(
                 }
                 RECV => {
                     let buf = cqueue::buffer_select(flags);
-                    let conn = conns.get_mut(&id);
+                    let mut conn = conns.get_mut(&id);
+                    if let Some(c) = conn.as_deref_mut() {
+                        c.armed &= cqueue::more(flags);
+                    }
                     match (conn, res) {
                         // Closed already, or read after shutdown: left unread.
                         (None, _) => {}
@@ -344,13 +384,17 @@ fn ring_loop(
                             }
                             if fed.is_err() {
                                 c.closing = true;
-                            } else if !cqueue::more(flags) {
-                                // Multishot ended (e.g. no buffer was free): re-arm.
-                                let again =
-                                    opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BGID)
+                            } else if c.pending >= MAX_PENDING {
+                                if c.armed && !c.paused {
+                                    let cancel = opcode::AsyncCancel::new(user_data(RECV, id))
                                         .build()
-                                        .user_data(user_data(RECV, id));
-                                r.push(again).map_err(ring_err("submit a receive"))?;
+                                        .user_data(user_data(CANCEL, id));
+                                    r.push(cancel).map_err(ring_err("pause a receive"))?;
+                                }
+                                c.paused = true;
+                            } else if !c.armed && !c.paused {
+                                // Multishot ended (e.g. no buffer was free): re-arm.
+                                arm(&mut r, c, id)?;
                             }
                         }
                         (Some(c), 0) => {
@@ -358,10 +402,15 @@ fn ring_loop(
                             c.closing = true;
                         }
                         (Some(c), n) if -n == nix::libc::ENOBUFS => {
-                            let again = opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BGID)
-                                .build()
-                                .user_data(user_data(RECV, id));
-                            r.push(again).map_err(ring_err("submit a receive"))?;
+                            if !c.paused {
+                                arm(&mut r, c, id)?;
+                            }
+                        }
+                        // Cancelled to pause; resumed meanwhile: receive again.
+                        (Some(c), n) if -n == nix::libc::ECANCELED => {
+                            if !c.paused {
+                                arm(&mut r, c, id)?;
+                            }
                         }
                         (Some(c), _) => {
                             c.ingest.on_reset(&mut stats.ingest);
@@ -379,6 +428,12 @@ fn ring_loop(
                     stats.process.record(&frame, monotonic_ns(), None);
                     if let Some(c) = conns.get_mut(&conn_id) {
                         c.pending -= 1;
+                        if c.paused && c.pending <= MAX_PENDING / 2 && !c.closing && !stopping {
+                            c.paused = false;
+                            if !c.armed {
+                                arm(&mut r, c, conn_id)?;
+                            }
+                        }
                     }
                 }
                 _ => {}
@@ -413,6 +468,16 @@ fn ring_loop(
     }
     stats.ingest.connections.closed += conns.len() as u64;
     Ok(stats)
+}
+
+/// Starts a multishot receive on `c`.
+fn arm(r: &mut Ring, c: &mut Conn, id: u64) -> Result<(), ServeError> {
+    let recv = opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BGID)
+        .build()
+        .user_data(user_data(RECV, id));
+    r.push(recv).map_err(ring_err("submit a receive"))?;
+    c.armed = true;
+    Ok(())
 }
 
 /// Ends a connection so the peer sees it at once, even while a multishot

@@ -394,6 +394,7 @@ impl RunConfig {
             cpus: Some(self.fleet_cpus.clone()),
             drain_timeout: self.drain_timeout,
             max_lag: FleetConfig::default_max_lag(self.batch_window_for(key.clients)),
+            connect_tries: crate::fleet::DEFAULT_CONNECT_TRIES,
         })
     }
 }

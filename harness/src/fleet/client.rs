@@ -1,25 +1,23 @@
 //! One client of the fleet: a non-blocking socket that writes the frames of
 //! its schedule as they come due, keeps its place when the server pushes
-//! back, reconnects when the connection breaks, then drains.
+//! back, reconnects (on a backoff, see [`super::link`]) when the connection
+//! breaks, then drains.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use workloads::clock::monotonic_ns;
 use workloads::wire::{send_delay, stamp_send_delay};
 use workloads::{Frame, FRAME_LEN};
 
+use super::link::{Link, Poll};
 use super::report::ThreadTotals;
 use super::schedule::{Schedule, MAX_FRAMES_PER_CLIENT};
 use super::FleetConfig;
 
 /// Most frames written in one write call.
 pub const MAX_BATCH: usize = 256;
-const CONNECT_ATTEMPTS: u32 = 5;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// How often a draining client looks for the server's close.
 const DRAIN_POLL_NS: u64 = 1_000_000;
 /// Earliest retry after a write would block.
@@ -37,8 +35,12 @@ pub enum ClientState {
     Drained,
     /// The server had not read everything by the drain deadline.
     Undrained,
-    /// The connection broke and could not be re-established.
+    /// The connection broke, or never came up, and could not be
+    /// (re-)established.
     Failed,
+    /// The server closed every connection it was offered before the first
+    /// frame (`--max-clients` reached, or no file descriptors left).
+    Refused,
 }
 
 /// What the pacing loop does with the client next.
@@ -61,7 +63,7 @@ pub struct Client {
     pub id: u32,
     /// Position in the fleet (0-based), which sets its phase.
     pub index: u32,
-    stream: Option<TcpStream>,
+    link: Link,
     /// Next sequence number to generate.
     pub next_seq: u64,
     buf: Vec<u8>,
@@ -71,10 +73,6 @@ pub struct Client {
     pub sent_measured: u64,
     /// Warm-up frames fully written.
     pub sent_warmup: u64,
-    /// Successful reconnects.
-    pub reconnects: u32,
-    /// Failed connect attempts.
-    pub connect_failures: u32,
     /// Writes that hit would-block.
     pub would_block_writes: u64,
     /// Current state.
@@ -88,20 +86,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client not yet connected.
-    pub fn new(id: u32, index: u32) -> Self {
+    /// A client not yet connected; it connects on its first step, trying
+    /// at most `connect_tries` times in the whole run.
+    pub fn new(id: u32, index: u32, target: SocketAddr, connect_tries: u32) -> Self {
         Client {
             id,
             index,
-            stream: None,
+            link: Link::new(target, connect_tries),
             next_seq: 0,
             buf: Vec::with_capacity(MAX_BATCH * FRAME_LEN),
             dues: Vec::with_capacity(MAX_BATCH),
             written: 0,
             sent_measured: 0,
             sent_warmup: 0,
-            reconnects: 0,
-            connect_failures: 0,
             would_block_writes: 0,
             state: ClientState::Sending,
             drain_deadline: 0,
@@ -111,40 +108,24 @@ impl Client {
         }
     }
 
-    /// True while it holds a socket.
-    pub fn is_connected(&self) -> bool {
-        self.stream.is_some()
+    /// Connection attempts so far.
+    pub fn attempts(&self) -> super::link::Attempts {
+        self.link.attempts
+    }
+
+    /// Reconnects after a broken connection.
+    pub fn reconnects(&self) -> u32 {
+        self.link.attempts.established.saturating_sub(1)
+    }
+
+    /// Takes the last connect error (for a fleet that reached no server).
+    pub fn take_connect_error(&mut self) -> Option<std::io::Error> {
+        self.link.last_error.take()
     }
 
     /// Frames fully written.
     pub fn sent(&self) -> u64 {
         self.sent_measured + self.sent_warmup
-    }
-
-    /// Connects with bounded retries and exponential backoff.
-    pub fn connect(&mut self, target: SocketAddr) -> std::io::Result<()> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut last = None;
-        for attempt in 0..CONNECT_ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(backoff);
-                backoff *= 2;
-            }
-            match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
-                Ok(s) => {
-                    s.set_nodelay(true)?;
-                    s.set_nonblocking(true)?;
-                    self.stream = Some(s);
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.connect_failures += 1;
-                    last = Some(e);
-                }
-            }
-        }
-        self.state = ClientState::Failed;
-        Err(last.unwrap_or_else(|| std::io::Error::other("connect failed")))
     }
 
     /// Does whatever is due at `now`.
@@ -159,7 +140,21 @@ impl Client {
             self.last_progress = now;
         }
         match self.state {
-            ClientState::Sending => self.send(now, schedule, config, totals),
+            ClientState::Sending => match self.link.poll(now) {
+                Poll::Ready if now < schedule.first_wake(self.index) => {
+                    Step::WakeAt(schedule.first_wake(self.index))
+                }
+                Poll::Ready => self.send(now, schedule, config, totals),
+                Poll::WaitUntil(t) => Step::WakeAt(t),
+                Poll::GaveUp => {
+                    let a = self.link.attempts;
+                    self.finish(if a.established == 0 && a.refusals > 0 {
+                        ClientState::Refused
+                    } else {
+                        ClientState::Failed
+                    })
+                }
+            },
             ClientState::Draining => self.drain(now),
             _ => Step::Done,
         }
@@ -168,11 +163,12 @@ impl Client {
     fn finish(&mut self, state: ClientState) -> Step {
         self.state = state;
         self.finished_ns = monotonic_ns();
+        let stream = self.link.close();
         if state == ClientState::Undrained {
             // Giving up mid-stream is an abort, not an orderly close: a
             // reset tells the server that a partial last frame is no
             // protocol error.
-            if let Some(s) = &self.stream {
+            if let Some(s) = &stream {
                 let _ = nix::sys::socket::setsockopt(
                     s,
                     nix::sys::socket::sockopt::Linger,
@@ -183,7 +179,6 @@ impl Client {
                 );
             }
         }
-        self.stream = None;
         Step::Done
     }
 
@@ -210,11 +205,7 @@ impl Client {
                 self.buf.clear();
                 self.dues.clear();
                 self.written = 0;
-                self.stream = None;
-                if self.connect(config.target).is_err() {
-                    return self.finish(ClientState::Failed);
-                }
-                self.reconnects += 1;
+                self.link.broken(now);
                 Step::WakeAt(now)
             }
             Flush::Blocked if stalled => self.finish(ClientState::Undrained),
@@ -232,7 +223,7 @@ impl Client {
                     None => now >= schedule.end || self.next_seq >= MAX_FRAMES_PER_CLIENT,
                 };
                 if all_generated {
-                    if let Some(s) = &self.stream {
+                    if let Some(s) = self.link.stream() {
                         let _ = s.shutdown(Shutdown::Write);
                     }
                     self.state = ClientState::Draining;
@@ -282,7 +273,7 @@ impl Client {
 
     /// Writes what is pending; accounts frames whose last byte went out.
     fn flush(&mut self, schedule: &Schedule, totals: &mut ThreadTotals) -> Flush {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.link.stream() else {
             return Flush::Broken;
         };
         while self.written < self.buf.len() {
@@ -329,7 +320,7 @@ impl Client {
     }
 
     fn drain(&mut self, now: u64) -> Step {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.link.stream() else {
             return self.finish(ClientState::Failed);
         };
         let mut sink = [0u8; 512];

@@ -5,6 +5,7 @@
 //! accounting and the verdict.
 
 pub mod client;
+pub mod link;
 pub mod report;
 pub mod schedule;
 
@@ -24,8 +25,16 @@ use schedule::Schedule;
 
 /// Sleep until this close to a deadline, then spin.
 const SPIN_NS: u64 = 100_000;
-/// Time between connecting and the first due frame.
+/// Time between the last client's first connect and the first due frame
+/// (a connect plus the refusal check fit in it).
 const START_DELAY_NS: u64 = 20_000_000;
+/// First connects are spaced this far apart (at most [`CONNECT_SPREAD_NS`]
+/// in all), as one-at-a-time connects would be: a burst of simultaneous
+/// connects lets one `prefork` child accept them all.
+const CONNECT_SPACING_NS: u64 = 50_000;
+const CONNECT_SPREAD_NS: u64 = 10_000_000;
+/// Connection attempts per client per run unless configured.
+pub const DEFAULT_CONNECT_TRIES: u32 = 5;
 
 /// Per-client send rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +109,15 @@ pub struct FleetConfig {
     /// Send-lag p99 above this means the fleet fell behind its schedule.
     #[serde(with = "models::duration_ms")]
     pub max_lag: Duration,
+    /// Connection attempts per client in the whole run (first connect,
+    /// retries after a refusal and reconnects after a break), spaced by a
+    /// jittered exponential backoff.
+    #[serde(default = "default_connect_tries")]
+    pub connect_tries: u32,
+}
+
+fn default_connect_tries() -> u32 {
+    DEFAULT_CONNECT_TRIES
 }
 
 impl FleetConfig {
@@ -131,24 +149,18 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     {
         return Err(FleetError::ScheduleTooLong(n));
     }
-    let mut clients = Vec::with_capacity(config.clients as usize);
-    let mut first_error = None;
-    for i in 0..config.clients {
-        let id = config.client_id_base.wrapping_add(i);
-        let mut c = Client::new(id, i);
-        if let Err(e) = c.connect(config.target) {
-            first_error.get_or_insert(e);
-        }
-        clients.push(c);
-    }
-    if clients.iter().all(|c| !c.is_connected()) {
-        let e = first_error.unwrap_or_else(|| std::io::Error::other("no clients"));
-        return Err(FleetError::Connect(config.target, e));
-    }
+    let clients: Vec<Client> = (0..config.clients)
+        .map(|i| {
+            let id = config.client_id_base.wrapping_add(i);
+            Client::new(id, i, config.target, config.connect_tries)
+        })
+        .collect();
     // Sleeps may overshoot by the timer slack (50 us by default); pacing
     // threads inherit this setting. Best effort: unprivileged and harmless.
     let _ = nix::sys::prctl::set_timerslack(1);
-    let t0 = monotonic_ns() + START_DELAY_NS;
+    let start = monotonic_ns();
+    let spacing = CONNECT_SPACING_NS.min(CONNECT_SPREAD_NS / config.clients.max(1) as u64);
+    let t0 = start + spacing * config.clients as u64 + START_DELAY_NS;
     let schedule = Schedule::new(config, t0);
     let threads = config.threads.clamp(1, clients.len().max(1));
     let mut groups: Vec<Vec<Client>> = (0..threads).map(|_| Vec::new()).collect();
@@ -160,7 +172,7 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         .map(|group| {
             let schedule = schedule.clone();
             let config = config.clone();
-            thread::spawn(move || pace(group, &schedule, &config))
+            thread::spawn(move || pace(group, &schedule, &config, start, spacing))
         })
         .collect();
     let mut totals = ThreadTotals::default();
@@ -170,22 +182,37 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         totals.merge(&t);
         done.extend(clients);
     }
+    // A fleet none of whose clients reached a server is an error, not a
+    // report (a server that refused them is a finding and is reported).
+    if done
+        .iter()
+        .all(|c| c.attempts().established == 0 && c.attempts().refusals == 0)
+    {
+        let e = done
+            .iter_mut()
+            .find_map(|c| c.take_connect_error())
+            .unwrap_or_else(|| std::io::Error::other("no clients"));
+        return Err(FleetError::Connect(config.target, e));
+    }
     done.sort_by_key(|c| c.index);
     Ok(FleetReport::new(config, &schedule, &done, &totals))
 }
 
-/// One pacing thread: wakes each client at its next write time, sleeping
-/// then spinning for microsecond precision, until every client is done.
+/// One pacing thread: connects each client at `start` plus its index times
+/// `spacing`, then wakes it at its next write time, sleeping then spinning
+/// for microsecond precision, until every client is done.
 fn pace(
     mut clients: Vec<Client>,
     schedule: &Schedule,
     config: &FleetConfig,
+    start: u64,
+    spacing: u64,
 ) -> (Vec<Client>, ThreadTotals) {
     let mut totals = ThreadTotals::default();
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = clients
         .iter()
         .enumerate()
-        .map(|(i, c)| Reverse((schedule.first_wake(c.index), i)))
+        .map(|(i, c)| Reverse((start + spacing * c.index as u64, i)))
         .collect();
     while let Some(Reverse((wake, i))) = heap.pop() {
         wait_until(wake);

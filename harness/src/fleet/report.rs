@@ -68,6 +68,15 @@ pub struct ClientSent {
     pub unsent: u64,
     /// Reconnects after a broken connection.
     pub reconnects: u32,
+    /// Connections started (at most `connect_tries`).
+    #[serde(default)]
+    pub connect_tries: u32,
+    /// Connections the server closed before the first frame.
+    #[serde(default)]
+    pub refusals: u32,
+    /// Connections that came up and were written to.
+    #[serde(default)]
+    pub established: u32,
     /// Writes that would block.
     pub would_block_writes: u64,
 }
@@ -139,6 +148,13 @@ pub struct FleetReport {
     pub reconnects: u64,
     /// Failed connect attempts.
     pub connect_failures: u64,
+    /// Connections the server closed before their first frame, all clients.
+    #[serde(default)]
+    pub refusals: u64,
+    /// Ids the server refused on every try: they sent nothing and are not
+    /// counted as unsent.
+    #[serde(default)]
+    pub refused: Vec<u32>,
     /// Ids the server closed after reading everything.
     pub drained: Vec<u32>,
     /// Ids still unread at the drain deadline.
@@ -160,7 +176,8 @@ impl FleetReport {
         totals: &ThreadTotals,
     ) -> Self {
         let mut sent = SentCounts::default();
-        let (mut drained, mut undrained, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut drained, mut undrained, mut failed, mut refused) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut lines = Vec::with_capacity(clients.len());
         for c in clients {
             sent.measured += c.sent_measured;
@@ -168,11 +185,16 @@ impl FleetReport {
             match c.state {
                 ClientState::Drained => drained.push(c.id),
                 ClientState::Failed => failed.push(c.id),
+                ClientState::Refused => refused.push(c.id),
                 _ => undrained.push(c.id),
             }
-            let unsent = schedule
-                .total(c.index)
-                .map_or(0, |t| t.saturating_sub(c.sent()));
+            let unsent = match c.state {
+                ClientState::Refused => 0,
+                _ => schedule
+                    .total(c.index)
+                    .map_or(0, |t| t.saturating_sub(c.sent())),
+            };
+            let attempts = c.attempts();
             lines.push(ClientSent {
                 id: c.id,
                 sent: SentCounts {
@@ -181,7 +203,10 @@ impl FleetReport {
                 },
                 state: c.state,
                 unsent,
-                reconnects: c.reconnects,
+                reconnects: c.reconnects(),
+                connect_tries: attempts.tries,
+                refusals: attempts.refusals,
+                established: attempts.established,
                 would_block_writes: c.would_block_writes,
             });
         }
@@ -203,8 +228,12 @@ impl FleetReport {
         };
         let measured_window_s = window_ns as f64 / 1e9;
         let would_block_writes = clients.iter().map(|c| c.would_block_writes).sum();
-        let reconnects = clients.iter().map(|c| c.reconnects as u64).sum();
-        let connect_failures = clients.iter().map(|c| c.connect_failures as u64).sum();
+        let reconnects = clients.iter().map(|c| c.reconnects() as u64).sum();
+        let connect_failures = clients
+            .iter()
+            .map(|c| c.attempts().connect_failures as u64)
+            .sum();
+        let refusals = clients.iter().map(|c| c.attempts().refusals as u64).sum();
         let send_lag_ns = LatencySummary::of(&totals.lag);
         let unsent = lines.iter().map(|l| l.unsent).sum();
         let offered_rate = match config.rate {
@@ -234,6 +263,8 @@ impl FleetReport {
             unsent,
             reconnects,
             connect_failures,
+            refusals,
+            refused,
             drained,
             undrained,
             failed,

@@ -158,6 +158,7 @@ mod tests {
             cpus: None,
             drain_timeout: Duration::from_secs(1),
             max_lag: Duration::from_millis(2),
+            connect_tries: 5,
         }
     }
 

@@ -29,9 +29,22 @@ pub struct Server {
 impl Server {
     /// Starts `model` with extra `serve` arguments and waits for its line.
     pub fn start(model: &str, extra: &[&str]) -> Server {
+        Server::start_under(&[], model, extra)
+    }
+
+    /// Like [`Server::start`], run through `wrapper` (e.g. `prlimit ...`).
+    pub fn start_under(wrapper: &[&str], model: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let report = dir.path().join("report.json");
-        let mut child = Command::new(harness_bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(harness_bin());
+                c
+            }
+            None => Command::new(harness_bin()),
+        };
+        let mut child = cmd
             .args(["serve", "--model", model, "--report"])
             .arg(&report)
             .args(extra)
