@@ -1,5 +1,5 @@
-# Multi-stage build of the `harness` binary. Untested on the project's build
-# machines (they run no Docker engine); kept simple enough to review by eye.
+# Multi-stage build of the `harness` binary; tested by docker/test.sh (which
+# `.ci/run` calls): build, a one-model run, and the compose topology.
 
 # --- builder: dependencies first, so source edits reuse the cached layer ---
 FROM rust:1-slim-bookworm AS builder
@@ -20,13 +20,15 @@ COPY harness harness
 RUN touch workloads/src/lib.rs models/src/lib.rs harness/src/lib.rs harness/src/main.rs \
  && cargo build --release -p harness
 
-# --- runtime: the binary alone, as a non-root user ---
+# --- runtime: the binary and an entry point that drops to the owner of the
+# results folder (docker/entrypoint.sh); no VOLUME, so no anonymous volumes ---
 FROM debian:bookworm-slim
 RUN useradd --create-home --uid 10001 bench
 COPY --from=builder /src/target/release/harness /usr/local/bin/harness
+COPY docker/entrypoint.sh /usr/local/bin/harness-entrypoint
 WORKDIR /work
-RUN mkdir -p results plots logs && chown -R bench:bench /work
-USER bench
-VOLUME ["/work/results", "/work/plots", "/work/logs"]
-ENTRYPOINT ["harness"]
+# The entry point may run as any uid (a mounted results folder's owner):
+# plots and logs left in the image must take its files too.
+RUN mkdir -p results plots logs && chown -R bench:bench /work && chmod 1777 plots logs
+ENTRYPOINT ["harness-entrypoint"]
 CMD ["--all", "--quick"]

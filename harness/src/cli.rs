@@ -45,6 +45,25 @@ pub enum Command {
     FleetCapacity(CapacityArgs),
     /// Search one model's capacity: the most clients it serves within the SLO (`--model M --work SPEC`).
     Capacity(Box<RunArgs>),
+    /// Merge the reports of fleets that loaded one server together (e.g. compose's fleet containers) and give the cell's verdict.
+    Merge(MergeArgs),
+}
+
+/// `harness merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Fleet reports (JSON from `harness fleet --report`), each fleet with its own client ids.
+    #[arg(required = true)]
+    pub fleets: Vec<PathBuf>,
+    /// The server's report, to reconcile against (without it: the fleets' own verdict only).
+    #[arg(long)]
+    pub server: Option<PathBuf>,
+    /// Write the merged cell (fleet, server, reconciliation, figures, verdict) here as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the printed summary to this file.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
 }
 
 /// Options of a benchmark run.

@@ -1,5 +1,5 @@
-//! The small subcommands: `models`, `fleet`, `calibrate`, `report` and
-//! `compare`.
+//! The small subcommands: `models`, `fleet`, `calibrate`, `report`,
+//! `compare` and `merge`.
 
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use workloads::WorkSpec;
 
 use crate::bench::results::{write_atomic, RunFile};
-use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, ReportArgs};
+use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, MergeArgs, ReportArgs};
 use crate::cpus;
 use crate::fleet::{self, FleetConfig};
 
@@ -145,4 +145,110 @@ pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A cell whose fleet ran as several processes, merged.
+#[derive(serde::Serialize)]
+struct MergedCell {
+    fleet: fleet::report::FleetReport,
+    server: Option<models::ServerReport>,
+    reconciliation: crate::verdict::Reconciliation,
+    derived: crate::bench::figures::Figures,
+    verdict: crate::verdict::Verdict,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a {what} report of this version", path.display()))
+}
+
+/// `harness merge`: one fleet report from several, reconciled against the
+/// server's; prints the cell's verdict; exit 1 when it is invalid.
+pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
+    let parts: Vec<fleet::report::FleetReport> = args
+        .fleets
+        .iter()
+        .map(|p| read_json(p, "fleet"))
+        .collect::<Result<_>>()?;
+    let merged = fleet::merge::merge(&parts)?;
+    let server: Option<models::ServerReport> = match &args.server {
+        Some(p) => Some(read_json(p, "server")?),
+        None => None,
+    };
+    let reconciliation = crate::verdict::reconcile(&merged, server.as_ref());
+    let derived = crate::bench::figures::derive(
+        Some(&merged),
+        server.as_ref(),
+        &crate::bench::sample::Samples::default(),
+    );
+    let verdict = crate::verdict::verdict(
+        Some(&merged),
+        server.as_ref(),
+        &reconciliation,
+        &crate::verdict::RunFaults::default(),
+        derived.backlog_s,
+    );
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    writeln!(
+        text,
+        "fleets:   {} reports, {} clients, {} measured frames sent (+{} warm-up), send lag p99 {}",
+        parts.len(),
+        merged.config.clients,
+        merged.sent.measured,
+        merged.sent.warmup,
+        crate::units::fmt_ns(merged.send_lag_ns.p99)
+    )?;
+    if let Some(s) = &server {
+        writeln!(
+            text,
+            "server:   {} ({} workers), {} measured frames received, latency p50 {} p99 {}",
+            s.model,
+            s.workers,
+            s.packets.measured,
+            crate::units::fmt_ns(s.latency_ns.p50),
+            crate::units::fmt_ns(s.latency_ns.p99)
+        )?;
+    }
+    writeln!(
+        text,
+        "reconciliation: lost {}, excess {}, unread {}, clients mismatched {}",
+        reconciliation.lost,
+        reconciliation.excess,
+        reconciliation.unread,
+        reconciliation.mismatched.len()
+    )?;
+    let status = serde_json::to_value(verdict.status)?;
+    writeln!(
+        text,
+        "verdict:  {}{}",
+        status.as_str().unwrap_or("?"),
+        if verdict.reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", verdict.reasons.join("; "))
+        }
+    )?;
+    print!("{text}");
+    if let Some(path) = &args.summary {
+        write_atomic(path, text.as_bytes()).with_context(|| format!("write {}", path.display()))?;
+    }
+    let invalid = verdict.status == crate::verdict::Status::Invalid;
+    if let Some(out) = &args.out {
+        let cell = MergedCell {
+            fleet: merged,
+            server,
+            reconciliation,
+            derived,
+            verdict,
+        };
+        let json = serde_json::to_string_pretty(&cell).context("encode the merged cell")?;
+        write_atomic(out, json.as_bytes()).with_context(|| format!("write {}", out.display()))?;
+    }
+    Ok(if invalid {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
                 Command::Calibrate(a) => commands::calibrate(a).map(|()| ExitCode::SUCCESS),
                 Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),
                 Command::Compare(a) => commands::compare(a),
+                Command::Merge(a) => commands::merge(a),
                 Command::FleetCapacity(a) => {
                     harness::fleet_capacity::run(a).map(|()| ExitCode::SUCCESS)
                 }

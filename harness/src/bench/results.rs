@@ -86,6 +86,7 @@ pub fn run_file_path(path: &Path) -> PathBuf {
 /// exist yet. Anything else that exists (a device such as `/dev/null`, a
 /// pipe) is written in place, never replaced, truncated or re-permissioned.
 /// A symbolic link is followed, and the same rules apply to its target.
+/// Missing parent folders are created.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = match std::fs::canonicalize(path) {
         Ok(t) => t,
@@ -101,6 +102,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
+    }
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
     }
     let mut tmp = target.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod link;
+pub mod merge;
 pub mod report;
 pub mod schedule;
 
