@@ -8,34 +8,13 @@
 mod util;
 
 use std::process::Command;
-use std::time::Duration;
 
 use harness::fleet::client::ClientState;
 use harness::fleet::report::FleetReport;
-use harness::fleet::{self, FleetConfig, Rate, DEFAULT_CONNECT_TRIES};
+use harness::fleet::{self, DEFAULT_CONNECT_TRIES};
 use harness::verdict::{self, RunFaults, Status, GENERATOR_SATURATED, SERVER_REFUSED};
 use models::ServerReport;
-use util::Server;
-use workloads::WorkPlan;
-
-fn fleet_config(target: std::net::SocketAddr, clients: u32) -> FleetConfig {
-    FleetConfig {
-        target,
-        clients,
-        client_id_base: 1,
-        rate: Rate::Hz(1_000),
-        warmup: Duration::from_millis(100),
-        duration: Duration::from_millis(400),
-        count: None,
-        batch_window: Duration::from_millis(1),
-        work: WorkPlan::none(),
-        threads: 1,
-        cpus: None,
-        drain_timeout: Duration::from_secs(3),
-        max_lag: Duration::from_millis(50),
-        connect_tries: DEFAULT_CONNECT_TRIES,
-    }
-}
+use util::{fleet_config, Server};
 
 /// Checks one flooded cell and returns how many clients got in.
 fn check(model: &str, fleet: &FleetReport, server: &ServerReport) -> usize {
@@ -109,7 +88,7 @@ fn check(model: &str, fleet: &FleetReport, server: &ServerReport) -> usize {
 fn every_model_past_max_clients_refuses_the_rest_and_serves_the_admitted() {
     for &name in &models::names() {
         let server = Server::start(name, &["--max-clients", "5"]);
-        let report = fleet::run(&fleet_config(server.addr, 20)).expect("fleet runs");
+        let report = fleet::run(&fleet_config(server.addr, 20, 1)).expect("fleet runs");
         let s = server.stop();
         let admitted = check(name, &report, &s);
         assert_eq!(admitted, 5, "{name}: --max-clients 5 admits 5");
@@ -130,7 +109,7 @@ fn every_model_out_of_descriptors_sheds_the_rest_and_serves_the_admitted() {
         let one = ["--workers", "1"];
         let extra: &[&str] = if name == "threads" { &[] } else { &one };
         let server = Server::start_under(&["prlimit", "--nofile=64:64"], name, extra);
-        let report = fleet::run(&fleet_config(server.addr, 100)).expect("fleet runs");
+        let report = fleet::run(&fleet_config(server.addr, 100, 1)).expect("fleet runs");
         let s = server.stop();
         assert_eq!(s.fd_limit.hard, 64, "{name}: ran under the limit");
         assert!(s.connections.shed > 0, "{name}: nothing shed");

@@ -5,31 +5,10 @@
 mod util;
 
 use std::process::Command;
-use std::time::Duration;
 
-use harness::fleet::{self, FleetConfig, Rate, DEFAULT_CONNECT_TRIES};
+use harness::fleet;
 use serde_json::Value;
-use util::{harness_bin, Server};
-use workloads::WorkPlan;
-
-fn config(target: std::net::SocketAddr, base: u32) -> FleetConfig {
-    FleetConfig {
-        target,
-        clients: 3,
-        client_id_base: base,
-        rate: Rate::Hz(1_000),
-        warmup: Duration::from_millis(100),
-        duration: Duration::from_millis(300),
-        count: None,
-        batch_window: Duration::ZERO,
-        work: WorkPlan::none(),
-        threads: 1,
-        cpus: None,
-        drain_timeout: Duration::from_secs(3),
-        max_lag: Duration::from_millis(50),
-        connect_tries: DEFAULT_CONNECT_TRIES,
-    }
-}
+use util::{fleet_config, harness_bin, Server};
 
 #[test]
 fn two_fleets_merge_into_what_the_server_received() {
@@ -38,7 +17,7 @@ fn two_fleets_merge_into_what_the_server_received() {
     let addr = server.addr;
     let runs: Vec<_> = [0u32, 100]
         .into_iter()
-        .map(|base| std::thread::spawn(move || fleet::run(&config(addr, base)).unwrap()))
+        .map(|base| std::thread::spawn(move || fleet::run(&fleet_config(addr, 3, base)).unwrap()))
         .collect();
     let mut paths = Vec::new();
     for (i, r) in runs.into_iter().enumerate() {

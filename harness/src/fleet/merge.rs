@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use models::report::{CpuTimes, LatencySummary};
 
-use super::report::{FleetReport, SentCounts};
+use super::report::{per_second, FleetReport, SentCounts};
 
 /// Why reports cannot be merged.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +92,7 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
         sent,
         clients,
         offered_rate,
-        achieved_rate: if measured_window_s > 0.0 {
-            sent.measured as f64 / measured_window_s
-        } else {
-            0.0
-        },
+        achieved_rate: per_second(sent.measured, measured_window_s),
         measured_window_s,
         window_start_ns,
         window_end_ns,

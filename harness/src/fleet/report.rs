@@ -245,11 +245,7 @@ impl FleetReport {
             sent,
             clients: lines,
             offered_rate,
-            achieved_rate: if measured_window_s > 0.0 {
-                sent.measured as f64 / measured_window_s
-            } else {
-                0.0
-            },
+            achieved_rate: per_second(sent.measured, measured_window_s),
             measured_window_s,
             window_start_ns: schedule.warm_end,
             window_end_ns: schedule.warm_end + window_ns,
@@ -276,6 +272,15 @@ impl FleetReport {
         };
         report.verdict = crate::verdict::fleet_verdict(&report);
         report
+    }
+}
+
+/// `frames` over `window_s` seconds (0 for an empty window).
+pub fn per_second(frames: u64, window_s: f64) -> f64 {
+    if window_s > 0.0 {
+        frames as f64 / window_s
+    } else {
+        0.0
     }
 }
 

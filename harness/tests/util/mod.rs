@@ -195,3 +195,29 @@ pub fn wait_closed(s: &mut TcpStream) -> bool {
         }
     }
 }
+
+/// A short paced fleet (1 kHz per client, 100 ms warm-up, 400 ms window,
+/// 1 ms batches) of `clients` clients with ids from `client_id_base`.
+pub fn fleet_config(
+    target: SocketAddr,
+    clients: u32,
+    client_id_base: u32,
+) -> harness::fleet::FleetConfig {
+    use harness::fleet::{FleetConfig, Rate, DEFAULT_CONNECT_TRIES};
+    FleetConfig {
+        target,
+        clients,
+        client_id_base,
+        rate: Rate::Hz(1_000),
+        warmup: Duration::from_millis(100),
+        duration: Duration::from_millis(400),
+        count: None,
+        batch_window: Duration::from_millis(1),
+        work: workloads::WorkPlan::none(),
+        threads: 1,
+        cpus: None,
+        drain_timeout: Duration::from_secs(3),
+        max_lag: Duration::from_millis(50),
+        connect_tries: DEFAULT_CONNECT_TRIES,
+    }
+}
