@@ -132,6 +132,9 @@ pub struct RunArgs {
     /// CPUs for the fleet [default: the other half].
     #[arg(long)]
     pub fleet_cpus: Option<String>,
+    /// Run each cell's fleet as N processes on the fleet CPUs (shards of one fleet on one shared start, merged exactly): what a fleet spread over machines does, here.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub fleet_shards: u32,
     /// The SLO, e.g. p99=2ms,loss=0. A capacity search uses it for every workload instead of the default (p99 <= batch window + 1 ms + 2 x the longest work of one frame, no loss); a fixed matrix fails (exit 2) when a valid cell breaches it.
     #[arg(long)]
     pub slo: Option<String>,
@@ -246,7 +249,7 @@ pub struct FleetArgs {
     /// Server address, HOST:PORT (a name is resolved once, at start).
     #[arg(long)]
     pub target: String,
-    /// Number of clients.
+    /// Number of clients (of the whole fleet, with --shard).
     #[arg(long, default_value_t = 10)]
     pub clients: u32,
     /// Frames per second per client, or `max`.
@@ -270,6 +273,15 @@ pub struct FleetArgs {
     /// Id of the first client.
     #[arg(long, default_value_t = 0)]
     pub client_id_base: u32,
+    /// Run only shard I of N (0-based) of a fleet of --clients: the clients whose position modulo N is I, with the ids and phases they have in the whole fleet; merge the shards' reports with `harness merge`.
+    #[arg(long)]
+    pub shard: Option<crate::fleet::Shard>,
+    /// Start the schedule (first due frame) at this CLOCK_REALTIME time in ns, the same for every shard (e.g. $(( $(date +%s) + 10 ))000000000).
+    #[arg(long)]
+    pub start_at: Option<u64>,
+    /// Run the fleet as N processes on this machine (shards on one shared start, pacing threads split among them) and merge their reports into this one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "shard")]
+    pub local_shards: u32,
     /// Pacing threads [default: the CPUs the fleet may use].
     #[arg(long)]
     pub threads: Option<usize>,

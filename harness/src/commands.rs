@@ -89,10 +89,16 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
             .max_lag
             .unwrap_or_else(|| FleetConfig::default_max_lag(args.batch_window)),
         connect_tries: args.connect_tries,
+        shard: args.shard,
+        start_at_unix_ns: args.start_at,
     };
     // One descriptor per client: a large fleet needs more than the usual 1024.
     crate::serve::raise_fd_limit();
-    let report = fleet::run(&config)?;
+    let report = if args.local_shards > 1 {
+        local_shards(args, &config)?
+    } else {
+        fleet::run(&config)?
+    };
     let json = serde_json::to_string_pretty(&report).context("encode the report")?;
     match &args.report {
         Some(path) => write_atomic(path, json.as_bytes())
@@ -100,6 +106,86 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
         None => println!("{json}"),
     }
     Ok(())
+}
+
+/// How far ahead of now local shards are told to start: time to exec and
+/// connect every client.
+const LOCAL_START_AHEAD: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `config` as `args.local_shards` child fleets (`--shard i/N`, one
+/// `--start-at`), each with its share of the pacing threads, and merges
+/// their reports.
+fn local_shards(args: &FleetArgs, config: &FleetConfig) -> Result<fleet::report::FleetReport> {
+    let n = args.local_shards;
+    let exe = std::env::current_exe().context("find the harness executable")?;
+    let dir = tempfile::tempdir().context("create a folder for the shards' reports")?;
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        + LOCAL_START_AHEAD;
+    let threads = (config.threads / n as usize).max(1);
+    let mut children = Vec::new();
+    for i in 0..n {
+        let report = dir.path().join(format!("shard-{i}.json"));
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("fleet")
+            .args(["--target", &config.target.to_string()])
+            .args(["--clients", &config.clients.to_string()])
+            .args(["--rate", &config.rate.to_string()])
+            .arg(format!("--duration={}ms", config.duration.as_millis()))
+            .arg(format!("--warmup={}ms", config.warmup.as_millis()))
+            .arg(format!(
+                "--batch-window={}us",
+                config.batch_window.as_micros()
+            ))
+            .args(["--work", &config.work.spec])
+            .args(["--client-id-base", &config.client_id_base.to_string()])
+            .arg(format!("--shard={i}/{n}"))
+            .arg(format!("--start-at={}", start_at.as_nanos()))
+            .args(["--threads", &threads.to_string()])
+            .arg(format!(
+                "--drain-timeout={}ms",
+                config.drain_timeout.as_millis()
+            ))
+            .arg(format!("--max-lag={}us", config.max_lag.as_micros()))
+            .args(["--connect-tries", &config.connect_tries.to_string()])
+            .args(["--parent-pid", &std::process::id().to_string()])
+            .arg("--report")
+            .arg(&report)
+            .stdin(std::process::Stdio::null());
+        if let Some(count) = config.count {
+            cmd.args(["--count", &count.to_string()]);
+        }
+        if let Some(c) = args.calibration {
+            cmd.args(["--calibration", &c.to_string()]);
+        }
+        if let Some(cpus) = &args.cpus {
+            cmd.args(["--cpus", cpus]);
+        }
+        if args.allow_remote {
+            cmd.arg("--allow-remote");
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start fleet shard {i}/{n}"))?;
+        children.push((child, report));
+    }
+    let mut parts = Vec::new();
+    for (i, (mut child, report)) in children.into_iter().enumerate() {
+        let status = child
+            .wait()
+            .with_context(|| format!("wait for shard {i}/{n}"))?;
+        if !status.success() {
+            bail!("fleet shard {i}/{n} exited with {status}");
+        }
+        let text = std::fs::read_to_string(&report)
+            .with_context(|| format!("read shard {i}/{n}'s report"))?;
+        parts.push(serde_json::from_str(&text).context("a shard's report")?);
+    }
+    let mut merged = fleet::merge::merge(&parts)?;
+    merged.config.cpus = config.cpus.clone();
+    merged.config.threads = config.threads;
+    Ok(merged)
 }
 
 /// `harness calibrate`: prints the kernel's speed on this machine.

@@ -324,6 +324,8 @@ fn measure(
         drain_timeout: Duration::from_secs(5),
         max_lag: FleetConfig::default_max_lag(window),
         connect_tries: crate::fleet::DEFAULT_CONNECT_TRIES,
+        shard: None,
+        start_at_unix_ns: None,
     };
     let report = fleet::run(&config)?;
     let pacing = report.pacing_lag_ns.p99;

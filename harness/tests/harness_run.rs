@@ -355,3 +355,42 @@ fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
     );
     assert!(plots.iter().any(|p| p.starts_with("load-")), "{plots:?}");
 }
+
+/// `--fleet-shards 3`: the cell's fleet runs as three processes on one
+/// shared start; their merged report is the whole fleet, and it reconciles
+/// exactly with the server.
+#[test]
+fn a_sharded_fleet_merges_into_one_exact_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_args(
+        dir.path(),
+        &["--model", "pool", "--clients", "5", "--fleet-shards", "3"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success() || out.status.code() == Some(2),
+        "{}",
+        text(&out)
+    );
+    let (_, run) = only_run(dir.path());
+    assert_eq!(run["config"]["fleet_shards"], 3);
+    let cell = &run["cells"][0];
+    let fleet = &cell["fleet"];
+    let ids: Vec<u64> = fleet["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4], "every client once, in one report");
+    assert_eq!(fleet["config"]["clients"], 5);
+    let rec = &cell["reconciliation"];
+    assert_eq!(rec["lost"], 0, "{rec}");
+    assert_eq!(rec["excess"], 0, "{rec}");
+    assert!(rec["mismatched"].as_array().unwrap().is_empty(), "{rec}");
+    assert_eq!(
+        fleet["sent"]["measured"], cell["server"]["packets"]["measured"],
+        "the shards' frames are the server's"
+    );
+}

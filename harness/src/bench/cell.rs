@@ -165,6 +165,11 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file(&fleet_log)?);
+    if config.fleet_shards > 1 {
+        fleet_cmd
+            .arg("--local-shards")
+            .arg(config.fleet_shards.to_string());
+    }
     let mut fleet = match fleet_cmd.spawn() {
         Ok(f) => f,
         Err(e) => {

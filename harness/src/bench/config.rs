@@ -84,6 +84,9 @@ pub struct RunConfig {
     pub server_cpus: Vec<usize>,
     /// CPUs the fleet is pinned to.
     pub fleet_cpus: Vec<usize>,
+    /// Fleet processes per cell (shards of one fleet, merged): 1 = one.
+    #[serde(default = "one_shard")]
+    pub fleet_shards: u32,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond measured at the start.
@@ -174,6 +177,10 @@ impl CellKey {
             })
             .collect()
     }
+}
+
+fn one_shard() -> u32 {
+    1
 }
 
 impl RunConfig {
@@ -323,6 +330,7 @@ impl RunConfig {
             }),
             server_cpus,
             fleet_cpus,
+            fleet_shards: args.fleet_shards,
             harness_cpus,
             iters_per_us,
             quick: args.quick,
@@ -395,6 +403,8 @@ impl RunConfig {
             drain_timeout: self.drain_timeout,
             max_lag: FleetConfig::default_max_lag(self.batch_window_for(key.clients)),
             connect_tries: crate::fleet::DEFAULT_CONNECT_TRIES,
+            shard: None,
+            start_at_unix_ns: None,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! Several fleets' reports as one: the fleets of one cell that ran as
-//! separate processes or containers (each with its own client ids) are
+//! Several fleets' reports as one: the shards of one fleet (`--shard I/N`)
+//! or the fleets of one cell that ran as separate processes or containers
+//! (each with its own client ids) are
 //! merged exactly (counts summed, client lines joined, the send-lag and
 //! pacing-lag HDR histograms added) into the report one fleet of all their
 //! clients would have written, so the cell's reconciliation and verdict are
@@ -70,15 +71,17 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
         v.sort_unstable();
         v
     };
+    let mut clients: Vec<_> = reports.iter().flat_map(|r| r.clients.clone()).collect();
+    clients.sort_by_key(|c| c.id);
+    // Shards of one fleet add up to it; separate fleets to their sum.
     let mut config = first.config.clone();
-    config.clients = reports.iter().map(|r| r.config.clients).sum();
+    config.clients = clients.len() as u32;
+    config.shard = None;
     config.client_id_base = reports
         .iter()
         .map(|r| r.config.client_id_base)
         .min()
         .unwrap_or(0);
-    let mut clients: Vec<_> = reports.iter().flat_map(|r| r.clients.clone()).collect();
-    clients.sort_by_key(|c| c.id);
     let offered_rate = reports.iter().map(|r| r.offered_rate).sum::<Option<f64>>();
     let window_start_ns = reports.iter().map(|r| r.window_start_ns).min().unwrap_or(0);
     let window_end_ns = reports.iter().map(|r| r.window_end_ns).max().unwrap_or(0);

@@ -75,12 +75,53 @@ impl std::fmt::Display for Rate {
     }
 }
 
+/// One of `count` equal parts of a logical fleet: the clients whose index
+/// modulo `count` is `index` (0-based), so every shard spans all phases and
+/// the shards together are exactly the one-process fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// This shard, 0-based.
+    pub index: u32,
+    /// Shards in all.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Indices (0-based positions in the logical fleet) of this shard's
+    /// clients among `clients`.
+    pub fn indices(self, clients: u32) -> impl Iterator<Item = u32> {
+        (self.index..clients).step_by(self.count.max(1) as usize)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a shard: give I/N with 0 <= I < N (e.g. 0/3)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<u32>().map_err(|_| bad())?,
+            n.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// Everything one fleet run needs; embedded in its report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FleetConfig {
     /// Server address.
     pub target: SocketAddr,
-    /// Number of clients.
+    /// Number of clients of the logical fleet (all shards together).
     pub clients: u32,
     /// First client id.
     pub client_id_base: u32,
@@ -115,6 +156,13 @@ pub struct FleetConfig {
     /// jittered exponential backoff.
     #[serde(default = "default_connect_tries")]
     pub connect_tries: u32,
+    /// The part of the logical fleet this process runs (all when `None`).
+    #[serde(default)]
+    pub shard: Option<Shard>,
+    /// CLOCK_REALTIME ns at which the schedule starts (its first due frame),
+    /// shared by every shard; `None`: shortly after this process starts.
+    #[serde(default)]
+    pub start_at_unix_ns: Option<u64>,
 }
 
 fn default_connect_tries() -> u32 {
@@ -122,6 +170,14 @@ fn default_connect_tries() -> u32 {
 }
 
 impl FleetConfig {
+    /// Positions in the logical fleet of the clients this process runs.
+    pub fn indices(&self) -> Vec<u32> {
+        match self.shard {
+            Some(s) => s.indices(self.clients).collect(),
+            None => (0..self.clients).collect(),
+        }
+    }
+
     /// The default lag limit: twice the batch window, at least 200 us.
     pub fn default_max_lag(batch_window: Duration) -> Duration {
         (batch_window * 2).max(Duration::from_micros(200))
@@ -137,6 +193,9 @@ pub enum FleetError {
     /// A pacing thread panicked.
     #[error("a pacing thread failed")]
     Thread,
+    /// The shared start time has passed or is implausibly far away.
+    #[error("--start-at is {0:.1} s from now: give a CLOCK_REALTIME time in ns a few seconds ahead (e.g. $(( $(date +%s) + 10 ))000000000), the same for every shard")]
+    StartAt(f64),
     /// Sequence numbers are u32 on the wire.
     #[error("the schedule has {0} frames for one client, more than the 2^32 sequence numbers protocol v2 allows; shorten --duration or --count, or lower --rate")]
     ScheduleTooLong(u64),
@@ -150,7 +209,9 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     {
         return Err(FleetError::ScheduleTooLong(n));
     }
-    let clients: Vec<Client> = (0..config.clients)
+    let clients: Vec<Client> = config
+        .indices()
+        .into_iter()
         .map(|i| {
             let id = config.client_id_base.wrapping_add(i);
             Client::new(id, i, config.target, config.connect_tries)
@@ -160,8 +221,12 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     // threads inherit this setting. Best effort: unprivileged and harmless.
     let _ = nix::sys::prctl::set_timerslack(1);
     let start = monotonic_ns();
-    let spacing = CONNECT_SPACING_NS.min(CONNECT_SPREAD_NS / config.clients.max(1) as u64);
-    let t0 = start + spacing * config.clients as u64 + START_DELAY_NS;
+    let n = clients.len().max(1) as u64;
+    let spacing = CONNECT_SPACING_NS.min(CONNECT_SPREAD_NS / n);
+    let t0 = match config.start_at_unix_ns {
+        Some(at) => shared_start(at, start)?,
+        None => start + spacing * n + START_DELAY_NS,
+    };
     let schedule = Schedule::new(config, t0);
     let threads = config.threads.clamp(1, clients.len().max(1));
     let mut groups: Vec<Vec<Client>> = (0..threads).map(|_| Vec::new()).collect();
@@ -213,7 +278,7 @@ fn pace(
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = clients
         .iter()
         .enumerate()
-        .map(|(i, c)| Reverse((start + spacing * c.index as u64, i)))
+        .map(|(i, _)| Reverse((start + spacing * i as u64, i)))
         .collect();
     while let Some(Reverse((wake, i))) = heap.pop() {
         wait_until(wake);
@@ -227,6 +292,20 @@ fn pace(
         }
     }
     (clients, totals)
+}
+
+/// The CLOCK_MONOTONIC time of the CLOCK_REALTIME instant `at` (ns), which
+/// must be ahead of `now` (monotonic) by at least the time to connect and
+/// at most an hour.
+fn shared_start(at: u64, now: u64) -> Result<u64, FleetError> {
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let ahead = at as i128 - unix_now as i128;
+    if ahead < START_DELAY_NS as i128 || ahead > 3_600_000_000_000 {
+        return Err(FleetError::StartAt(ahead as f64 / 1e9));
+    }
+    Ok(now + ahead as u64)
 }
 
 fn wait_until(t: u64) {

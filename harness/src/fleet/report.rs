@@ -237,7 +237,7 @@ impl FleetReport {
         let send_lag_ns = LatencySummary::of(&totals.lag);
         let unsent = lines.iter().map(|l| l.unsent).sum();
         let offered_rate = match config.rate {
-            super::Rate::Hz(hz) => Some(hz as f64 * config.clients as f64),
+            super::Rate::Hz(hz) => Some(hz as f64 * clients.len() as f64),
             super::Rate::Max => None,
         };
         let mut report = FleetReport {

@@ -159,6 +159,8 @@ mod tests {
             drain_timeout: Duration::from_secs(1),
             max_lag: Duration::from_millis(2),
             connect_tries: 5,
+            shard: None,
+            start_at_unix_ns: None,
         }
     }
 

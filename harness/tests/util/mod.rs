@@ -219,5 +219,7 @@ pub fn fleet_config(
         drain_timeout: Duration::from_secs(3),
         max_lag: Duration::from_millis(50),
         connect_tries: DEFAULT_CONNECT_TRIES,
+        shard: None,
+        start_at_unix_ns: None,
     }
 }
