@@ -6,18 +6,23 @@ FROM rust:1-slim-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY workloads/Cargo.toml workloads/
+COPY common/Cargo.toml common/
 COPY models/Cargo.toml models/
+COPY fleet/Cargo.toml fleet/
 COPY harness/Cargo.toml harness/build.rs harness/
-RUN mkdir -p workloads/src models/src harness/src harness/benches \
- && echo '' > workloads/src/lib.rs && echo '' > models/src/lib.rs \
- && echo '' > harness/src/lib.rs && echo 'fn main() {}' > harness/src/main.rs \
+RUN for c in workloads common models fleet harness; do \
+      mkdir -p $c/src && echo '' > $c/src/lib.rs; done \
+ && mkdir -p harness/benches && echo 'fn main() {}' > harness/src/main.rs \
  && echo 'fn main() {}' > harness/benches/hot_paths.rs \
  && cargo build --release -p harness \
- && rm -rf workloads/src models/src harness/src
+ && rm -rf workloads/src common/src models/src fleet/src harness/src
 COPY workloads workloads
+COPY common common
 COPY models models
+COPY fleet fleet
 COPY harness harness
-RUN touch workloads/src/lib.rs models/src/lib.rs harness/src/lib.rs harness/src/main.rs \
+RUN touch workloads/src/lib.rs common/src/lib.rs models/src/lib.rs fleet/src/lib.rs \
+      harness/src/lib.rs harness/src/main.rs \
  && cargo build --release -p harness
 
 # --- runtime: the binary and an entry point that drops to the owner of the

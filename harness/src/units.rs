@@ -13,19 +13,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 500ms, 10s or 2m ({e})"))
 }
 
-/// Nanoseconds as a short human string: `850ns`, `12.3us`, `4.56ms`, `1.20s`.
-pub fn fmt_ns(ns: u64) -> String {
-    let v = ns as f64;
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1}us", v / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2}ms", v / 1e6)
-    } else {
-        format!("{:.2}s", v / 1e9)
-    }
-}
+pub use common::units::fmt_ns;
 
 /// A latency figure, or `n/a` when no measured frame was processed (an
 /// overloaded server that never got past the warm-up backlog).

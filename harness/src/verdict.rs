@@ -1,7 +1,7 @@
-//! Every verdict rule in one place: the fleet's own verdict (did the
-//! generator keep its schedule?), the reconciliation of what the fleet sent
-//! with what the server received, and the cell's verdict (valid,
-//! overloaded, invalid) built from both reports. The harness, `harness
+//! The cell's rules: the reconciliation of what the fleet sent with what
+//! the server received, and the cell's verdict (valid, overloaded, invalid)
+//! built from both reports and the fleet's own verdict
+//! ([`crate::fleet::verdict`]: did the generator keep its schedule?). The harness, `harness
 //! report` (which recomputes old runs) and CI all use these functions.
 
 use std::collections::HashMap;
@@ -10,9 +10,8 @@ use models::ServerReport;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::client::ClientState;
-use crate::fleet::report::{ClientSent, FleetReport, FleetStatus, FleetVerdict};
-use crate::fleet::Rate;
-use crate::units::fmt_ns;
+use crate::fleet::report::{ClientSent, FleetReport, FleetStatus};
+use crate::fleet::verdict::fleet_status;
 
 /// A server that still owed more than this much of the offered load when
 /// the load stopped was not keeping up (a tenth of the measured window in
@@ -26,53 +25,6 @@ pub const GENERATOR_SATURATED: &str = "generator_saturated";
 /// The reason a cell is overloaded because the server turned clients away
 /// (`--max-clients` reached or out of file descriptors).
 pub const SERVER_REFUSED: &str = "server_refused";
-
-/// The fleet's verdict from its own counters: it fell behind if its send
-/// lag p99 exceeded its limit (paced runs) or scheduled frames were never
-/// written; that is the server's doing when writes hit would-block, else
-/// the generator's.
-pub fn fleet_verdict(f: &FleetReport) -> FleetVerdict {
-    let mut reasons = Vec::new();
-    let max_lag = f.config.max_lag.as_nanos() as u64;
-    let late = is_late(f);
-    let status = fleet_status(f, 0);
-    if late {
-        reasons.push(format!(
-            "send lag p99 {} exceeds the {} limit",
-            fmt_ns(f.send_lag_ns.p99),
-            fmt_ns(max_lag)
-        ));
-    }
-    if f.unsent > 0 {
-        reasons.push(format!("{} scheduled frames never written", f.unsent));
-    }
-    if f.would_block_writes > 0 {
-        reasons.push(format!("{} writes hit would-block", f.would_block_writes));
-    }
-    if !f.undrained.is_empty() {
-        reasons.push(format!(
-            "{} clients undrained at the deadline",
-            f.undrained.len()
-        ));
-    }
-    if !f.failed.is_empty() {
-        reasons.push(format!(
-            "{} clients lost their connection for good",
-            f.failed.len()
-        ));
-    }
-    if f.reconnects > 0 {
-        reasons.push(format!("{} reconnects", f.reconnects));
-    }
-    if f.refusals > 0 {
-        reasons.push(format!(
-            "{} clients refused by the server ({} connections closed before their first frame)",
-            f.refused.len(),
-            f.refusals
-        ));
-    }
-    FleetVerdict { status, reasons }
-}
 
 /// The reason a cell whose server turned connections away is overloaded
 /// (the server's capacity for connections, not the generator, was the
@@ -90,21 +42,6 @@ fn refused(f: &FleetReport, server: Option<&ServerReport>, rec: &Reconciliation)
         ))
     } else {
         None
-    }
-}
-
-fn is_late(f: &FleetReport) -> bool {
-    f.config.rate != Rate::Max && f.send_lag_ns.p99 > f.config.max_lag.as_nanos() as u64
-}
-
-/// Whether the fleet kept its schedule, not counting `excused` unsent
-/// frames (those of clients the server turned away).
-fn fleet_status(f: &FleetReport, excused: u64) -> FleetStatus {
-    let behind = is_late(f) || f.unsent > excused;
-    match (behind, f.would_block_writes > 0) {
-        (false, _) => FleetStatus::Ok,
-        (true, true) => FleetStatus::ServerBackpressure,
-        (true, false) => FleetStatus::GeneratorSaturated,
     }
 }
 
@@ -362,49 +299,6 @@ mod tests {
 
     fn lag(f: &mut FleetReport) {
         f.send_lag_ns.p99 = f.config.max_lag.as_nanos() as u64 + 1;
-    }
-
-    #[test]
-    fn fleet_verdict_table() {
-        let table: [(&str, Mutate, FleetStatus); 6] = [
-            ("kept its schedule", |_, _, _| {}, FleetStatus::Ok),
-            (
-                "late, no push-back",
-                |f, _, _| lag(f),
-                FleetStatus::GeneratorSaturated,
-            ),
-            (
-                "frames never written",
-                |f, _, _| f.unsent = 3,
-                FleetStatus::GeneratorSaturated,
-            ),
-            (
-                "late and blocked",
-                |f, _, _| {
-                    lag(f);
-                    f.would_block_writes = 9;
-                },
-                FleetStatus::ServerBackpressure,
-            ),
-            (
-                "blocked but on time",
-                |f, _, _| f.would_block_writes = 9,
-                FleetStatus::Ok,
-            ),
-            (
-                "lag does not count at rate max",
-                |f, _, _| {
-                    lag(f);
-                    f.config.rate = Rate::Max;
-                },
-                FleetStatus::Ok,
-            ),
-        ];
-        for (name, mutate, want) in table {
-            let (mut f, mut s) = baseline();
-            mutate(&mut f, &mut s, &mut RunFaults::default());
-            assert_eq!(fleet_verdict(&f).status, want, "{name}");
-        }
     }
 
     #[test]

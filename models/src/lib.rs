@@ -62,23 +62,7 @@ fn default_frame_timeout() -> Duration {
     DEFAULT_FRAME_TIMEOUT
 }
 
-/// Serializes a `Duration` as fractional milliseconds.
-pub mod duration_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    /// Writes milliseconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64() * 1000.0)
-    }
-
-    /// Reads milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs_f64(
-            f64::deserialize(d)?.max(0.0) / 1000.0,
-        ))
-    }
-}
+pub use common::duration_ms;
 
 /// A shutdown request: set once (by a signal handler or a test), observed by
 /// every loop of the model within [`SHUTDOWN_POLL`].

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{hdr_base64, ChildDeath, ChildSummary, ConnectionCounts, ErrorCounts, Stats};
+pub use common::{CpuTimes, LatencySummary};
+
+use crate::stats::{ChildDeath, ChildSummary, ConnectionCounts, ErrorCounts, Stats};
 use crate::ServeConfig;
 
 /// Frame counts processed.
@@ -30,53 +32,6 @@ pub struct ClientReport {
     pub missing: u64,
     /// Repeated sequence numbers.
     pub duplicates: u64,
-}
-
-/// Latency summary in nanoseconds plus the full histogram.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LatencySummary {
-    /// Measured frames recorded.
-    pub count: u64,
-    /// Smallest.
-    pub min: u64,
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-    /// Mean.
-    pub mean: f64,
-    /// HDR histogram, V2 serialized, base64.
-    pub hdr: String,
-}
-
-impl LatencySummary {
-    /// Summarises `h`.
-    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
-        let empty = h.is_empty();
-        let q = |p: f64| if empty { 0 } else { h.value_at_quantile(p) };
-        LatencySummary {
-            count: h.len(),
-            min: if empty { 0 } else { h.min() },
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            p999: q(0.999),
-            max: if empty { 0 } else { h.max() },
-            mean: if empty { 0.0 } else { h.mean() },
-            hdr: hdr_base64::encode(h).unwrap_or_default(),
-        }
-    }
-
-    /// Decodes the embedded histogram.
-    pub fn histogram(&self) -> Result<hdrhistogram::Histogram<u64>, String> {
-        hdr_base64::decode(&self.hdr)
-    }
 }
 
 /// Frames processed per fixed-width bucket of CLOCK_MONOTONIC, dense from
@@ -140,15 +95,6 @@ impl Timeline {
             .enumerate()
             .map(|(i, &n)| (self.start_ns + i as u64 * self.bucket_ns, n))
     }
-}
-
-/// CPU time of the server's whole process tree.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CpuTimes {
-    /// User seconds.
-    pub user_s: f64,
-    /// System seconds.
-    pub sys_s: f64,
 }
 
 /// The whole report of one `harness serve` run.

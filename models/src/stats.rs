@@ -7,8 +7,6 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use workloads::{Frame, FrameError};
 
-/// Largest latency the histogram tracks (100 s); larger values are clamped.
-pub const LATENCY_MAX_NS: u64 = 100_000_000_000;
 /// Width of a timeline bucket: fine enough that a measured window's edges
 /// cut at most 10 ms of frames (1% of a 1 s window) when interpolated.
 pub const TIMELINE_BUCKET_NS: u64 = 10_000_000;
@@ -18,10 +16,7 @@ pub const MAX_TIMELINE_BUCKETS: usize = 360_000;
 /// still processed but counted only in `untracked_frames`.
 pub const MAX_TRACKED_CLIENTS: usize = 65_536;
 
-/// A latency histogram: 1 ns to [`LATENCY_MAX_NS`], 3 significant digits.
-pub fn new_latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("static bounds are valid")
-}
+pub use common::latency::{hdr_base64, new_latency_histogram, LATENCY_MAX_NS};
 
 /// Per-client accounting of valid frames read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,43 +312,6 @@ impl Stats {
         self.process.merge(&o.process);
         self.children.extend(o.children.iter().cloned());
         self.deaths.extend(o.deaths.iter().cloned());
-    }
-}
-
-/// Serde for HDR histograms: V2 serialization, base64 encoded.
-pub mod hdr_base64 {
-    use base64::Engine;
-    use hdrhistogram::serialization::{Deserializer as HdrDe, Serializer as _, V2Serializer};
-    use hdrhistogram::Histogram;
-    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
-
-    /// Encodes a histogram to a base64 string.
-    pub fn encode(h: &Histogram<u64>) -> Result<String, String> {
-        let mut bytes = Vec::new();
-        V2Serializer::new()
-            .serialize(h, &mut bytes)
-            .map_err(|e| format!("{e:?}"))?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
-    }
-
-    /// Decodes a histogram from [`encode`]'s output.
-    pub fn decode(s: &str) -> Result<Histogram<u64>, String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(|e| e.to_string())?;
-        HdrDe::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("{e:?}"))
-    }
-
-    /// Serde serializer.
-    pub fn serialize<S: Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&encode(h).map_err(S::Error::custom)?)
-    }
-
-    /// Serde deserializer.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
-        decode(&String::deserialize(d)?).map_err(D::Error::custom)
     }
 }
 

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use harness::fleet::client::ClientState;
-use harness::fleet::report::{FleetReport, FleetStatus};
-use harness::fleet::{self, FleetConfig, Rate};
+use fleet::client::ClientState;
+use fleet::report::{FleetReport, FleetStatus};
+use fleet::{self, FleetConfig, Rate};
 use workloads::clock::monotonic_ns;
 use workloads::{Frame, FrameReader, Limits, WorkPlan};
 

@@ -1,14 +1,17 @@
 //! The client fleet: N open-loop clients, each sending 32-byte frames on a
 //! fixed schedule, paced by a few dedicated sleep-then-spin threads that
-//! multiplex non-blocking sockets. See [`schedule`] for the timing rules,
-//! [`client`] for one client's state machine and [`report`] for the
-//! accounting and the verdict.
+//! multiplex non-blocking sockets; one fleet may run as shards that
+//! [`merge`] adds up exactly. See [`schedule`] for the timing rules,
+//! [`client`] and [`link`] for one client, [`report`] for the accounting
+//! and [`verdict`] for whether the generator kept its schedule. A library
+//! of its own: it links no server model (`harness fleet` is its command).
 
 pub mod client;
 pub mod link;
 pub mod merge;
 pub mod report;
 pub mod schedule;
+pub mod verdict;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -128,16 +131,16 @@ pub struct FleetConfig {
     /// Per-client rate.
     pub rate: Rate,
     /// Warm-up before the measured window.
-    #[serde(with = "models::duration_ms")]
+    #[serde(with = "common::duration_ms")]
     pub warmup: Duration,
     /// Measured window (ignored with `count`).
-    #[serde(with = "models::duration_ms")]
+    #[serde(with = "common::duration_ms")]
     pub duration: Duration,
     /// Exactly this many frames per client instead of a duration.
     pub count: Option<u64>,
     /// Write every frame due since the last write once per window; 0 = each
     /// frame when due.
-    #[serde(with = "models::duration_ms")]
+    #[serde(with = "common::duration_ms")]
     pub batch_window: Duration,
     /// Work each frame asks for.
     pub work: WorkPlan,
@@ -146,10 +149,10 @@ pub struct FleetConfig {
     /// CPUs the fleet was pinned to, if any.
     pub cpus: Option<Vec<usize>>,
     /// How long a client waits for the server to close after its last frame.
-    #[serde(with = "models::duration_ms")]
+    #[serde(with = "common::duration_ms")]
     pub drain_timeout: Duration,
     /// Send-lag p99 above this means the fleet fell behind its schedule.
-    #[serde(with = "models::duration_ms")]
+    #[serde(with = "common::duration_ms")]
     pub max_lag: Duration,
     /// Connection attempts per client in the whole run (first connect,
     /// retries after a refusal and reconnects after a break), spaced by a

@@ -1,14 +1,14 @@
 //! The fleet's report: what each client sent, how late the generator was,
 //! and its verdict on whether it kept its schedule.
 
+use common::latency::new_latency_histogram;
+use common::{CpuTimes, LatencySummary};
 use hdrhistogram::Histogram;
-use models::report::{CpuTimes, LatencySummary};
-use models::stats::new_latency_histogram;
 use serde::{Deserialize, Serialize};
 
-use super::client::{Client, ClientState};
-use super::schedule::Schedule;
-use super::FleetConfig;
+use crate::client::{Client, ClientState};
+use crate::schedule::Schedule;
+use crate::FleetConfig;
 
 /// Per-thread accumulators merged at the end.
 pub struct ThreadTotals {
@@ -237,8 +237,8 @@ impl FleetReport {
         let send_lag_ns = LatencySummary::of(&totals.lag);
         let unsent = lines.iter().map(|l| l.unsent).sum();
         let offered_rate = match config.rate {
-            super::Rate::Hz(hz) => Some(hz as f64 * clients.len() as f64),
-            super::Rate::Max => None,
+            crate::Rate::Hz(hz) => Some(hz as f64 * clients.len() as f64),
+            crate::Rate::Max => None,
         };
         let mut report = FleetReport {
             config: config.clone(),

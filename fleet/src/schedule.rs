@@ -4,7 +4,7 @@
 
 use workloads::WorkPlan;
 
-use super::{FleetConfig, Rate};
+use crate::{FleetConfig, Rate};
 
 /// Sequence numbers are u32 on the wire: no client sends more frames.
 pub const MAX_FRAMES_PER_CLIENT: u64 = 1 << 32;

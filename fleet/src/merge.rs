@@ -8,9 +8,9 @@
 
 use std::collections::HashSet;
 
-use models::report::{CpuTimes, LatencySummary};
+use common::{CpuTimes, LatencySummary};
 
-use super::report::{per_second, FleetReport, SentCounts};
+use crate::report::{per_second, FleetReport, SentCounts};
 
 /// Why reports cannot be merged.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ fn add_latency(
     what: &'static str,
     parts: impl Iterator<Item = LatencySummary>,
 ) -> Result<LatencySummary, MergeError> {
-    let mut sum = models::stats::new_latency_histogram();
+    let mut sum = common::latency::new_latency_histogram();
     for p in parts {
         if p.count == 0 {
             continue;
@@ -128,13 +128,10 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::results::RunFile;
 
-    /// Fleet reports of real cells (the checked-in fixture run).
+    /// Fleet reports of real cells (from a checked-in run).
     fn fleets() -> Vec<FleetReport> {
-        let run: RunFile =
-            serde_json::from_str(include_str!("../../tests/fixtures/run.json")).expect("fixture");
-        run.cells.iter().filter_map(|c| c.fleet.clone()).collect()
+        serde_json::from_str(include_str!("../tests/fixtures/fleets.json")).expect("fixture")
     }
 
     /// `report` with its client ids moved up by `by`.
@@ -163,7 +160,7 @@ mod tests {
             .map(|(i, r)| shifted(r.clone(), 10_000 * i as u32))
             .collect();
         let m = merge(&parts).unwrap();
-        let mut one = models::stats::new_latency_histogram();
+        let mut one = common::latency::new_latency_histogram();
         for p in &parts {
             one.add(p.send_lag_ns.histogram().unwrap()).unwrap();
         }

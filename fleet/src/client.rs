@@ -1,6 +1,6 @@
 //! One client of the fleet: a non-blocking socket that writes the frames of
 //! its schedule as they come due, keeps its place when the server pushes
-//! back, reconnects (on a backoff, see [`super::link`]) when the connection
+//! back, reconnects (on a backoff, see [`crate::link`]) when the connection
 //! breaks, then drains.
 
 use std::io::{ErrorKind, Read, Write};
@@ -11,10 +11,10 @@ use workloads::clock::monotonic_ns;
 use workloads::wire::{send_delay, stamp_send_delay};
 use workloads::{Frame, FRAME_LEN};
 
-use super::link::{Link, Poll};
-use super::report::ThreadTotals;
-use super::schedule::{Schedule, MAX_FRAMES_PER_CLIENT};
-use super::FleetConfig;
+use crate::link::{Link, Poll};
+use crate::report::ThreadTotals;
+use crate::schedule::{Schedule, MAX_FRAMES_PER_CLIENT};
+use crate::FleetConfig;
 
 /// Most frames written in one write call.
 pub const MAX_BATCH: usize = 256;
@@ -109,7 +109,7 @@ impl Client {
     }
 
     /// Connection attempts so far.
-    pub fn attempts(&self) -> super::link::Attempts {
+    pub fn attempts(&self) -> crate::link::Attempts {
         self.link.attempts
     }
 
