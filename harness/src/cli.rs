@@ -47,6 +47,63 @@ pub enum Command {
     Capacity(Box<RunArgs>),
     /// Merge the reports of fleets that loaded one server together (e.g. compose's fleet containers) and give the cell's verdict.
     Merge(MergeArgs),
+    /// One cell on Kubernetes: render its manifests, or collect its reports from `kubectl logs`.
+    #[command(subcommand)]
+    K8s(K8sCommand),
+}
+
+/// `harness k8s`.
+#[derive(Subcommand, Debug)]
+pub enum K8sCommand {
+    /// Print the manifests of one cell: the server Deployment and Service, and the fleet as an Indexed Job of --shards pods.
+    Render(K8sRenderArgs),
+    /// Merge the fleet shards' reports (and the server's) found in `kubectl logs` output, and give the cell's verdict.
+    Collect(K8sCollectArgs),
+}
+
+/// `harness k8s render`.
+#[derive(Args, Debug)]
+pub struct K8sRenderArgs {
+    /// Server model.
+    #[arg(long)]
+    pub model: String,
+    /// Server workers [default: the model's].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Work per frame.
+    #[arg(long, default_value = "none")]
+    pub work: String,
+    /// Clients of the whole fleet.
+    #[arg(long, default_value_t = 100)]
+    pub clients: u32,
+    /// Fleet pods (shards of the fleet).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub shards: u32,
+    /// Frames per second per client, or `max`.
+    #[arg(long, default_value = "10000")]
+    pub rate: Rate,
+    /// Measured window.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Warm-up before the window.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// Image with `harness` as its entry point (see the README's Docker section).
+    #[arg(long, default_value = "ingest-bench:local")]
+    pub image: String,
+    /// The shards start their schedule this long after rendering: apply the manifests before then.
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    pub start_in: Duration,
+}
+
+/// `harness k8s collect`.
+#[derive(Args, Debug)]
+pub struct K8sCollectArgs {
+    /// Files of `kubectl logs` output (the fleet pods', and the server's to reconcile) [default: stdin].
+    pub logs: Vec<PathBuf>,
+    /// Write the merged cell here as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `harness merge`.

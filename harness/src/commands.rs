@@ -1,5 +1,5 @@
 //! The small subcommands: `models`, `fleet`, `calibrate`, `report`,
-//! `compare` and `merge`.
+//! `compare`, `merge` and `k8s`.
 
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use workloads::WorkSpec;
 
 use crate::bench::results::{write_atomic, RunFile};
-use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, MergeArgs, ReportArgs};
+use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, K8sCommand, MergeArgs, ReportArgs};
 use crate::cpus;
 use crate::fleet::{self, FleetConfig};
 
@@ -257,11 +257,23 @@ pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
         .iter()
         .map(|p| read_json(p, "fleet"))
         .collect::<Result<_>>()?;
-    let merged = fleet::merge::merge(&parts)?;
     let server: Option<models::ServerReport> = match &args.server {
         Some(p) => Some(read_json(p, "server")?),
         None => None,
     };
+    merged_cell(&parts, server, args.out.as_deref(), args.summary.as_deref())
+}
+
+/// Merges `parts`, reconciles them with `server`, prints the cell's
+/// summary (also to `summary`), writes the merged cell to `out`; exit 1
+/// when the verdict is invalid.
+pub fn merged_cell(
+    parts: &[fleet::report::FleetReport],
+    server: Option<models::ServerReport>,
+    out: Option<&std::path::Path>,
+    summary: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let merged = fleet::merge::merge(parts)?;
     let reconciliation = crate::verdict::reconcile(&merged, server.as_ref());
     let derived = crate::bench::figures::derive(
         Some(&merged),
@@ -317,11 +329,11 @@ pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
         }
     )?;
     print!("{text}");
-    if let Some(path) = &args.summary {
+    if let Some(path) = summary {
         write_atomic(path, text.as_bytes()).with_context(|| format!("write {}", path.display()))?;
     }
     let invalid = verdict.status == crate::verdict::Status::Invalid;
-    if let Some(out) = &args.out {
+    if let Some(out) = out {
         let cell = MergedCell {
             fleet: merged,
             server,
@@ -337,4 +349,61 @@ pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `harness k8s render|collect`.
+pub fn k8s(command: &K8sCommand) -> Result<ExitCode> {
+    match command {
+        K8sCommand::Render(a) => {
+            WorkSpec::from_str(&a.work).map_err(|e| anyhow!(e))?;
+            if models::find(&a.model).is_none() {
+                bail!(
+                    "no model `{}`: one of {}",
+                    a.model,
+                    models::names().join(", ")
+                );
+            }
+            let start = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("the system clock is before 1970")?
+                + a.start_in;
+            let cell = crate::k8s::Cell {
+                model: a.model.clone(),
+                workers: a.workers,
+                work: a.work.clone(),
+                clients: a.clients,
+                shards: a.shards,
+                rate: a.rate.to_string(),
+                duration_ms: a.duration.as_millis(),
+                warmup_ms: a.warmup.as_millis(),
+                image: a.image.clone(),
+                start_at_unix_ns: start.as_nanos(),
+            };
+            print!(
+                "{}",
+                crate::k8s::render(&cell).context("encode the manifests")?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        K8sCommand::Collect(a) => {
+            let mut text = String::new();
+            if a.logs.is_empty() {
+                use std::io::Read;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("read kubectl logs output from stdin")?;
+            }
+            for p in &a.logs {
+                text.push_str(
+                    &std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?,
+                );
+                text.push('\n');
+            }
+            let found = crate::k8s::collect(&text).context("a report in the logs")?;
+            if found.fleets.is_empty() {
+                bail!("no fleet report in the logs: give the output of `kubectl logs -l app.kubernetes.io/name=ingest-fleet --tail=-1`");
+            }
+            merged_cell(&found.fleets, found.server, a.out.as_deref(), None)
+        }
+    }
 }

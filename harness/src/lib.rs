@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod cpus;
 pub mod fleet_capacity;
+pub mod k8s;
 pub mod parent;
 pub mod report;
 pub mod serve;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
                 Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),
                 Command::Compare(a) => commands::compare(a),
                 Command::Merge(a) => commands::merge(a),
+                Command::K8s(a) => commands::k8s(a),
                 Command::FleetCapacity(a) => {
                     harness::fleet_capacity::run(a).map(|()| ExitCode::SUCCESS)
                 }

@@ -66,3 +66,79 @@ fn two_fleets_merge_into_what_the_server_received() {
     assert!(!shared.status.success());
     assert!(String::from_utf8_lossy(&shared.stderr).contains("--client-id-base"));
 }
+
+/// `harness k8s collect`: shard processes (`--shard I/2` on one
+/// `--start-at`) print their reports among other log lines, as the fleet
+/// pods of the rendered Job do; the collected cell is the whole fleet and
+/// reconciles exactly with the server's report found in the same logs.
+#[test]
+fn k8s_collect_merges_shards_from_their_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start("async", &[]);
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        + 400_000_000;
+    let shards: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(harness_bin())
+                .args(["fleet", "--target", &server.addr.to_string()])
+                .args(["--clients", "5", "--rate", "1000", "--duration", "300ms"])
+                .args(["--warmup", "100ms", "--batch-window", "1ms"])
+                .arg(format!("--shard={i}/2"))
+                .arg(format!("--start-at={start_at}"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut logs = String::new();
+    for child in shards {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        logs.push_str(&String::from_utf8_lossy(&out.stderr));
+        logs.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let report = server.stop();
+    logs.push_str("listening on 0.0.0.0:7000\n");
+    logs.push_str(&serde_json::to_string_pretty(&report).unwrap());
+    let log_path = dir.path().join("kubectl-logs.txt");
+    std::fs::write(&log_path, logs).unwrap();
+    let out = dir.path().join("cell.json");
+    let run = Command::new(harness_bin())
+        .args(["k8s", "collect"])
+        .arg(&log_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cell: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let ids: Vec<u64> = cell["fleet"]["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        cell["fleet"]["sent"]["measured"].as_u64().unwrap(),
+        report.packets.measured
+    );
+    assert_eq!(cell["reconciliation"]["lost"], 0);
+    assert!(cell["reconciliation"]["mismatched"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
