@@ -28,35 +28,16 @@ fn two_fleets_merge_into_what_the_server_received() {
     let report = server.stop();
     let server_path = dir.path().join("server.json");
     std::fs::write(&server_path, serde_json::to_vec(&report).unwrap()).unwrap();
-    let out = dir.path().join("cell/merged.json");
-    let run = Command::new(harness_bin())
+    let mut merge = Command::new(harness_bin());
+    merge
         .arg("merge")
         .args(&paths)
         .arg("--server")
-        .arg(&server_path)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+        .arg(&server_path);
+    let (text, cell) = merged_cell(&mut merge, &dir.path().join("cell/merged.json"));
     assert!(text.contains("verdict:  valid"), "{text}");
-    let cell: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(cell["fleet"]["clients"].as_array().unwrap().len(), 6);
-    assert_eq!(
-        cell["fleet"]["sent"]["measured"].as_u64().unwrap(),
-        report.packets.measured
-    );
-    let rec = &cell["reconciliation"];
-    assert_eq!(
-        (rec["lost"].as_u64(), rec["excess"].as_u64()),
-        (Some(0), Some(0))
-    );
-    assert!(rec["mismatched"].as_array().unwrap().is_empty());
+    assert_exact(&cell, report.packets.measured);
 
     let shared = Command::new(harness_bin())
         .arg("merge")
@@ -110,21 +91,9 @@ fn k8s_collect_merges_shards_from_their_logs() {
     logs.push_str(&serde_json::to_string_pretty(&report).unwrap());
     let log_path = dir.path().join("kubectl-logs.txt");
     std::fs::write(&log_path, logs).unwrap();
-    let out = dir.path().join("cell.json");
-    let run = Command::new(harness_bin())
-        .args(["k8s", "collect"])
-        .arg(&log_path)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let cell: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let mut collect = Command::new(harness_bin());
+    collect.args(["k8s", "collect"]).arg(&log_path);
+    let (_, cell) = merged_cell(&mut collect, &dir.path().join("cell.json"));
     let ids: Vec<u64> = cell["fleet"]["clients"]
         .as_array()
         .unwrap()
@@ -132,13 +101,32 @@ fn k8s_collect_merges_shards_from_their_logs() {
         .map(|c| c["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, vec![0, 1, 2, 3, 4]);
-    assert_eq!(
-        cell["fleet"]["sent"]["measured"].as_u64().unwrap(),
-        report.packets.measured
+    assert_exact(&cell, report.packets.measured);
+}
+
+/// Runs a merging command with `--out out`: its summary and the cell.
+fn merged_cell(cmd: &mut Command, out: &std::path::Path) -> (String, Value) {
+    let run = cmd.arg("--out").arg(out).output().unwrap();
+    let text = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
     );
-    assert_eq!(cell["reconciliation"]["lost"], 0);
-    assert!(cell["reconciliation"]["mismatched"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    let cell = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    (text, cell)
+}
+
+/// The merged fleet sent what the server received, client by client.
+fn assert_exact(cell: &Value, server_measured: u64) {
+    assert_eq!(
+        cell["fleet"]["sent"]["measured"].as_u64(),
+        Some(server_measured)
+    );
+    let rec = &cell["reconciliation"];
+    assert_eq!(
+        (rec["lost"].as_u64(), rec["excess"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(rec["mismatched"].as_array().unwrap().is_empty(), "{rec}");
 }
