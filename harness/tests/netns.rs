@@ -182,6 +182,9 @@ fn shards_in_three_namespaces_reconcile_exactly_with_a_fourth() {
     for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
         assert_eq!(m.value_at_quantile(q), sum.value_at_quantile(q), "q{q}");
     }
-    eprintln!("netns cell: {} frames, verdict {verdict}", server_report.packets.measured);
+    eprintln!(
+        "netns cell: {} frames, verdict {verdict}",
+        server_report.packets.measured
+    );
     drop(namespaces);
 }
