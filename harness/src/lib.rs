@@ -11,6 +11,7 @@ pub mod commands;
 pub mod cpus;
 pub mod fleet_capacity;
 pub mod k8s;
+pub mod merged;
 pub mod parent;
 pub mod report;
 pub mod serve;

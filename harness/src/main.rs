@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use harness::bench::{self, Outcome};
 use harness::cli::{Cli, Command};
-use harness::{commands, serve};
+use harness::{commands, merged, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,8 +19,8 @@ fn main() -> ExitCode {
                 Command::Calibrate(a) => commands::calibrate(a).map(|()| ExitCode::SUCCESS),
                 Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),
                 Command::Compare(a) => commands::compare(a),
-                Command::Merge(a) => commands::merge(a),
-                Command::K8s(a) => commands::k8s(a),
+                Command::Merge(a) => merged::merge(a),
+                Command::K8s(a) => merged::k8s(a),
                 Command::FleetCapacity(a) => {
                     harness::fleet_capacity::run(a).map(|()| ExitCode::SUCCESS)
                 }

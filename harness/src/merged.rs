@@ -1,0 +1,188 @@
+//! Cells whose fleet ran as several processes (shards, compose containers,
+//! Kubernetes pods), merged and judged: `harness merge` and `harness k8s
+//! render|collect`.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context, Result};
+use workloads::WorkSpec;
+
+use crate::bench::results::write_atomic;
+use crate::cli::{K8sCommand, MergeArgs};
+use crate::fleet;
+
+/// A cell whose fleet ran as several processes, merged.
+#[derive(serde::Serialize)]
+struct MergedCell {
+    fleet: fleet::report::FleetReport,
+    server: Option<models::ServerReport>,
+    reconciliation: crate::verdict::Reconciliation,
+    derived: crate::bench::figures::Figures,
+    verdict: crate::verdict::Verdict,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a {what} report of this version", path.display()))
+}
+
+/// `harness merge`: one fleet report from several, reconciled against the
+/// server's; prints the cell's verdict; exit 1 when it is invalid.
+pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
+    let parts: Vec<fleet::report::FleetReport> = args
+        .fleets
+        .iter()
+        .map(|p| read_json(p, "fleet"))
+        .collect::<Result<_>>()?;
+    let server: Option<models::ServerReport> = match &args.server {
+        Some(p) => Some(read_json(p, "server")?),
+        None => None,
+    };
+    merged_cell(&parts, server, args.out.as_deref(), args.summary.as_deref())
+}
+
+/// Merges `parts`, reconciles them with `server`, prints the cell's
+/// summary (also to `summary`), writes the merged cell to `out`; exit 1
+/// when the verdict is invalid.
+fn merged_cell(
+    parts: &[fleet::report::FleetReport],
+    server: Option<models::ServerReport>,
+    out: Option<&std::path::Path>,
+    summary: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let merged = fleet::merge::merge(parts)?;
+    let reconciliation = crate::verdict::reconcile(&merged, server.as_ref());
+    let derived = crate::bench::figures::derive(
+        Some(&merged),
+        server.as_ref(),
+        &crate::bench::sample::Samples::default(),
+    );
+    let verdict = crate::verdict::verdict(
+        Some(&merged),
+        server.as_ref(),
+        &reconciliation,
+        &crate::verdict::RunFaults::default(),
+        derived.backlog_s,
+    );
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    writeln!(
+        text,
+        "fleets:   {} reports, {} clients, {} measured frames sent (+{} warm-up), send lag p99 {}",
+        parts.len(),
+        merged.config.clients,
+        merged.sent.measured,
+        merged.sent.warmup,
+        crate::units::fmt_ns(merged.send_lag_ns.p99)
+    )?;
+    if let Some(s) = &server {
+        writeln!(
+            text,
+            "server:   {} ({} workers), {} measured frames received, latency p50 {} p99 {}",
+            s.model,
+            s.workers,
+            s.packets.measured,
+            crate::units::fmt_ns(s.latency_ns.p50),
+            crate::units::fmt_ns(s.latency_ns.p99)
+        )?;
+    }
+    writeln!(
+        text,
+        "reconciliation: lost {}, excess {}, unread {}, clients mismatched {}",
+        reconciliation.lost,
+        reconciliation.excess,
+        reconciliation.unread,
+        reconciliation.mismatched.len()
+    )?;
+    let status = serde_json::to_value(verdict.status)?;
+    writeln!(
+        text,
+        "verdict:  {}{}",
+        status.as_str().unwrap_or("?"),
+        if verdict.reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", verdict.reasons.join("; "))
+        }
+    )?;
+    print!("{text}");
+    if let Some(path) = summary {
+        write_atomic(path, text.as_bytes()).with_context(|| format!("write {}", path.display()))?;
+    }
+    let invalid = verdict.status == crate::verdict::Status::Invalid;
+    if let Some(out) = out {
+        let cell = MergedCell {
+            fleet: merged,
+            server,
+            reconciliation,
+            derived,
+            verdict,
+        };
+        let json = serde_json::to_string_pretty(&cell).context("encode the merged cell")?;
+        write_atomic(out, json.as_bytes()).with_context(|| format!("write {}", out.display()))?;
+    }
+    Ok(if invalid {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `harness k8s render|collect`.
+pub fn k8s(command: &K8sCommand) -> Result<ExitCode> {
+    match command {
+        K8sCommand::Render(a) => {
+            WorkSpec::from_str(&a.work).map_err(|e| anyhow!(e))?;
+            if models::find(&a.model).is_none() {
+                bail!(
+                    "no model `{}`: one of {}",
+                    a.model,
+                    models::names().join(", ")
+                );
+            }
+            let start = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("the system clock is before 1970")?
+                + a.start_in;
+            let cell = crate::k8s::Cell {
+                model: a.model.clone(),
+                workers: a.workers,
+                work: a.work.clone(),
+                clients: a.clients,
+                shards: a.shards,
+                rate: a.rate.to_string(),
+                duration_ms: a.duration.as_millis(),
+                warmup_ms: a.warmup.as_millis(),
+                image: a.image.clone(),
+                start_at_unix_ns: start.as_nanos(),
+            };
+            print!(
+                "{}",
+                crate::k8s::render(&cell).context("encode the manifests")?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        K8sCommand::Collect(a) => {
+            let mut text = String::new();
+            if a.logs.is_empty() {
+                use std::io::Read;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("read kubectl logs output from stdin")?;
+            }
+            for p in &a.logs {
+                text.push_str(
+                    &std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?,
+                );
+                text.push('\n');
+            }
+            let found = crate::k8s::collect(&text).context("a report in the logs")?;
+            if found.fleets.is_empty() {
+                bail!("no fleet report in the logs: give the output of `kubectl logs -l app.kubernetes.io/name=ingest-fleet --tail=-1`");
+            }
+            merged_cell(&found.fleets, found.server, a.out.as_deref(), None)
+        }
+    }
+}
