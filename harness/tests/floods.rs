@@ -20,8 +20,10 @@ use util::{fleet_config, Server};
 fn check(model: &str, fleet: &FleetReport, server: &ServerReport) -> usize {
     let turned_away = server.connections.rejected + server.connections.shed;
     let rec = verdict::reconcile(fleet, Some(server));
+    // Refused on every try, as the fleet saw it or (the server closing them
+    // after the fleet's check, a busy machine) as reconciliation finds it.
     assert!(
-        !fleet.refused.is_empty(),
+        fleet.refused.len() + rec.late_refused.len() > 0,
         "{model}: nobody was refused: {:?}, server {:?}",
         fleet.verdict.reasons,
         server.connections
