@@ -373,8 +373,10 @@ fn a_sharded_fleet_merges_into_one_exact_cell() {
         "{}",
         text(&out)
     );
-    let (_, run) = only_run(dir.path());
+    let (run_dir, run) = only_run(dir.path());
     assert_eq!(run["config"]["fleet_shards"], 3);
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("as 3 shard processes"), "{summary}");
     let cell = &run["cells"][0];
     let fleet = &cell["fleet"];
     let ids: Vec<u64> = fleet["clients"]

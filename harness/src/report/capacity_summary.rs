@@ -133,12 +133,13 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
     );
     let _ = writeln!(
         md,
-        "- Probes: {} warm-up, {} measured, drain timeout {}; server pinned to CPUs {:?}, fleet to {:?}, sampler and harness on {:?}; seed {}. {} probes in all.\n",
+        "- Probes: {} warm-up, {} measured, drain timeout {}; server pinned to CPUs {:?}, fleet to {:?}{}, sampler and harness on {:?}; seed {}. {} probes in all.\n",
         humantime::format_duration(c.warmup),
         humantime::format_duration(c.duration),
         humantime::format_duration(c.drain_timeout),
         c.server_cpus,
         c.fleet_cpus,
+        crate::report::summary::shards_note(c.fleet_shards),
         c.harness_cpus,
         c.seed,
         run.cells.len()

@@ -55,8 +55,8 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
     let _ = writeln!(md, "## Method\n");
     let _ = writeln!(
         md,
-        "- Server (`harness serve`) pinned to CPUs {:?}, fleet (`harness fleet`) pinned to CPUs {:?}, as separate processes; clock source `{}`.",
-        c.server_cpus, c.fleet_cpus, e.clock_source
+        "- Server (`harness serve`) pinned to CPUs {:?}, fleet (`harness fleet`) pinned to CPUs {:?}{}, as separate processes; clock source `{}`.",
+        c.server_cpus, c.fleet_cpus, shards_note(c.fleet_shards), e.clock_source
     );
     let window = match (c.batch_window, &c.fleet_calibration) {
         (Some(w), _) => format!("frames due within {} go out in one write (forced)", humantime::format_duration(w)),
@@ -505,6 +505,15 @@ fn findings(pts: &[&Point], baseline: &[&Point], cpus: f64) -> Vec<String> {
         ));
     }
     out
+}
+
+/// How the fleet ran, when it was sharded: for the method sentences.
+pub fn shards_note(shards: u32) -> String {
+    if shards > 1 {
+        format!(" as {shards} shard processes on one shared start, their reports merged exactly")
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]
