@@ -72,6 +72,19 @@ pub struct Reconciliation {
     pub refused_unsent: u64,
 }
 
+impl Reconciliation {
+    /// The lines of `fleet`'s clients found refused late.
+    pub fn late_refused_clients<'a>(
+        &'a self,
+        fleet: &'a FleetReport,
+    ) -> impl Iterator<Item = &'a ClientSent> + 'a {
+        fleet
+            .clients
+            .iter()
+            .filter(|c| self.late_refused.contains(&c.id))
+    }
+}
+
 /// One client whose counts differ.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMismatch {
@@ -244,10 +257,8 @@ pub fn verdict(
                 invalid.push(format!("{failed} clients lost their connection"));
             }
             // A client refused late reconnected only to be refused again.
-            let excused: u64 = f
-                .clients
-                .iter()
-                .filter(|c| rec.late_refused.contains(&c.id))
+            let excused: u64 = rec
+                .late_refused_clients(f)
                 .map(|c| c.reconnects as u64)
                 .sum();
             let reconnects = f.reconnects.saturating_sub(excused);

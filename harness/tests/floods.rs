@@ -30,10 +30,8 @@ fn check(model: &str, fleet: &FleetReport, server: &ServerReport) -> usize {
     );
     // A refusal the server made after the fleet's check shows as a break
     // of a client the server never heard from (see `verdict::reconcile`).
-    let late: u64 = fleet
-        .clients
-        .iter()
-        .filter(|c| rec.late_refused.contains(&c.id))
+    let late: u64 = rec
+        .late_refused_clients(fleet)
         .map(|c| c.established as u64)
         .sum();
     assert_eq!(
