@@ -141,7 +141,7 @@ impl Client {
         }
         match self.state {
             ClientState::Sending => match self.link.poll(now) {
-                Poll::Ready if now < schedule.first_wake(self.index) => {
+                Poll::Ready if self.next_seq == 0 && now < schedule.first_wake(self.index) => {
                     Step::WakeAt(schedule.first_wake(self.index))
                 }
                 Poll::Ready => self.send(now, schedule, config, totals),

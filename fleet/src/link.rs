@@ -114,6 +114,9 @@ impl Link {
 
     /// Advances the connection at `now`.
     pub fn poll(&mut self, now: u64) -> Poll {
+        if let State::Up(_) = self.state {
+            return Poll::Ready; // every write's wake: nothing to move
+        }
         loop {
             match std::mem::replace(&mut self.state, State::Down { retry_at: 0 }) {
                 State::Up(s) => {
