@@ -297,14 +297,19 @@ fn pace(
     (clients, totals)
 }
 
+/// The CLOCK_REALTIME instant `after` from now, in ns: a `--start-at` for
+/// shards (0 if the clock is before 1970).
+pub fn unix_ns_after(after: Duration) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d + after).as_nanos() as u64)
+}
+
 /// The CLOCK_MONOTONIC time of the CLOCK_REALTIME instant `at` (ns), which
 /// must be ahead of `now` (monotonic) by at least the time to connect and
 /// at most an hour.
 fn shared_start(at: u64, now: u64) -> Result<u64, FleetError> {
-    let unix_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let ahead = at as i128 - unix_now as i128;
+    let ahead = at as i128 - unix_ns_after(Duration::ZERO) as i128;
     if ahead < START_DELAY_NS as i128 || ahead > 3_600_000_000_000 {
         return Err(FleetError::StartAt(ahead as f64 / 1e9));
     }

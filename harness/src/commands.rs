@@ -119,10 +119,7 @@ fn local_shards(args: &FleetArgs, config: &FleetConfig) -> Result<fleet::report:
     let n = args.local_shards;
     let exe = std::env::current_exe().context("find the harness executable")?;
     let dir = tempfile::tempdir().context("create a folder for the shards' reports")?;
-    let start_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        + LOCAL_START_AHEAD;
+    let start_at = fleet::unix_ns_after(LOCAL_START_AHEAD);
     let threads = (config.threads / n as usize).max(1);
     let mut children = Vec::new();
     for i in 0..n {
@@ -141,7 +138,7 @@ fn local_shards(args: &FleetArgs, config: &FleetConfig) -> Result<fleet::report:
             .args(["--work", &config.work.spec])
             .args(["--client-id-base", &config.client_id_base.to_string()])
             .arg(format!("--shard={i}/{n}"))
-            .arg(format!("--start-at={}", start_at.as_nanos()))
+            .arg(format!("--start-at={start_at}"))
             .args(["--threads", &threads.to_string()])
             .arg(format!(
                 "--drain-timeout={}ms",

@@ -52,7 +52,7 @@ pub struct Cell {
     /// Container image with `harness` as its entry point.
     pub image: String,
     /// CLOCK_REALTIME ns at which every shard starts its schedule.
-    pub start_at_unix_ns: u128,
+    pub start_at_unix_ns: u64,
 }
 
 fn labels(app: &str) -> BTreeMap<String, String> {
@@ -337,7 +337,7 @@ mod tests {
         };
         let server = strip(include_str!("../../deploy/k8s/server.yaml"));
         let job = strip(include_str!("../../deploy/k8s/fleet-job.yaml"));
-        let start: u128 = job
+        let start: u64 = job
             .lines()
             .skip_while(|l| !l.ends_with("--start-at"))
             .nth(1)

@@ -142,10 +142,6 @@ pub fn k8s(command: &K8sCommand) -> Result<ExitCode> {
                     models::names().join(", ")
                 );
             }
-            let start = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("the system clock is before 1970")?
-                + a.start_in;
             let cell = crate::k8s::Cell {
                 model: a.model.clone(),
                 workers: a.workers,
@@ -156,7 +152,7 @@ pub fn k8s(command: &K8sCommand) -> Result<ExitCode> {
                 duration_ms: a.duration.as_millis(),
                 warmup_ms: a.warmup.as_millis(),
                 image: a.image.clone(),
-                start_at_unix_ns: start.as_nanos(),
+                start_at_unix_ns: fleet::unix_ns_after(a.start_in),
             };
             print!(
                 "{}",
