@@ -1,7 +1,8 @@
 //! One client of the fleet: a non-blocking socket that writes the frames of
 //! its schedule as they come due, keeps its place when the server pushes
 //! back, reconnects (on a backoff, see [`crate::link`]) when the connection
-//! breaks, then drains.
+//! breaks, then drains. In ack mode it also reads the server's acks (see
+//! [`crate::acks`]) whenever they come, recording each frame's round trip.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -11,6 +12,7 @@ use workloads::clock::monotonic_ns;
 use workloads::wire::{send_delay, stamp_send_delay};
 use workloads::{Frame, FRAME_LEN};
 
+use crate::acks::AckTrack;
 use crate::link::{Link, Poll};
 use crate::report::ThreadTotals;
 use crate::schedule::{Schedule, MAX_FRAMES_PER_CLIENT};
@@ -83,12 +85,17 @@ pub struct Client {
     pub last_send_ns: u64,
     /// When the client reached a final state (ns).
     pub finished_ns: u64,
+    /// Ack mode: what it knows of its acks.
+    pub acks: Option<AckTrack>,
+    /// How the server ended the connection, as found while reading acks:
+    /// `Some(true)` an orderly close, `Some(false)` a reset or error.
+    peer_closed: Option<bool>,
 }
 
 impl Client {
     /// A client not yet connected; it connects on its first step, trying
     /// at most `connect_tries` times in the whole run.
-    pub fn new(id: u32, index: u32, target: SocketAddr, connect_tries: u32) -> Self {
+    pub fn new(id: u32, index: u32, target: SocketAddr, connect_tries: u32, ack: bool) -> Self {
         Client {
             id,
             index,
@@ -105,6 +112,45 @@ impl Client {
             last_progress: 0,
             last_send_ns: 0,
             finished_ns: 0,
+            acks: ack.then(AckTrack::new),
+            peer_closed: None,
+        }
+    }
+
+    /// The connection in use, if any (ack mode watches it for acks).
+    pub fn stream(&mut self) -> Option<&mut std::net::TcpStream> {
+        self.link.stream()
+    }
+
+    /// Reads whatever acks have come, at `now`: each frame acknowledged the
+    /// first time records its round trip (due time to now) unless it
+    /// belongs to the warm-up or the schedule is not paced.
+    pub fn read_acks(&mut self, now: u64, schedule: &Schedule, totals: &mut ThreadTotals) {
+        let (Some(track), Some(stream)) = (self.acks.as_mut(), self.link.stream()) else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    self.peer_closed = Some(true);
+                    return;
+                }
+                Ok(n) => track.feed(&buf[..n], self.next_seq, |seq| {
+                    if schedule.is_paced() {
+                        let due = schedule.due(self.index, seq);
+                        if !schedule.is_warmup(due) {
+                            totals.record_round_trip(now.saturating_sub(due));
+                        }
+                    }
+                }),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.peer_closed = Some(false);
+                    return;
+                }
+            }
         }
     }
 
@@ -155,7 +201,7 @@ impl Client {
                     })
                 }
             },
-            ClientState::Draining => self.drain(now),
+            ClientState::Draining => self.drain(now, schedule, totals),
             _ => Step::Done,
         }
     }
@@ -163,6 +209,10 @@ impl Client {
     fn finish(&mut self, state: ClientState) -> Step {
         self.state = state;
         self.finished_ns = monotonic_ns();
+        let sent = self.sent();
+        if let Some(t) = &mut self.acks {
+            t.finish(sent);
+        }
         let stream = self.link.close();
         if state == ClientState::Undrained {
             // Giving up mid-stream is an abort, not an orderly close: a
@@ -206,6 +256,10 @@ impl Client {
                 self.dues.clear();
                 self.written = 0;
                 self.link.broken(now);
+                self.peer_closed = None;
+                if let Some(t) = &mut self.acks {
+                    t.reconnected();
+                }
                 Step::WakeAt(now)
             }
             Flush::Blocked if stalled => self.finish(ClientState::Undrained),
@@ -264,6 +318,7 @@ impl Client {
                 kind,
                 amount,
                 warmup: schedule.is_warmup(due),
+                ack: self.acks.is_some(),
             };
             self.buf.extend_from_slice(&frame.encode());
             self.dues.push(due);
@@ -319,7 +374,21 @@ impl Client {
         Flush::Done
     }
 
-    fn drain(&mut self, now: u64) -> Step {
+    fn drain(&mut self, now: u64, schedule: &Schedule, totals: &mut ThreadTotals) -> Step {
+        if self.acks.is_some() {
+            // The server closes once every frame is processed and acked.
+            self.read_acks(now, schedule, totals);
+            match self.peer_closed {
+                Some(true) => return self.finish(ClientState::Drained),
+                // A reset means the server dropped data unread.
+                Some(false) => return self.finish(ClientState::Failed),
+                None => {}
+            }
+            if now >= self.drain_deadline {
+                return self.finish(ClientState::Undrained);
+            }
+            return Step::WakeAt(now + DRAIN_POLL_NS);
+        }
         let Some(stream) = self.link.stream() else {
             return self.finish(ClientState::Failed);
         };

@@ -3,15 +3,19 @@
 //! multiplex non-blocking sockets; one fleet may run as shards that
 //! [`merge`] adds up exactly. See [`schedule`] for the timing rules,
 //! [`client`] and [`link`] for one client, [`report`] for the accounting
-//! and [`verdict`] for whether the generator kept its schedule. A library
-//! of its own: it links no server model (`harness fleet` is its command).
+//! and [`verdict`] for whether the generator kept its schedule; in ack
+//! mode [`acks`] checks every frame is acknowledged exactly once and
+//! [`watch`] reads the acks as they come. A library of its own: it links no
+//! server model (`harness fleet` is its command).
 
+pub mod acks;
 pub mod client;
 pub mod link;
 pub mod merge;
 pub mod report;
 pub mod schedule;
 pub mod verdict;
+pub mod watch;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,9 +30,10 @@ use workloads::WorkPlan;
 use client::{Client, Step};
 use report::{FleetReport, ThreadTotals};
 use schedule::Schedule;
+use watch::AckWatch;
 
 /// Sleep until this close to a deadline, then spin.
-const SPIN_NS: u64 = 100_000;
+pub const SPIN_NS: u64 = 100_000;
 /// Time between the last client's first connect and the first due frame
 /// (a connect plus the refusal check fit in it).
 const START_DELAY_NS: u64 = 20_000_000;
@@ -166,6 +171,10 @@ pub struct FleetConfig {
     /// shared by every shard; `None`: shortly after this process starts.
     #[serde(default)]
     pub start_at_unix_ns: Option<u64>,
+    /// Ack mode: every frame asks to be acknowledged once processed, and
+    /// the fleet measures the round trip on its own clock.
+    #[serde(default)]
+    pub ack: bool,
 }
 
 fn default_connect_tries() -> u32 {
@@ -196,6 +205,9 @@ pub enum FleetError {
     /// A pacing thread panicked.
     #[error("a pacing thread failed")]
     Thread,
+    /// Ack mode could not set up its watch.
+    #[error("cannot watch the connections for acks: {0}")]
+    Watch(std::io::Error),
     /// The shared start time has passed or is implausibly far away.
     #[error("--start-at is {0:.1} s from now: give a CLOCK_REALTIME time in ns a few seconds ahead (e.g. $(( $(date +%s) + 10 ))000000000), the same for every shard")]
     StartAt(f64),
@@ -217,7 +229,7 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         .into_iter()
         .map(|i| {
             let id = config.client_id_base.wrapping_add(i);
-            Client::new(id, i, config.target, config.connect_tries)
+            Client::new(id, i, config.target, config.connect_tries, config.ack)
         })
         .collect();
     // Sleeps may overshoot by the timer slack (50 us by default); pacing
@@ -247,7 +259,7 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     let mut totals = ThreadTotals::default();
     let mut done = Vec::new();
     for h in handles {
-        let (clients, t) = h.join().map_err(|_| FleetError::Thread)?;
+        let (clients, t) = h.join().map_err(|_| FleetError::Thread)??;
         totals.merge(&t);
         done.extend(clients);
     }
@@ -276,15 +288,22 @@ fn pace(
     config: &FleetConfig,
     start: u64,
     spacing: u64,
-) -> (Vec<Client>, ThreadTotals) {
+) -> Result<(Vec<Client>, ThreadTotals), FleetError> {
     let mut totals = ThreadTotals::default();
+    let mut watch = match config.ack {
+        true => Some(AckWatch::new(clients.len()).map_err(FleetError::Watch)?),
+        false => None,
+    };
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = clients
         .iter()
         .enumerate()
         .map(|(i, _)| Reverse((start + spacing * i as u64, i)))
         .collect();
     while let Some(Reverse((wake, i))) = heap.pop() {
-        wait_until(wake);
+        match &mut watch {
+            Some(w) => w.wait_until(wake, &mut clients, schedule, &mut totals),
+            None => wait_until(wake),
+        }
         let now = monotonic_ns();
         if clients[i].state == client::ClientState::Sending && wake >= schedule.warm_end {
             totals.record_pacing(now - wake);
@@ -293,8 +312,11 @@ fn pace(
             Step::WakeAt(t) => heap.push(Reverse((t, i))),
             Step::Done => {}
         }
+        if let Some(w) = &mut watch {
+            w.watch(i, &mut clients[i]);
+        }
     }
-    (clients, totals)
+    Ok((clients, totals))
 }
 
 /// The CLOCK_REALTIME instant `after` from now, in ns: a `--start-at` for

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use common::{CpuTimes, LatencySummary};
 
-use crate::report::{per_second, FleetReport, SentCounts};
+use crate::report::{per_second, AckReport, FleetReport, SentCounts};
 
 /// Why reports cannot be merged.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,17 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
             user_s: reports.iter().map(|r| r.cpu.user_s).sum(),
             sys_s: reports.iter().map(|r| r.cpu.sys_s).sum(),
         },
+        acks: None,
     };
+    if reports.iter().any(|r| r.acks.is_some()) {
+        let round_trip = add_latency(
+            "round trip",
+            reports
+                .iter()
+                .filter_map(|r| r.acks.as_ref().map(|a| a.round_trip_ns.clone())),
+        )?;
+        merged.acks = AckReport::of(&merged.clients, round_trip);
+    }
     merged.verdict = crate::verdict::fleet_verdict(&merged);
     Ok(merged)
 }

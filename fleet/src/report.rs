@@ -6,6 +6,7 @@ use common::{CpuTimes, LatencySummary};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::acks::AckCounts;
 use crate::client::{Client, ClientState};
 use crate::schedule::Schedule;
 use crate::FleetConfig;
@@ -14,6 +15,7 @@ use crate::FleetConfig;
 pub struct ThreadTotals {
     lag: Histogram<u64>,
     pacing: Histogram<u64>,
+    round_trip: Histogram<u64>,
 }
 
 impl Default for ThreadTotals {
@@ -21,6 +23,7 @@ impl Default for ThreadTotals {
         ThreadTotals {
             lag: new_latency_histogram(),
             pacing: new_latency_histogram(),
+            round_trip: new_latency_histogram(),
         }
     }
 }
@@ -38,10 +41,17 @@ impl ThreadTotals {
         self.pacing.saturating_record(ns.max(1));
     }
 
+    /// Records one measured frame's round trip (due time to its ack).
+    #[inline]
+    pub fn record_round_trip(&mut self, ns: u64) {
+        self.round_trip.saturating_record(ns.max(1));
+    }
+
     /// Adds another thread's totals.
     pub fn merge(&mut self, o: &ThreadTotals) {
         self.lag.add(&o.lag).expect("same bounds");
         self.pacing.add(&o.pacing).expect("same bounds");
+        self.round_trip.add(&o.round_trip).expect("same bounds");
     }
 }
 
@@ -79,6 +89,9 @@ pub struct ClientSent {
     pub established: u32,
     /// Writes that would block.
     pub would_block_writes: u64,
+    /// Ack mode: this client's acks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<AckCounts>,
 }
 
 /// Did the generator keep its schedule? Decided by
@@ -165,6 +178,44 @@ pub struct FleetReport {
     pub verdict: FleetVerdict,
     /// Fleet process CPU.
     pub cpu: CpuTimes,
+    /// Ack mode: acks of every client together, and the round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<AckReport>,
+}
+
+/// The fleet's acks (ack mode).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AckReport {
+    /// Summed over the clients.
+    #[serde(flatten)]
+    pub counts: AckCounts,
+    /// Clients whose frames were not all acknowledged exactly once.
+    pub inexact_clients: Vec<u32>,
+    /// Due time to ack read, measured frames, on the fleet's own clock
+    /// (coordinated omission corrected). Empty when the rate is `max`.
+    pub round_trip_ns: LatencySummary,
+}
+
+impl AckReport {
+    /// The clients' acks, with the round trip recorded by the fleet.
+    pub fn of(clients: &[ClientSent], round_trip_ns: LatencySummary) -> Option<AckReport> {
+        let mut report = AckReport {
+            round_trip_ns,
+            ..AckReport::default()
+        };
+        let mut any = false;
+        for c in clients {
+            // A client the server refused on every try owes no acks.
+            if let (Some(a), false) = (&c.acks, c.state == ClientState::Refused) {
+                any = true;
+                report.counts.merge(a);
+                if !a.exact() {
+                    report.inexact_clients.push(c.id);
+                }
+            }
+        }
+        any.then_some(report)
+    }
 }
 
 impl FleetReport {
@@ -208,6 +259,7 @@ impl FleetReport {
                 refusals: attempts.refusals,
                 established: attempts.established,
                 would_block_writes: c.would_block_writes,
+                acks: c.acks.as_ref().map(|t| t.counts),
             });
         }
         let finished = clients.iter().map(|c| c.finished_ns).max().unwrap_or(0);
@@ -269,7 +321,9 @@ impl FleetReport {
                 reasons: Vec::new(),
             },
             cpu: process_cpu(),
+            acks: None,
         };
+        report.acks = AckReport::of(&report.clients, LatencySummary::of(&totals.round_trip));
         report.verdict = crate::verdict::fleet_verdict(&report);
         report
     }

@@ -161,6 +161,7 @@ mod tests {
             connect_tries: 5,
             shard: None,
             start_at_unix_ns: None,
+            ack: false,
         }
     }
 

@@ -50,6 +50,17 @@ pub fn fleet_verdict(f: &FleetReport) -> FleetVerdict {
             f.refusals
         ));
     }
+    if let Some(a) = f.acks.as_ref().filter(|a| !a.counts.exact()) {
+        let c = &a.counts;
+        reasons.push(format!(
+            "acks not exact for {} clients: {} unacknowledged, {} twice, {} never sent, {} bad records",
+            a.inexact_clients.len(),
+            c.unacked,
+            c.duplicates,
+            c.unexpected,
+            c.bad_records
+        ));
+    }
     FleetVerdict { status, reasons }
 }
 

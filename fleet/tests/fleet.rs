@@ -129,6 +129,7 @@ fn config(target: SocketAddr, clients: u32, hz: u64, window: Duration) -> FleetC
         connect_tries: fleet::DEFAULT_CONNECT_TRIES,
         shard: None,
         start_at_unix_ns: None,
+        ack: false,
     }
 }
 

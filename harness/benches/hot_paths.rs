@@ -25,6 +25,7 @@ fn frame(seq: u32) -> Frame {
         kind: WorkKind::None,
         amount: 0,
         warmup: false,
+        ack: false,
     }
 }
 

@@ -192,6 +192,9 @@ pub struct RunArgs {
     /// Run each cell's fleet as N processes on the fleet CPUs (shards of one fleet on one shared start, merged exactly): what a fleet spread over machines does, here.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub fleet_shards: u32,
+    /// Ack mode: the server acknowledges every frame once processed and the fleet measures each frame's round trip (due time to ack) on its own clock, and checks every frame is acknowledged exactly once.
+    #[arg(long)]
+    pub ack: bool,
     /// The SLO, e.g. p99=2ms,loss=0. A capacity search uses it for every workload instead of the default (p99 <= batch window + 1 ms + 2 x the longest work of one frame, no loss); a fixed matrix fails (exit 2) when a valid cell breaches it.
     #[arg(long)]
     pub slo: Option<String>,
@@ -360,9 +363,12 @@ pub struct FleetArgs {
     /// Write the JSON report here instead of stdout.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Load a target that is not on this host (latency then needs a clock the fleet and the server share, e.g. PTP).
+    /// Load a target that is not on this host with the server's one-way latency figures (they need a clock the fleet and the server share, e.g. PTP, or one host; `--ack` needs no shared clock).
     #[arg(long)]
     pub allow_remote: bool,
+    /// Ack mode: every frame asks the server for an ack once processed; the fleet records each frame's round trip (due time to ack read) on its own clock, which works across hosts, and checks every frame sent is acknowledged exactly once.
+    #[arg(long)]
+    pub ack: bool,
     /// Set by the harness: die with this parent process.
     #[arg(long, hide = true)]
     pub parent_pid: Option<i32>,

@@ -61,12 +61,14 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
         .next()
         .ok_or_else(|| anyhow!("--target {} resolves to no address", args.target))?;
     if !target.ip().is_loopback() {
-        if !args.allow_remote {
+        if !args.allow_remote && !args.ack {
             bail!(
-                "--target {target} is not on this host: latency is computed by the server from the fleet's CLOCK_MONOTONIC, which only means something on one host. Give --allow-remote if the two clocks are shared (and you may load that host)"
+                "--target {target} is not on this host: latency is computed by the server from the fleet's CLOCK_MONOTONIC, which only means something on one host. Give --ack to measure round trips on the fleet's own clock, or --allow-remote if the two clocks are shared (and you may load that host)"
             );
         }
-        eprintln!("warning: loading {target}, not this host: latency figures are only right if the fleet and the server share one clock");
+        if !args.ack {
+            eprintln!("warning: loading {target}, not this host: latency figures are only right if the fleet and the server share one clock");
+        }
     }
     let config = FleetConfig {
         target,
@@ -91,6 +93,7 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
         connect_tries: args.connect_tries,
         shard: args.shard,
         start_at_unix_ns: args.start_at,
+        ack: args.ack,
     };
     // One descriptor per client: a large fleet needs more than the usual 1024.
     crate::serve::raise_fd_limit();
@@ -161,6 +164,9 @@ fn local_shards(args: &FleetArgs, config: &FleetConfig) -> Result<fleet::report:
         }
         if args.allow_remote {
             cmd.arg("--allow-remote");
+        }
+        if config.ack {
+            cmd.arg("--ack");
         }
         let child = cmd
             .spawn()

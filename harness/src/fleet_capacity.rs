@@ -326,6 +326,7 @@ fn measure(
         connect_tries: crate::fleet::DEFAULT_CONNECT_TRIES,
         shard: None,
         start_at_unix_ns: None,
+        ack: false,
     };
     let report = fleet::run(&config)?;
     let pacing = report.pacing_lag_ns.p99;

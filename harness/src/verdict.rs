@@ -45,6 +45,40 @@ fn refused(f: &FleetReport, server: Option<&ServerReport>, rec: &Reconciliation)
     }
 }
 
+/// Ack mode's findings, each a reason the cell is invalid: a frame of a
+/// drained client never acknowledged, acknowledged twice or never sent, an
+/// ack record that did not decode, or acks the server dropped. (Frames of
+/// undrained clients may be unacknowledged when the server stops: that is
+/// the overload already reported, not a fault.)
+fn ack_faults(f: &FleetReport, server: Option<&ServerReport>) -> Vec<String> {
+    let Some(acks) = &f.acks else {
+        return Vec::new();
+    };
+    let mut faults = Vec::new();
+    let unacked: u64 = f
+        .clients
+        .iter()
+        .filter(|c| c.state == ClientState::Drained)
+        .filter_map(|c| c.acks.map(|a| a.unacked))
+        .sum();
+    let c = &acks.counts;
+    for (n, what) in [
+        (unacked, "frames of drained clients never acknowledged"),
+        (c.duplicates, "frames acknowledged twice"),
+        (c.unexpected, "acks of frames never sent"),
+        (c.bad_records, "ack records that did not decode"),
+        (
+            server.map_or(0, |s| s.acks.dropped),
+            "acks dropped by the server",
+        ),
+    ] {
+        if n > 0 {
+            faults.push(format!("acks: {n} {what}"));
+        }
+    }
+    faults
+}
+
 /// Per-client comparison of sent and received frames.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
@@ -275,6 +309,7 @@ pub fn verdict(
             if let Some(reason) = refused(f, server, rec) {
                 overloaded.push(reason);
             }
+            invalid.extend(ack_faults(f, server));
         }
     }
     if let Some(s) = server {
@@ -315,6 +350,26 @@ mod tests {
     }
 
     type Mutate = fn(&mut FleetReport, &mut ServerReport, &mut RunFaults);
+
+    /// Turns the baseline into an ack-mode run where every frame sent was
+    /// acknowledged exactly once.
+    fn ack_mode(f: &mut FleetReport) {
+        use crate::fleet::acks::AckCounts;
+        for c in &mut f.clients {
+            c.acks = Some(AckCounts {
+                acked: c.sent.measured + c.sent.warmup,
+                ..AckCounts::default()
+            });
+        }
+        f.acks = crate::fleet::report::AckReport::of(&f.clients, f.send_lag_ns.clone());
+    }
+
+    /// Changes client `i`'s ack counts, and the fleet's sums with them.
+    fn with_acks(f: &mut FleetReport, i: usize, change: fn(&mut crate::fleet::acks::AckCounts)) {
+        change(f.clients[i].acks.as_mut().expect("ack mode"));
+        let round_trip = f.acks.take().expect("ack mode").round_trip_ns;
+        f.acks = crate::fleet::report::AckReport::of(&f.clients, round_trip);
+    }
 
     fn lag(f: &mut FleetReport) {
         f.send_lag_ns.p99 = f.config.max_lag.as_nanos() as u64 + 1;
@@ -471,6 +526,83 @@ mod tests {
                 0.0,
                 Overloaded,
                 "server_refused: 1 clients",
+            ),
+            (
+                "ack mode, every frame acked once",
+                |f, _, _| ack_mode(f),
+                0.0,
+                Valid,
+                "",
+            ),
+            (
+                "ack mode, a drained client's frame never acked",
+                |f, _, _| {
+                    ack_mode(f);
+                    with_acks(f, 0, |a| {
+                        a.acked -= 1;
+                        a.unacked = 1
+                    });
+                },
+                0.0,
+                Invalid,
+                "acks: 1 frames of drained clients never acknowledged",
+            ),
+            (
+                "ack mode, an undrained client's frames unacked: overload only",
+                |f, _, _| {
+                    ack_mode(f);
+                    with_acks(f, 0, |a| {
+                        a.acked -= 9;
+                        a.unacked = 9
+                    });
+                    let c = &mut f.clients[0];
+                    c.state = ClientState::Undrained;
+                    f.undrained.push(c.id);
+                    f.drained.retain(|&d| d != c.id);
+                },
+                0.0,
+                Overloaded,
+                "1 clients undrained",
+            ),
+            (
+                "ack mode, a duplicate ack",
+                |f, _, _| {
+                    ack_mode(f);
+                    with_acks(f, 1, |a| a.duplicates = 2);
+                },
+                0.0,
+                Invalid,
+                "acks: 2 frames acknowledged twice",
+            ),
+            (
+                "ack mode, an ack of a frame never sent",
+                |f, _, _| {
+                    ack_mode(f);
+                    with_acks(f, 1, |a| a.unexpected = 1);
+                },
+                0.0,
+                Invalid,
+                "acks: 1 acks of frames never sent",
+            ),
+            (
+                "ack mode, a bad record",
+                |f, _, _| {
+                    ack_mode(f);
+                    with_acks(f, 1, |a| a.bad_records = 1);
+                },
+                0.0,
+                Invalid,
+                "did not decode",
+            ),
+            (
+                "ack mode, the server dropped acks",
+                |f, s, _| {
+                    ack_mode(f);
+                    s.acks.dropped = 3;
+                },
+                0.0,
+                Invalid,
+                "acks: 3 acks dropped by the server",
             ),
             (
                 "invalid outranks overloaded",

@@ -373,6 +373,115 @@ fn abort_mid_frame_is_no_protocol_error(model: &str) {
     assert_eq!(r.clients[0].received, 10);
 }
 
+/// Ack mode: frames that ask (flag bit 6) are acknowledged exactly once,
+/// after they are processed, in well-formed records; frames that do not ask
+/// are not. Several clients, frames split at odd boundaries, cpu, io and
+/// empty work.
+fn acks_exactly_once(model: &str) {
+    let server = Server::start(model, &[]);
+    let addr = server.addr;
+    let handles: Vec<_> = (0..3u32)
+        .map(|id| {
+            thread::spawn(move || {
+                let mut fs = frames(id + 200, 400, 50);
+                // Every frame asks but each seventh.
+                fs.iter_mut().for_each(|f| f.ack = f.seq % 7 != 3);
+                let mut s = connect(addr);
+                let reader = s.try_clone().unwrap();
+                let acks = thread::spawn(move || read_acks(reader));
+                assert!(write_split(&mut s, &encode(&fs), &[5, 32, 61]));
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                let (acks, closed) = acks.join().unwrap();
+                assert!(closed, "client {id}: the server did not close");
+                let mut count = vec![0u32; fs.len()];
+                for a in acks {
+                    for seq in a.seqs() {
+                        count[seq as usize] += 1;
+                    }
+                }
+                for f in &fs {
+                    let want = u32::from(f.ack);
+                    assert_eq!(count[f.seq as usize], want, "client {id} seq {}", f.seq);
+                }
+                fs.iter().filter(|f| f.ack).count() as u64
+            })
+        })
+        .collect();
+    let asked: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let r = server.stop();
+    assert_eq!(r.acks.frames, asked);
+    assert_eq!((r.acks.dropped, r.acks.unsent_at_stop), (0, 0));
+    assert!(r.acks.records > 0 && r.acks.records <= asked);
+    assert_eq!(r.packets.measured + r.packets.warmup, 3 * 400);
+}
+
+/// Ack mode never blocks the server: a client that asks for acks and never
+/// reads them (a tiny receive buffer) does not stall another client; once
+/// it ends (and reads), the server closes it, and every ack is accounted
+/// for: written, or dropped and counted.
+fn unread_acks_never_block(model: &str) {
+    let server = Server::start(model, &[]);
+    let addr = server.addr;
+    let mut greedy = {
+        let socket = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
+        let s = std::net::TcpStream::from(socket);
+        let to = nix::sys::socket::SockaddrIn::from(match addr {
+            std::net::SocketAddr::V4(a) => a,
+            _ => unreachable!("the server listens on IPv4"),
+        });
+        nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&s), &to).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    };
+    // Gaps between sequence numbers: one record per frame, 16 bytes each,
+    // far more than the socket buffers and the server's bound together.
+    const N: u32 = 300_000;
+    let bytes: Vec<u8> = (0..N)
+        .flat_map(|i| {
+            let mut f = frame(300, 2 * i, WorkKind::None, 0, false);
+            f.ack = true;
+            f.encode()
+        })
+        .collect();
+    let writer = thread::spawn(move || {
+        let ok = greedy.write_all(&bytes).is_ok();
+        (greedy, ok)
+    });
+    // Meanwhile another client is served as usual.
+    let mut other = connect(addr);
+    other.write_all(&encode(&frames(301, 200, 0))).unwrap();
+    assert!(
+        finish(other),
+        "a client whose acks go unread stalled another"
+    );
+    let (greedy, wrote) = writer.join().unwrap();
+    assert!(wrote, "the server stopped reading");
+    let ended = std::time::Instant::now();
+    assert!(finish(greedy), "the server never closed the unread client");
+    assert!(
+        ended.elapsed() < Duration::from_secs(10),
+        "closed {:?} after the end",
+        ended.elapsed()
+    );
+    let r = server.stop();
+    assert_eq!(r.packets.measured, N as u64 + 200);
+    // How many were dropped depends on the socket buffers; none is lost
+    // unaccounted.
+    assert_eq!(
+        r.acks.frames + r.acks.dropped + r.acks.unsent_at_stop,
+        N as u64,
+        "{:?}",
+        r.acks
+    );
+}
+
 macro_rules! conformance {
     ($($name:literal => $module:ident),* $(,)?) => {
         $(mod $module {
@@ -388,6 +497,8 @@ macro_rules! conformance {
             #[test] fn shutdown_under_backlog() { super::shutdown_under_backlog($name) }
             #[test] fn closes_only_after_processing() { super::closes_only_after_processing($name) }
             #[test] fn abort_mid_frame_is_no_protocol_error() { super::abort_mid_frame_is_no_protocol_error($name) }
+            #[test] fn acks_exactly_once() { super::acks_exactly_once($name) }
+            #[test] fn unread_acks_never_block() { super::unread_acks_never_block($name) }
         })*
 
         #[test]

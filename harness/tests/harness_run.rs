@@ -258,7 +258,7 @@ fn a_killed_prefork_child_is_replaced_and_its_counts_survive() {
             "--workers",
             "2",
             "--clients",
-            "4",
+            "8", // both children get some, even on a busy machine
             "--kill-server-after",
             "300ms",
             "--kill-target",

@@ -63,6 +63,7 @@ fn burst(client: u32, kind: WorkKind, amount: u32) -> Vec<u8> {
             kind,
             amount,
             warmup: false,
+            ack: false,
         };
         out.extend_from_slice(&f.encode());
     }

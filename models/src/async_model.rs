@@ -8,13 +8,14 @@
 //! so kernel work never starves the reactor threads. Once
 //! [`MAX_IN_FLIGHT`] frames of a connection are pending, its task stops
 //! reading and TCP pushes back; this also bounds the work left to finish at
-//! shutdown.
+//! shutdown. In ack mode the task owes acks for the frames it finishes and
+//! writes them with `try_write`, never waiting on the socket; what a full
+//! socket holds back goes out when it is writable again.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -22,6 +23,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use workloads::clock::monotonic_ns;
 use workloads::{Frame, WorkKind};
 
+use crate::ack::{AckBuf, ACK_LINGER};
 use crate::ingest::ConnIngest;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
@@ -119,6 +121,8 @@ async fn accept_loop(
                         continue;
                     }
                     s.ingest.connections.accepted += 1;
+                    // Acks go out as written, not held back by Nagle.
+                    let _ = stream.set_nodelay(true);
                     conns.spawn(connection(
                         stream,
                         config.clone(),
@@ -181,7 +185,7 @@ impl Recorder {
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     config: Arc<ServeConfig>,
     shared: Arc<Mutex<Stats>>,
     mut stop: watch::Receiver<bool>,
@@ -197,18 +201,29 @@ async fn connection(
         pending: Vec::with_capacity(FLUSH_EVERY),
         shared: shared.clone(),
     };
+    let mut acks = AckBuf::new();
+    // Acks are owed and the last write would have blocked.
+    let mut acks_blocked = false;
     let idle = config.idle_timeout;
     let far = Duration::from_secs(86_400 * 365);
     let mut deadline = Instant::now() + if idle.is_zero() { far } else { idle };
     loop {
+        if !acks_blocked && !acks.is_empty() {
+            acks_blocked = flush_acks(&stream, &mut acks);
+        }
         tokio::select! {
             biased;
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 let done = joined.expect("work tasks do not panic");
                 pending -= done.len();
                 for d in done {
+                    acks.push(&d.0);
                     recorder.push(d);
                 }
+            }
+            ready = stream.writable(), if acks_blocked => {
+                // Broken: the read side finds out.
+                acks_blocked = ready.is_ok() && flush_acks(&stream, &mut acks);
             }
             _ = stop.changed() => break,
             _ = sleep_until(conn.frame_deadline(config.frame_timeout).map_or(deadline, |d| deadline.min(d.into()))) => {
@@ -219,7 +234,8 @@ async fn connection(
                 }
                 break;
             }
-            read = stream.read(&mut buf), if pending < MAX_IN_FLIGHT => match read {
+            ready = stream.readable(), if pending < MAX_IN_FLIGHT => match ready.and_then(|()| stream.try_read(&mut buf)) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Ok(0) => {
                     conn.on_eof(&mut ingest);
                     break;
@@ -245,7 +261,10 @@ async fn connection(
                                     vec![(frame, monotonic_ns(), None)]
                                 });
                             }
-                            _ => recorder.push((frame, monotonic_ns(), None)),
+                            _ => {
+                                acks.push(&frame);
+                                recorder.push((frame, monotonic_ns(), None))
+                            }
                         }
                     });
                     if !cpu_batch.is_empty() {
@@ -267,15 +286,44 @@ async fn connection(
             }
         }
     }
-    // Finish every frame already read before closing.
+    // Finish every frame already read, and write its acks, before closing.
     while let Some(joined) = in_flight.join_next().await {
         for done in joined.expect("work tasks do not panic") {
+            acks.push(&done.0);
             recorder.push(done);
         }
     }
     recorder.flush();
+    let stopping = *stop.borrow();
+    if !stopping {
+        let _ = tokio::time::timeout(ACK_LINGER, async {
+            while flush_acks(&stream, &mut acks) {
+                if stream.writable().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        acks.abandon();
+    } else {
+        flush_acks(&stream, &mut acks);
+        acks.stop();
+    }
+    ingest.acks.merge(&acks.counts);
     drop(stream);
     ingest.connections.closed += 1;
     shared.lock().expect("stats lock").ingest.merge(&ingest);
     slots.release();
+}
+
+/// Writes what `acks` owes without waiting: true if some is left because
+/// the socket is full. A broken connection drops them.
+fn flush_acks(stream: &TcpStream, acks: &mut AckBuf) -> bool {
+    match acks.flush(|x| stream.try_write(x)) {
+        Ok(done) => !done,
+        Err(_) => {
+            acks.abandon();
+            false
+        }
+    }
 }

@@ -243,6 +243,7 @@ mod tests {
             kind: WorkKind::None,
             amount: 0,
             warmup: false,
+            ack: false,
         };
         let mut next = None;
         for seq in 0..3 {

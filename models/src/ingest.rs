@@ -99,6 +99,7 @@ mod tests {
             kind: workloads::WorkKind::None,
             amount: 0,
             warmup: false,
+            ack: false,
         }
         .encode();
         let timeout = Duration::from_millis(30);

@@ -4,6 +4,7 @@
 //! CLI and the conformance tests pick models from there by name, so a new
 //! model is one new file plus one line in [`REGISTRY`].
 
+pub mod ack;
 pub mod async_model;
 pub mod board;
 pub mod ingest;

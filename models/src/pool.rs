@@ -12,7 +12,7 @@ use std::thread;
 use mio::Waker;
 use workloads::Frame;
 
-use crate::reactor::{self, Dispatch, Pending};
+use crate::reactor::{self, Dispatch, Pending, Socket};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
@@ -29,7 +29,7 @@ const QUEUE_PER_WORKER: usize = 64;
 pub struct Pool;
 
 /// A batch of one connection's frames.
-pub(crate) type Batch = (Vec<Frame>, Arc<Pending>);
+pub(crate) type Batch = (Vec<Frame>, Arc<Pending>, Arc<Socket>);
 
 /// Hands batches to the workers through a bounded channel.
 pub(crate) struct HandOff(pub crossbeam_channel::Sender<Batch>);
@@ -41,11 +41,15 @@ impl Dispatch for HandOff {
         Pending::new(waker)
     }
 
-    fn dispatch(&mut self, conn: &Arc<Pending>, frames: &mut Vec<Frame>) {
+    fn dispatch(&mut self, conn: &Arc<Pending>, socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
         for chunk in frames.chunks(MAX_BATCH) {
             conn.add(chunk.len());
             // Fails only if every worker died; joining reports that.
-            if self.0.send((chunk.to_vec(), conn.clone())).is_err() {
+            if self
+                .0
+                .send((chunk.to_vec(), conn.clone(), socket.clone()))
+                .is_err()
+            {
                 conn.done(chunk.len());
             }
         }
@@ -85,10 +89,11 @@ impl Model for Pool {
                     .name(format!("pool-{i}"))
                     .spawn(move || {
                         let mut stats = ProcessStats::default();
-                        for (frames, pending) in rx.iter() {
+                        for (frames, pending, socket) in rx.iter() {
                             for frame in &frames {
                                 process_blocking(frame, &mut stats);
                             }
+                            socket.record_and_write(&frames);
                             pending.done(frames.len());
                         }
                         stats

@@ -24,7 +24,7 @@ use nix::unistd::{fork, pipe, ForkResult, Pid};
 use workloads::Frame;
 
 use crate::board::Board;
-use crate::reactor::{self, Dispatch};
+use crate::reactor::{self, Dispatch, Socket};
 use crate::slots::Slots;
 use crate::stats::{ChildDeath, ChildSummary, IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
@@ -248,10 +248,12 @@ impl Dispatch for Published<'_> {
 
     fn open(&mut self, _: &Arc<Waker>) {}
 
-    fn dispatch(&mut self, _: &(), frames: &mut Vec<Frame>) {
-        for f in frames.drain(..) {
-            process_blocking(&f, &mut self.process);
+    fn dispatch(&mut self, _: &(), socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
+        for f in frames.iter() {
+            process_blocking(f, &mut self.process);
         }
+        socket.record(frames);
+        frames.clear();
     }
 
     fn try_close(&mut self, _: &()) -> bool {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use mio::Waker;
 use workloads::Frame;
 
-use crate::reactor::{self, Dispatch, Pending};
+use crate::reactor::{self, Dispatch, Pending, Socket};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
@@ -43,14 +43,15 @@ impl Dispatch for Jobs {
         Pending::new(waker)
     }
 
-    fn dispatch(&mut self, conn: &Arc<Pending>, frames: &mut Vec<Frame>) {
+    fn dispatch(&mut self, conn: &Arc<Pending>, socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
         for chunk in frames.chunks(MAX_BATCH) {
             if self.tokens.send(()).is_err() {
                 break; // cannot happen: the receiver lives in self
             }
             conn.add(chunk.len());
             let batch = chunk.to_vec();
-            let (pending, stats, done) = (conn.clone(), self.stats.clone(), self.done.clone());
+            let (pending, socket) = (conn.clone(), socket.clone());
+            let (stats, done) = (self.stats.clone(), self.done.clone());
             self.pool.spawn(move || {
                 let i = rayon::current_thread_index().unwrap_or(0);
                 {
@@ -59,6 +60,7 @@ impl Dispatch for Jobs {
                         process_blocking(frame, &mut st);
                     }
                 }
+                socket.record_and_write(&batch);
                 pending.done(batch.len());
                 let _ = done.try_recv();
             });

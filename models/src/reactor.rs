@@ -2,18 +2,24 @@
 //! `prefork` child: accepts, reads with a per-turn budget for fairness,
 //! closes idle and over-limit connections, and hands the valid frames of
 //! each read to a [`Dispatch`]. A connection is closed only once its
-//! dispatcher says every frame read from it was processed.
+//! dispatcher says every frame read from it was processed and the acks it
+//! owes are written (ack mode; see [`crate::ack`]): the loop writes them,
+//! whichever thread processed the frames, and never blocks on a write.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::os::fd::AsRawFd;
 use workloads::Frame;
 
+use crate::ack::{AckBuf, AckCounts, ACK_LINGER};
 use crate::ingest::ConnIngest;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
@@ -30,6 +36,9 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Bytes read from one connection before the others get a turn.
 const READ_BUDGET: usize = 64 * 1024;
 const IDLE_SWEEP: Duration = Duration::from_millis(100);
+/// How often a closing connection whose client is slow to read its acks is
+/// tried again.
+const ACK_RETRY: Duration = Duration::from_millis(1);
 
 /// Where the frames of each read go.
 pub(crate) trait Dispatch {
@@ -37,8 +46,10 @@ pub(crate) trait Dispatch {
     type Conn;
     /// State for a new connection; `waker` wakes the loop.
     fn open(&mut self, waker: &Arc<Waker>) -> Self::Conn;
-    /// Takes the valid frames of one read, in order (leaves `frames` empty).
-    fn dispatch(&mut self, conn: &Self::Conn, frames: &mut Vec<Frame>);
+    /// Takes the valid frames of one read, in order (leaves `frames` empty),
+    /// and records in `socket` the ones it has processed (on another
+    /// thread: with [`Socket::record_and_write`]).
+    fn dispatch(&mut self, conn: &Self::Conn, socket: &Arc<Socket>, frames: &mut Vec<Frame>);
     /// The connection is to be closed: true once every frame dispatched for
     /// it is processed; otherwise the dispatcher must wake the loop when the
     /// last one is.
@@ -89,14 +100,91 @@ impl Pending {
     }
 }
 
+/// One connection's socket and the acks it owes, shared with the threads
+/// that process its frames: whoever finishes frames writes their acks at
+/// once, without blocking; what a full socket holds back the loop writes
+/// when it is writable. The socket closes when the last holder lets go.
+pub(crate) struct Socket {
+    stream: TcpStream,
+    acks: Mutex<AckBuf>,
+    token: usize,
+    /// Already in the loop's list of sockets to flush.
+    queued: AtomicBool,
+    notify: Arc<AckNotify>,
+}
+
+/// Sockets whose acks a full socket held back off the loop's thread.
+struct AckNotify {
+    tokens: Mutex<Vec<usize>>,
+    waker: Arc<Waker>,
+}
+
+impl Socket {
+    /// Owes acks for those of `frames` (processed) that asked for one; the
+    /// loop writes them after the dispatch. False if none asked.
+    pub(crate) fn record(&self, frames: &[Frame]) -> bool {
+        if !frames.iter().any(|f| f.ack) {
+            return false;
+        }
+        let mut b = self.acks.lock().expect("ack lock");
+        frames.iter().for_each(|f| b.push(f));
+        true
+    }
+
+    /// As [`Socket::record`], for frames processed on another thread, which
+    /// writes the acks now; the loop is woken for what the socket holds back.
+    pub(crate) fn record_and_write(&self, frames: &[Frame]) {
+        if self.record(frames) && self.flush() && !self.queued.swap(true, Ordering::SeqCst) {
+            self.notify
+                .tokens
+                .lock()
+                .expect("ack lock")
+                .push(self.token);
+            let _ = self.notify.waker.wake();
+        }
+    }
+
+    /// Writes what is owed without blocking: true if some is left because
+    /// the write would block. A broken connection drops them.
+    fn flush(&self) -> bool {
+        let mut b = self.acks.lock().expect("ack lock");
+        if b.is_empty() {
+            return false;
+        }
+        match b.flush(|x| (&self.stream).write(x)) {
+            Ok(done) => !done,
+            Err(_) => {
+                b.abandon();
+                false
+            }
+        }
+    }
+
+    /// Drops what is owed (counted).
+    fn abandon(&self) {
+        self.acks.lock().expect("ack lock").abandon();
+    }
+
+    /// The server stops: what is owed stays unsent (counted).
+    fn stop(&self) {
+        self.acks.lock().expect("ack lock").stop();
+    }
+
+    fn counts(&self) -> AckCounts {
+        self.acks.lock().expect("ack lock").counts
+    }
+}
+
 /// Processes every frame on the loop's own thread (`single`, `prefork`).
 pub(crate) struct Inline<F: FnMut(&Frame)>(pub F);
 
 impl<F: FnMut(&Frame)> Dispatch for Inline<F> {
     type Conn = ();
     fn open(&mut self, _: &Arc<Waker>) {}
-    fn dispatch(&mut self, _: &(), frames: &mut Vec<Frame>) {
-        frames.drain(..).for_each(|f| (self.0)(&f));
+    fn dispatch(&mut self, _: &(), socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
+        frames.iter().for_each(|f| (self.0)(f));
+        socket.record(frames);
+        frames.clear();
     }
     fn try_close(&mut self, _: &()) -> bool {
         true
@@ -104,10 +192,78 @@ impl<F: FnMut(&Frame)> Dispatch for Inline<F> {
 }
 
 struct Conn<C> {
-    stream: TcpStream,
+    socket: Arc<Socket>,
     ingest: ConnIngest,
     last_active: Instant,
     dispatch: C,
+    /// Acks are left to write: registered for writability too.
+    writable: bool,
+}
+
+/// A connection being closed: once its frames are processed and its acks
+/// written (or [`ACK_LINGER`] has passed).
+struct Closing<C> {
+    socket: Arc<Socket>,
+    dispatch: C,
+    since: Instant,
+}
+
+impl<C> Closing<C> {
+    fn of(conn: Conn<C>) -> Self {
+        Closing {
+            socket: conn.socket,
+            dispatch: conn.dispatch,
+            since: Instant::now(),
+        }
+    }
+
+    /// Closes it if it may close now (true); accounts its acks.
+    fn try_finish<D: Dispatch<Conn = C>>(
+        &self,
+        sink: &mut D,
+        stats: &mut IngestStats,
+        slots: &Slots,
+    ) -> bool {
+        if !sink.try_close(&self.dispatch) {
+            return false;
+        }
+        if self.socket.flush() {
+            if self.since.elapsed() < ACK_LINGER {
+                return false;
+            }
+            self.socket.abandon();
+        }
+        stats.acks.merge(&self.socket.counts());
+        slots.release();
+        stats.connections.closed += 1;
+        true
+    }
+}
+
+impl<C> Conn<C> {
+    /// Writes its acks; asks for writability while some are left.
+    fn flush_acks(&mut self, poll: &Poll, id: usize) {
+        self.socket.queued.store(false, Ordering::SeqCst);
+        let blocked = self.socket.flush();
+        if blocked != self.writable {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if poll
+                .registry()
+                .reregister(
+                    &mut SourceFd(&self.socket.stream.as_raw_fd()),
+                    Token(id),
+                    interest,
+                )
+                .is_ok()
+            {
+                self.writable = blocked;
+            }
+        }
+    }
 }
 
 enum ReadOutcome {
@@ -144,22 +300,29 @@ pub(crate) fn run<D: Dispatch>(
     };
     let waker =
         Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServeError::io("create a waker"))?);
+    let notify = Arc::new(AckNotify {
+        tokens: Mutex::new(Vec::new()),
+        waker: waker.clone(),
+    });
     let mut events = Events::with_capacity(1024);
     let mut conns: HashMap<usize, Conn<D::Conn>> = HashMap::new();
     // Read to the end, waiting for their frames to be processed.
-    let mut closing: Vec<(TcpStream, D::Conn)> = Vec::new();
+    let mut closing: Vec<Closing<D::Conn>> = Vec::new();
     let mut frames: Vec<Frame> = Vec::with_capacity(READ_CHUNK / workloads::FRAME_LEN);
     let mut next_token = FIRST_CONN;
     let mut backlog: VecDeque<usize> = VecDeque::new();
     let mut ready: Vec<usize> = Vec::new();
+    let mut woken: Vec<usize> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut last_sweep = Instant::now();
 
     while !shutdown.is_triggered() {
-        let timeout = if backlog.is_empty() {
+        let timeout = if !backlog.is_empty() {
+            Duration::ZERO
+        } else if closing.is_empty() {
             SHUTDOWN_POLL
         } else {
-            Duration::ZERO
+            ACK_RETRY.min(SHUTDOWN_POLL)
         };
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == ErrorKind::Interrupted {
@@ -180,20 +343,34 @@ pub(crate) fn run<D: Dispatch>(
                     stats,
                     &mut conns,
                     &mut next_token,
+                    &notify,
                     &mut || sink.open(&waker),
                 ),
-                WAKER => {}
-                token => ready.push(token.0),
+                WAKER => {
+                    woken.append(&mut notify.tokens.lock().expect("ack lock"));
+                    for id in woken.drain(..) {
+                        if let Some(conn) = conns.get_mut(&id) {
+                            conn.flush_acks(&poll, id);
+                        }
+                    }
+                }
+                token => {
+                    if event.is_writable() {
+                        if let Some(conn) = conns.get_mut(&token.0) {
+                            conn.flush_acks(&poll, token.0);
+                        }
+                    }
+                    if !event.is_writable()
+                        || event.is_readable()
+                        || event.is_read_closed()
+                        || event.is_error()
+                    {
+                        ready.push(token.0);
+                    }
+                }
             }
         }
-        closing.retain(|(_, c)| {
-            let open = !sink.try_close(c);
-            if !open {
-                slots.release();
-                stats.connections.closed += 1;
-            }
-            open
-        });
+        closing.retain(|c| !c.try_finish(sink, stats, slots));
         for &id in &ready {
             if shutdown.is_triggered() {
                 break; // what is unread stays unread; what was read is done
@@ -201,19 +378,13 @@ pub(crate) fn run<D: Dispatch>(
             let Some(conn) = conns.get_mut(&id) else {
                 continue;
             };
-            match read_some(conn, &mut buf, config, shutdown, stats, sink, &mut frames) {
+            let outcome = read_some(conn, &mut buf, config, shutdown, stats, sink, &mut frames);
+            conn.flush_acks(&poll, id);
+            match outcome {
                 ReadOutcome::Drained => {}
                 ReadOutcome::More => backlog.push_back(id),
                 ReadOutcome::Close => {
-                    if let Some(mut c) = conns.remove(&id) {
-                        let _ = poll.registry().deregister(&mut c.stream);
-                        if sink.try_close(&c.dispatch) {
-                            slots.release();
-                            stats.connections.closed += 1;
-                        } else {
-                            closing.push((c.stream, c.dispatch));
-                        }
-                    }
+                    close(&poll, &mut conns, id, &mut closing, sink, stats, slots)
                 }
             }
         }
@@ -236,26 +407,46 @@ pub(crate) fn run<D: Dispatch>(
                 })
                 .collect();
             for id in expired {
-                if let Some(mut c) = conns.remove(&id) {
-                    // Closed like any other: once what was read is done.
-                    let _ = poll.registry().deregister(&mut c.stream);
-                    if sink.try_close(&c.dispatch) {
-                        slots.release();
-                        stats.connections.closed += 1;
-                    } else {
-                        closing.push((c.stream, c.dispatch));
-                    }
-                }
+                // Closed like any other: once what was read is done.
+                close(&poll, &mut conns, id, &mut closing, sink, stats, slots);
             }
         }
     }
-    // Shutdown: what was read is processed by the caller before it returns.
-    let open = conns.len() + closing.len();
-    stats.connections.closed += open as u64;
-    for _ in 0..open {
+    // Shutdown: what was read is processed by the caller before it returns;
+    // acks still owed are not written.
+    let owed = conns
+        .values()
+        .map(|c| &c.socket)
+        .chain(closing.iter().map(|c| &c.socket));
+    for socket in owed {
+        socket.stop();
+        stats.acks.merge(&socket.counts());
         slots.release();
+        stats.connections.closed += 1;
     }
     Ok(())
+}
+
+/// Stops reading connection `id`; it closes at once if its frames are
+/// processed and its acks written, else joins `closing`.
+fn close<D: Dispatch>(
+    poll: &Poll,
+    conns: &mut HashMap<usize, Conn<D::Conn>>,
+    id: usize,
+    closing: &mut Vec<Closing<D::Conn>>,
+    sink: &mut D,
+    stats: &mut IngestStats,
+    slots: &Slots,
+) {
+    if let Some(c) = conns.remove(&id) {
+        let _ = poll
+            .registry()
+            .deregister(&mut SourceFd(&c.socket.stream.as_raw_fd()));
+        let c = Closing::of(c);
+        if !c.try_finish(sink, stats, slots) {
+            closing.push(c);
+        }
+    }
 }
 
 /// The listener with what admission needs: the `--max-clients` slots and a
@@ -272,6 +463,7 @@ fn accept_all<C>(
     stats: &mut IngestStats,
     conns: &mut HashMap<usize, Conn<C>>,
     next_token: &mut usize,
+    notify: &Arc<AckNotify>,
     open: &mut dyn FnMut() -> C,
 ) {
     let slots = door.slots;
@@ -293,13 +485,23 @@ fn accept_all<C>(
                     continue;
                 }
                 stats.connections.accepted += 1;
+                // Acks go out as written, not held back by Nagle.
+                let _ = stream.set_nodelay(true);
+                let socket = Arc::new(Socket {
+                    stream,
+                    acks: Mutex::new(AckBuf::new()),
+                    token: id,
+                    queued: AtomicBool::new(false),
+                    notify: notify.clone(),
+                });
                 conns.insert(
                     id,
                     Conn {
-                        stream,
+                        socket,
                         ingest: ConnIngest::new(),
                         last_active: Instant::now(),
                         dispatch: open(),
+                        writable: false,
                     },
                 );
             }
@@ -330,7 +532,7 @@ fn read_some<D: Dispatch>(
 ) -> ReadOutcome {
     let mut budget = READ_BUDGET;
     loop {
-        match conn.stream.read(buf) {
+        match (&conn.socket.stream).read(buf) {
             Ok(0) => {
                 conn.ingest.on_eof(stats);
                 return ReadOutcome::Close;
@@ -342,7 +544,10 @@ fn read_some<D: Dispatch>(
                     .on_bytes(&buf[..n], &config.limits, stats, |f| frames.push(f));
                 // Frames before an invalid one still count.
                 if !frames.is_empty() {
-                    sink.dispatch(&conn.dispatch, frames);
+                    sink.dispatch(&conn.dispatch, &conn.socket, frames);
+                    // Acks of frames done inline go out with each chunk
+                    // (the caller asks for writability if some are left).
+                    conn.socket.flush();
                 }
                 if fed.is_err() {
                     return ReadOutcome::Close;

@@ -141,6 +141,9 @@ pub struct ServerReport {
     /// The open-file limit: as found, and as served with.
     #[serde(default)]
     pub fd_limit: FdLimit,
+    /// Ack mode: records and frames acknowledged, acks dropped.
+    #[serde(default)]
+    pub acks: crate::ack::AckCounts,
 }
 
 /// The server's open-file limit (`RLIMIT_NOFILE`): it raises its soft
@@ -201,6 +204,7 @@ impl ServerReport {
             children: stats.children.clone(),
             deaths: stats.deaths.clone(),
             fd_limit: FdLimit::default(),
+            acks: stats.ingest.acks,
             cpu,
             max_rss_kib,
         }

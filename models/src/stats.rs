@@ -7,6 +7,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use workloads::{Frame, FrameError};
 
+use crate::ack::AckCounts;
+
 /// Width of a timeline bucket: fine enough that a measured window's edges
 /// cut at most 10 ms of frames (1% of a 1 s window) when interpolated.
 pub const TIMELINE_BUCKET_NS: u64 = 10_000_000;
@@ -135,6 +137,9 @@ pub struct IngestStats {
     pub clients: BTreeMap<u32, ClientCounts>,
     /// Valid frames of client ids beyond [`MAX_TRACKED_CLIENTS`].
     pub untracked_frames: u64,
+    /// Ack mode: what the connections' ack writers did.
+    #[serde(default)]
+    pub acks: AckCounts,
 }
 
 impl IngestStats {
@@ -179,6 +184,7 @@ impl IngestStats {
             self.clients.entry(*id).or_default().merge(c);
         }
         self.untracked_frames += o.untracked_frames;
+        self.acks.merge(&o.acks);
     }
 }
 
@@ -329,6 +335,7 @@ mod tests {
             kind: WorkKind::None,
             amount: 0,
             warmup,
+            ack: false,
         }
     }
 

@@ -3,17 +3,22 @@
 //! io wait stalls only that connection. `--workers` caps the threads: while
 //! that many connections are open, new ones wait in the listener's accept
 //! queue (they are not refused; `--max-clients` still refuses beyond it).
+//! In ack mode the thread writes the acks of each read's frames with a
+//! non-blocking send; what a full socket holds back waits for writability
+//! alongside the next read.
 
 use std::io::{ErrorKind, Read};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{send, MsgFlags};
 use workloads::Frame;
 
+use crate::ack::{AckBuf, ACK_LINGER};
 use crate::ingest::ConnIngest;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
@@ -146,12 +151,23 @@ fn readable(listener: &TcpListener) -> bool {
 fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) -> Stats {
     let mut stats = Stats::default();
     let _ = stream.set_nonblocking(false);
+    // Acks go out as written, not held back by Nagle.
+    let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(SHUTDOWN_POLL));
     let mut conn = ConnIngest::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut frames: Vec<Frame> = Vec::with_capacity(READ_CHUNK / workloads::FRAME_LEN);
     let mut last_active = Instant::now();
+    let mut acks = AckBuf::new();
     while !shutdown.is_triggered() {
+        // Acks held back by a full socket: wait for either direction.
+        if !acks.is_empty() {
+            let (readable, _) = wait(&stream, true, SHUTDOWN_POLL);
+            flush_acks(&stream, &mut acks);
+            if !readable {
+                continue;
+            }
+        }
         match stream.read(&mut buf) {
             Ok(0) => {
                 conn.on_eof(&mut stats.ingest);
@@ -164,7 +180,9 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
                 });
                 for f in frames.drain(..) {
                     process_blocking(&f, &mut stats.process);
+                    acks.push(&f);
                 }
+                flush_acks(&stream, &mut acks);
                 if fed.is_err() {
                     break;
                 }
@@ -187,6 +205,55 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
             break;
         }
     }
+    let since = Instant::now();
+    while !acks.is_empty() && since.elapsed() < ACK_LINGER && !shutdown.is_triggered() {
+        if !wait(&stream, false, SHUTDOWN_POLL).1 {
+            continue;
+        }
+        flush_acks(&stream, &mut acks);
+    }
+    if shutdown.is_triggered() {
+        acks.stop();
+    } else {
+        acks.abandon();
+    }
+    stats.ingest.acks.merge(&acks.counts);
     stats.ingest.connections.closed += 1;
     stats
+}
+
+/// Waits up to `timeout` for `stream` to be writable (and readable, if
+/// `read`); says which it is.
+fn wait(stream: &TcpStream, read: bool, timeout: std::time::Duration) -> (bool, bool) {
+    let mut flags = PollFlags::POLLOUT;
+    if read {
+        flags |= PollFlags::POLLIN;
+    }
+    let mut fds = [PollFd::new(stream.as_fd(), flags)];
+    let wait = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::NONE);
+    if !matches!(poll(&mut fds, wait), Ok(n) if n > 0) {
+        return (false, false);
+    }
+    let got = fds[0].revents().unwrap_or(PollFlags::empty());
+    let broken = got.intersects(PollFlags::POLLERR | PollFlags::POLLHUP);
+    (
+        got.contains(PollFlags::POLLIN) || broken,
+        got.contains(PollFlags::POLLOUT) || broken,
+    )
+}
+
+/// Writes what `acks` owes without blocking (the socket itself is
+/// blocking: each send says not to wait). A broken connection drops them.
+fn flush_acks(stream: &TcpStream, acks: &mut AckBuf) {
+    let sent = acks.flush(|x| {
+        send(
+            stream.as_raw_fd(),
+            x,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        )
+        .map_err(std::io::Error::from)
+    });
+    if sent.is_err() {
+        acks.abandon();
+    }
 }

@@ -8,7 +8,9 @@
 //! thread keeps receiving meanwhile; a connection with [`MAX_PENDING`]
 //! waits outstanding has its receive cancelled until half are done, which
 //! bounds its memory. A connection is closed once the peer ended it and
-//! every timeout of its frames has completed.
+//! every timeout of its frames has completed. In ack mode each connection
+//! has at most one `IORING_OP_SEND` of its owed acks in flight, from a
+//! buffer it owns until the completion; more acks wait for it.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -25,6 +27,7 @@ use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use workloads::clock::monotonic_ns;
 use workloads::{Frame, WorkKind};
 
+use crate::ack::{AckBuf, ACK_LINGER};
 use crate::ingest::ConnIngest;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
@@ -37,12 +40,16 @@ const RING_ENTRIES: u32 = 1024;
 const BUFS: u16 = 256;
 const BUF_SIZE: usize = 8 * 1024;
 const BGID: u16 = 0;
-/// Tags in the top two bits of `user_data`.
-const TAG_SHIFT: u32 = 62;
+/// Tags in the top three bits of `user_data`.
+const TAG_SHIFT: u32 = 61;
 const ACCEPT: u64 = 0;
 const RECV: u64 = 1;
 const TIMER: u64 = 2;
 const CANCEL: u64 = 3;
+const SEND: u64 = 4;
+/// How long a stopping ring waits for its acks' sends to complete before
+/// leaking their buffers rather than freeing memory the kernel may read.
+const SEND_GRACE: Duration = Duration::from_secs(1);
 /// io frames of one connection waiting before it stops receiving (as in
 /// `async`): what bounds the timers a connection can hold.
 pub const MAX_PENDING: usize = 1024;
@@ -192,7 +199,10 @@ impl Ring {
     fn push(&mut self, entry: squeue::Entry) -> std::io::Result<()> {
         loop {
             // SAFETY: every pointer an entry carries (the timeouts'
-            // `Timespec`s) is boxed in `Loop::timers` until its completion.
+            // `Timespec`s, the sends' buffers) stays put until its
+            // completion: timespecs are boxed in `timers`, a send's buffer
+            // is its connection's `send_buf`, untouched and not dropped
+            // while `sending`.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return Ok(());
             }
@@ -212,9 +222,39 @@ struct Conn {
     /// when half of them are done.
     paused: bool,
     /// Ended by the peer, an invalid frame or the idle timeout: closed once
-    /// `pending` is 0.
+    /// `pending` is 0 and its acks are written.
     closing: bool,
+    /// When every frame of a closing connection was done: its acks may
+    /// linger [`ACK_LINGER`] from then.
+    drained_at: Option<Instant>,
     last_active: Instant,
+    acks: AckBuf,
+    /// The bytes of the send in flight; the kernel reads them until its
+    /// completion, so they are not touched meanwhile.
+    send_buf: Vec<u8>,
+    sending: bool,
+}
+
+impl Conn {
+    /// Starts a send of the acks owed, unless one is in flight.
+    fn send_acks(&mut self, r: &mut Ring, id: u64) -> Result<(), ServeError> {
+        if self.sending || self.acks.is_empty() {
+            return Ok(());
+        }
+        self.send_buf.clear();
+        self.send_buf.extend_from_slice(self.acks.unsent());
+        let send = opcode::Send::new(
+            types::Fd(self.fd.as_raw_fd()),
+            self.send_buf.as_ptr(),
+            self.send_buf.len() as u32,
+        )
+        .flags(nix::libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(user_data(SEND, id));
+        r.push(send).map_err(ring_err("submit a send"))?;
+        self.sending = true;
+        Ok(())
+    }
 }
 
 /// An io frame waiting on its timeout; the `Timespec` must outlive it.
@@ -256,10 +296,32 @@ fn ring_loop(
     let mut completions: Vec<(u64, i32, u32)> = Vec::new();
     let mut reserve = Reserve::new(listener);
     let mut accept_paused: Option<Instant> = None;
+    // Connections that have acks owed since this turn began.
+    let mut owing: Vec<u64> = Vec::new();
+    let mut stopped_at: Option<Instant> = None;
     loop {
         let stopping = shutdown.is_triggered();
         if stopping && timers.is_empty() {
-            break;
+            // Sends in flight end at once once their sockets are shut.
+            let at = *stopped_at.get_or_insert_with(|| {
+                conns.values().for_each(|c| close(&c.fd));
+                Instant::now()
+            });
+            if conns.values().all(|c| !c.sending) {
+                break;
+            }
+            if at.elapsed() >= SEND_GRACE {
+                for (_, mut c) in conns.drain() {
+                    c.acks.stop();
+                    stats.ingest.acks.merge(&c.acks.counts);
+                    if c.sending {
+                        std::mem::forget(c.send_buf);
+                    }
+                    slots.release();
+                    stats.ingest.connections.closed += 1;
+                }
+                break;
+            }
         }
         if accept_paused.is_some_and(|t| t.elapsed() >= ACCEPT_PAUSE) {
             accept_paused = None;
@@ -303,6 +365,12 @@ fn ring_loop(
                             continue; // dropping `fd` closes it at once
                         }
                         stats.ingest.connections.accepted += 1;
+                        // Acks go out as written, not held back by Nagle.
+                        let _ = nix::sys::socket::setsockopt(
+                            &fd,
+                            nix::sys::socket::sockopt::TcpNoDelay,
+                            &true,
+                        );
                         let conn_id = next_conn;
                         next_conn += 1;
                         let recv = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), BGID)
@@ -317,7 +385,11 @@ fn ring_loop(
                                 armed: true,
                                 paused: false,
                                 closing: false,
+                                drained_at: None,
                                 last_active: Instant::now(),
+                                acks: AckBuf::new(),
+                                send_buf: Vec::new(),
+                                sending: false,
                             },
                         );
                         r.push(recv).map_err(ring_err("submit a receive"))?;
@@ -380,7 +452,11 @@ fn ring_loop(
                                     r.push(entry).map_err(ring_err("submit a timeout"))?;
                                 } else {
                                     process_blocking(&f, &mut stats.process);
+                                    c.acks.push(&f);
                                 }
+                            }
+                            if !c.acks.is_empty() {
+                                owing.push(id);
                             }
                             if fed.is_err() {
                                 c.closing = true;
@@ -428,6 +504,8 @@ fn ring_loop(
                     stats.process.record(&frame, monotonic_ns(), None);
                     if let Some(c) = conns.get_mut(&conn_id) {
                         c.pending -= 1;
+                        c.acks.push(&frame);
+                        owing.push(conn_id);
                         if c.paused && c.pending <= MAX_PENDING / 2 && !c.closing && !stopping {
                             c.paused = false;
                             if !c.armed {
@@ -436,9 +514,27 @@ fn ring_loop(
                         }
                     }
                 }
+                SEND => {
+                    if let Some(c) = conns.get_mut(&id) {
+                        c.sending = false;
+                        match usize::try_from(res) {
+                            Ok(n) => c.acks.consumed(n),
+                            Err(_) => c.acks.abandon(), // broken: dropped
+                        }
+                        owing.push(id);
+                    }
+                }
                 _ => {}
             }
         }
+        if !stopping {
+            for id in owing.drain(..) {
+                if let Some(c) = conns.get_mut(&id) {
+                    c.send_acks(&mut r, id)?;
+                }
+            }
+        }
+        owing.clear();
         if last_sweep.elapsed() >= IDLE_SWEEP {
             last_sweep = Instant::now();
             let idle = config.idle_timeout;
@@ -453,18 +549,31 @@ fn ring_loop(
             }
         }
         conns.retain(|_, c| {
-            let done = c.closing && c.pending == 0;
+            if !c.closing || c.pending > 0 {
+                return true;
+            }
+            let drained_at = *c.drained_at.get_or_insert_with(Instant::now);
+            if stopping {
+                c.acks.stop(); // no more sends once stopping
+            } else if !c.acks.is_empty() && drained_at.elapsed() >= ACK_LINGER {
+                c.acks.abandon();
+                close(&c.fd); // a send still waiting ends at once
+            }
+            let done = !c.sending && c.acks.is_empty();
             if done {
                 close(&c.fd);
                 slots.release();
                 stats.ingest.connections.closed += 1;
+                stats.ingest.acks.merge(&c.acks.counts);
             }
             !done
         });
     }
-    for c in conns.values() {
+    for c in conns.values_mut() {
         close(&c.fd);
         slots.release();
+        c.acks.stop();
+        stats.ingest.acks.merge(&c.acks.counts);
     }
     stats.ingest.connections.closed += conns.len() as u64;
     Ok(stats)

@@ -1,8 +1,9 @@
 //! Everything the servers and the fleet must agree on, with no dependency on
-//! either: wire protocol v2 ([`wire`]), the reference work kernel
+//! either: wire protocol v2 ([`wire`], and its ack records in [`ack`]), the reference work kernel
 //! ([`kernel`]), work-mix specifications ([`spec`]) and the shared clock
 //! ([`clock`]).
 
+pub mod ack;
 pub mod clock;
 pub mod kernel;
 pub mod spec;

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | 0 | 2 | magic `IG` |
 //! | 2 | 1 | version = 2 |
-//! | 3 | 1 | flags: bits 0-1 work kind, bit 7 warm-up, bits 2-6 zero |
+//! | 3 | 1 | flags: bits 0-1 work kind, bit 6 ack requested, bit 7 warm-up, bits 2-5 zero |
 //! | 4 | 4 | client id |
 //! | 8 | 4 | sequence number (u32) |
 //! | 12 | 4 | send delay: ns from the due time to the write that carried the frame, saturating |
@@ -22,8 +22,11 @@ pub const MAGIC: [u8; 2] = *b"IG";
 pub const VERSION: u8 = 2;
 /// Flags bit 7: the frame belongs to the warm-up.
 pub const FLAG_WARMUP: u8 = 0x80;
+/// Flags bit 6: the sender asks the server to acknowledge the frame once
+/// processed (see [`crate::ack`]).
+pub const FLAG_ACK: u8 = 0x40;
 const KIND_MASK: u8 = 0x03;
-const RESERVED_MASK: u8 = 0x7C;
+const RESERVED_MASK: u8 = 0x3C;
 
 /// What a frame asks the server to do before it counts as processed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,6 +68,8 @@ pub struct Frame {
     pub amount: u32,
     /// Part of the warm-up, not measured.
     pub warmup: bool,
+    /// The sender wants an acknowledgement once the frame is processed.
+    pub ack: bool,
 }
 
 /// Why a frame was rejected; displays as the report's counter name. The
@@ -112,7 +117,9 @@ impl Frame {
         let mut out = [0u8; FRAME_LEN];
         out[0..2].copy_from_slice(&MAGIC);
         out[2] = VERSION;
-        out[3] = self.kind.bits() | if self.warmup { FLAG_WARMUP } else { 0 };
+        out[3] = self.kind.bits()
+            | if self.warmup { FLAG_WARMUP } else { 0 }
+            | if self.ack { FLAG_ACK } else { 0 };
         out[4..8].copy_from_slice(&self.client_id.to_le_bytes());
         out[8..12].copy_from_slice(&self.seq.to_le_bytes());
         out[12..16].copy_from_slice(&self.send_delay_ns.to_le_bytes());
@@ -152,6 +159,7 @@ impl Frame {
             kind,
             amount: u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes")),
             warmup: flags & FLAG_WARMUP != 0,
+            ack: flags & FLAG_ACK != 0,
         };
         let over = match kind {
             WorkKind::None => false,
@@ -204,13 +212,64 @@ pub fn seal(buf: &mut [u8; FRAME_LEN]) {
     buf[28..32].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Reassembles frames from a byte stream split at arbitrary points. Holds at
-/// most one partial frame, so memory is constant whatever the peer sends.
-#[derive(Debug, Default)]
-pub struct FrameReader {
-    partial: [u8; FRAME_LEN],
+/// Reassembles fixed-size records of `N` bytes from a byte stream split at
+/// arbitrary points. Holds at most one partial record, so memory is
+/// constant whatever the peer sends. Frames and ack records both use it.
+#[derive(Debug)]
+pub struct Records<const N: usize> {
+    partial: [u8; N],
     filled: usize,
 }
+
+impl<const N: usize> Default for Records<N> {
+    fn default() -> Self {
+        Records {
+            partial: [0; N],
+            filled: 0,
+        }
+    }
+}
+
+impl<const N: usize> Records<N> {
+    /// Calls `each` on every complete record in `data` (after any buffered
+    /// partial one), in order, and keeps the incomplete tail. Stops at the
+    /// first error `each` returns; the rest is to be ignored.
+    pub fn feed<E>(
+        &mut self,
+        mut data: &[u8],
+        mut each: impl FnMut(&[u8; N]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.filled > 0 {
+            let take = (N - self.filled).min(data.len());
+            self.partial[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
+            data = &data[take..];
+            if self.filled < N {
+                return Ok(());
+            }
+            self.filled = 0;
+            each(&self.partial)?;
+        }
+        let mut chunks = data.chunks_exact(N);
+        for chunk in &mut chunks {
+            each(chunk.try_into().expect("N bytes"))?;
+        }
+        let rest = chunks.remainder();
+        self.partial[..rest.len()].copy_from_slice(rest);
+        self.filled = rest.len();
+        Ok(())
+    }
+
+    /// True when some bytes of an unfinished record are buffered.
+    pub fn has_partial(&self) -> bool {
+        self.filled > 0
+    }
+}
+
+/// Reassembles and decodes frames from a byte stream split at arbitrary
+/// points, in constant memory.
+#[derive(Debug, Default)]
+pub struct FrameReader(Records<FRAME_LEN>);
 
 impl FrameReader {
     /// A reader with no buffered bytes.
@@ -223,34 +282,17 @@ impl FrameReader {
     /// first invalid frame and returns its error; the rest is to be ignored.
     pub fn feed(
         &mut self,
-        mut data: &[u8],
+        data: &[u8],
         limits: &Limits,
         mut on_frame: impl FnMut(Frame),
     ) -> Result<(), FrameError> {
-        if self.filled > 0 {
-            let take = (FRAME_LEN - self.filled).min(data.len());
-            self.partial[self.filled..self.filled + take].copy_from_slice(&data[..take]);
-            self.filled += take;
-            data = &data[take..];
-            if self.filled < FRAME_LEN {
-                return Ok(());
-            }
-            self.filled = 0;
-            on_frame(Frame::decode(&self.partial, limits)?);
-        }
-        let mut chunks = data.chunks_exact(FRAME_LEN);
-        for chunk in &mut chunks {
-            on_frame(Frame::decode(chunk.try_into().expect("32 bytes"), limits)?);
-        }
-        let rest = chunks.remainder();
-        self.partial[..rest.len()].copy_from_slice(rest);
-        self.filled = rest.len();
-        Ok(())
+        self.0
+            .feed(data, |b| Frame::decode(b, limits).map(&mut on_frame))
     }
 
     /// True when some bytes of an unfinished frame are buffered.
     pub fn has_partial(&self) -> bool {
-        self.filled > 0
+        self.0.has_partial()
     }
 }
 
@@ -268,6 +310,7 @@ mod tests {
             kind: WorkKind::Cpu,
             amount: 100,
             warmup: seq.is_multiple_of(2),
+            ack: seq.is_multiple_of(3),
         }
     }
 
@@ -276,7 +319,7 @@ mod tests {
         let bytes = sample(3).encode();
         assert_eq!(&bytes[0..2], b"IG");
         assert_eq!(bytes[2], 2);
-        assert_eq!(bytes[3], 1);
+        assert_eq!(bytes[3], 0x41, "cpu, ack requested");
         assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 7);
         assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 250);
@@ -311,10 +354,17 @@ mod tests {
         b[3] = 3;
         seal(&mut b);
         assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadFlags));
+        for reserved in [0x04, 0x08, 0x10, 0x20] {
+            let mut b = good;
+            b[3] = reserved;
+            seal(&mut b);
+            assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadFlags));
+        }
         let mut b = good;
-        b[3] = 0x04;
+        b[3] = FLAG_ACK | FLAG_WARMUP | 2;
         seal(&mut b);
-        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadFlags));
+        let f = Frame::decode(&b, &limits).unwrap();
+        assert!(f.ack && f.warmup && f.kind == WorkKind::Io);
         let mut b = good;
         b[10] ^= 1;
         assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadChecksum));
@@ -380,10 +430,10 @@ mod tests {
             any::<u64>(),
             0u8..3,
             any::<u32>(),
-            any::<bool>(),
+            (any::<bool>(), any::<bool>()),
         )
             .prop_map(
-                |(client_id, (seq, send_delay_ns), due_ns, k, amount, warmup)| Frame {
+                |(client_id, (seq, send_delay_ns), due_ns, k, amount, (warmup, ack))| Frame {
                     client_id,
                     seq,
                     send_delay_ns,
@@ -391,6 +441,7 @@ mod tests {
                     kind: [WorkKind::None, WorkKind::Cpu, WorkKind::Io][k as usize],
                     amount,
                     warmup,
+                    ack,
                 },
             )
     }

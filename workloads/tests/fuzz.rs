@@ -36,6 +36,7 @@ fn valid_frame(rng: &mut StdRng) -> [u8; FRAME_LEN] {
         kind,
         amount: rng.gen_range(0..2_000),
         warmup: rng.gen(),
+        ack: rng.gen(),
     }
     .encode()
 }

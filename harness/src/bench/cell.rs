@@ -165,6 +165,9 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file(&fleet_log)?);
+    if config.ack {
+        fleet_cmd.arg("--ack");
+    }
     if config.fleet_shards > 1 {
         fleet_cmd
             .arg("--local-shards")

@@ -87,6 +87,9 @@ pub struct RunConfig {
     /// Fleet processes per cell (shards of one fleet, merged): 1 = one.
     #[serde(default = "one_shard")]
     pub fleet_shards: u32,
+    /// Ack mode: round trips measured by the fleet, every frame acked.
+    #[serde(default)]
+    pub ack: bool,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond measured at the start.
@@ -331,6 +334,7 @@ impl RunConfig {
             server_cpus,
             fleet_cpus,
             fleet_shards: args.fleet_shards,
+            ack: args.ack,
             harness_cpus,
             iters_per_us,
             quick: args.quick,
@@ -405,6 +409,7 @@ impl RunConfig {
             connect_tries: crate::fleet::DEFAULT_CONNECT_TRIES,
             shard: None,
             start_at_unix_ns: None,
+            ack: self.ack,
         })
     }
 }

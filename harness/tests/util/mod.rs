@@ -111,6 +111,7 @@ pub fn frame(id: u32, seq: u32, kind: WorkKind, amount: u32, warmup: bool) -> Fr
         kind,
         amount,
         warmup,
+        ack: false,
     }
 }
 
@@ -196,6 +197,29 @@ pub fn wait_closed(s: &mut TcpStream) -> bool {
     }
 }
 
+/// Reads ack records until the server closes: the records, and whether it
+/// closed (false on a timeout).
+pub fn read_acks(mut s: TcpStream) -> (Vec<workloads::ack::Ack>, bool) {
+    let mut reader = workloads::ack::AckReader::new();
+    let mut acks = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (acks, true),
+            Ok(n) => reader
+                .feed(&buf[..n], |a| acks.push(a))
+                .expect("well-formed ack records"),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return (acks, false)
+            }
+            Err(_) => return (acks, true),
+        }
+    }
+}
+
 /// A short paced fleet (1 kHz per client, 100 ms warm-up, 400 ms window,
 /// 1 ms batches) of `clients` clients with ids from `client_id_base`.
 pub fn fleet_config(
@@ -221,5 +245,6 @@ pub fn fleet_config(
         connect_tries: DEFAULT_CONNECT_TRIES,
         shard: None,
         start_at_unix_ns: None,
+        ack: false,
     }
 }
