@@ -175,6 +175,16 @@ pub struct FleetConfig {
     /// the fleet measures the round trip on its own clock.
     #[serde(default)]
     pub ack: bool,
+    /// The fleet and the server share a CLOCK_MONOTONIC (one host, or the
+    /// user said so with `--allow-remote`): only then do the server's
+    /// one-way latencies, computed from the fleet's due times, mean
+    /// anything.
+    #[serde(default = "shared_clock_default")]
+    pub shared_clock: bool,
+}
+
+fn shared_clock_default() -> bool {
+    true // reports from before the field: every fleet ran beside its server
 }
 
 fn default_connect_tries() -> u32 {

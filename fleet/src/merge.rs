@@ -77,6 +77,7 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
     let mut config = first.config.clone();
     config.clients = clients.len() as u32;
     config.shard = None;
+    config.shared_clock = reports.iter().all(|r| r.config.shared_clock);
     config.client_id_base = reports
         .iter()
         .map(|r| r.config.client_id_base)

@@ -162,6 +162,7 @@ mod tests {
             shard: None,
             start_at_unix_ns: None,
             ack: false,
+            shared_clock: true,
         }
     }
 

@@ -130,6 +130,7 @@ fn config(target: SocketAddr, clients: u32, hz: u64, window: Duration) -> FleetC
         shard: None,
         start_at_unix_ns: None,
         ack: false,
+        shared_clock: true,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the per-frame hot paths: wire encode/decode, CRC, the
 //! reference kernel (its ns per iteration is the calibration figure), HDR
-//! recording, the server's ingest path and the pool's channel hand-off.
+//! recording, the server's ingest path, the pool's channel hand-off, and
+//! ack mode's cost on both sides (records built, written, read and checked;
+//! a loopback round with and without acks).
 //! Compare figures side by side from one run; absolute numbers depend on
 //! the machine.
 
@@ -15,6 +17,13 @@ use models::stats::{IngestStats, ProcessStats};
 use models::{ServeConfig, Shutdown};
 use workloads::kernel::cpu_kernel;
 use workloads::{Frame, FrameReader, Limits, WorkKind};
+
+fn acked(seq: u32) -> Frame {
+    Frame {
+        ack: true,
+        ..frame(seq)
+    }
+}
 
 fn frame(seq: u32) -> Frame {
     Frame {
@@ -131,14 +140,64 @@ fn server_paths(c: &mut Criterion) {
     g.finish();
 }
 
-/// One loopback round per model: connect, write 512 frames, half-close and
-/// wait for the server's close (it closes once it has read everything).
-/// `prefork` cannot fork inside this multi-threaded process; its children
-/// run the `single` loop measured here.
-fn loopback(c: &mut Criterion) {
-    let mut g = c.benchmark_group("loopback_round");
+/// Ack mode per frame: the server's ack buffer (consecutive frames share a
+/// record; scattered ones get one each), and the fleet reading records and
+/// checking each frame is acknowledged once.
+fn acks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ack");
     g.throughput(Throughput::Elements(512));
-    let bytes = stream(512);
+    for (name, stride) in [("consecutive", 1), ("scattered", 2)] {
+        g.bench_function(format!("server_buffer_and_write_512_{name}"), |b| {
+            let mut out = Vec::with_capacity(512 * workloads::ack::ACK_LEN);
+            b.iter(|| {
+                let mut buf = models::ack::AckBuf::new();
+                for s in 0..512u32 {
+                    buf.push_seq(s * stride);
+                }
+                out.clear();
+                let done = buf.flush(|x| {
+                    out.extend_from_slice(x);
+                    Ok(x.len())
+                });
+                black_box((done, out.len()))
+            })
+        });
+    }
+    // The fleet's worst case: one record per frame.
+    let records: Vec<u8> = (0..512u32)
+        .flat_map(|s| {
+            workloads::ack::Ack {
+                first_seq: s,
+                count: 1,
+            }
+            .encode()
+        })
+        .collect();
+    g.bench_function("fleet_read_and_check_512_records", |b| {
+        b.iter(|| {
+            let mut t = harness::fleet::acks::AckTrack::new();
+            let mut n = 0u64;
+            t.feed(&records, 512, |seq| n += seq);
+            black_box((n, t.counts.acked))
+        })
+    });
+    g.finish();
+}
+
+/// One loopback round per model: connect, write 512 frames, half-close and
+/// wait for the server's close (it closes once it has read everything);
+/// then the same in ack mode, reading the acks (the difference is ack
+/// mode's cost per frame, end to end). `prefork` cannot fork inside this
+/// multi-threaded process; its children run the `single` loop measured here.
+fn loopback(c: &mut Criterion) {
+    loopback_group(c, "loopback_round", &stream(512));
+    let acked: Vec<u8> = (0..512).flat_map(|s| acked(s).encode()).collect();
+    loopback_group(c, "loopback_round_ack", &acked);
+}
+
+fn loopback_group(c: &mut Criterion, group: &str, bytes: &[u8]) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(512));
     let config = ServeConfig {
         workers: 2,
         max_clients: 64,
@@ -156,10 +215,15 @@ fn loopback(c: &mut Criterion) {
         g.bench_function(model.name(), |b| {
             b.iter(|| {
                 let mut s = TcpStream::connect(addr).unwrap();
-                s.write_all(&bytes).unwrap();
+                s.write_all(bytes).unwrap();
                 s.shutdown(std::net::Shutdown::Write).unwrap();
-                let mut sink = [0u8; 16];
-                while s.read(&mut sink).unwrap_or(0) > 0 {}
+                let mut acks = workloads::ack::AckReader::new();
+                let mut n = 0u64;
+                let mut buf = [0u8; 4096];
+                while let Ok(len @ 1..) = s.read(&mut buf) {
+                    acks.feed(&buf[..len], |a| n += u64::from(a.count)).unwrap();
+                }
+                black_box(n)
             })
         });
         shutdown.trigger();
@@ -168,5 +232,5 @@ fn loopback(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, wire, kernel, server_paths, loopback);
+criterion_group!(benches, wire, kernel, server_paths, acks, loopback);
 criterion_main!(benches);

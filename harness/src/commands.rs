@@ -94,6 +94,7 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
         shard: args.shard,
         start_at_unix_ns: args.start_at,
         ack: args.ack,
+        shared_clock: target.ip().is_loopback() || args.allow_remote,
     };
     // One descriptor per client: a large fleet needs more than the usual 1024.
     crate::serve::raise_fd_limit();

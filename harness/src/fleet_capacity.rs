@@ -327,6 +327,7 @@ fn measure(
         shard: None,
         start_at_unix_ns: None,
         ack: false,
+        shared_clock: true,
     };
     let report = fleet::run(&config)?;
     let pacing = report.pacing_lag_ns.p99;

@@ -156,9 +156,9 @@ pub fn fleet_job(cell: &Cell) -> Job {
     let shards = cell.shards.max(1);
     let mut args = strings(&["fleet", "--target"]);
     args.push(format!("{SERVER}:{PORT}"));
-    // One host's CLOCK_MONOTONIC does not span nodes: the server's one-way
-    // latency is only right when a pod shares the server's node.
-    args.push("--allow-remote".to_string());
+    // One host's CLOCK_MONOTONIC does not span nodes: latency is the
+    // fleet's round trip (ack mode), on each pod's own clock.
+    args.push("--ack".to_string());
     args.extend(strings(&[
         "--clients",
         &cell.clients.to_string(),

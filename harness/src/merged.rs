@@ -15,6 +15,9 @@ use crate::fleet;
 /// A cell whose fleet ran as several processes, merged.
 #[derive(serde::Serialize)]
 struct MergedCell {
+    /// Whether the server's one-way latencies (and `derived`'s latency
+    /// figures) mean anything: every fleet shared the server's clock.
+    one_way_latency: bool,
     fleet: fleet::report::FleetReport,
     server: Option<models::ServerReport>,
     reconciliation: crate::verdict::Reconciliation,
@@ -54,11 +57,18 @@ fn merged_cell(
 ) -> Result<ExitCode> {
     let merged = fleet::merge::merge(parts)?;
     let reconciliation = crate::verdict::reconcile(&merged, server.as_ref());
-    let derived = crate::bench::figures::derive(
+    let one_way = merged.config.shared_clock;
+    let mut derived = crate::bench::figures::derive(
         Some(&merged),
         server.as_ref(),
         &crate::bench::sample::Samples::default(),
     );
+    if !one_way {
+        // Due times from other hosts' clocks: the server's latencies are noise.
+        let d = &mut derived;
+        (d.p50_ns, d.p90_ns, d.p99_ns, d.p999_ns, d.max_ns) = (0, 0, 0, 0, 0);
+        (d.service_p50_ns, d.service_p99_ns, d.service_p999_ns) = (0, 0, 0);
+    }
     let verdict = crate::verdict::verdict(
         Some(&merged),
         server.as_ref(),
@@ -78,14 +88,35 @@ fn merged_cell(
         crate::units::fmt_ns(merged.send_lag_ns.p99)
     )?;
     if let Some(s) = &server {
+        let latency = if one_way {
+            format!(
+                "latency p50 {} p99 {}",
+                crate::units::fmt_ns(s.latency_ns.p50),
+                crate::units::fmt_ns(s.latency_ns.p99)
+            )
+        } else {
+            "one-way latency not shown: the fleets ran on other clocks".to_string()
+        };
         writeln!(
             text,
-            "server:   {} ({} workers), {} measured frames received, latency p50 {} p99 {}",
-            s.model,
-            s.workers,
-            s.packets.measured,
-            crate::units::fmt_ns(s.latency_ns.p50),
-            crate::units::fmt_ns(s.latency_ns.p99)
+            "server:   {} ({} workers), {} measured frames received, {latency}",
+            s.model, s.workers, s.packets.measured,
+        )?;
+    }
+    if let Some(a) = &merged.acks {
+        writeln!(
+            text,
+            "acks:     round trip p50 {} p99 {} p99.9 {} (fleet clock, {} frames); {} acked, {} unacked, {} twice, {} never sent, {} bad records; server dropped {}",
+            crate::units::fmt_ns(a.round_trip_ns.p50),
+            crate::units::fmt_ns(a.round_trip_ns.p99),
+            crate::units::fmt_ns(a.round_trip_ns.p999),
+            a.round_trip_ns.count,
+            a.counts.acked,
+            a.counts.unacked,
+            a.counts.duplicates,
+            a.counts.unexpected,
+            a.counts.bad_records,
+            server.as_ref().map_or(0, |s| s.acks.dropped)
         )?;
     }
     writeln!(
@@ -114,6 +145,7 @@ fn merged_cell(
     let invalid = verdict.status == crate::verdict::Status::Invalid;
     if let Some(out) = out {
         let cell = MergedCell {
+            one_way_latency: one_way,
             fleet: merged,
             server,
             reconciliation,

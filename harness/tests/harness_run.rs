@@ -396,3 +396,49 @@ fn a_sharded_fleet_merges_into_one_exact_cell() {
         "the shards' frames are the server's"
     );
 }
+
+/// Ack mode end to end, its fleet as two shard processes: every frame
+/// acknowledged exactly once, a round trip for each measured one, the
+/// server's ack count equal to what was sent, and `rt` in the summary.
+#[test]
+fn an_ack_mode_cell_acknowledges_every_frame_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_args(
+        dir.path(),
+        &[
+            "--model",
+            "uring",
+            "--clients",
+            "4",
+            "--ack",
+            "--fleet-shards",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success() || out.status.code() == Some(2),
+        "{}",
+        text(&out)
+    );
+    let (run_dir, run) = only_run(dir.path());
+    assert_eq!(run["config"]["ack"], true);
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("| rt p50 | rt p99 |"), "{summary}");
+    let cell = &run["cells"][0];
+    let fleet = &cell["fleet"];
+    let acks = &fleet["acks"];
+    let measured = fleet["sent"]["measured"].as_u64().unwrap();
+    let all = measured + fleet["sent"]["warmup"].as_u64().unwrap();
+    assert!(measured > 0);
+    assert_eq!(acks["acked"].as_u64(), Some(all), "{acks}");
+    for counter in ["unacked", "duplicates", "unexpected", "bad_records"] {
+        assert_eq!(acks[counter], 0, "{counter}: {acks}");
+    }
+    assert_eq!(acks["round_trip_ns"]["count"].as_u64(), Some(measured));
+    assert_eq!(cell["server"]["acks"]["frames"].as_u64(), Some(all));
+    assert_eq!(cell["server"]["acks"]["dropped"], 0);
+    assert!(cell["derived"]["round_trip_p99_ns"].as_u64().unwrap() > 0);
+    assert_eq!(cell["reconciliation"]["lost"], 0);
+}

@@ -1,11 +1,11 @@
 //! Across network namespaces, as across machines: one namespace for the
 //! server and three for fleet shards, each joined to the server's by a veth
-//! pair; the shards (`--shard I/3` on one `--start-at`) load the server over
-//! those links, `harness merge` adds them up, and the cell reconciles
-//! exactly, with a merged send-lag histogram equal to the sum of the
-//! shards'. Namespaces on one host share its CLOCK_MONOTONIC, so the
-//! one-way latency holds here too. Needs root and `ip netns`; skipped with
-//! a one-line reason otherwise. Traffic never leaves the namespaces.
+//! pair; the shards (`--shard I/3` on one `--start-at`, in ack mode, as
+//! across machines) load the server over those links, `harness merge` adds
+//! them up, and the cell reconciles exactly: every frame acknowledged once,
+//! merged send-lag and round-trip histograms equal to the sums of the
+//! shards'. Needs root and `ip netns`; skipped with a one-line reason
+//! otherwise. Traffic never leaves the namespaces.
 
 mod util;
 
@@ -105,7 +105,7 @@ fn shards_in_three_namespaces_reconcile_exactly_with_a_fourth() {
                     harness_bin(),
                     "fleet",
                 ])
-                .args(["--target", &format!("10.77.{i}.1:7000"), "--allow-remote"])
+                .args(["--target", &format!("10.77.{i}.1:7000"), "--ack"])
                 .args(["--clients", "9", "--rate", "1000", "--duration", "400ms"])
                 .args(["--warmup", "100ms", "--batch-window", "1ms"])
                 .arg(format!("--shard={i}/{SHARDS}"))
@@ -171,20 +171,45 @@ fn shards_in_three_namespaces_reconcile_exactly_with_a_fourth() {
     let sent: u64 = parts.iter().map(|p| p.sent.measured).sum();
     assert_eq!(sent, server_report.packets.measured);
 
-    // The merged histogram is the sum of the shards'.
-    let mut sum = common::latency::new_latency_histogram();
-    for p in &parts {
-        sum.add(p.send_lag_ns.histogram().unwrap()).unwrap();
-    }
+    // Ack mode: every frame acknowledged exactly once, by the server's
+    // count and by each shard's, with a round trip for each measured one;
+    // the server's one-way latency is not claimed across namespaces.
+    let all: u64 = parts.iter().map(|p| p.sent.measured + p.sent.warmup).sum();
     let merged: FleetReport = serde_json::from_value(cell["fleet"].clone()).unwrap();
-    let m = merged.send_lag_ns.histogram().unwrap();
-    assert_eq!(m.len(), sum.len());
-    for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
-        assert_eq!(m.value_at_quantile(q), sum.value_at_quantile(q), "q{q}");
+    let acks = merged.acks.as_ref().expect("ack mode");
+    assert!(acks.counts.exact(), "{:?}", acks.counts);
+    assert_eq!(acks.counts.acked, all);
+    assert_eq!(acks.round_trip_ns.count, sent);
+    assert_eq!(
+        (server_report.acks.frames, server_report.acks.dropped),
+        (all, 0)
+    );
+    assert_eq!(cell["one_way_latency"], false);
+
+    // The merged histograms are the sums of the shards'.
+    type Of = fn(&FleetReport) -> &common::LatencySummary;
+    let histograms: [(&str, Of); 2] = [
+        ("send lag", |r| &r.send_lag_ns),
+        ("round trip", |r| &r.acks.as_ref().unwrap().round_trip_ns),
+    ];
+    for (what, of) in histograms {
+        let mut sum = common::latency::new_latency_histogram();
+        for p in &parts {
+            sum.add(of(p).histogram().unwrap()).unwrap();
+        }
+        let m = of(&merged).histogram().unwrap();
+        assert_eq!(m.len(), sum.len(), "{what}");
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                m.value_at_quantile(q),
+                sum.value_at_quantile(q),
+                "{what} q{q}"
+            );
+        }
     }
     eprintln!(
-        "netns cell: {} frames, verdict {verdict}",
-        server_report.packets.measured
+        "netns cell: {} frames, round trip p50 {} ns p99 {} ns, verdict {verdict}",
+        server_report.packets.measured, acks.round_trip_ns.p50, acks.round_trip_ns.p99
     );
     drop(namespaces);
 }

@@ -410,6 +410,7 @@ impl RunConfig {
             shard: None,
             start_at_unix_ns: None,
             ack: self.ack,
+            shared_clock: true,
         })
     }
 }

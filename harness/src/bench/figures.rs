@@ -44,6 +44,13 @@ pub struct Figures {
     pub service_p99_ns: u64,
     /// Service latency 99.9th.
     pub service_p999_ns: u64,
+    /// Ack mode: due time to ack read, on the fleet's clock, p50 (ns; 0
+    /// without acks).
+    #[serde(default)]
+    pub round_trip_p50_ns: u64,
+    /// Ack mode: round trip p99.
+    #[serde(default)]
+    pub round_trip_p99_ns: u64,
     /// Server CPU over the window (process CPU clocks, whole tree), percent of one CPU.
     pub server_cpu_pct: f64,
     /// Server CPU time per frame processed in the window, microseconds.
@@ -102,6 +109,9 @@ pub fn derive(
         .unwrap_or(0);
     let Some(f) = fleet else { return d };
     d.batch_window_us = f.config.batch_window.as_micros() as u64;
+    if let Some(a) = &f.acks {
+        (d.round_trip_p50_ns, d.round_trip_p99_ns) = (a.round_trip_ns.p50, a.round_trip_ns.p99);
+    }
     d.offered_pps = f.offered_rate.unwrap_or(f.achieved_rate);
     d.send_lag_p99_ns = f.send_lag_ns.p99;
     d.pacing_lag_p99_ns = f.pacing_lag_ns.p99;

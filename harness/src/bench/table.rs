@@ -9,8 +9,15 @@ use crate::verdict::Status;
 /// One cell on one line, for progress output.
 pub fn one_line(c: &CellResult) -> String {
     let d = &c.derived;
+    let rt = match &c.fleet {
+        Some(f) if f.acks.is_some() => format!(
+            "  rt p99 {:>8}",
+            fmt_latency(d.round_trip_p99_ns, c.latency_samples())
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{:<8} {:<6} {:>4} clients  window {:>6}  {:>7}/s of {:>7}/s  p99 {:>8}  svc p99 {:>8}  {:?}",
+        "{:<8} {:<6} {:>4} clients  window {:>6}  {:>7}/s of {:>7}/s  p99 {:>8}  svc p99 {:>8}{}  {:?}",
         c.key.model,
         c.key.workload,
         c.key.clients,
@@ -19,6 +26,7 @@ pub fn one_line(c: &CellResult) -> String {
         fmt_rate(d.offered_pps),
         fmt_latency(d.p99_ns, c.latency_samples()),
         fmt_latency(d.service_p99_ns, c.latency_samples()),
+        rt,
         c.verdict.status
     )
 }
@@ -42,8 +50,13 @@ pub fn render(config: &RunConfig, cells: &[CellResult]) -> String {
             c.key.repeat,
         )
     });
+    let rt_head = if config.ack {
+        format!(" {:>9} {:>9}", "rt p50", "rt p99")
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "{:<8} {:<8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>7} {:>8}  {}\n",
+        "{:<8} {:<8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}{} {:>6} {:>7} {:>8}  {}\n",
         "model",
         "work",
         "clients",
@@ -54,6 +67,7 @@ pub fn render(config: &RunConfig, cells: &[CellResult]) -> String {
         "p99",
         "svc p50",
         "svc p99",
+        rt_head,
         "cpu%",
         "us/pkt",
         "rss MiB",
@@ -66,8 +80,17 @@ pub fn render(config: &RunConfig, cells: &[CellResult]) -> String {
             s => format!("{:?}: {}", s, c.verdict.reasons.join("; ")).to_lowercase(),
         };
         let n = c.latency_samples();
+        let rt = if config.ack {
+            format!(
+                " {:>9} {:>9}",
+                fmt_latency(d.round_trip_p50_ns, n),
+                fmt_latency(d.round_trip_p99_ns, n)
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{:<8} {:<8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6.0} {:>7.2} {:>8.1}  {}\n",
+            "{:<8} {:<8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}{} {:>6.0} {:>7.2} {:>8.1}  {}\n",
             c.key.model,
             truncate(&c.key.workload, 8),
             c.key.clients,
@@ -78,6 +101,7 @@ pub fn render(config: &RunConfig, cells: &[CellResult]) -> String {
             fmt_latency(d.p99_ns, n),
             fmt_latency(d.service_p50_ns, n),
             fmt_latency(d.service_p99_ns, n),
+            rt,
             d.server_cpu_pct,
             d.cpu_us_per_packet,
             d.peak_rss_kib as f64 / 1024.0,

@@ -45,6 +45,10 @@ pub struct Point {
     pub service_p99_ns: u64,
     /// Median service p99.9.
     pub service_p999_ns: u64,
+    /// Ack mode: median round trip p50 (0 without acks).
+    pub round_trip_p50_ns: u64,
+    /// Ack mode: median round trip p99.
+    pub round_trip_p99_ns: u64,
     /// The fleet's batch window, microseconds.
     pub batch_window_us: u64,
     /// Median backlog when the load stopped, frames.
@@ -152,6 +156,8 @@ pub fn points(run: &RunFile) -> Vec<Point> {
                     service_p50_ns: med_u(|d| d.service_p50_ns),
                     service_p99_ns: med_u(|d| d.service_p99_ns),
                     service_p999_ns: med_u(|d| d.service_p999_ns),
+                    round_trip_p50_ns: med_u(|d| d.round_trip_p50_ns),
+                    round_trip_p99_ns: med_u(|d| d.round_trip_p99_ns),
                     batch_window_us: cells[0].derived.batch_window_us,
                     backlog_frames: med_u(|d| d.backlog_frames),
                     noisy: cells.iter().any(|c| c.derived.noisy),

@@ -85,6 +85,12 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         md,
         "- **Latency** is measured from when a frame was **due** to when the server finished processing it, so a late or blocked sender cannot hide queueing (coordinated omission corrected). **Service latency** (`svc`) is measured from when the write that carried the frame was issued: it leaves out the fleet's batching and lateness. Both come from the server's merged HDR histograms."
     );
+    if c.ack {
+        let _ = writeln!(
+            md,
+            "- **Ack mode**: every frame asked the server for an ack once processed. **Round trip** (`rt`) is measured by the fleet on its own clock, from when a frame was due to when its ack was read (coordinated omission corrected, HDR); a cell is invalid unless every frame a drained client sent was acknowledged exactly once."
+        );
+    }
     let _ = writeln!(
         md,
         "- **Achieved** is the frames the server finished processing inside the measured window, per second, from its own 10 ms processed-rate timeline (warm-up frames worked off late count too); **backlog** is the frames written but not yet processed when the load stopped. **Server CPU** is the CPU clock time (ns, every thread) of the whole server process tree inside the window; CPU per packet divides it by the frames processed in the window. The sampler runs off the server's CPUs (on CPUs {:?}).",
@@ -116,9 +122,14 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
     for w in &c.workloads {
         let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
         let _ = writeln!(md, "## Workload `{}` (`{}`)\n", w.name, w.plan.spec);
+        let (rt_head, rt_rule) = if c.ack {
+            (" rt p50 | rt p99 |", "---:|---:|")
+        } else {
+            ("", "")
+        };
         let _ = writeln!(
             md,
-            "| model | clients | window | offered/s | achieved/s | backlog | p50 | p99 | p99.9 | svc p50 | svc p99 | svc p99.9 | server CPU % | CPU us/pkt | peak RSS / PSS MiB | loss | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "| model | clients | window | offered/s | achieved/s | backlog | p50 | p99 | p99.9 | svc p50 | svc p99 | svc p99.9 |{rt_head} server CPU % | CPU us/pkt | peak RSS / PSS MiB | loss | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{rt_rule}---:|---:|---:|---:|---|"
         );
         for p in &pts {
             let spread = |lo: u64, hi: u64| {
@@ -129,9 +140,18 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
                 }
             };
             let n = p.latency_samples;
+            let rt = if c.ack {
+                format!(
+                    " {} | {} |",
+                    fmt_latency(p.round_trip_p50_ns, n),
+                    fmt_latency(p.round_trip_p99_ns, n)
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {:.0} | {:.2} | {:.1} / {:.1} | {} | {}{} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} |{} {:.0} | {:.2} | {:.1} / {:.1} | {} | {}{} |",
                 p.model,
                 p.clients,
                 window_label(p.batch_window_us),
@@ -145,6 +165,7 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
                 fmt_latency(p.service_p50_ns, n),
                 fmt_latency(p.service_p99_ns, n),
                 fmt_latency(p.service_p999_ns, n),
+                rt,
                 p.cpu_pct,
                 p.cpu_us_per_packet,
                 p.peak_rss_kib as f64 / 1024.0,
@@ -541,6 +562,8 @@ mod tests {
             service_p50_ns: 0,
             service_p99_ns: 0,
             service_p999_ns: 0,
+            round_trip_p50_ns: 0,
+            round_trip_p99_ns: 0,
             batch_window_us: 0,
             backlog_frames: 0,
             noisy: false,

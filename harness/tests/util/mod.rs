@@ -246,5 +246,6 @@ pub fn fleet_config(
         shard: None,
         start_at_unix_ns: None,
         ack: false,
+        shared_clock: true,
     }
 }
