@@ -1,7 +1,8 @@
 //! The fleet against an in-test sink: schedule exactness, warm-up order,
-//! never early, count mode, reconnects and backpressure.
+//! never early, count mode, reconnects, backpressure, and ack mode against
+//! an honest and a lying acknowledger.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,9 @@ enum Mode {
     CloseFirstAfter(usize),
     /// Accept, never read.
     NeverRead,
+    /// Read everything and acknowledge each frame with a record of its
+    /// own; when lying, never seq 5, seq 7 twice, and a seq never sent.
+    Ack { lie: bool },
 }
 
 /// Frames one connection delivered, with the time each was read.
@@ -63,10 +67,14 @@ impl Sink {
                             _ => None,
                         };
                         first = false;
+                        let lie = match mode {
+                            Mode::Ack { lie } => Some(lie),
+                            _ => None,
+                        };
                         logs2
                             .lock()
                             .unwrap()
-                            .push(thread::spawn(move || read_all(s, limit)));
+                            .push(thread::spawn(move || read_all(s, limit, lie)));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(1)),
                 }
@@ -88,7 +96,24 @@ impl Sink {
     }
 }
 
-fn read_all(mut s: TcpStream, limit: Option<usize>) -> ConnLog {
+/// The ack records a sink writes for `frame` (`lie`: see [`Mode::Ack`]).
+fn acks_for(frame: &Frame, lie: bool) -> Vec<u8> {
+    let one = |first_seq| {
+        workloads::ack::Ack {
+            first_seq,
+            count: 1,
+        }
+        .encode()
+    };
+    match (lie, frame.seq) {
+        (true, 5) => Vec::new(),
+        (true, 7) => [one(7), one(7)].concat(),
+        (true, 9) => [one(9), one(1_000_000)].concat(),
+        (_, seq) => one(seq).to_vec(),
+    }
+}
+
+fn read_all(mut s: TcpStream, limit: Option<usize>, ack: Option<bool>) -> ConnLog {
     let limits = Limits {
         max_cpu_iters: u32::MAX,
         max_io_us: u32::MAX,
@@ -102,9 +127,19 @@ fn read_all(mut s: TcpStream, limit: Option<usize>) -> ConnLog {
             Ok(n) => n,
         };
         let now = monotonic_ns();
+        let mut acks = Vec::new();
         reader
-            .feed(&buf[..n], &limits, |f| log.push((f, now)))
+            .feed(&buf[..n], &limits, |f| {
+                if let Some(lie) = ack {
+                    assert!(f.ack, "a frame of an ack-mode fleet that asks for none");
+                    acks.extend(acks_for(&f, lie));
+                }
+                log.push((f, now))
+            })
             .unwrap();
+        if !acks.is_empty() && s.write_all(&acks).is_err() {
+            return log;
+        }
         if limit.is_some_and(|l| log.len() >= l) {
             return log; // dropping the stream closes it mid-run
         }
@@ -274,6 +309,58 @@ fn a_server_that_stops_reading_is_backpressure_not_a_hang() {
         report.verdict
     );
     assert_eq!(report.undrained.len(), 2);
+}
+
+#[test]
+fn ack_mode_checks_every_frame_is_acknowledged_exactly_once() {
+    for lie in [false, true] {
+        let sink = Sink::start(Mode::Ack { lie });
+        let mut c = config(sink.addr, 3, 2_000, Duration::ZERO);
+        c.ack = true;
+        let report = fleet::run(&c).unwrap();
+        sink.finish();
+        assert_eq!(report.drained.len(), 3, "lie {lie}");
+        let acks = report.acks.as_ref().expect("ack mode");
+        let all = report.sent.measured + report.sent.warmup;
+        let per_client = if lie { [1, 1, 1] } else { [0, 0, 0] };
+        let c = acks.counts;
+        assert_eq!(
+            (
+                c.acked,
+                c.unacked,
+                c.duplicates,
+                c.unexpected,
+                c.bad_records
+            ),
+            (
+                all - per_client[0] * 3,
+                per_client[1] * 3,
+                per_client[2] * 3,
+                per_client[2] * 3,
+                0
+            ),
+            "lie {lie}"
+        );
+        assert_eq!(acks.inexact_clients.len(), if lie { 3 } else { 0 });
+        for client in &report.clients {
+            let a = client.acks.expect("per client");
+            assert_eq!(a.exact(), !lie);
+        }
+        // A round trip for every measured frame acknowledged (seqs 5, 7, 9
+        // are warm-up frames here).
+        assert_eq!(acks.round_trip_ns.count, report.sent.measured);
+        assert!(acks.round_trip_ns.p50 > 0);
+        assert_eq!(
+            report
+                .verdict
+                .reasons
+                .iter()
+                .any(|r| r.contains("acks not exact")),
+            lie,
+            "{:?}",
+            report.verdict
+        );
+    }
 }
 
 #[test]
