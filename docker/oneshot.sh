@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One cell on the compose topology, start to finish: the server comes up,
-# FLEETS fleet containers (default 2) run their cell and exit, the server is
+# FLEETS fleet containers (default 2, the shards of one fleet, in ack mode)
+# run their cell and exit, the server is
 # stopped (it writes its report on SIGTERM), `harness merge` adds the fleets
 # up and reconciles them with the server, and everything lands in
 # results/<RUN>/: server.json, fleet-*.json, merged.json, summary.txt.
@@ -28,6 +29,8 @@ done
 [ "$(docker inspect -f '{{.State.Health.Status}}' "$server")" = healthy ] \
   || { echo "the server never became healthy" >&2; "${compose[@]}" logs server >&2; exit 1; }
 
+# The shards start together, far enough ahead for every container to start.
+export FLEETS=$fleets START_AT=$(( $(date +%s) + 10 ))000000000
 "${compose[@]}" up --no-deps --scale "fleet=$fleets" fleet
 for c in $("${compose[@]}" ps -q fleet); do
   code=$(docker inspect -f '{{.State.ExitCode}}' "$c")

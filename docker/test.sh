@@ -177,11 +177,22 @@ assert not rec["mismatched"], rec["mismatched"]
 assert merged["fleet"]["sent"]["measured"] == sum(s["measured"] for s in sent)
 assert merged["fleet"]["sent"]["measured"] == server["packets"]["measured"], (merged["fleet"]["sent"], server["packets"])
 assert merged["fleet"]["sent"]["warmup"] == server["packets"]["warmup"]
-# 8 clients sent frames (the health check's probes are connections too).
-assert len(server["clients"]) == 8, len(server["clients"])
+# 8 clients sent frames (the health check's probes are connections too),
+# as the two shards of one fleet: ids 0..7, shard indices 0 and 1 of 2.
+assert sorted(c["id"] for c in server["clients"]) == list(range(8)), server["clients"]
+shards = sorted((json.loads(f.read_text())["config"]["shard"] or {}).get("index", -1) for f in fleets)
+assert shards == [0, 1], shards
+# Ack mode: every frame acknowledged exactly once, a round trip for each
+# measured one.
+acks = merged["fleet"]["acks"]
+assert acks["acked"] == merged["fleet"]["sent"]["measured"] + merged["fleet"]["sent"]["warmup"], acks
+assert acks["unacked"] == acks["duplicates"] == acks["unexpected"] == acks["bad_records"] == 0, acks
+assert acks["round_trip_ns"]["count"] == merged["fleet"]["sent"]["measured"], acks["round_trip_ns"]
+assert server["acks"]["dropped"] == 0, server["acks"]
 assert merged["verdict"]["status"] != "invalid", merged["verdict"]
-print(f"   2 fleets x 4 clients: {server['packets']['measured']} frames sent and received "
-      f"exactly, verdict {merged['verdict']['status']}")
+print(f"   2 fleet shards x 4 clients: {server['packets']['measured']} frames sent and received "
+      f"exactly, every frame acked once, round trip p99 {acks['round_trip_ns']['p99'] / 1e3:.0f} us, "
+      f"verdict {merged['verdict']['status']}")
 PY
 check_owned "$project/results/cell"
 docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | grep -q . \

@@ -197,6 +197,44 @@ mod tests {
     }
 
     #[test]
+    fn ack_reports_merge_exactly_and_a_shared_clock_needs_every_part() {
+        use crate::acks::AckCounts;
+        // Each part in ack mode, its send-lag histogram standing in for a
+        // round trip; part 1 with an unacked frame, part 2 on another clock.
+        let mut parts: Vec<FleetReport> = fleets()[..3]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| shifted(r.clone(), 10_000 * i as u32))
+            .collect();
+        for (i, p) in parts.iter_mut().enumerate() {
+            for c in &mut p.clients {
+                let sent = c.sent.measured + c.sent.warmup;
+                c.acks = Some(AckCounts {
+                    acked: sent - u64::from(i == 1),
+                    unacked: u64::from(i == 1),
+                    ..AckCounts::default()
+                });
+            }
+            p.acks = AckReport::of(&p.clients, p.send_lag_ns.clone());
+            p.config.shared_clock = i != 2;
+        }
+        let m = merge(&parts).unwrap();
+        let a = m.acks.as_ref().expect("ack mode survives the merge");
+        let mut one = common::latency::new_latency_histogram();
+        for p in &parts {
+            one.add(p.send_lag_ns.histogram().unwrap()).unwrap();
+        }
+        assert_eq!(a.round_trip_ns.count, one.len());
+        assert_eq!(a.round_trip_ns.p99, one.value_at_quantile(0.99));
+        let all: u64 = parts.iter().map(|p| p.sent.measured + p.sent.warmup).sum();
+        let part1 = parts[1].clients.len() as u64;
+        assert_eq!((a.counts.acked, a.counts.unacked), (all - part1, part1));
+        assert_eq!(a.inexact_clients.len() as u64, part1);
+        assert!(!m.config.shared_clock, "one part on another clock");
+        assert!(merge(&parts[..2]).unwrap().config.shared_clock);
+    }
+
+    #[test]
     fn a_single_report_merges_to_itself() {
         let r = fleets().remove(0);
         let m = merge(std::slice::from_ref(&r)).unwrap();
