@@ -80,10 +80,12 @@ impl AckTrack {
             self.poisoned = true;
         }
         for ack in acks {
-            for seq in ack.seqs() {
-                if seq >= sent {
-                    self.counts.unexpected += 1;
-                } else if self.mark(seq) {
+            let seqs = ack.seqs();
+            // A run past what was sent is counted, not walked: a forged
+            // count of 2^32 costs nothing.
+            self.counts.unexpected += seqs.end.saturating_sub(seqs.start.max(sent));
+            for seq in seqs.start..seqs.end.min(sent) {
+                if self.mark(seq) {
                     self.counts.acked += 1;
                     on_first_ack(seq);
                 } else {
@@ -155,6 +157,12 @@ mod tests {
                 [200, 0, 1, 0],
             ),
             ("none", vec![], 3, [0, 3, 0, 0]),
+            (
+                "a forged huge run",
+                vec![(2, u32::MAX)],
+                5,
+                [3, 2, 0, u32::MAX as u64 - 3],
+            ),
         ];
         for (case, runs, sent, [acked, unacked, dup, unexp]) in table {
             let mut t = AckTrack::new();

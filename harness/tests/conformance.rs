@@ -422,34 +422,9 @@ fn acks_exactly_once(model: &str) {
 fn unread_acks_never_block(model: &str) {
     let server = Server::start(model, &[]);
     let addr = server.addr;
-    let mut greedy = {
-        let socket = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Inet,
-            nix::sys::socket::SockType::Stream,
-            nix::sys::socket::SockFlag::empty(),
-            None,
-        )
-        .unwrap();
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
-        let s = std::net::TcpStream::from(socket);
-        let to = nix::sys::socket::SockaddrIn::from(match addr {
-            std::net::SocketAddr::V4(a) => a,
-            _ => unreachable!("the server listens on IPv4"),
-        });
-        nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&s), &to).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s
-    };
-    // Gaps between sequence numbers: one record per frame, 16 bytes each,
-    // far more than the socket buffers and the server's bound together.
+    let mut greedy = small_window_client(addr);
     const N: u32 = 300_000;
-    let bytes: Vec<u8> = (0..N)
-        .flat_map(|i| {
-            let mut f = frame(300, 2 * i, WorkKind::None, 0, false);
-            f.ack = true;
-            f.encode()
-        })
-        .collect();
+    let bytes = scattered_ack_frames(300, N);
     let writer = thread::spawn(move || {
         let ok = greedy.write_all(&bytes).is_ok();
         (greedy, ok)
@@ -482,6 +457,54 @@ fn unread_acks_never_block(model: &str) {
     );
 }
 
+/// A client with a 4 KiB receive buffer: acks pile up on the server's side.
+fn small_window_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    socket::setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+    let s = std::net::TcpStream::from(fd);
+    let to = SockaddrIn::from(match addr {
+        std::net::SocketAddr::V4(a) => a,
+        _ => unreachable!("the server listens on IPv4"),
+    });
+    socket::connect(std::os::fd::AsRawFd::as_raw_fd(&s), &to).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// `n` frames of client `id` asking for acks, with gaps between sequence
+/// numbers: one 16-byte record each, far more than the socket buffers and
+/// the server's bound together.
+fn scattered_ack_frames(id: u32, n: u32) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            let mut f = frame(id, 2 * i, WorkKind::None, 0, false);
+            f.ack = true;
+            f.encode()
+        })
+        .collect()
+}
+
+/// A client that asks for acks, never reads them and falls silent is still
+/// closed by the idle timeout (a full socket does not keep it alive).
+fn silent_client_with_unread_acks_times_out(model: &str) {
+    let server = Server::start(model, &["--idle-timeout", "300ms"]);
+    let mut s = small_window_client(server.addr);
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    // As much as the server takes before its acks fill every buffer.
+    let _ = s.write_all(&scattered_ack_frames(400, 100_000));
+    thread::sleep(Duration::from_millis(2_500));
+    let r = server.stop();
+    assert_eq!(r.connections.idle_timeouts, 1, "{:?}", r.connections);
+    drop(s);
+}
+
 macro_rules! conformance {
     ($($name:literal => $module:ident),* $(,)?) => {
         $(mod $module {
@@ -499,6 +522,7 @@ macro_rules! conformance {
             #[test] fn abort_mid_frame_is_no_protocol_error() { super::abort_mid_frame_is_no_protocol_error($name) }
             #[test] fn acks_exactly_once() { super::acks_exactly_once($name) }
             #[test] fn unread_acks_never_block() { super::unread_acks_never_block($name) }
+            #[test] fn silent_client_with_unread_acks_times_out() { super::silent_client_with_unread_acks_times_out($name) }
         })*
 
         #[test]

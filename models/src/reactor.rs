@@ -160,6 +160,11 @@ impl Socket {
         }
     }
 
+    /// True while acks are owed.
+    fn owes_acks(&self) -> bool {
+        !self.acks.lock().expect("ack lock").is_empty()
+    }
+
     /// Drops what is owed (counted).
     fn abandon(&self) {
         self.acks.lock().expect("ack lock").abandon();
@@ -319,10 +324,10 @@ pub(crate) fn run<D: Dispatch>(
     while !shutdown.is_triggered() {
         let timeout = if !backlog.is_empty() {
             Duration::ZERO
-        } else if closing.is_empty() {
-            SHUTDOWN_POLL
+        } else if closing.iter().any(|c| c.socket.owes_acks()) {
+            ACK_RETRY
         } else {
-            ACK_RETRY.min(SHUTDOWN_POLL)
+            SHUTDOWN_POLL
         };
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == ErrorKind::Interrupted {

@@ -164,6 +164,11 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
         if !acks.is_empty() {
             let (readable, _) = wait(&stream, true, SHUTDOWN_POLL);
             flush_acks(&stream, &mut acks);
+            let idle = config.idle_timeout;
+            if !readable && !idle.is_zero() && last_active.elapsed() >= idle {
+                stats.ingest.connections.idle_timeouts += 1;
+                break;
+            }
             if !readable {
                 continue;
             }
