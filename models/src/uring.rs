@@ -47,8 +47,9 @@ const RECV: u64 = 1;
 const TIMER: u64 = 2;
 const CANCEL: u64 = 3;
 const SEND: u64 = 4;
-/// How long a stopping ring waits for its acks' sends to complete before
-/// leaking their buffers rather than freeing memory the kernel may read.
+/// How long a stopping ring waits for its acks' sends to complete; the
+/// buffers of any still in flight are then leaked (`Drop for Conn`), never
+/// freed under the kernel.
 const SEND_GRACE: Duration = Duration::from_secs(1);
 /// io frames of one connection waiting before it stops receiving (as in
 /// `async`): what bounds the timers a connection can hold.
@@ -201,8 +202,8 @@ impl Ring {
             // SAFETY: every pointer an entry carries (the timeouts'
             // `Timespec`s, the sends' buffers) stays put until its
             // completion: timespecs are boxed in `timers`, a send's buffer
-            // is its connection's `send_buf`, untouched and not dropped
-            // while `sending`.
+            // is its connection's `send_buf`, untouched while `sending` and
+            // leaked, not freed, if the connection is dropped meanwhile.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return Ok(());
             }
@@ -233,6 +234,17 @@ struct Conn {
     /// completion, so they are not touched meanwhile.
     send_buf: Vec<u8>,
     sending: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.sending {
+            // The kernel may still read the send's bytes: leak them rather
+            // than free memory under it (only when a ring stops or fails
+            // with a send in flight).
+            std::mem::forget(std::mem::take(&mut self.send_buf));
+        }
+    }
 }
 
 impl Conn {
@@ -311,15 +323,8 @@ fn ring_loop(
                 break;
             }
             if at.elapsed() >= SEND_GRACE {
-                for (_, mut c) in conns.drain() {
-                    c.acks.stop();
-                    stats.ingest.acks.merge(&c.acks.counts);
-                    if c.sending {
-                        std::mem::forget(c.send_buf);
-                    }
-                    slots.release();
-                    stats.ingest.connections.closed += 1;
-                }
+                // Dropping a connection whose send is in flight leaks its
+                // buffer (see `Drop for Conn`).
                 break;
             }
         }
