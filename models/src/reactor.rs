@@ -3,8 +3,9 @@
 //! closes idle and over-limit connections, and hands the valid frames of
 //! each read to a [`Dispatch`]. A connection is closed only once its
 //! dispatcher says every frame read from it was processed and the acks it
-//! owes are written (ack mode; see [`crate::ack`]): the loop writes them,
-//! whichever thread processed the frames, and never blocks on a write.
+//! owes are written (ack mode; see [`crate::ack`]): whoever processed the
+//! frames writes them at once, never blocking; what a full socket holds
+//! back the loop writes when it is writable.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -110,6 +111,8 @@ pub(crate) struct Socket {
     token: usize,
     /// Already in the loop's list of sockets to flush.
     queued: AtomicBool,
+    /// Some frame asked for an ack: until then no ack work is done at all.
+    asked: AtomicBool,
     notify: Arc<AckNotify>,
 }
 
@@ -126,6 +129,8 @@ impl Socket {
         if !frames.iter().any(|f| f.ack) {
             return false;
         }
+        // Seen by the loop after this thread's next lock or wake.
+        self.asked.store(true, Ordering::Relaxed);
         let mut b = self.acks.lock().expect("ack lock");
         frames.iter().for_each(|f| b.push(f));
         true
@@ -147,6 +152,9 @@ impl Socket {
     /// Writes what is owed without blocking: true if some is left because
     /// the write would block. A broken connection drops them.
     fn flush(&self) -> bool {
+        if !self.asked.load(Ordering::Relaxed) {
+            return false;
+        }
         let mut b = self.acks.lock().expect("ack lock");
         if b.is_empty() {
             return false;
@@ -162,7 +170,7 @@ impl Socket {
 
     /// True while acks are owed.
     fn owes_acks(&self) -> bool {
-        !self.acks.lock().expect("ack lock").is_empty()
+        self.asked.load(Ordering::Relaxed) && !self.acks.lock().expect("ack lock").is_empty()
     }
 
     /// Drops what is owed (counted).
@@ -248,6 +256,9 @@ impl<C> Closing<C> {
 impl<C> Conn<C> {
     /// Writes its acks; asks for writability while some are left.
     fn flush_acks(&mut self, poll: &Poll, id: usize) {
+        if !self.socket.asked.load(Ordering::Relaxed) {
+            return; // not in ack mode: nothing to write, ever
+        }
         self.socket.queued.store(false, Ordering::SeqCst);
         let blocked = self.socket.flush();
         if blocked != self.writable {
@@ -497,6 +508,7 @@ fn accept_all<C>(
                     acks: Mutex::new(AckBuf::new()),
                     token: id,
                     queued: AtomicBool::new(false),
+                    asked: AtomicBool::new(false),
                     notify: notify.clone(),
                 });
                 conns.insert(
