@@ -6,10 +6,19 @@ mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::harness_bin;
+
+/// Every test's cells pin their server and fleet to the same CPUs: run one
+/// at a time, or two tests' cells compete for them and read as a late
+/// generator or a missed SLO.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn run_args(dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(harness_bin());
@@ -59,6 +68,7 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn a_valid_cell_reconciles_exactly_and_records_its_environment() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = run_args(
         dir.path(),
@@ -130,6 +140,7 @@ fn a_valid_cell_reconciles_exactly_and_records_its_environment() {
 
 #[test]
 fn a_server_killed_mid_run_is_reported_as_loss() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = run_args(
         dir.path(),
@@ -156,6 +167,7 @@ fn a_server_killed_mid_run_is_reported_as_loss() {
 
 #[test]
 fn an_interrupted_run_resumes_where_it_stopped() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut child = run_args(
         dir.path(),
@@ -215,6 +227,7 @@ fn an_interrupted_run_resumes_where_it_stopped() {
 /// second, whatever is offered (2000/s here), and the rest is backlog.
 #[test]
 fn an_overloaded_cell_reports_what_the_server_finished() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = run_args(
         dir.path(),
@@ -249,6 +262,7 @@ fn an_overloaded_cell_reports_what_the_server_finished() {
 /// this rate, not the hundreds it processed).
 #[test]
 fn a_killed_prefork_child_is_replaced_and_its_counts_survive() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = run_args(
         dir.path(),
@@ -300,6 +314,7 @@ fn a_killed_prefork_child_is_replaced_and_its_counts_survive() {
 
 #[test]
 fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // Each client asks for 20% of a server CPU (200 us of work at 1 kHz):
     // `single` must stop near 4 or 5 clients, limited by the server.
@@ -361,6 +376,7 @@ fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
 /// exactly with the server.
 #[test]
 fn a_sharded_fleet_merges_into_one_exact_cell() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = run_args(
         dir.path(),
@@ -402,6 +418,7 @@ fn a_sharded_fleet_merges_into_one_exact_cell() {
 /// server's ack count equal to what was sent, and `rt` in the summary.
 #[test]
 fn an_ack_mode_cell_acknowledges_every_frame_once() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = run_args(
         dir.path(),
