@@ -44,10 +44,7 @@ impl AckCounts {
 #[derive(Debug, Default)]
 pub struct AckTrack {
     reader: AckReader,
-    /// Every sequence number below `floor` is acknowledged.
-    floor: u64,
-    /// Bit `i` of word `w`: `floor + 64 w + i` acknowledged.
-    bits: VecDeque<u64>,
+    seen: Seen,
     /// A bad record was read on the current connection: ignore the rest.
     poisoned: bool,
     /// The counts so far.
@@ -74,27 +71,50 @@ impl AckTrack {
         if self.poisoned {
             return;
         }
-        let mut acks: Vec<Ack> = Vec::new();
-        if self.reader.feed(data, |a| acks.push(a)).is_err() {
-            self.counts.bad_records += 1;
-            self.poisoned = true;
-        }
-        for ack in acks {
+        let (seen, counts) = (&mut self.seen, &mut self.counts);
+        let fed = self.reader.feed(data, |ack: Ack| {
             let seqs = ack.seqs();
             // A run past what was sent is counted, not walked: a forged
             // count of 2^32 costs nothing.
-            self.counts.unexpected += seqs.end.saturating_sub(seqs.start.max(sent));
+            counts.unexpected += seqs.end.saturating_sub(seqs.start.max(sent));
             for seq in seqs.start..seqs.end.min(sent) {
-                if self.mark(seq) {
-                    self.counts.acked += 1;
+                if seen.mark(seq) {
+                    counts.acked += 1;
                     on_first_ack(seq);
                 } else {
-                    self.counts.duplicates += 1;
+                    counts.duplicates += 1;
                 }
             }
+        });
+        if fed.is_err() {
+            self.counts.bad_records += 1;
+            self.poisoned = true;
         }
     }
 
+    /// The client is finished having sent `sent` frames: the ones never
+    /// acknowledged are counted.
+    pub fn finish(&mut self, sent: u64) {
+        self.counts.unacked = sent.saturating_sub(self.counts.acked);
+    }
+
+    /// Words of the bitset held (for the memory bound's test).
+    #[cfg(test)]
+    fn words(&self) -> usize {
+        self.seen.bits.len()
+    }
+}
+
+/// The sequence numbers acknowledged so far.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Every sequence number below `floor` is acknowledged.
+    floor: u64,
+    /// Bit `i` of word `w`: `floor + 64 w + i` acknowledged.
+    bits: VecDeque<u64>,
+}
+
+impl Seen {
     /// Marks `seq` acknowledged; false if it already was.
     fn mark(&mut self, seq: u64) -> bool {
         if seq < self.floor {
@@ -115,18 +135,6 @@ impl AckTrack {
             self.floor += 64;
         }
         true
-    }
-
-    /// The client is finished having sent `sent` frames: the ones never
-    /// acknowledged are counted.
-    pub fn finish(&mut self, sent: u64) {
-        self.counts.unacked = sent.saturating_sub(self.counts.acked);
-    }
-
-    /// Words of the bitset held (for the memory bound's test).
-    #[cfg(test)]
-    fn words(&self) -> usize {
-        self.bits.len()
     }
 }
 

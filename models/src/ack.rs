@@ -154,6 +154,19 @@ impl AckBuf {
         }
     }
 
+    /// [`AckBuf::flush`] for a connection's writer: true if some acks are
+    /// left because the write would block; a broken connection drops what
+    /// is owed (counted).
+    pub fn write_now(&mut self, write: impl FnMut(&[u8]) -> std::io::Result<usize>) -> bool {
+        match self.flush(write) {
+            Ok(done) => !done,
+            Err(_) => {
+                self.abandon();
+                false
+            }
+        }
+    }
+
     /// Gives up on everything owed (the connection broke or lingered too
     /// long): counted as dropped.
     pub fn abandon(&mut self) {

@@ -319,11 +319,5 @@ async fn connection(
 /// Writes what `acks` owes without waiting: true if some is left because
 /// the socket is full. A broken connection drops them.
 fn flush_acks(stream: &TcpStream, acks: &mut AckBuf) -> bool {
-    match acks.flush(|x| stream.try_write(x)) {
-        Ok(done) => !done,
-        Err(_) => {
-            acks.abandon();
-            false
-        }
-    }
+    acks.write_now(|x| stream.try_write(x))
 }

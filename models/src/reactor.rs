@@ -156,16 +156,7 @@ impl Socket {
             return false;
         }
         let mut b = self.acks.lock().expect("ack lock");
-        if b.is_empty() {
-            return false;
-        }
-        match b.flush(|x| (&self.stream).write(x)) {
-            Ok(done) => !done,
-            Err(_) => {
-                b.abandon();
-                false
-            }
-        }
+        !b.is_empty() && b.write_now(|x| (&self.stream).write(x))
     }
 
     /// True while acks are owed.

@@ -250,7 +250,7 @@ fn wait(stream: &TcpStream, read: bool, timeout: std::time::Duration) -> (bool, 
 /// Writes what `acks` owes without blocking (the socket itself is
 /// blocking: each send says not to wait). A broken connection drops them.
 fn flush_acks(stream: &TcpStream, acks: &mut AckBuf) {
-    let sent = acks.flush(|x| {
+    acks.write_now(|x| {
         send(
             stream.as_raw_fd(),
             x,
@@ -258,7 +258,4 @@ fn flush_acks(stream: &TcpStream, acks: &mut AckBuf) {
         )
         .map_err(std::io::Error::from)
     });
-    if sent.is_err() {
-        acks.abandon();
-    }
 }
