@@ -49,27 +49,43 @@ pub struct Step {
     /// Within the limit: pacing lag p99 under it, send lag under the
     /// fleet's own limit, every scheduled frame written.
     pub ok: bool,
+    /// A confirmation pass of the window's ramp result.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 /// The capacity of one window.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowCapacity {
     /// Batch window, microseconds.
     pub window_us: u64,
-    /// Most 10 kHz clients one pacing thread kept on time (0: none).
+    /// Most 10 kHz clients one pacing thread kept on time in most of
+    /// [`CONFIRM`] + 1 passes (0: none).
     pub clients_per_core: u32,
+    /// The size the first pass's ramp reached (at least
+    /// `clients_per_core`): the spread between the two is the machine's
+    /// noise at this window.
+    #[serde(default)]
+    pub first_pass: u32,
 }
+
+/// Passes beyond the first a window's capacity is measured in again: the
+/// calibration keeps the largest size within the limit in most passes
+/// (stepping down a size when it is not), a conservative pick on a noisy
+/// machine that one stall does not move.
+pub const CONFIRM: usize = 2;
 
 /// A machine's fleet calibration, cached in the results folder and
 /// recorded in every run that uses it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetCalibration {
     /// Host it was measured on.
     pub hostname: String,
     /// CPU model it was measured on.
     pub cpu_model: String,
-    /// harness version that measured it.
-    pub harness_version: String,
+    /// The harness build that measured it ([`crate::bench::env::build_id`]).
+    #[serde(default)]
+    pub build: String,
     /// When, RFC 3339.
     pub measured: String,
     /// Pacing-lag p99 limit used, ns.
@@ -108,23 +124,27 @@ impl FleetCalibration {
     }
 
     /// The most clients a fleet of `threads` pacing threads keeps on time
-    /// at the largest calibrated window, with [`HEADROOM`]: the bound of a
-    /// capacity search (beyond it, the generator would be the limit).
-    pub fn max_clients(&self, threads: u32) -> u32 {
+    /// with [`HEADROOM`] at `window` (the largest calibrated window not
+    /// above it), or at any window when `None`: the bound of a capacity
+    /// search (beyond it, the generator would be the limit).
+    pub fn max_clients(&self, window: Option<Duration>, threads: u32) -> u32 {
+        let fits = |w: &&WindowCapacity| window.is_none_or(|d| w.window_us <= d.as_micros() as u64);
         let per_thread = self
             .windows
             .iter()
+            .filter(fits)
             .map(|w| w.clients_per_core)
             .max()
             .unwrap_or(0);
         ((per_thread as f64 * HEADROOM).floor() as u32 * threads.max(1)).max(1)
     }
 
-    /// Whether it was measured on this machine by this version.
+    /// Whether it was measured on this machine by this very binary.
     pub fn matches(&self, env: &Environment) -> bool {
         self.hostname == env.hostname
             && self.cpu_model == env.cpu_model
-            && self.harness_version == env.harness_version
+            && self.build == env.build
+            && env.build != "unknown"
     }
 
     /// Loads the cached calibration in `results_dir` if it fits this
@@ -163,7 +183,7 @@ impl FleetCalibration {
         let cal = FleetCalibration {
             hostname: env.hostname.clone(),
             cpu_model: env.cpu_model.clone(),
-            harness_version: env.harness_version.clone(),
+            build: env.build.clone(),
             measured: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             limit_ns: limit.as_nanos() as u64,
             step_ms,
@@ -178,23 +198,33 @@ impl FleetCalibration {
     }
 }
 
-/// Per window, the largest size that was within the limit, and at least
-/// the smaller windows' (a larger window paces at least as many clients).
+/// Per window, the largest size whose every step after the first pass
+/// was within the limit (the confirmed size: see [`sweep`]), and at least
+/// the smaller windows' (a larger window paces at least as many clients);
+/// `first_pass` is the largest size any step kept on time.
 pub fn capacities(steps: &[Step]) -> Vec<WindowCapacity> {
     let mut floor = 0;
     WINDOWS_US
         .iter()
         .map(|&w| {
-            let measured = steps
+            let at: Vec<&Step> = steps.iter().filter(|s| s.window_us == w).collect();
+            let first_pass = at.iter().filter(|s| s.ok).map(|s| s.clients).max().unwrap_or(0);
+            let confirmed = at
                 .iter()
-                .filter(|s| s.window_us == w && s.ok)
+                .filter(|s| s.confirm && s.ok)
                 .map(|s| s.clients)
+                .filter(|&n| {
+                    let tries = at.iter().filter(|s| s.confirm && s.clients == n);
+                    let (ok, all) = tries.fold((0, 0), |(o, a), s| (o + usize::from(s.ok), a + 1));
+                    2 * ok >= all
+                })
                 .max()
                 .unwrap_or(0);
-            floor = floor.max(measured);
+            floor = floor.max(confirmed);
             WindowCapacity {
                 window_us: w,
                 clients_per_core: floor,
+                first_pass: first_pass.max(floor),
             }
         })
         .collect()
@@ -202,9 +232,10 @@ pub fn capacities(steps: &[Step]) -> Vec<WindowCapacity> {
 
 /// Measures every window: sizes ascending, from the previous window's
 /// capacity, until a size misses twice in a row (one stall of a shared
-/// machine does not end a window). The fleet runs on this thread pinned to
-/// `fleet_cpu` (the caller's affinity is restored afterwards); `each` sees
-/// every step as it is measured.
+/// machine does not end a window); then the size reached is confirmed by
+/// [`CONFIRM`] more passes, stepping down a size at each miss. The fleet
+/// runs on this thread pinned to `fleet_cpu` (the caller's affinity is
+/// restored afterwards); `each` sees every step as it is measured.
 pub fn sweep(
     server_cpus: &[usize],
     fleet_cpu: usize,
@@ -239,7 +270,15 @@ pub fn sweep(
                 }
                 best = Some(clients);
             }
-            from = best.unwrap_or(from);
+            let confirmed = confirm(best, &mut |clients| {
+                let mut step = measure(addr, clients, window, duration, limit)?;
+                step.confirm = true;
+                each(&step);
+                let ok = step.ok;
+                steps.push(step);
+                Ok(ok)
+            })?;
+            from = confirmed.unwrap_or(from).max(from);
         }
         Ok(steps)
     })();
@@ -250,6 +289,29 @@ pub fn sweep(
     let _ = server.wait();
     cpus::pin(&before).map_err(|e| anyhow!(e))?;
     result
+}
+
+/// The largest size at or below `reached` (one of [`SIZES`], which passed
+/// once already) that passes most of its passes: at least half of
+/// [`CONFIRM`] more, stepping down a size when it does not; `None` when
+/// none does.
+fn confirm(reached: Option<u32>, pass: &mut impl FnMut(u32) -> Result<bool>) -> Result<Option<u32>> {
+    let Some(reached) = reached else {
+        return Ok(None);
+    };
+    for &clients in SIZES.iter().rev().filter(|&&n| n <= reached) {
+        let mut passed = 0;
+        for tried in 0..CONFIRM {
+            passed += usize::from(pass(clients)?);
+            if 2 * passed >= CONFIRM || 2 * (passed + CONFIRM - tried - 1) < CONFIRM {
+                break;
+            }
+        }
+        if 2 * passed >= CONFIRM {
+            return Ok(Some(clients));
+        }
+    }
+    Ok(None)
 }
 
 /// Runs `harness fleet-capacity`: the sweep as a table.
@@ -340,6 +402,7 @@ fn measure(
         ok: pacing <= limit.as_nanos() as u64
             && report.unsent == 0
             && report.send_lag_ns.p99 <= config.max_lag.as_nanos() as u64,
+        confirm: false,
     })
 }
 
@@ -372,13 +435,18 @@ mod tests {
     fn the_search_bound_is_the_largest_window_with_headroom() {
         // (capacities per window, pacing threads, bound)
         type Caps = &'static [(u64, u32)];
-        let table: [(Caps, u32, u32); 3] = [
-            (&[(0, 16), (1000, 96), (2000, 200)], 1, 150),
-            (&[(0, 16), (1000, 96), (2000, 200)], 4, 600),
-            (&[(0, 0)], 1, 1),
+        let ms = |m| Some(Duration::from_millis(m));
+        let table: [(Caps, Option<Duration>, u32, u32); 6] = [
+            (&[(0, 16), (1000, 96), (2000, 200)], None, 1, 150),
+            (&[(0, 16), (1000, 96), (2000, 200)], None, 4, 600),
+            (&[(0, 0)], None, 1, 1),
+            (&[(0, 16), (1000, 96), (2000, 200)], ms(0), 1, 12),
+            (&[(0, 16), (1000, 96), (2000, 200)], ms(1), 2, 144),
+            // A window between two calibrated ones paces what the smaller did.
+            (&[(0, 16), (1000, 96), (2000, 200)], ms(1), 1, 72),
         ];
-        for (caps, threads, want) in table {
-            assert_eq!(cal(caps).max_clients(threads), want, "{caps:?}");
+        for (caps, window, threads, want) in table {
+            assert_eq!(cal(caps).max_clients(window, threads), want, "{caps:?} {window:?}");
         }
     }
 
@@ -386,7 +454,7 @@ mod tests {
         FleetCalibration {
             hostname: "h".into(),
             cpu_model: "c".into(),
-            harness_version: "v".into(),
+            build: "b".into(),
             measured: String::new(),
             limit_ns: 100_000,
             step_ms: FULL_STEP_MS,
@@ -395,6 +463,7 @@ mod tests {
                 .map(|&(window_us, clients_per_core)| WindowCapacity {
                     window_us,
                     clients_per_core,
+                    first_pass: clients_per_core,
                 })
                 .collect(),
         }
@@ -428,24 +497,56 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_the_largest_size_within_the_limit() {
-        let step = |window_us, clients, ok| Step {
+    fn capacity_is_the_largest_size_confirmed_within_the_limit() {
+        let step = |window_us, clients, ok, confirm| Step {
             window_us,
             clients,
             pacing_p99_ns: 0,
             send_lag_p99_ns: 0,
             achieved_rate: 0.0,
             ok,
+            confirm,
         };
         let caps = capacities(&[
-            step(0, 8, true),
-            step(0, 12, true),
-            step(0, 16, false),
-            step(100, 12, false),
+            step(0, 8, true, false),
+            step(0, 12, true, false),
+            step(0, 16, false, false),
+            step(0, 12, true, true),
+            step(0, 12, true, true),
+            step(100, 12, false, false),
+            // The ramp reached 48, both confirmations there missed, 32 held.
+            step(250, 48, true, false),
+            step(250, 48, false, true),
+            step(250, 48, false, true),
+            step(250, 32, true, true),
         ]);
-        assert_eq!(caps[0].clients_per_core, 12);
+        assert_eq!((caps[0].clients_per_core, caps[0].first_pass), (12, 12));
         // A larger window keeps at least a smaller one's capacity, though
         // its own first step missed.
         assert_eq!(caps[1].clients_per_core, 12);
+        assert_eq!((caps[2].clients_per_core, caps[2].first_pass), (32, 48));
+    }
+
+    #[test]
+    fn confirmation_steps_down_until_every_pass_holds() {
+        // (reached, sizes that pass every time, sizes that pass every
+        // other time, confirmed)
+        let table: [(Option<u32>, u32, u32, Option<u32>); 5] = [
+            (Some(48), 48, 0, Some(48)),
+            (Some(48), 33, 0, Some(32)),
+            // One stall in two passes does not move it.
+            (Some(48), 33, 48, Some(48)),
+            (Some(2), 0, 0, None),
+            (None, 512, 0, None),
+        ];
+        for (reached, holds, flaky, want) in table {
+            let mut tried = Vec::new();
+            let got = confirm(reached, &mut |n| {
+                tried.push(n);
+                Ok(n <= holds || (n <= flaky && tried.len() % 2 == 0))
+            })
+            .unwrap();
+            assert_eq!(got, want, "{reached:?} {holds}: {tried:?}");
+        }
     }
 }

@@ -104,6 +104,21 @@ pub struct Reconciliation {
     /// Unsent frames of the clients refused late.
     #[serde(default)]
     pub refused_unsent: u64,
+    /// Frames the server saw twice (its own per-client count): totals can
+    /// agree while one frame came twice and another never.
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Sequence numbers of drained clients the server never saw, up to the
+    /// highest it saw (its own per-client count).
+    #[serde(default)]
+    pub missing: u64,
+    /// Drained clients whose totals agree but whose measured and warm-up
+    /// frames were counted differently by the two sides.
+    #[serde(default)]
+    pub misclassified: Vec<u32>,
+    /// Client ids the server counted frames of that the fleet never ran.
+    #[serde(default)]
+    pub unknown_clients: Vec<u32>,
 }
 
 impl Reconciliation {
@@ -138,19 +153,69 @@ pub struct ClientMismatch {
 
 /// Compares every client of the fleet with the server's counts.
 pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconciliation {
-    let received: HashMap<u32, (u64, u64)> = server
-        .map(|s| {
-            s.clients
-                .iter()
-                .map(|c| (c.id, (c.received, c.measured)))
-                .collect()
-        })
+    let received: HashMap<u32, &models::report::ClientReport> = server
+        .map(|s| s.clients.iter().map(|c| (c.id, c)).collect())
         .unwrap_or_default();
-    let mut r = Reconciliation::default();
-    // A server may close a connection it turns away after the fleet's
-    // refusal check: the client then saw a break. Such clients are refused,
-    // not lost, when the server never heard from them and its own count of
-    // turned-away connections covers every connection they had.
+    let mut r = Reconciliation {
+        late_refused: late_refused(fleet, server, &received),
+        ..Reconciliation::default()
+    };
+    for c in &fleet.clients {
+        if r.late_refused.contains(&c.id) {
+            r.refused_frames += c.sent.measured + c.sent.warmup;
+            r.refused_unsent += c.unsent;
+            continue;
+        }
+        let sent = c.sent.measured + c.sent.warmup;
+        let line = received.get(&c.id);
+        let (got, got_measured) = line.map_or((0, 0), |l| (l.received, l.measured));
+        let drained = c.state == ClientState::Drained;
+        let settled = drained || matches!(c.state, ClientState::Failed | ClientState::Refused);
+        if got != sent || got_measured != c.sent.measured {
+            r.mismatched.push(ClientMismatch {
+                id: c.id,
+                drained,
+                sent,
+                received: got,
+                sent_measured: c.sent.measured,
+                received_measured: got_measured,
+            });
+            if drained && got == sent {
+                r.misclassified.push(c.id);
+            }
+        }
+        if let Some(l) = line {
+            r.duplicates += l.duplicates;
+            if drained {
+                r.missing += l.missing;
+            }
+        }
+        if settled {
+            r.lost += sent.saturating_sub(got);
+            r.excess += got.saturating_sub(sent);
+        } else {
+            r.unread += sent.saturating_sub(got);
+        }
+    }
+    r.unknown_clients = received
+        .keys()
+        .copied()
+        .filter(|id| !fleet.clients.iter().any(|c| c.id == *id))
+        .collect();
+    r.unknown_clients.sort_unstable();
+    r
+}
+
+/// Clients refused late. A server may close a connection it turns away
+/// after the fleet's refusal check: the client then saw a break. Such
+/// clients are refused, not lost, when the server never heard from them
+/// and its own count of turned-away connections covers every connection
+/// they had.
+fn late_refused(
+    fleet: &FleetReport,
+    server: Option<&ServerReport>,
+    received: &HashMap<u32, &models::report::ClientReport>,
+) -> Vec<u32> {
     let turned_away = server.map_or(0, |s| s.connections.rejected + s.connections.shed);
     let silent: Vec<&ClientSent> = fleet
         .clients
@@ -160,37 +225,40 @@ pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconcil
     let unexplained = turned_away.saturating_sub(fleet.refusals);
     let late: u64 = silent.iter().map(|c| c.established as u64).sum();
     if !silent.is_empty() && late <= unexplained {
-        r.late_refused = silent.iter().map(|c| c.id).collect();
+        silent.iter().map(|c| c.id).collect()
+    } else {
+        Vec::new()
     }
-    for c in &fleet.clients {
-        if r.late_refused.contains(&c.id) {
-            r.refused_frames += c.sent.measured + c.sent.warmup;
-            r.refused_unsent += c.unsent;
-            continue;
-        }
-        let sent = c.sent.measured + c.sent.warmup;
-        let (got, got_measured) = received.get(&c.id).copied().unwrap_or((0, 0));
-        let drained = c.state == ClientState::Drained;
-        let settled = drained || matches!(c.state, ClientState::Failed | ClientState::Refused);
-        let same = got == sent && got_measured == c.sent.measured;
-        if !same {
-            r.mismatched.push(ClientMismatch {
-                id: c.id,
-                drained,
-                sent,
-                received: got,
-                sent_measured: c.sent.measured,
-                received_measured: got_measured,
-            });
-        }
-        if settled {
-            r.lost += sent.saturating_sub(got);
-            r.excess += got.saturating_sub(sent);
-        } else {
-            r.unread += sent.saturating_sub(got);
-        }
+}
+
+/// What a finding says about the cell, in the order a probe is classified
+/// by: the first cause present decides (a crash outranks the loss it
+/// causes, a loss the overload around it, and only a cell whose server
+/// did nothing wrong can be the generator's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The server crashed, exited with a failure, hung, wrote no report or
+    /// was killed by fault injection.
+    ServerFault,
+    /// Frames lost, duplicated, miscounted or never acknowledged, protocol
+    /// errors, broken connections.
+    Loss,
+    /// The server could not keep up: backlog, undrained clients,
+    /// backpressure, refused connections.
+    Overload,
+    /// The fleet could not keep its schedule on its own account.
+    GeneratorBehind,
+    /// The fleet itself failed (timed out, exited with a failure, wrote no
+    /// report): says nothing of the server.
+    FleetFault,
+}
+
+impl Cause {
+    /// Whether the finding makes the cell invalid (else overloaded).
+    fn invalid(self) -> bool {
+        self != Cause::Overload
     }
-    r
 }
 
 /// The cell's standing.
@@ -212,6 +280,16 @@ pub struct Verdict {
     pub status: Status,
     /// Why, one entry per finding.
     pub reasons: Vec<String>,
+    /// The cause of each reason, in the same order.
+    #[serde(default)]
+    pub causes: Vec<Cause>,
+}
+
+impl Verdict {
+    /// The first cause in [`Cause`]'s order (`None`: nothing found).
+    pub fn cause(&self) -> Option<Cause> {
+        self.causes.iter().copied().min()
+    }
 }
 
 /// What went wrong while running the cell, beyond the reports.
@@ -223,8 +301,49 @@ pub struct RunFaults {
     pub server_hung: bool,
     /// The fleet exceeded its time limit and was killed.
     pub fleet_timeout: bool,
-    /// Anything else, verbatim.
+    /// The server exited with a failure status when asked to stop.
+    #[serde(default)]
+    pub server_exit: Option<String>,
+    /// The fleet exited with a failure status.
+    #[serde(default)]
+    pub fleet_exit: Option<String>,
+    /// Injected faults (the server or one of its children killed), verbatim.
     pub other: Vec<String>,
+}
+
+/// The findings of a cell, each a reason with its cause.
+#[derive(Default)]
+struct Findings(Vec<(Cause, String)>);
+
+impl Findings {
+    fn add(&mut self, cause: Cause, reason: impl Into<String>) {
+        self.0.push((cause, reason.into()));
+    }
+
+    fn count(&mut self, cause: Cause, n: u64, what: &str) {
+        if n > 0 {
+            self.add(cause, format!("{n} {what}"));
+        }
+    }
+
+    /// Invalid findings first, then the overloads, in the order found.
+    fn verdict(self) -> Verdict {
+        let (mut bad, over): (Vec<_>, Vec<_>) = self.0.into_iter().partition(|(c, _)| c.invalid());
+        let status = if !bad.is_empty() {
+            Status::Invalid
+        } else if !over.is_empty() {
+            Status::Overloaded
+        } else {
+            Status::Valid
+        };
+        bad.extend(over);
+        let (causes, reasons) = bad.into_iter().unzip();
+        Verdict {
+            status,
+            reasons,
+            causes,
+        }
+    }
 }
 
 /// Decides the cell's verdict from both reports, the run's faults and the
@@ -237,98 +356,116 @@ pub fn verdict(
     faults: &RunFaults,
     backlog_s: f64,
 ) -> Verdict {
-    let mut invalid = Vec::new();
-    let mut overloaded = Vec::new();
-    if faults.server_crashed {
-        invalid.push("server crashed".to_string());
-    }
-    if faults.server_hung {
-        invalid.push("server did not exit after SIGTERM".to_string());
-    }
-    if faults.fleet_timeout {
-        invalid.push("timeout: the fleet did not finish in time".to_string());
-    }
-    invalid.extend(faults.other.iter().cloned());
-    if server.is_none() {
-        invalid.push("no server report".to_string());
-    }
-    match fleet {
-        None => invalid.push("no fleet report".to_string()),
-        Some(f) => {
-            if rec.lost > 0 {
-                invalid.push(format!("loss {}", rec.lost));
-            }
-            if rec.excess > 0 {
-                invalid.push(format!(
-                    "server counted {} frames more than were sent",
-                    rec.excess
-                ));
-            }
-            // Short cells (a quick capacity probe) cannot build 100 ms of
-            // backlog; a tenth of the window is as telling there.
-            let backlog = backlog_s > BACKLOG_LIMIT_S.min(0.1 * f.measured_window_s);
-            if backlog && f.undrained.is_empty() {
-                overloaded.push(format!(
-                    "backlog: {:.0} ms of load unprocessed when the load stopped",
-                    backlog_s * 1e3
-                ));
-            }
-            let server_behind = backlog || !f.undrained.is_empty();
-            match fleet_status(f, rec.refused_unsent) {
-                FleetStatus::Ok => {}
-                // Kernel-side queueing of an overloaded server can slow the
-                // sender without any would-block: the server is the cause.
-                FleetStatus::GeneratorSaturated if server_behind => {
-                    overloaded.push("fleet fell behind while the server was overloaded".to_string())
-                }
-                FleetStatus::GeneratorSaturated => invalid.push(GENERATOR_SATURATED.to_string()),
-                FleetStatus::ServerBackpressure => {
-                    overloaded.push("server_backpressure".to_string())
-                }
-            }
-            let failed = f.failed.len() - rec.late_refused.len();
-            if failed > 0 {
-                invalid.push(format!("{failed} clients lost their connection"));
-            }
-            // A client refused late reconnected only to be refused again.
-            let excused: u64 = rec
-                .late_refused_clients(f)
-                .map(|c| c.reconnects as u64)
-                .sum();
-            let reconnects = f.reconnects.saturating_sub(excused);
-            if reconnects > 0 {
-                invalid.push(format!("{reconnects} reconnects"));
-            }
-            if !f.undrained.is_empty() {
-                overloaded.push(format!(
-                    "{} clients undrained, {} frames unread",
-                    f.undrained.len(),
-                    rec.unread
-                ));
-            }
-            if let Some(reason) = refused(f, server, rec) {
-                overloaded.push(reason);
-            }
-            invalid.extend(ack_faults(f, server));
-        }
+    let mut found = Findings::default();
+    run_faults(&mut found, faults, server.is_none());
+    if let Some(f) = fleet {
+        fleet_findings(&mut found, f, server, rec, backlog_s);
+    } else {
+        found.add(Cause::FleetFault, "no fleet report");
     }
     if let Some(s) = server {
         let errors = s.errors.total();
         if errors > 0 {
-            invalid.push(format!("protocol errors {errors}"));
+            found.add(Cause::Loss, format!("protocol errors {errors}"));
         }
     }
-    let status = if !invalid.is_empty() {
-        Status::Invalid
-    } else if !overloaded.is_empty() {
-        Status::Overloaded
-    } else {
-        Status::Valid
-    };
-    invalid.extend(overloaded);
-    Verdict {
-        status,
-        reasons: invalid,
+    found.verdict()
+}
+
+/// What went wrong running the cell.
+fn run_faults(found: &mut Findings, faults: &RunFaults, no_server_report: bool) {
+    if faults.server_crashed {
+        found.add(Cause::ServerFault, "server crashed");
+    }
+    if faults.server_hung {
+        found.add(Cause::ServerFault, "server did not exit after SIGTERM");
+    }
+    if let Some(status) = &faults.server_exit {
+        found.add(Cause::ServerFault, format!("server exited with {status}"));
+    }
+    for other in &faults.other {
+        found.add(Cause::ServerFault, other.clone());
+    }
+    if no_server_report {
+        found.add(Cause::ServerFault, "no server report");
+    }
+    if faults.fleet_timeout {
+        found.add(Cause::FleetFault, "timeout: the fleet did not finish in time");
+    }
+    if let Some(status) = &faults.fleet_exit {
+        found.add(Cause::FleetFault, format!("fleet exited with {status}"));
+    }
+}
+
+/// What the fleet's report and the reconciliation say.
+fn fleet_findings(
+    found: &mut Findings,
+    f: &FleetReport,
+    server: Option<&ServerReport>,
+    rec: &Reconciliation,
+    backlog_s: f64,
+) {
+    if rec.lost > 0 {
+        found.add(Cause::Loss, format!("loss {}", rec.lost));
+    }
+    if rec.excess > 0 {
+        found.add(
+            Cause::Loss,
+            format!("server counted {} frames more than were sent", rec.excess),
+        );
+    }
+    found.count(Cause::Loss, rec.duplicates, "frames the server saw twice");
+    found.count(Cause::Loss, rec.missing, "sequence numbers of drained clients the server never saw");
+    found.count(
+        Cause::Loss,
+        rec.misclassified.len() as u64,
+        "drained clients whose measured and warm-up frames the two sides counted differently",
+    );
+    found.count(
+        Cause::Loss,
+        rec.unknown_clients.len() as u64,
+        "clients the server counted that the fleet never ran",
+    );
+    // Short cells (a quick capacity probe) cannot build 100 ms of
+    // backlog; a tenth of the window is as telling there.
+    let backlog = backlog_s > BACKLOG_LIMIT_S.min(0.1 * f.measured_window_s);
+    if backlog && f.undrained.is_empty() {
+        found.add(
+            Cause::Overload,
+            format!("backlog: {:.0} ms of load unprocessed when the load stopped", backlog_s * 1e3),
+        );
+    }
+    let server_behind = backlog || !f.undrained.is_empty();
+    match fleet_status(f, rec.refused_unsent) {
+        FleetStatus::Ok => {}
+        // Kernel-side queueing of an overloaded server can slow the
+        // sender without any would-block: the server is the cause.
+        FleetStatus::GeneratorSaturated if server_behind => found.add(
+            Cause::Overload,
+            "fleet fell behind while the server was overloaded",
+        ),
+        FleetStatus::GeneratorSaturated => found.add(Cause::GeneratorBehind, GENERATOR_SATURATED),
+        FleetStatus::ServerBackpressure => found.add(Cause::Overload, "server_backpressure"),
+    }
+    let failed = f.failed.len() - rec.late_refused.len();
+    found.count(Cause::Loss, failed as u64, "clients lost their connection");
+    // A client refused late reconnected only to be refused again.
+    let excused: u64 = rec
+        .late_refused_clients(f)
+        .map(|c| c.reconnects as u64)
+        .sum();
+    found.count(Cause::Loss, f.reconnects.saturating_sub(excused), "reconnects");
+    if !f.undrained.is_empty() {
+        found.add(
+            Cause::Overload,
+            format!("{} clients undrained, {} frames unread", f.undrained.len(), rec.unread),
+        );
+    }
+    if let Some(reason) = refused(f, server, rec) {
+        found.add(Cause::Overload, reason);
+    }
+    for fault in ack_faults(f, server) {
+        found.add(Cause::Loss, fault);
     }
 }
 
@@ -373,6 +510,101 @@ mod tests {
 
     fn lag(f: &mut FleetReport) {
         f.send_lag_ns.p99 = f.config.max_lag.as_nanos() as u64 + 1;
+    }
+
+    #[test]
+    fn the_ledger_is_exact_per_client() {
+        // (case, change, a reason that must appear): every one invalid,
+        // though the per-client totals still agree in each.
+        let table: Vec<(&str, Mutate, &str)> = vec![
+            (
+                "one frame twice, another never",
+                |_, s, _| {
+                    s.clients[0].duplicates = 1;
+                    s.clients[0].missing = 1;
+                },
+                "1 frames the server saw twice",
+            ),
+            (
+                "a gap",
+                |_, s, _| s.clients[1].missing = 3,
+                "3 sequence numbers of drained clients the server never saw",
+            ),
+            (
+                "measured counted as warm-up",
+                |_, s, _| s.clients[2].measured -= 1,
+                "1 drained clients whose measured and warm-up frames",
+            ),
+            (
+                "a client the fleet never ran",
+                |_, s, _| {
+                    let mut ghost = s.clients[0].clone();
+                    ghost.id = 999_999;
+                    s.clients.push(ghost);
+                },
+                "1 clients the server counted that the fleet never ran",
+            ),
+        ];
+        for (name, mutate, reason) in table {
+            let (mut f, mut s) = baseline();
+            let mut faults = RunFaults::default();
+            mutate(&mut f, &mut s, &mut faults);
+            let rec = reconcile(&f, Some(&s));
+            assert_eq!((rec.lost, rec.excess), (0, 0), "{name}: totals agree");
+            let v = verdict(Some(&f), Some(&s), &rec, &faults, 0.0);
+            assert_eq!(v.status, Status::Invalid, "{name}: {v:?}");
+            assert_eq!(v.cause(), Some(Cause::Loss), "{name}: {v:?}");
+            assert!(v.reasons.iter().any(|r| r.contains(reason)), "{name}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_cause_decides() {
+        use Cause::*;
+        // (case, change, backlog seconds, first cause)
+        let table: Vec<(&str, Mutate, f64, Option<Cause>)> = vec![
+            ("all well", |_, _, _| {}, 0.0, None),
+            ("late generator", |f, _, _| lag(f), 0.0, Some(GeneratorBehind)),
+            ("late generator, server behind", |f, _, _| lag(f), 0.5, Some(Overload)),
+            (
+                "a crash and the loss it causes",
+                |f, s, x| {
+                    lag(f);
+                    x.server_crashed = true;
+                    s.clients[0].received -= 5;
+                },
+                0.5,
+                Some(ServerFault),
+            ),
+            (
+                "a crash read as a late generator",
+                |f, _, x| {
+                    lag(f);
+                    x.server_crashed = true;
+                },
+                0.0,
+                Some(ServerFault),
+            ),
+            (
+                "loss in an overload",
+                |_, s, _| s.clients[0].received -= 5,
+                0.5,
+                Some(Loss),
+            ),
+            ("server exit status", |_, _, x| x.server_exit = Some("exit status: 1".into()), 0.0, Some(ServerFault)),
+            ("fleet exit status", |_, _, x| x.fleet_exit = Some("exit status: 1".into()), 0.0, Some(FleetFault)),
+            ("fleet timeout", |_, _, x| x.fleet_timeout = true, 0.0, Some(FleetFault)),
+            ("backlog", |_, _, _| {}, 0.5, Some(Overload)),
+        ];
+        for (name, mutate, backlog_s, want) in table {
+            let (mut f, mut s) = baseline();
+            let mut faults = RunFaults::default();
+            mutate(&mut f, &mut s, &mut faults);
+            let rec = reconcile(&f, Some(&s));
+            let v = verdict(Some(&f), Some(&s), &rec, &faults, backlog_s);
+            assert_eq!(v.cause(), want, "{name}: {v:?}");
+            assert_eq!(v.causes.len(), v.reasons.len(), "{name}");
+        }
     }
 
     #[test]

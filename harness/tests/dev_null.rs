@@ -40,7 +40,7 @@ fn dev_null_stays_a_character_device() {
     {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("skipped: cannot run unshare ({e})");
+            util::cannot_run(&format!("cannot run unshare ({e})"));
             return;
         }
     };
@@ -50,7 +50,7 @@ fn dev_null_stays_a_character_device() {
         String::from_utf8_lossy(&out.stderr)
     );
     if out.status.code() == Some(SKIP) || text.contains("unshare failed") {
-        eprintln!("skipped: no private mount namespace with a fresh /dev here ({text})");
+        util::cannot_run(&format!("no private mount namespace with a fresh /dev here ({text})"));
         return;
     }
     assert!(out.status.success(), "{text}");

@@ -111,17 +111,17 @@ fn sigkill_leaves_no_orphans_and_a_run_that_resumes() {
         "1s",
     ];
     let mut child = harness(dir.path(), &args).spawn().unwrap();
-    wait_for(dir.path(), 1);
     // Mid-way through the second cell: its server and fleet are running.
-    std::thread::sleep(Duration::from_millis(600));
+    wait_for(dir.path(), 1);
+    util::wait_until("the second cell's fleet", || {
+        util::fleet_running_under(dir.path())
+    });
     signal(&child, Signal::SIGKILL);
     child.wait().unwrap();
     no_orphans_within(dir.path(), Duration::from_secs(2));
     let run = saved(dir.path(), 1).unwrap();
     let id = run["run_id"].as_str().unwrap().to_string();
-    if run["complete"] == true {
-        return; // finished before the signal landed
-    }
+    assert_eq!(run["complete"], false, "killed during its second of three cells");
     let status = harness(dir.path(), &["--resume", &id]).status().unwrap();
     assert!(status.success());
     let run = saved(dir.path(), 3).unwrap();
@@ -143,7 +143,9 @@ fn sigterm_stops_the_children_at_once_and_keeps_finished_cells() {
     ];
     let mut child = harness(dir.path(), &args).spawn().unwrap();
     wait_for(dir.path(), 1);
-    std::thread::sleep(Duration::from_millis(500));
+    util::wait_until("the second cell's fleet", || {
+        util::fleet_running_under(dir.path())
+    });
     let sent = Instant::now();
     signal(&child, Signal::SIGTERM);
     let status = child.wait().unwrap();
@@ -153,9 +155,7 @@ fn sigterm_stops_the_children_at_once_and_keeps_finished_cells() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     no_orphans_within(dir.path(), Duration::from_secs(2));
     let run = saved(dir.path(), 1).unwrap();
-    if run["complete"] == true {
-        return;
-    }
+    assert_eq!(run["complete"], false, "stopped during its second of three cells");
     assert_eq!(status.code(), Some(130));
     assert_eq!(
         run["cells"].as_array().unwrap().len(),
@@ -176,16 +176,22 @@ fn an_interrupted_search_resumes_by_replaying_its_probes() {
         "--quick",
         "--duration",
         "250ms",
+        "--search-max",
+        "64",
+        "--min-samples",
+        "0",
     ];
     let mut child = harness(dir.path(), &args).spawn().unwrap();
+    // A third probe under way: the search (capacity 4 or 5, from 1
+    // client up) is far from done.
     wait_for(dir.path(), 2);
+    util::wait_until("the third probe's fleet", || {
+        util::fleet_running_under(dir.path())
+    });
     signal(&child, Signal::SIGINT);
     let status = child.wait().unwrap();
     let run = saved(dir.path(), 2).unwrap();
-    if status.success() {
-        return; // the search finished before the signal landed
-    }
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(130), "interrupted during a probe");
     let before = run["cells"].as_array().unwrap().clone();
     let id = run["run_id"].as_str().unwrap().to_string();
     let status = harness(dir.path(), &["--resume", &id]).status().unwrap();

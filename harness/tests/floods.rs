@@ -100,7 +100,7 @@ fn every_model_past_max_clients_refuses_the_rest_and_serves_the_admitted() {
 #[test]
 fn every_model_out_of_descriptors_sheds_the_rest_and_serves_the_admitted() {
     if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("skipped: prlimit (util-linux) is not installed");
+        util::cannot_run("prlimit (util-linux) is not installed");
         return;
     }
     for &name in &models::names() {

@@ -192,6 +192,10 @@ fn an_interrupted_run_resumes_where_it_stopped() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The second cell under way.
+    util::wait_until("the second cell's fleet", || {
+        util::fleet_running_under(dir.path())
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -200,12 +204,7 @@ fn an_interrupted_run_resumes_where_it_stopped() {
     let status = child.wait().unwrap();
     let (_, run) = only_run(dir.path());
     let done = run["cells"].as_array().unwrap().len();
-    if status.code() == Some(0) {
-        // The run finished before the signal landed; nothing to resume.
-        assert_eq!(done, 3);
-        return;
-    }
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(130), "interrupted during its second cell");
     assert_eq!(run["complete"], false);
     assert!((1..3).contains(&done), "{done} cells");
     let id = run["run_id"].as_str().unwrap().to_string();
@@ -320,7 +319,17 @@ fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
     // `single` must stop near 4 or 5 clients, limited by the server.
     let cmd = run_args(
         dir.path(),
-        &["--model", "single", "--work", "cpu:200us", "--quick"],
+        &[
+            "--model",
+            "single",
+            "--work",
+            "cpu:200us",
+            "--quick",
+            "--search-max",
+            "64",
+            "--min-samples",
+            "0",
+        ],
     );
     // `harness capacity` takes the same options after the subcommand.
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
@@ -333,8 +342,10 @@ fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
     assert_eq!(caps.len(), 1, "one (model, workload)");
     let cap = &caps[0];
     assert_eq!(cap["model"], "single");
+    // 20% of the server's CPU per client: saturated at 5, and the SLO
+    // (p99 <= 2.4 ms) is missed before that.
     let clients = cap["clients"].as_u64().unwrap();
-    assert!(clients < 10, "capacity {clients}: {}", text(&out));
+    assert!((2..=5).contains(&clients), "capacity {clients}: {}", text(&out));
     let probes = cap["probes"].as_array().unwrap();
     // Limited by the server, unless the fleet said it fell behind (the
     // other tests share this machine's two CPUs).

@@ -46,7 +46,7 @@ fn shards_in_three_namespaces_reconcile_exactly_with_a_fourth() {
     let tag = std::process::id() % 100_000;
     let server_ns = format!("ib{tag}s");
     if !ip(&["netns", "add", &server_ns]) {
-        eprintln!("skipped: cannot create a network namespace (needs root and `ip netns`)");
+        util::cannot_run("cannot create a network namespace (needs root and `ip netns`)");
         return;
     }
     let mut namespaces = Namespaces(vec![server_ns.clone()]);

@@ -49,6 +49,9 @@ pub struct CellResult {
     pub reconciliation: Reconciliation,
     /// Faults seen while running.
     pub faults: RunFaults,
+    /// The machine's stalls on the server's and fleet's CPUs meanwhile.
+    #[serde(default)]
+    pub canary: Option<super::canary::CanaryReport>,
     /// Standing and reasons.
     pub verdict: Verdict,
     /// Derived figures.
@@ -145,7 +148,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         .arg("--rate")
         .arg(fleet_config.rate.to_string())
         .arg("--duration")
-        .arg(format!("{}ms", fleet_config.duration.as_millis()))
+        .arg(format!("{}us", fleet_config.duration.as_micros()))
         .arg("--warmup")
         .arg(format!("{}ms", fleet_config.warmup.as_millis()))
         .arg("--batch-window")
@@ -183,10 +186,12 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     };
     let mut sampled_cpus = config.server_cpus.clone();
     sampled_cpus.extend(&config.fleet_cpus);
-    let sampler = Sampler::start(server.id(), fleet.id(), sampled_cpus);
+    let sampler = Sampler::start(server.id(), fleet.id(), sampled_cpus.clone());
+    let canary = super::canary::Canary::start(&sampled_cpus);
 
     let mut faults = RunFaults::default();
-    let limit = config.warmup + config.duration + config.drain_timeout * 2 + FLEET_SLACK;
+    let limit =
+        config.warmup + fleet_config.duration + config.drain_timeout * 2 + FLEET_SLACK;
     if let Some(after) = config.kill_server_after {
         // Fault injection: the fleet must see its server (or a server
         // child) die mid-run.
@@ -209,7 +214,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     let fleet_ok = wait_timeout(&mut fleet, limit, &ctx.stop)?;
     match fleet_ok {
         Some(status) if !status.success() => {
-            faults.other.push(format!("fleet exited with {status}"))
+            faults.fleet_exit = Some(status.to_string())
         }
         Some(_) => {}
         None => {
@@ -221,13 +226,14 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     // The last sample (PSS, fds, context switches too) sees the server as
     // the load left it, before it is asked to stop.
     let samples = sampler.stop();
+    let canary = canary.stop();
     if server.try_wait()?.is_some() {
         faults.server_crashed = true;
     } else {
         let _ = kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
         match wait_timeout(&mut server, SERVER_GRACE, &AtomicBool::new(false))? {
             Some(status) if !status.success() => {
-                faults.other.push(format!("server exited with {status}"))
+                faults.server_exit = Some(status.to_string())
             }
             Some(_) => {}
             None => {
@@ -248,9 +254,11 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         samples,
         reconciliation: Reconciliation::default(),
         faults,
+        canary: Some(canary),
         verdict: Verdict {
             status: verdict::Status::Invalid,
             reasons: Vec::new(),
+            causes: Vec::new(),
         },
         derived: Figures::default(),
         logs: vec![server_log, fleet_log],

@@ -60,10 +60,15 @@ pub struct RunConfig {
     /// Warm-up per cell.
     #[serde(with = "models::duration_ms")]
     pub warmup: Duration,
-    /// Fleet batch window forced for every cell; `None`: chosen per cell
-    /// from `fleet_calibration`.
+    /// Fleet batch window forced with `--batch-window`.
     #[serde(with = "opt_ms")]
     pub batch_window: Option<Duration>,
+    /// The one batch window every cell of the run uses, fixed when the run
+    /// starts (forced, or chosen from `fleet_calibration`), so every probe
+    /// of every model sees one load shape. `None` only in runs recorded
+    /// before it existed (their windows were chosen per cell).
+    #[serde(default, with = "opt_ms")]
+    pub window: Option<Duration>,
     /// The fleet calibration the windows were chosen from.
     pub fleet_calibration: Option<FleetCalibration>,
     /// Drain timeout of each client.
@@ -122,7 +127,18 @@ pub struct SearchSettings {
     pub confirm_next: bool,
     /// Search several worker counts per model (else one: forced or default).
     pub sweep: bool,
+    /// Fewest measured frames a probe takes, so that its p99 rests on
+    /// enough samples above it: a probe of few clients runs longer.
+    #[serde(default)]
+    pub min_samples: u64,
 }
+
+/// Frames above the p99 a probe rests on at least: `--quick`, full.
+pub const TAIL_SAMPLES: (u64, u64) = (50, 200);
+/// Bisection tolerance, percent: `--quick`, full.
+pub const TOLERANCE_PCT: (f64, f64) = (20.0, 5.0);
+/// Confirmation repeats of the knee: `--quick`, full.
+pub const CONFIRM_REPEATS: (u32, u32) = (1, 3);
 
 fn yes() -> bool {
     true
@@ -196,6 +212,9 @@ impl RunConfig {
         let search = (args.capacity || (args.all && args.clients.is_empty())).then_some(());
         if search.is_some() && !args.clients.is_empty() {
             bail!("--clients fixes the fleet sizes, but `harness capacity` searches for them; drop --clients, or run `harness --model M --clients ...`");
+        }
+        if search.is_none() && (args.search_max.is_some() || args.min_samples.is_some()) {
+            bail!("--search-max and --min-samples set a capacity search, but this run has fixed fleet sizes (--clients); drop them, or drop --clients");
         }
         if search.is_some() && args.rate == Rate::Max {
             bail!("a capacity search counts clients at a paced rate; give --rate N (frames per second per client), not `max`");
@@ -290,7 +309,7 @@ impl RunConfig {
             Some(()) => {
                 let tolerance = args
                     .tolerance
-                    .unwrap_or(if args.quick { 20.0 } else { 5.0 });
+                    .unwrap_or(if args.quick { TOLERANCE_PCT.0 } else { TOLERANCE_PCT.1 });
                 if !(0.0..=100.0).contains(&tolerance) {
                     bail!("--tolerance is a percentage between 0 and 100, not {tolerance}");
                 }
@@ -299,9 +318,16 @@ impl RunConfig {
                         max_clients: DEFAULT_SEARCH_MAX,
                         tolerance: tolerance / 100.0,
                     },
-                    confirm: args.confirm.unwrap_or(if args.quick { 1 } else { 3 }),
+                    confirm: args.confirm.unwrap_or(if args.quick {
+                        CONFIRM_REPEATS.0
+                    } else {
+                        CONFIRM_REPEATS.1
+                    }),
                     confirm_next: !args.quick,
                     sweep: workers.is_none(),
+                    min_samples: args.min_samples.unwrap_or(
+                        100 * if args.quick { TAIL_SAMPLES.0 } else { TAIL_SAMPLES.1 },
+                    ),
                 })
             }
         };
@@ -321,6 +347,7 @@ impl RunConfig {
             duration: args.duration.unwrap_or(ms(duration)),
             warmup: args.warmup.unwrap_or(ms(warmup)),
             batch_window: args.batch_window,
+            window: args.batch_window,
             fleet_calibration: None,
             drain_timeout: args.drain_timeout.unwrap_or(ms(drain)),
             workers,
@@ -372,10 +399,11 @@ impl RunConfig {
         out
     }
 
-    /// The batch window of a cell with `clients` clients: forced, or chosen
-    /// from the calibration for the clients each pacing thread carries.
+    /// The batch window of a cell with `clients` clients: the run's one
+    /// window; in runs recorded before there was one, chosen per cell from
+    /// the calibration for the clients each pacing thread carried.
     pub fn batch_window_for(&self, clients: u32) -> Duration {
-        if let Some(w) = self.batch_window {
+        if let Some(w) = self.window.or(self.batch_window) {
             return w;
         }
         let threads = self.fleet_cpus.len().max(1) as u32;
@@ -385,9 +413,61 @@ impl RunConfig {
             .map_or(Duration::from_millis(1), |c| c.window_for(per_thread))
     }
 
+    /// The largest fleet size of the run: the search's bound, or the
+    /// largest fixed size.
+    pub fn largest_fleet(&self) -> u32 {
+        match &self.search {
+            Some(s) => s.params.max_clients,
+            None => self.clients.iter().copied().max().unwrap_or(1),
+        }
+    }
+
+    /// Fixes the run's one window (and a search's bound) from the fleet
+    /// calibration: a forced window bounds the search at what the fleet
+    /// paces with it; otherwise the bound is the most the fleet paces at
+    /// any window and the window the smallest that paces it. `search_max`
+    /// overrides the bound.
+    pub fn fix_window(&mut self, calibration: Option<&FleetCalibration>, search_max: Option<u32>) {
+        let threads = self.fleet_cpus.len().max(1) as u32;
+        if let Some(search) = self.search.as_mut() {
+            search.params.max_clients = match (search_max, calibration) {
+                (Some(n), _) => n,
+                (None, Some(cal)) => cal.max_clients(self.batch_window, threads),
+                (None, None) => DEFAULT_SEARCH_MAX,
+            };
+        }
+        if self.window.is_none() {
+            let per_thread = self.largest_fleet().div_ceil(threads);
+            self.window = Some(calibration.map_or(Duration::from_millis(1), |c| c.window_for(per_thread)));
+        }
+    }
+
+    /// The SLO a capacity search holds `workload`'s probes to: `--slo`,
+    /// else the default for the run's window and the workload's work.
+    pub fn slo_for(&self, workload: &str) -> Result<crate::bench::slo::Slo> {
+        match &self.slo {
+            Some(s) => s.parse().map_err(|e| anyhow!("invalid --slo: {e}")),
+            None => Ok(crate::bench::slo::Slo::default_for(
+                self.batch_window_for(1).as_micros() as u64,
+                self.workload(workload).map(|w| &w.plan),
+            )),
+        }
+    }
+
     /// The workload called `name`.
     pub fn workload(&self, name: &str) -> Option<&Workload> {
         self.workloads.iter().find(|w| w.name == name)
+    }
+
+    /// The measured window of a cell of `clients` clients: the run's, or
+    /// longer in a search, to take at least its `min_samples` frames.
+    pub fn duration_for(&self, clients: u32) -> Duration {
+        let (Some(search), Rate::Hz(hz)) = (&self.search, self.rate) else {
+            return self.duration;
+        };
+        let per_s = (clients as u64 * hz).max(1);
+        self.duration
+            .max(Duration::from_secs_f64(search.min_samples as f64 / per_s as f64))
     }
 
     /// The fleet configuration of a cell against `target`.
@@ -398,7 +478,7 @@ impl RunConfig {
             client_id_base: 0,
             rate: self.rate,
             warmup: self.warmup,
-            duration: self.duration,
+            duration: self.duration_for(key.clients),
             count: None,
             batch_window: self.batch_window_for(key.clients),
             work: self.workload(&key.workload)?.plan.clone(),
@@ -509,5 +589,73 @@ mod tests {
         let c = config(&[]);
         assert_eq!(c.batch_window_for(1), Duration::ZERO);
         assert_eq!(c.batch_window_for(500), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_help_states_the_defaults_the_code_uses() {
+        use clap::CommandFactory;
+        let help = crate::cli::Cli::command()
+            .find_subcommand_mut("capacity")
+            .expect("capacity subcommand")
+            .render_long_help()
+            .to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            format!("[default: {}; {} with --quick]", TOLERANCE_PCT.1, TOLERANCE_PCT.0),
+            format!(
+                "[default: {}; with --quick {}, of the knee only]",
+                CONFIRM_REPEATS.1, CONFIRM_REPEATS.0
+            ),
+            format!(
+                "[default: {}; {} with --quick]",
+                100 * TAIL_SAMPLES.1,
+                100 * TAIL_SAMPLES.0
+            ),
+        ] {
+            assert!(help.contains(&want), "the help does not say {want:?}: {help}");
+        }
+    }
+
+    fn calibration(caps: &[(u64, u32)]) -> FleetCalibration {
+        FleetCalibration {
+            windows: caps
+                .iter()
+                .map(|&(window_us, clients_per_core)| crate::fleet_capacity::WindowCapacity {
+                    window_us,
+                    clients_per_core,
+                    first_pass: clients_per_core,
+                })
+                .collect(),
+            ..FleetCalibration::default()
+        }
+    }
+
+    #[test]
+    fn one_window_per_run_from_the_calibration() {
+        let cal = calibration(&[(0, 16), (250, 48), (1000, 128), (2000, 256)]);
+        let ms = Duration::from_micros;
+        // (args, window, search bound): the bound is what the fleet paces
+        // with headroom at the window; unforced, the window is the
+        // smallest that paces the largest fleet of the run.
+        let table: [(&[&str], Duration, Option<u32>); 5] = [
+            (&["--all"], ms(2000), Some(192)),
+            (&["--all", "--batch-window", "0"], ms(0), Some(12)),
+            (&["--all", "--batch-window", "1ms"], ms(1000), Some(96)),
+            (&["--all", "--search-max", "30"], ms(250), Some(30)),
+            (&["--all", "--clients", "1,10,50"], ms(1000), None),
+        ];
+        for (args, window, bound) in table {
+            let mut argv = vec!["harness"];
+            argv.extend_from_slice(args);
+            let cli = crate::cli::Cli::parse_from(argv);
+            let mut c = RunConfig::from_args(&cli.run).unwrap();
+            c.fleet_cpus = vec![1];
+            c.fix_window(Some(&cal), cli.run.search_max);
+            assert_eq!(c.window, Some(window), "{args:?}");
+            for n in [1, 7, 100] {
+                assert_eq!(c.batch_window_for(n), window, "{args:?} at {n}");
+            }
+            assert_eq!(c.search.map(|s| s.params.max_clients), bound, "{args:?}");
+        }
     }
 }

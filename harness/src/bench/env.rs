@@ -38,6 +38,10 @@ pub struct Environment {
     pub clock_source: String,
     /// harness version.
     pub harness_version: String,
+    /// The harness binary that ran: a CRC-32 of the executable and its
+    /// size, so caches measured by another build are never reused.
+    #[serde(default)]
+    pub build: String,
     /// SMT siblings of each server and fleet CPU (`thread_siblings_list`).
     #[serde(default)]
     pub cpu_siblings: Vec<(usize, String)>,
@@ -105,6 +109,7 @@ impl Environment {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into()),
             harness_version: env!("CARGO_PKG_VERSION").to_string(),
+            build: build_id(),
             cpu_siblings,
             server_fleet_share_a_core,
             governor: std::fs::read_to_string(
@@ -116,6 +121,17 @@ impl Environment {
             transparent_hugepages: read_trimmed("/sys/kernel/mm/transparent_hugepage/enabled"),
         }
     }
+}
+
+/// `crc32:XXXXXXXX/BYTES` of the running executable (`unknown` when it
+/// cannot be read).
+pub fn build_id() -> String {
+    std::env::current_exe()
+        .and_then(std::fs::read)
+        .map_or_else(
+            |_| "unknown".into(),
+            |bytes| format!("crc32:{:08x}/{}", crc32fast::hash(&bytes), bytes.len()),
+        )
 }
 
 /// A small procfs or sysfs file, trimmed, with tabs as spaces; `unknown`

@@ -2,6 +2,7 @@
 //! pinned server process against a pinned fleet process, saved after every
 //! cell, then reported.
 
+pub mod canary;
 pub mod cell;
 pub mod config;
 pub mod env;
@@ -73,7 +74,11 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             if environment.server_fleet_share_a_core {
                 eprintln!("warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load will slow the server (see --server-cpus, --fleet-cpus)");
             }
-            if config.batch_window.is_none() {
+            // The calibration bounds a search and picks the run's window;
+            // a forced window needs it only to bound a search.
+            let needs_calibration = config.batch_window.is_none()
+                || (config.search.is_some() && args.search_max.is_none());
+            if needs_calibration {
                 config.fleet_calibration =
                     Some(crate::fleet_capacity::FleetCalibration::load_or_measure(
                         &args.results_dir,
@@ -88,14 +93,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                         },
                     )?);
             }
-            let threads = config.fleet_cpus.len().max(1) as u32;
-            let bound = config
-                .fleet_calibration
-                .as_ref()
-                .map(|c| c.max_clients(threads));
-            if let (Some(search), Some(bound)) = (config.search.as_mut(), bound) {
-                search.params.max_clients = bound.max(1);
-            }
+            config.fix_window(config.fleet_calibration.clone().as_ref(), args.search_max);
             RunFile {
                 run_id,
                 started,
@@ -142,6 +140,17 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                 run.config.server_cpus,
                 run.config.fleet_cpus,
                 run.config.harness_cpus
+            );
+            eprintln!(
+                "one load shape for every probe: batch window {}, search bound {} clients; SLO {}",
+                crate::units::fmt_ns(run.config.batch_window_for(1).as_nanos() as u64),
+                run.config.largest_fleet(),
+                run.config
+                    .workloads
+                    .iter()
+                    .map(|w| Ok(format!("{}: {}", w.name, run.config.slo_for(&w.name)?.label())))
+                    .collect::<Result<Vec<_>>>()?
+                    .join("; ")
             );
             crate::capacity::run(&ctx, &mut run, &run_dir, progress_bar("probes", 0, 0))?
         }

@@ -67,15 +67,8 @@ impl Slo {
     /// What of this SLO one cell breaches, one entry per limit.
     pub fn breach(&self, c: &CellResult) -> Vec<String> {
         let mut out = Vec::new();
-        let d = &c.derived;
         for (name, limit) in &self.latency {
-            let v = match name.as_str() {
-                "p50" => d.p50_ns,
-                "p90" => d.p90_ns,
-                "p99" => d.p99_ns,
-                "p999" => d.p999_ns,
-                _ => d.max_ns,
-            };
+            let v = figure(c, name);
             if v > limit.as_nanos() as u64 {
                 out.push(format!(
                     "{name} {} > {}",
@@ -92,6 +85,30 @@ impl Slo {
         out
     }
 
+    /// How far the cell's worst latency figure is over its limit, ns (0:
+    /// within every limit).
+    pub fn excess_ns(&self, c: &CellResult) -> u64 {
+        self.latency
+            .iter()
+            .map(|(name, limit)| figure(c, name).saturating_sub(limit.as_nanos() as u64))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The text of an SLO for records: `p99 <= 3ms, no loss`.
+    pub fn label(&self) -> String {
+        let mut parts: Vec<String> = self
+            .latency
+            .iter()
+            .map(|(n, d)| format!("{n} <= {}", crate::units::fmt_ns(d.as_nanos() as u64)))
+            .collect();
+        parts.push(match self.loss {
+            Some(0) | None => "no loss".to_string(),
+            Some(n) => format!("loss <= {n}"),
+        });
+        parts.join(", ")
+    }
+
     /// The default SLO of a cell with this batch window and work: p99 at
     /// most [`default_p99_ns`], no loss.
     pub fn default_for(batch_window_us: u64, plan: Option<&WorkPlan>) -> Slo {
@@ -102,6 +119,18 @@ impl Slo {
             )],
             loss: Some(0),
         }
+    }
+}
+
+/// The cell's latency figure called `name` (p50, p90, p99, p999, max), ns.
+fn figure(c: &CellResult, name: &str) -> u64 {
+    let d = &c.derived;
+    match name {
+        "p50" => d.p50_ns,
+        "p90" => d.p90_ns,
+        "p99" => d.p99_ns,
+        "p999" => d.p999_ns,
+        _ => d.max_ns,
     }
 }
 

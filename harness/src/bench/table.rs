@@ -118,7 +118,6 @@ fn truncate(s: &str, n: usize) -> String {
 /// A capacity search's answers as an aligned table, one line per (workload,
 /// model) in run order, then the recommendation per workload.
 pub fn render_capacities(run: &super::results::RunFile) -> String {
-    use crate::capacity::search::LimitedBy;
     let mut out = format!(
         "{:<8} {:<8} {:>7} {:>14} {:>9} {:>9} {:>7} {:>8}  {}\n",
         "work", "model", "workers", "capacity", "p99", "svc p99", "us/pkt", "pss MiB", "limited by"
@@ -135,10 +134,7 @@ pub fn render_capacities(run: &super::results::RunFile) -> String {
                 crate::units::fmt_ns(r.service_p99_ns),
                 r.cpu_us.median,
                 r.pss_kib.median / 1024.0,
-                match r.limited_by {
-                    LimitedBy::Server => "server",
-                    LimitedBy::Generator => "generator (the fleet cannot offer more here)",
-                }
+                r.limited_by.label()
             ));
         }
     }

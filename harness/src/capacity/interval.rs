@@ -1,7 +1,8 @@
 //! The capacity interval from repeated probes: its low end is the largest
 //! fleet size that passed every time it was probed, its high end one below
-//! the smallest size above that failed every time (open when the server
-//! never failed above it).
+//! the smallest size above that failed every time (else at least half the
+//! time; open when none did); the capacity itself is a size that was
+//! probed, inside it.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,9 @@ use super::search::Outcome;
 pub struct Interval {
     /// Passed every probe at this size (0: none passed).
     pub low: u32,
-    /// Failed every probe one above this size; `None`: no size above `low`
-    /// failed every time (the generator's bound, or a flaky server).
+    /// One below the smallest size above `low` that failed every time on
+    /// the server's account (else at least half the time); `None`: none
+    /// did (the generator's bound).
     pub high: Option<u32>,
 }
 
@@ -27,67 +29,67 @@ impl Interval {
     }
 
     /// The interval around the capacity `point`: `4`, `40 (38-44)`,
-    /// `>= 150`, `96 (84-?)`.
+    /// `>= 150` (bounded by the generator), `< 1` (not even one client).
     pub fn label(&self, point: u32) -> String {
         match self.high {
+            _ if point == 0 => "< 1".to_string(),
             Some(h) if h == self.low && h == point => format!("{point}"),
             Some(h) => format!("{point} ({}-{h})", self.low),
             None if point == self.low => format!(">= {point}"),
-            None => format!("{point} ({}-?)", self.low),
+            None => format!(">= {point} ({}-)", self.low),
         }
     }
 }
 
-/// The interval from every probe of one search (fleet size, outcome),
-/// the search's own and its confirmation repeats. Generator-limited probes
-/// say nothing of the server and are ignored; `knee` is the search's
-/// answer, above which a pass does not raise the low end.
-pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
+/// Passes and server failures per size (generator- and machine-limited
+/// probes say nothing of the server and are left out).
+fn tally(probes: &[(u32, Outcome)]) -> BTreeMap<u32, (u32, u32)> {
     let mut by_size: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
     for &(n, outcome) in probes {
-        let e = by_size.entry(n).or_default();
-        match outcome {
-            Outcome::Pass => e.0 += 1,
-            Outcome::Fail => e.1 += 1,
-            Outcome::Generator => {}
+        if outcome == Outcome::Pass {
+            by_size.entry(n).or_default().0 += 1;
+        } else if outcome.servers() {
+            by_size.entry(n).or_default().1 += 1;
         }
     }
+    by_size
+}
+
+/// The interval from every probe of one search (fleet size, outcome),
+/// the search's own and its confirmation repeats; `knee` is the search's
+/// answer, above which a pass does not raise the low end.
+pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
+    let by_size = tally(probes);
     let low = by_size
         .range(..=knee)
         .rev()
         .find(|(_, &(pass, fail))| pass > 0 && fail == 0)
         .map_or(0, |(&n, _)| n);
-    let high = by_size
-        .range(low + 1..)
+    // One below the smallest size above that failed every time, else the
+    // smallest that failed at least half the time.
+    let above = || by_size.range(low + 1..);
+    let high = above()
         .find(|(_, &(pass, fail))| fail > 0 && pass == 0)
+        .or_else(|| above().find(|(_, &(pass, fail))| fail > 0 && fail >= pass))
         .map(|(&n, _)| n - 1);
     Interval { low, high }
 }
 
-/// The capacity as one number: the largest size that passed most of its
-/// probes, where at or below the search's `knee` half is enough (the search
-/// saw a failure retried into a pass as a pass) and above it a strict
-/// majority of the confirmation repeats is needed; never outside the
-/// interval.
+/// The capacity as one number: the largest probed size inside the
+/// interval that passed most of its probes (at or below the search's
+/// `knee` half is enough: the search saw a failure retried into a pass as
+/// a pass), else the low end; 0 when nothing passed every time at any
+/// size (`< 1 client`).
 pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
-    let mut by_size: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
-    for &(n, outcome) in probes.iter().filter(|(_, o)| *o != Outcome::Generator) {
-        let e = by_size.entry(n).or_default();
-        if outcome == Outcome::Pass {
-            e.0 += 1;
-        } else {
-            e.1 += 1;
-        }
+    let iv = interval(probes, knee);
+    if iv.low == 0 {
+        return 0;
     }
-    let best = by_size
-        .iter()
+    tally(probes)
+        .range(iv.low..=iv.high.unwrap_or(u32::MAX))
         .rev()
         .find(|(&n, &(pass, fail))| pass > fail || (n <= knee && pass == fail && pass > 0))
-        .map_or(0, |(&n, _)| n);
-    // Inside the interval, whatever a lucky pass above a steady failure says.
-    let iv = interval(probes, knee);
-    best.max(iv.low)
-        .min(iv.high.unwrap_or(u32::MAX).max(iv.low))
+        .map_or(iv.low, |(&n, _)| n)
 }
 
 #[cfg(test)]
@@ -145,12 +147,14 @@ mod tests {
                 24,
                 Some(31),
             ),
-            // A pass above the knee does not raise the low end.
+            // A pass above the knee does not raise the low end; a size
+            // failing half the time closes the interval when none failed
+            // every time.
             (
                 &[(10, Pass), (12, Fail), (12, Pass), (11, Pass)],
                 10,
                 10,
-                None,
+                Some(11),
             ),
             // Generator-limited: open above.
             (&[(64, Pass), (150, Pass), (150, Pass)], 150, 150, None),
@@ -168,7 +172,7 @@ mod tests {
     #[test]
     fn point_is_the_largest_size_that_mostly_passed() {
         // (probes, knee, point)
-        let table: [(Probes, u32, u32); 8] = [
+        let table: [(Probes, u32, u32); 9] = [
             (
                 &[(2, Pass), (4, Pass), (4, Pass), (4, Fail), (5, Fail)],
                 4,
@@ -186,8 +190,7 @@ mod tests {
                 3,
             ),
             (&[(1, Fail), (1, Fail)], 0, 0),
-            // The next step passed most of its confirmations: it is the
-            // capacity, though the search stopped below it.
+            // Nothing passed every time: not even one client is steady.
             (
                 &[
                     (2, Pass),
@@ -201,15 +204,22 @@ mod tests {
                     (3, Pass),
                 ],
                 2,
-                3,
+                0,
             ),
             // A single pass above the knee among failures is not a majority.
             (&[(2, Pass), (3, Fail), (3, Pass), (2, Pass)], 2, 2),
-            // A lucky pass above a size that always failed stays outside.
+            // A lucky pass above a size that always failed stays outside,
+            // and the point is a size that was probed (11 never was).
             (
                 &[(10, Pass), (12, Fail), (15, Pass), (15, Pass), (15, Fail)],
                 15,
-                11,
+                10,
+            ),
+            // Above the knee, a majority of repeats counts.
+            (
+                &[(4, Pass), (6, Fail), (5, Pass), (5, Pass), (5, Fail), (4, Pass)],
+                4,
+                5,
             ),
         ];
         for (i, (probes, knee, want)) in table.into_iter().enumerate() {
@@ -235,6 +245,7 @@ mod tests {
         assert_eq!(iv(4, Some(4)).label(4), "4");
         assert_eq!(iv(38, Some(44)).label(40), "40 (38-44)");
         assert_eq!(iv(150, None).label(150), ">= 150");
-        assert_eq!(iv(84, None).label(96), "96 (84-?)");
+        assert_eq!(iv(84, None).label(96), ">= 96 (84-)");
+        assert_eq!(iv(0, Some(0)).label(0), "< 1");
     }
 }

@@ -123,7 +123,7 @@ impl Recommendation {
 
 /// Applies the rule to one workload's models.
 pub fn recommend(contenders: &[Contender]) -> Recommendation {
-    let mut ranked: Vec<&Contender> = contenders.iter().filter(|c| c.interval.low > 0).collect();
+    let mut ranked: Vec<&Contender> = contenders.iter().filter(|c| c.clients > 0).collect();
     // Highest low end first; an open interval before a closed one.
     ranked.sort_by(|a, b| {
         (b.interval.low, b.interval.high.is_none())
@@ -205,7 +205,8 @@ pub fn recommend(contenders: &[Contender]) -> Recommendation {
 /// `None` ("within noise"). Also `None` when `b` met the SLO with no client.
 pub fn times_beyond_noise(a: &Interval, b: &Interval) -> Option<f64> {
     match b.high {
-        Some(h) if h > 0 && a.clears(b) => Some(a.low as f64 / h as f64),
+        // Rounded down to a tenth: "at least" must not round up.
+        Some(h) if h > 0 && a.clears(b) => Some((a.low as f64 / h as f64 * 10.0).floor() / 10.0),
         _ => None,
     }
 }
@@ -330,6 +331,8 @@ mod tests {
             (iv(150, None), iv(100, None), None),
             (iv(150, None), iv(50, Some(60)), Some(2.5)),
             (iv(5, Some(5)), iv(0, Some(0)), None),
+            // 150 / 96 = 1.5625: "at least 1.5x", never 1.6x.
+            (iv(150, None), iv(90, Some(96)), Some(1.5)),
         ];
         for (a, b, want) in table {
             assert_eq!(times_beyond_noise(&a, &b), want, "{a:?} vs {b:?}");

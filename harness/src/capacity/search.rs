@@ -10,10 +10,27 @@ use serde::{Deserialize, Serialize};
 pub enum Outcome {
     /// Valid, no loss, within the SLO.
     Pass,
-    /// The server missed the SLO, fell behind, lost frames or failed.
+    /// The server missed the SLO, fell behind or lost frames.
     Fail,
     /// The fleet could not keep its schedule: says nothing of the server.
     Generator,
+    /// The server crashed, hung, exited or wrote no report.
+    ServerFailed,
+    /// The machine stalled during every try of the probe (the canary saw
+    /// it): says nothing of the server.
+    Machine,
+}
+
+impl Outcome {
+    /// A failure on the server's account.
+    pub fn servers(self) -> bool {
+        matches!(self, Outcome::Fail | Outcome::ServerFailed)
+    }
+
+    /// Says nothing of the server: the generator or the machine.
+    pub fn not_the_servers(self) -> bool {
+        matches!(self, Outcome::Generator | Outcome::Machine)
+    }
 }
 
 /// A probe's outcome plus how busy the server was (share of its CPUs,
@@ -39,6 +56,38 @@ pub enum LimitedBy {
     /// The fleet could not pace the next step up, or the search reached
     /// the most clients the fleet paces on this machine.
     Generator,
+    /// The server crashed (or hung, or exited) at the next step up.
+    ServerFailed,
+    /// The machine stalled at every try of the next step up: the SLO is
+    /// tighter than this machine's own noise there.
+    Machine,
+}
+
+impl LimitedBy {
+    /// The server's own limit (the interval is closed above).
+    pub fn servers(self) -> bool {
+        matches!(self, LimitedBy::Server | LimitedBy::ServerFailed)
+    }
+
+    /// What the tables say: `server`, `generator (...)`.
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitedBy::Server => "server",
+            LimitedBy::ServerFailed => "server failed (crashed, hung or exited)",
+            LimitedBy::Generator => "generator (at least this many; the fleet cannot offer more here)",
+            LimitedBy::Machine => "machine noise (the machine stalled at every try above)",
+        }
+    }
+
+    /// What stops a search at a probe with this outcome.
+    fn of(outcome: Outcome) -> LimitedBy {
+        match outcome {
+            Outcome::ServerFailed => LimitedBy::ServerFailed,
+            Outcome::Machine => LimitedBy::Machine,
+            Outcome::Generator => LimitedBy::Generator,
+            Outcome::Pass | Outcome::Fail => LimitedBy::Server,
+        }
+    }
 }
 
 /// Search settings.
@@ -54,11 +103,11 @@ pub struct Params {
 
 /// Ramp steps grow by the factor that would bring the server to this
 /// share of its CPUs, between [`MIN_GROWTH`] and [`MAX_GROWTH`].
-const TARGET_UTIL: f64 = 0.8;
+pub const TARGET_UTIL: f64 = 0.8;
 /// Smallest ramp factor: doubling.
-const MIN_GROWTH: f64 = 2.0;
+pub const MIN_GROWTH: f64 = 2.0;
 /// Largest ramp factor (a server blocked on io is idle yet saturated).
-const MAX_GROWTH: f64 = 16.0;
+pub const MAX_GROWTH: f64 = 16.0;
 
 /// The search's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,8 +145,15 @@ pub fn search<E>(
     let max = params.max_clients.max(1);
     let mut lo = 0u32;
     let mut lo_util = None;
-    let mut fail: Option<u32> = None;
-    let mut generator: Option<u32> = None;
+    // The smallest failing size on the server's account and on no one's,
+    // each with the outcome that failed it.
+    let mut fail: Option<(u32, Outcome)> = None;
+    let mut other: Option<(u32, Outcome)> = None;
+    let lower = |at: &mut Option<(u32, Outcome)>, n: u32, o: Outcome| {
+        if at.is_none_or(|(f, _)| n < f) {
+            *at = Some((n, o));
+        }
+    };
     let mut n = seed.unwrap_or(1).clamp(1, max);
     loop {
         let mut p = probe(n)?;
@@ -105,7 +161,7 @@ pub fn search<E>(
             // The retry's pass overrides a soft failure; two non-passes
             // stay the server's if either was.
             let again = probe(n)?;
-            if again.outcome == Outcome::Pass || p.outcome == Outcome::Generator {
+            if again.outcome == Outcome::Pass || p.outcome.not_the_servers() {
                 p = again;
             }
         }
@@ -115,16 +171,12 @@ pub fn search<E>(
                 lo_util = p.util;
             }
             Outcome::Pass => {}
-            Outcome::Fail => fail = Some(fail.map_or(n, |f| f.min(n))),
-            Outcome::Generator => generator = Some(generator.map_or(n, |g| g.min(n))),
+            o if o.servers() => lower(&mut fail, n, o),
+            o => lower(&mut other, n, o),
         }
-        let ceiling = match (fail, generator) {
-            (Some(f), Some(g)) => Some(f.min(g)),
+        let ceiling = match (fail, other) {
+            (Some(f), Some(g)) => Some(if f.0 <= g.0 { f } else { g }),
             (f, g) => f.or(g),
-        };
-        let limited_by = |c: Option<u32>| match (c, fail) {
-            (Some(c), Some(f)) if c == f => LimitedBy::Server,
-            _ => LimitedBy::Generator,
         };
         n = match ceiling {
             None if lo >= max => {
@@ -135,16 +187,16 @@ pub fn search<E>(
                 })
             }
             None => ramp(lo, lo_util, max),
-            Some(c) if lo == 0 && c > 1 => c / 2,
-            Some(c) if c - lo.min(c) <= ((params.tolerance * lo as f64) as u32).max(1) => {
-                let by = limited_by(ceiling);
+            Some((c, _)) if lo == 0 && c > 1 => c / 2,
+            Some((c, o)) if c - lo.min(c) <= ((params.tolerance * lo as f64) as u32).max(1) => {
+                let by = LimitedBy::of(o);
                 return Ok(Found {
                     capacity: lo,
-                    next: (by == LimitedBy::Server).then_some(c),
+                    next: by.servers().then_some(c),
                     limited_by: by,
                 });
             }
-            Some(c) => lo + (c - lo) / 2,
+            Some((c, _)) => lo + (c - lo) / 2,
         };
     }
 }
@@ -339,6 +391,39 @@ mod tests {
             (found.capacity, found.next, found.limited_by),
             (5, Some(6), LimitedBy::Server)
         );
+    }
+
+    #[test]
+    fn a_crash_or_a_stalled_machine_ends_the_search_as_what_it_was() {
+        // (outcome above 10 clients, limited by, next)
+        let table = [
+            (Outcome::ServerFailed, LimitedBy::ServerFailed, Some(11)),
+            (Outcome::Machine, LimitedBy::Machine, None),
+            (Outcome::Generator, LimitedBy::Generator, None),
+            (Outcome::Fail, LimitedBy::Server, Some(11)),
+        ];
+        for (above, by, next) in table {
+            let found = search(&params(200, 0.0), None, |n| {
+                Ok::<_, ()>(Probe {
+                    outcome: if n <= 10 { Outcome::Pass } else { above },
+                    util: None,
+                    soft: false,
+                })
+            })
+            .unwrap();
+            assert_eq!((found.capacity, found.limited_by, found.next), (10, by, next), "{above:?}");
+        }
+        // A server that dies at every size: "server failed", never the
+        // generator's, at 0 clients.
+        let found = search(&params(200, 0.05), None, |_| {
+            Ok::<_, ()>(Probe {
+                outcome: Outcome::ServerFailed,
+                util: None,
+                soft: false,
+            })
+        })
+        .unwrap();
+        assert_eq!((found.capacity, found.limited_by), (0, LimitedBy::ServerFailed));
     }
 
     #[test]

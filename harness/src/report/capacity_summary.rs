@@ -11,12 +11,10 @@ use crate::capacity::search::{LimitedBy, Outcome};
 use crate::capacity::{by_workload, recommendations, CapacityRecord};
 use crate::units::fmt_ns;
 
-fn limited(r: &CapacityRecord) -> &'static str {
+fn limited(r: &CapacityRecord) -> String {
     match r.limited_by {
-        LimitedBy::Server => "server",
-        LimitedBy::Generator => {
-            "**load generator** (at least this many; the fleet cannot offer more here)"
-        }
+        LimitedBy::Server => r.limited_by.label().to_string(),
+        l => format!("**{}**", l.label()),
     }
 }
 
@@ -80,70 +78,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
     }
     md.push('\n');
 
-    let _ = writeln!(md, "## Method\n");
-    environment(&mut md, run);
-    let s = c.search.as_ref();
-    let _ = writeln!(
-        md,
-        "- **Capacity** is the largest fleet size (clients at {} frames/s each, 32-byte frames on a fixed open-loop schedule) at which a fresh, warmed-up cell is valid (every frame accounted for, no protocol error, the fleet on schedule), loses nothing and meets the SLO. Latency counts from when each frame was due (coordinated omission corrected).",
-        c.rate
-    );
-    let _ = writeln!(
-        md,
-        "- **SLO**: {}.",
-        match &c.slo {
-            Some(slo) => format!("`{slo}` for every workload (`--slo`)"),
-            None => "p99 latency <= the probe's batch window + 1 ms + 2 x the longest work one frame of the workload asks for, and no loss".to_string(),
-        }
-    );
-    if let Some(s) = s {
-        let _ = writeln!(
-            md,
-            "- **Search**: from 1 client, an exponential ramp (x2 to x8, sized by how busy the server was) until a probe fails, then bisection until the next step up is within {:.0}% (or 1 client). A failure that one stall of a shared machine can cause (a valid cell over its bound, a late generator) counts only if a second probe at the same size fails too. The search never goes above {} clients: the most this machine's fleet paces on time (fleet calibration).",
-            s.params.tolerance * 100.0,
-            s.params.max_clients
-        );
-        let _ = writeln!(
-            md,
-            "- **Each model at its best**: {}",
-            if s.sweep {
-                if c.quick {
-                    "searched at its default worker count and (for io work, where a wait occupies a worker) the Little's-law estimate of io waits in flight at the knee (`--quick`); reported at the count with the highest capacity."
-                } else {
-                    "searched at its default worker count, 1 x and 4 x the server CPUs, and (where a wait occupies a worker) the Little's-law estimate of io waits in flight at the knee; later counts start from the best capacity so far. Reported at the count with the highest capacity; a model that ignores workers is searched once."
-                }
-            } else {
-                "the worker count given with --workers, for every model."
-            }
-        );
-        let _ = writeln!(
-            md,
-            "- **Interval**: {} probed {} more time(s). The capacity is the largest size that passed most of its probes (at or below the search's knee, half is enough: the search counted a failure retried into a pass as a pass); the interval runs from the largest size that passed every probe (when the knee failed a repeat, sizes a tolerance step lower are probed, at most 3 steps, to find one) to one below the smallest size above it that failed every probe (`>=`: nothing above failed every time).",
-            if s.confirm_next {
-                "the knee and the next step up are"
-            } else {
-                "the knee is (`--quick`: the next step's failure is the search's own, a latency-only one already probed twice)"
-            },
-            s.confirm
-        );
-    }
-    let _ = writeln!(
-        md,
-        "- **Recommendation**: the model with the highest capacity wins only if its interval lies wholly above every other model's; otherwise the overlapping models tie, and the tie is broken by CPU per packet at capacity, then by peak PSS, each only where the repeats' ranges do not overlap. Every \"N x\" below compares one interval's low end with the other's high end, and is written only when they do not overlap.",
-    );
-    let _ = writeln!(
-        md,
-        "- Probes: {} warm-up, {} measured, drain timeout {}; server pinned to CPUs {:?}, fleet to {:?}{}, sampler and harness on {:?}; seed {}. {} probes in all.\n",
-        humantime::format_duration(c.warmup),
-        humantime::format_duration(c.duration),
-        humantime::format_duration(c.drain_timeout),
-        c.server_cpus,
-        c.fleet_cpus,
-        crate::report::summary::shards_note(c.fleet_shards),
-        c.harness_cpus,
-        c.seed,
-        run.cells.len()
-    );
+    method(&mut md, run);
 
     for (workload, records) in &groups {
         let spec = c.workload(workload).map_or("", |w| w.plan.spec.as_str());
@@ -209,7 +144,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
                     .collect();
                 let _ = writeln!(
                     md,
-                    "- `{}` by worker count: {} (reported at {}{}).",
+                    "- `{}` by worker count: {} (reported at {}{}; {}).",
                     r.model,
                     counts.join(", "),
                     r.workers,
@@ -220,7 +155,8 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
                         )
                     } else {
                         String::new()
-                    }
+                    },
+                    r.sweep_stop
                 );
             }
             let failed: Vec<String> = r
@@ -262,6 +198,111 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         md.push('\n');
     }
     md
+}
+
+/// The method section, every figure from the constants the code uses.
+fn method(md: &mut String, run: &RunFile) {
+    use crate::bench::canary;
+    use crate::capacity::{pair, search};
+    let c = &run.config;
+    let _ = writeln!(md, "## Method\n");
+    environment(md, run);
+    let _ = writeln!(
+        md,
+        "- **Capacity** is the largest fleet size (clients at {} frames/s each, 32-byte frames on a fixed open-loop schedule) at which a fresh, warmed-up cell is valid (every frame accounted for per client: none lost, duplicated, missing or miscounted; no protocol error; the fleet on schedule), and meets the SLO. Latency counts from when each frame was due (coordinated omission corrected).",
+        c.rate
+    );
+    let _ = writeln!(
+        md,
+        "- **One load shape**: every probe of every model uses one batch window, {} (frames due within it go out in one write), fixed when the run starts{}. A window that changed with the fleet size would change the CPU cost per frame, the latency and the SLO bound with it, and models would be compared under different loads.",
+        fmt_ns(c.batch_window_for(1).as_nanos() as u64),
+        if c.batch_window.is_some() {
+            " (`--batch-window`)".to_string()
+        } else {
+            format!(
+                ": the smallest window at which the fleet calibration says one fleet core paces the search's bound with {:.0}% headroom",
+                crate::fleet_capacity::HEADROOM * 100.0
+            )
+        }
+    );
+    let slos: Vec<String> = c
+        .workloads
+        .iter()
+        .filter_map(|w| c.slo_for(&w.name).ok().map(|s| format!("{}: {}", w.name, s.label())))
+        .collect();
+    let _ = writeln!(
+        md,
+        "- **SLO**, one per workload for the whole run: {}{}.",
+        slos.join("; "),
+        if c.slo.is_some() {
+            " (`--slo`)"
+        } else {
+            " (the batch window + 1 ms + 2 x the longest work one frame asks for)"
+        }
+    );
+    let Some(s) = c.search.as_ref() else { return };
+    let _ = writeln!(
+        md,
+        "- **Search**: from 1 client, an exponential ramp (x{:.0} to x{:.0} a step, sized to bring the server to {:.0}% busy) until a probe fails, then bisection until the next step up is within {:.0}% (or 1 client); never above {} clients, the most this machine's fleet paces on time. Each probe measures at least {} frames (a probe of few clients runs longer than {}), so its p99 rests on at least {} frames above it. A latency-only failure counts only if a second probe at the same size fails too.",
+        search::MIN_GROWTH,
+        search::MAX_GROWTH,
+        search::TARGET_UTIL * 100.0,
+        s.params.tolerance * 100.0,
+        s.params.max_clients,
+        s.min_samples,
+        humantime::format_duration(c.duration),
+        s.min_samples / 100
+    );
+    let _ = writeln!(
+        md,
+        "- **The machine's noise**: beside every probe a real-time canary thread on each server and fleet CPU wakes every {} and records how late it woke; a wake later than {} is a stall of the machine. A latency miss or a late fleet during which the CPUs stalled more than {:.1}% of the measured window, by at least as much as the miss, is the machine's, not the server's: the probe is tried again after {} (doubling, at most {} more tries), and if every try stalled it counts as `machine` (it says nothing of the server, like a fleet at its bound).",
+        fmt_ns(canary::PERIOD.as_nanos() as u64),
+        fmt_ns(canary::STALL_NS),
+        canary::DISTURBED_SHARE * 100.0,
+        humantime::format_duration(pair::MACHINE_PAUSE),
+        pair::MACHINE_RETRIES
+    );
+    let _ = writeln!(
+        md,
+        "- **Each model at its best**: {}",
+        if !s.sweep {
+            "the worker count given with --workers, for every model.".to_string()
+        } else {
+            format!(
+                "searched at its default worker count, {} and (where an io wait occupies a worker) the Little's-law estimate of io waits in flight at the knee; then, while the most workers tried did best and gained over fewer, twice as many (at most {} workers{}). Reported at the count with the highest capacity; why the sweep stopped is given per model.",
+                if c.quick { "(`--quick`: not 1 x and 4 x the CPUs)" } else { "1 x and 4 x the server CPUs," },
+                pair::MAX_WORKERS,
+                if c.quick { format!("; `--quick` follows {} step", pair::QUICK_FOLLOW) } else { String::new() }
+            )
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- **Interval**: {} probed {} more time(s), then sizes below it (growing steps, down to 1 client) until one passes every probe. The interval runs from the largest size that passed every probe to one below the smallest size above it that failed every probe (else at least half of them); `>=` when nothing above failed (the generator's or the machine's bound). The capacity is the largest size probed inside the interval that passed most of its probes, with its figures from those probes; `< 1` when not even one client passed every probe.",
+        if s.confirm_next {
+            "the knee and the next step up are"
+        } else {
+            "the knee is"
+        },
+        s.confirm
+    );
+    let _ = writeln!(
+        md,
+        "- **Recommendation**: the model with the highest capacity wins only if its interval lies wholly above every other model's; otherwise the overlapping models tie, and the tie is broken by CPU per packet at capacity, then by peak PSS, each only where the repeats' ranges do not overlap. Every \"N x\" below compares one interval's low end with the other's high end, rounded down, and is written only when they do not overlap.",
+    );
+    let _ = writeln!(
+        md,
+        "- Probes: {} warm-up, at least {} measured, drain timeout {}; server pinned to CPUs {:?}, fleet to {:?}{}, sampler and harness on {:?}; seed {}. {} probes in all.\n",
+        humantime::format_duration(c.warmup),
+        humantime::format_duration(c.duration),
+        humantime::format_duration(c.drain_timeout),
+        c.server_cpus,
+        c.fleet_cpus,
+        crate::report::summary::shards_note(c.fleet_shards),
+        c.harness_cpus,
+        c.seed,
+        run.cells.len()
+    );
 }
 
 fn environment(md: &mut String, run: &RunFile) {

@@ -121,6 +121,7 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
         "| workload | model | capacity A | capacity B | change |\n|---|---|---:|---:|---|"
     );
     let mut regressions = Vec::new();
+    let mut changed = 0;
     for x in &a.capacities {
         let Some(y) = b
             .capacities
@@ -129,6 +130,7 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
         else {
             continue;
         };
+        changed += usize::from(y.interval.clears(&x.interval) || x.interval.clears(&y.interval));
         let change = if y.interval.clears(&x.interval) {
             format!("higher ({:+.0}%)", pct(x.clients as f64, y.clients as f64))
         } else if x.interval.clears(&y.interval) {
@@ -157,7 +159,55 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
             y.workers
         );
     }
+    let disagree = recommendations(&mut md, a, b);
+    let _ = writeln!(
+        md,
+        "\n{}",
+        if changed == 0 && disagree == 0 {
+            "**No change beyond noise**: every capacity interval overlaps and every recommendation agrees.".to_string()
+        } else {
+            format!("**Changed beyond noise**: {changed} capacities with disjoint intervals, {disagree} recommendations that disagree.")
+        }
+    );
     finish(md, regressions, fail_pct)
+}
+
+/// The recommendations side by side; returns how many disagree: two agree
+/// when they name the same model, or one's pick is among the other's tie.
+fn recommendations(md: &mut String, a: &RunFile, b: &RunFile) -> usize {
+    use crate::capacity::recommend::Recommendation;
+    let ra = crate::capacity::recommendations(a);
+    let rb = crate::capacity::recommendations(b);
+    let _ = writeln!(md, "\n| workload | use (A) | use (B) | agree |\n|---|---|---|---|");
+    let mut disagree = 0;
+    for (w, x) in &ra {
+        let Some((_, y)) = rb.iter().find(|(v, _)| v == w) else {
+            continue;
+        };
+        let named = |r: &Recommendation| -> Vec<String> {
+            match r {
+                Recommendation::Winner { model, .. } => vec![model.clone()],
+                Recommendation::Tie { models, .. } => models.clone(),
+                Recommendation::Nothing { .. } => Vec::new(),
+            }
+        };
+        let (nx, ny) = (named(x), named(y));
+        let agree = match (x.model(), y.model()) {
+            (Some(p), Some(q)) => p == q || ny.iter().any(|m| m == p) || nx.iter().any(|m| m == q),
+            (None, None) => nx.iter().any(|m| ny.contains(m)) || (nx.is_empty() && ny.is_empty()),
+            (Some(p), None) => ny.iter().any(|m| m == p),
+            (None, Some(q)) => nx.iter().any(|m| m == q),
+        };
+        disagree += usize::from(!agree);
+        let _ = writeln!(
+            md,
+            "| {w} | {} | {} | {} |",
+            x.headline(),
+            y.headline(),
+            if agree { "yes" } else { "**no**" }
+        );
+    }
+    disagree
 }
 
 /// Appends the regressions, if any, to the markdown.

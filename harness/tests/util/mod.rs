@@ -13,6 +13,37 @@ use workloads::kernel::cpu_kernel;
 use workloads::{Frame, WorkKind};
 
 /// The harness binary under test.
+/// A test that cannot reach its point here: under `CI=true` that fails it;
+/// elsewhere it says why, and the caller returns.
+pub fn cannot_run(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "this test cannot reach its point under CI: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
+/// Whether a `harness fleet` process whose command line mentions `dir` is
+/// running: a cell (or probe) of a run there is under way.
+pub fn fleet_running_under(dir: &std::path::Path) -> bool {
+    let needle = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let cmd = String::from_utf8_lossy(&c).replace('\0', " ");
+            cmd.contains(&needle) && cmd.contains(" fleet ")
+        })
+    })
+}
+
+/// Waits (at most 60 s) until `ready`, failing the test with `what`.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 pub fn harness_bin() -> &'static str {
     env!("CARGO_BIN_EXE_harness")
 }

@@ -1,0 +1,355 @@
+//! The search of one (model, workload) on real probes: each worker count
+//! searched, more workers tried while they buy capacity, the best count's
+//! knee confirmed and stepped down to a size that passes every probe, then
+//! the record. A probe the machine disturbed is tried again after a pause
+//! and, if every try was disturbed, counts as the machine's.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+
+use crate::bench::cell::{run_cell, CellContext, CellResult};
+use crate::bench::config::{CellKey, RunConfig, SearchSettings};
+use crate::bench::results::RunFile;
+use crate::bench::slo::Slo;
+use crate::fleet::Rate;
+use crate::units::fmt_ns;
+
+use super::classify::{classify, Classified};
+use super::interval;
+use super::recommend::Range;
+use super::search::{self, Found, LimitedBy, Outcome, Probe};
+use super::{io_waits_at_knee, CapacityRecord, ProbeRecord, Progress, Stop, SweepPoint};
+
+/// Tries after the first of a probe the machine disturbed, each after a
+/// pause twice the last ([`MACHINE_PAUSE`] first), to wait out a noisy
+/// stretch of a shared machine.
+pub const MACHINE_RETRIES: u32 = 2;
+/// The first pause before a disturbed probe is tried again.
+pub const MACHINE_PAUSE: Duration = Duration::from_millis(250);
+
+/// The most workers the sweep tries for one model.
+pub const MAX_WORKERS: usize = 1024;
+/// More worker counts a `--quick` sweep follows the gain to, at most.
+pub const QUICK_FOLLOW: usize = 1;
+
+/// The search of one (model, workload).
+pub(super) struct Pair<'a, 'r> {
+    pub ctx: &'a CellContext<'a>,
+    pub run: &'r mut RunFile,
+    pub run_dir: &'a Path,
+    pub progress: &'r mut Progress,
+    pub slo: Slo,
+    pub model: &'a str,
+    pub workload: &'a str,
+    /// Probes so far per (clients, workers): the next probe's repeat index.
+    pub repeats: HashMap<(u32, usize), u32>,
+    pub probes: Vec<ProbeRecord>,
+}
+
+impl Pair<'_, '_> {
+    fn config(&self) -> &RunConfig {
+        self.ctx.config
+    }
+
+    /// The cell of the next probe at (clients, workers): run now, or
+    /// reused from the run file when resuming (the search is deterministic
+    /// given its outcomes, so a resumed search asks for the same probes in
+    /// the same order). `true` with it when it was run now.
+    fn cell(&mut self, clients: u32, workers: usize) -> Result<(usize, bool), Stop> {
+        let repeat = self.repeats.entry((clients, workers)).or_insert(0);
+        let key = CellKey {
+            model: self.model.to_string(),
+            workload: self.workload.to_string(),
+            clients,
+            workers: Some(workers),
+            repeat: *repeat,
+        };
+        *repeat += 1;
+        if let Some(i) = self.run.cells.iter().position(|c| c.key == key) {
+            return Ok((i, false));
+        }
+        self.progress.bar.set_message(format!(
+            "{} {} w={workers} @ {clients} clients",
+            self.model, self.workload
+        ));
+        let cell = run_cell(self.ctx, &key).with_context(|| format!("probe {}", key.id()))?;
+        if self.ctx.stop.load(Ordering::SeqCst) {
+            return Err(Stop::Interrupted); // a probe cut short is not kept
+        }
+        self.run.cells.push(cell);
+        self.run.save(self.run_dir)?;
+        Ok((self.run.cells.len() - 1, true))
+    }
+
+    /// One probe: a cell, tried again while the machine disturbed it and
+    /// it did not pass; every try is recorded (a disturbed failure as
+    /// `machine`).
+    fn probe(&mut self, clients: u32, workers: usize, confirm: bool) -> Result<Probe, Stop> {
+        let mut pause = MACHINE_PAUSE;
+        for tries in 0.. {
+            let (index, ran) = self.cell(clients, workers)?;
+            let Classified {
+                outcome,
+                why,
+                soft,
+                disturbed,
+            } = classify(&self.run.cells[index], &self.slo);
+            // Only a failure one stall can cause (an SLO miss, a late
+            // generator) is the machine's: an overload or a loss is not.
+            let discounted = disturbed && soft && outcome != Outcome::Pass;
+            let recorded = if discounted { Outcome::Machine } else { outcome };
+            self.record(index, workers, recorded, &why, confirm);
+            if discounted && tries < MACHINE_RETRIES {
+                if ran {
+                    std::thread::sleep(pause);
+                }
+                pause *= 2;
+                continue;
+            }
+            return Ok(Probe {
+                outcome: recorded,
+                util: Some(self.util(index)),
+                soft: soft && !discounted,
+            });
+        }
+        unreachable!("the loop returns")
+    }
+
+    fn record(&mut self, index: usize, workers: usize, outcome: Outcome, why: &str, confirm: bool) {
+        let clients = self.run.cells[index].key.clients;
+        self.probes.push(ProbeRecord {
+            cell: index,
+            clients,
+            workers,
+            outcome,
+            why: why.to_string(),
+            confirm,
+        });
+        let p99 = self.run.cells[index].derived.p99_ns;
+        let (model, workload) = (self.model, self.workload);
+        self.progress.probe_done(|| {
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            format!(
+                "{model} {workload} w={workers} {clients} clients: {outcome:?} p99 {}{why}",
+                fmt_ns(p99)
+            )
+        });
+    }
+
+    fn search_at(
+        &mut self,
+        settings: &SearchSettings,
+        workers: usize,
+        seed: Option<u32>,
+    ) -> Result<Found, Stop> {
+        search::search(&settings.params, seed, |n| self.probe(n, workers, false))
+    }
+
+    /// Searches the default count, the model's candidates, then more
+    /// workers in growing steps while each buys capacity; returns every
+    /// count's answer, the io estimate and why the sweep stopped.
+    fn sweep(
+        &mut self,
+        settings: &SearchSettings,
+    ) -> Result<(Vec<(usize, Found)>, usize, String), Stop> {
+        let config = self.ctx.config;
+        let model =
+            models::find(self.model).ok_or_else(|| anyhow!("unknown model {}", self.model))?;
+        let cpus = config.server_cpus.len().max(1);
+        let plan = config
+            .workload(self.workload)
+            .map(|w| w.plan.clone())
+            .ok_or_else(|| anyhow!("workload {} not in the run", self.workload))?;
+        let default_workers = config
+            .workers
+            .unwrap_or_else(|| model.default_workers(cpus));
+        let first = self.search_at(settings, default_workers, None)?;
+        let mut sweep = vec![(default_workers, first)];
+        let rate = match config.rate {
+            Rate::Hz(hz) => hz,
+            Rate::Max => 0,
+        };
+        let knee_util = self.util_at(first.capacity, default_workers);
+        let io_waits =
+            io_waits_at_knee(first.capacity, knee_util, &plan, rate, settings.params.max_clients);
+        if !settings.sweep {
+            return Ok((sweep, io_waits, "workers fixed".into()));
+        }
+        let mut counts = model.worker_candidates(cpus, io_waits);
+        if counts.len() <= 1 {
+            return Ok((sweep, io_waits, "the model has one worker count".into()));
+        }
+        counts.retain(|&w| w != default_workers);
+        if config.quick {
+            // A first look: the default and the io estimate where a wait
+            // occupies a worker, then the gain followed.
+            counts.retain(|&w| io_waits > 0 && w == io_waits);
+        }
+        for w in counts {
+            let seed = best(&sweep).1.capacity.max(1);
+            let found = self.search_at(settings, w, Some(seed))?;
+            sweep.push((w, found));
+        }
+        let why = self.follow_gain(settings, &mut sweep)?;
+        Ok((sweep, io_waits, why))
+    }
+
+    /// While the largest count tried is the best and still gaining, doubles
+    /// it; returns why it stopped.
+    fn follow_gain(
+        &mut self,
+        settings: &SearchSettings,
+        sweep: &mut Vec<(usize, Found)>,
+    ) -> Result<String, Stop> {
+        let limit = if self.config().quick { QUICK_FOLLOW } else { usize::MAX };
+        for step in 0.. {
+            let (top, at_top) = *sweep.iter().max_by_key(|(w, _)| *w).expect("searched");
+            let (best_w, _) = best(sweep);
+            if best_w != top {
+                return Ok(format!("{best_w} workers did best; more did not gain"));
+            }
+            if at_top.limited_by == LimitedBy::Generator {
+                return Ok(format!("at {top} workers the generator's bound was reached"));
+            }
+            if !at_top.limited_by.servers() {
+                return Ok(format!("at {top} workers the machine's noise stopped the search"));
+            }
+            let below = sweep.iter().filter(|(w, _)| *w < top).map(|(_, f)| f.capacity).max();
+            if below.is_some_and(|b| at_top.capacity <= b) {
+                return Ok(format!("{top} workers gained nothing over fewer"));
+            }
+            let next = (top * 2).min(MAX_WORKERS);
+            if next == top {
+                return Ok(format!("stopped at the limit of {MAX_WORKERS} workers"));
+            }
+            if step >= limit {
+                return Ok(format!("--quick follows the gain {QUICK_FOLLOW} step(s) at most"));
+            }
+            let found = self.search_at(settings, next, Some(at_top.capacity.max(1)))?;
+            sweep.push((next, found));
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Confirms the knee (and the next step up), then steps down until a
+    /// size passes every probe, to one client if it must.
+    fn confirm(&mut self, settings: &SearchSettings, workers: usize, best: Found) -> Result<(), Stop> {
+        for _ in 0..settings.confirm {
+            if best.capacity > 0 {
+                self.probe(best.capacity, workers, true)?;
+            }
+            if let Some(next) = best.next.filter(|_| settings.confirm_next) {
+                self.probe(next, workers, true)?;
+            }
+        }
+        let mut below = best.capacity;
+        let mut step = ((settings.params.tolerance * below as f64) as u32).max(1);
+        loop {
+            let low = interval::interval(&self.outcomes_at(workers), best.capacity).low;
+            if low > 0 || below <= 1 {
+                return Ok(());
+            }
+            below = below.saturating_sub(step).max(1);
+            step *= 2;
+            for _ in 0..settings.confirm.max(1) {
+                self.probe(below, workers, true)?;
+            }
+        }
+    }
+
+    /// Searches, confirms and records the pair.
+    pub fn search(mut self, settings: &SearchSettings) -> Result<CapacityRecord, Stop> {
+        let (sweep, io_waits, sweep_stop) = self.sweep(settings)?;
+        let (workers, found) = best(&sweep);
+        self.confirm(settings, workers, found)?;
+        let at = self.outcomes_at(workers);
+        let interval = interval::interval(&at, found.capacity);
+        let clients = interval::point(&at, found.capacity);
+        // Limited by the server when a size above the capacity mostly
+        // failed on its account (the interval is then closed).
+        let limited_by = match (found.limited_by, interval.high) {
+            (l, Some(_)) if l.servers() => l,
+            (_, Some(_)) => LimitedBy::Server,
+            (l, None) if l.servers() => LimitedBy::Generator,
+            (l, None) => l,
+        };
+        let knee: Vec<&CellResult> = self
+            .probes
+            .iter()
+            .filter(|p| p.workers == workers && p.clients == clients && p.outcome == Outcome::Pass)
+            .map(|p| &self.run.cells[p.cell])
+            .collect();
+        let range = |f: fn(&CellResult) -> f64| Range::of(&knee.iter().map(|c| f(c)).collect::<Vec<_>>());
+        Ok(CapacityRecord {
+            model: self.model.to_string(),
+            workload: self.workload.to_string(),
+            workers,
+            clients,
+            interval,
+            limited_by,
+            slo: self.slo.label(),
+            p99_ns: range(|c| c.derived.p99_ns as f64).median as u64,
+            service_p99_ns: range(|c| c.derived.service_p99_ns as f64).median as u64,
+            cpu_us: range(|c| c.derived.cpu_us_per_packet),
+            pss_kib: range(|c| c.derived.peak_pss_kib as f64),
+            io_waits,
+            sweep: sweep
+                .into_iter()
+                .map(|(workers, f)| SweepPoint {
+                    workers,
+                    capacity: f.capacity,
+                    next: f.next,
+                    limited_by: f.limited_by,
+                })
+                .collect(),
+            sweep_stop,
+            probes: self.probes,
+        })
+    }
+
+    /// Every outcome so far at `workers` (fleet size, outcome).
+    fn outcomes_at(&self, workers: usize) -> Vec<(u32, Outcome)> {
+        self.probes
+            .iter()
+            .filter(|p| p.workers == workers)
+            .map(|p| (p.clients, p.outcome))
+            .collect()
+    }
+
+    /// How busy the server of cell `index` was: its CPU over the window as
+    /// a share of the server's CPUs.
+    fn util(&self, index: usize) -> f64 {
+        let cpus = self.config().server_cpus.len().max(1) as f64;
+        self.run.cells[index].derived.server_cpu_pct / 100.0 / cpus
+    }
+
+    /// Server utilisation of the passing probe at `clients` (0 if none).
+    fn util_at(&self, clients: u32, workers: usize) -> f64 {
+        self.probes
+            .iter()
+            .rev()
+            .find(|p| p.clients == clients && p.workers == workers && p.outcome == Outcome::Pass)
+            .map_or(0.0, |p| self.util(p.cell))
+    }
+}
+
+/// The best of a sweep: most clients; on a tie, the count searched first
+/// (the default first).
+fn best(sweep: &[(usize, Found)]) -> (usize, Found) {
+    sweep
+        .iter()
+        .copied()
+        .fold(None::<(usize, Found)>, |acc, (w, f)| match acc {
+            Some((_, b)) if b.capacity >= f.capacity => acc,
+            _ => Some((w, f)),
+        })
+        .expect("at least the default count is searched")
+}
