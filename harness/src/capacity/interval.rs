@@ -1,7 +1,7 @@
 //! The capacity interval from repeated probes: its low end is the largest
 //! fleet size that passed every time it was probed, its high end one below
-//! the smallest size above that failed every time (else at least half the
-//! time; open when none did); the capacity itself is a size that was
+//! the smallest size above that failed every time (else most of the time;
+//! open when none did); the capacity itself is a size that was
 //! probed, inside it.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ pub struct Interval {
     /// Passed every probe at this size (0: none passed).
     pub low: u32,
     /// One below the smallest size above `low` that failed every time on
-    /// the server's account (else at least half the time); `None`: none
+    /// the server's account (else most of the time); `None`: none
     /// did (the generator's bound).
     pub high: Option<u32>,
 }
@@ -66,11 +66,11 @@ pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
         .find(|(_, &(pass, fail))| pass > 0 && fail == 0)
         .map_or(0, |(&n, _)| n);
     // One below the smallest size above that failed every time, else the
-    // smallest that failed at least half the time.
+    // smallest that failed most of the time.
     let above = || by_size.range(low + 1..);
     let high = above()
         .find(|(_, &(pass, fail))| fail > 0 && pass == 0)
-        .or_else(|| above().find(|(_, &(pass, fail))| fail > 0 && fail >= pass))
+        .or_else(|| above().find(|(_, &(pass, fail))| fail > pass))
         .map(|(&n, _)| n - 1);
     Interval { low, high }
 }
@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn interval_table() {
         // (probes, knee, low, high)
-        let table: [(Probes, u32, u32, Option<u32>); 8] = [
+        let table: [(Probes, u32, u32, Option<u32>); 9] = [
             // Confirmed knee and next step.
             (
                 &[
@@ -148,10 +148,16 @@ mod tests {
                 Some(31),
             ),
             // A pass above the knee does not raise the low end; a size
-            // failing half the time closes the interval when none failed
-            // every time.
+            // failing half the time does not close the interval, one
+            // failing most of the time does.
             (
                 &[(10, Pass), (12, Fail), (12, Pass), (11, Pass)],
+                10,
+                10,
+                None,
+            ),
+            (
+                &[(10, Pass), (12, Fail), (12, Pass), (12, Fail), (11, Pass)],
                 10,
                 10,
                 Some(11),

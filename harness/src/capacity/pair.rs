@@ -33,8 +33,6 @@ pub const MACHINE_PAUSE: Duration = Duration::from_millis(250);
 
 /// The most workers the sweep tries for one model.
 pub const MAX_WORKERS: usize = 1024;
-/// More worker counts a `--quick` sweep follows the gain to, at most.
-pub const QUICK_FOLLOW: usize = 1;
 
 /// The search of one (model, workload).
 pub(super) struct Pair<'a, 'r> {
@@ -209,8 +207,7 @@ impl Pair<'_, '_> {
         settings: &SearchSettings,
         sweep: &mut Vec<(usize, Found)>,
     ) -> Result<String, Stop> {
-        let limit = if self.config().quick { QUICK_FOLLOW } else { usize::MAX };
-        for step in 0.. {
+        for _ in 0.. {
             let (top, at_top) = *sweep.iter().max_by_key(|(w, _)| *w).expect("searched");
             let (best_w, _) = best(sweep);
             if best_w != top {
@@ -230,8 +227,8 @@ impl Pair<'_, '_> {
             if next == top {
                 return Ok(format!("stopped at the limit of {MAX_WORKERS} workers"));
             }
-            if step >= limit {
-                return Ok(format!("--quick follows the gain {QUICK_FOLLOW} step(s) at most"));
+            if self.config().quick {
+                return Ok(format!("{top} workers did best; --quick does not follow the gain"));
             }
             let found = self.search_at(settings, next, Some(at_top.capacity.max(1)))?;
             sweep.push((next, found));
@@ -250,11 +247,13 @@ impl Pair<'_, '_> {
                 self.probe(next, workers, true)?;
             }
         }
+        // `below`: the last size probed here; done once it passed every
+        // probe (the low end is then near the knee), or at 1 client.
         let mut below = best.capacity;
         let mut step = ((settings.params.tolerance * below as f64) as u32).max(1);
         loop {
             let low = interval::interval(&self.outcomes_at(workers), best.capacity).low;
-            if low > 0 || below <= 1 {
+            if low >= below || below <= 1 {
                 return Ok(());
             }
             below = below.saturating_sub(step).max(1);

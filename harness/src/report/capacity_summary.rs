@@ -269,16 +269,19 @@ fn method(md: &mut String, run: &RunFile) {
             "the worker count given with --workers, for every model.".to_string()
         } else {
             format!(
-                "searched at its default worker count, {} and (where an io wait occupies a worker) the Little's-law estimate of io waits in flight at the knee; then, while the most workers tried did best and gained over fewer, twice as many (at most {} workers{}). Reported at the count with the highest capacity; why the sweep stopped is given per model.",
-                if c.quick { "(`--quick`: not 1 x and 4 x the CPUs)" } else { "1 x and 4 x the server CPUs," },
-                pair::MAX_WORKERS,
-                if c.quick { format!("; `--quick` follows {} step", pair::QUICK_FOLLOW) } else { String::new() }
+                "searched at its default worker count, {} (where an io wait occupies a worker) the Little's-law estimate of io waits in flight at the knee{}. Reported at the count with the highest capacity; why the sweep stopped is given per model.",
+                if c.quick { "and" } else { "1 x and 4 x the server CPUs, and" },
+                if c.quick {
+                    " (`--quick`: a first look, the gain is not followed further)".to_string()
+                } else {
+                    format!("; then, while the most workers tried did best and gained over fewer, twice as many (at most {} workers)", pair::MAX_WORKERS)
+                }
             )
         }
     );
     let _ = writeln!(
         md,
-        "- **Interval**: {} probed {} more time(s), then sizes below it (growing steps, down to 1 client) until one passes every probe. The interval runs from the largest size that passed every probe to one below the smallest size above it that failed every probe (else at least half of them); `>=` when nothing above failed (the generator's or the machine's bound). The capacity is the largest size probed inside the interval that passed most of its probes, with its figures from those probes; `< 1` when not even one client passed every probe.",
+        "- **Interval**: {} probed {} more time(s), then sizes below it (growing steps, down to 1 client) until one passes every probe. The interval runs from the largest size that passed every probe to one below the smallest size above it that failed every probe (else most of them); `>=` when nothing above failed (the generator's or the machine's bound). The capacity is the largest size probed inside the interval that passed most of its probes, with its figures from those probes; `< 1` when not even one client passed every probe.",
         if s.confirm_next {
             "the knee and the next step up are"
         } else {
