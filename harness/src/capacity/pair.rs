@@ -207,33 +207,15 @@ impl Pair<'_, '_> {
         settings: &SearchSettings,
         sweep: &mut Vec<(usize, Found)>,
     ) -> Result<String, Stop> {
-        for _ in 0.. {
-            let (top, at_top) = *sweep.iter().max_by_key(|(w, _)| *w).expect("searched");
-            let (best_w, _) = best(sweep);
-            if best_w != top {
-                return Ok(format!("{best_w} workers did best; more did not gain"));
+        loop {
+            match next_count(sweep, self.config().quick) {
+                Err(why) => return Ok(why),
+                Ok((next, seed)) => {
+                    let found = self.search_at(settings, next, Some(seed))?;
+                    sweep.push((next, found));
+                }
             }
-            if at_top.limited_by == LimitedBy::Generator {
-                return Ok(format!("at {top} workers the generator's bound was reached"));
-            }
-            if !at_top.limited_by.servers() {
-                return Ok(format!("at {top} workers the machine's noise stopped the search"));
-            }
-            let below = sweep.iter().filter(|(w, _)| *w < top).map(|(_, f)| f.capacity).max();
-            if below.is_some_and(|b| at_top.capacity <= b) {
-                return Ok(format!("{top} workers gained nothing over fewer"));
-            }
-            let next = (top * 2).min(MAX_WORKERS);
-            if next == top {
-                return Ok(format!("stopped at the limit of {MAX_WORKERS} workers"));
-            }
-            if self.config().quick {
-                return Ok(format!("{top} workers did best; --quick does not follow the gain"));
-            }
-            let found = self.search_at(settings, next, Some(at_top.capacity.max(1)))?;
-            sweep.push((next, found));
         }
-        unreachable!("the loop returns")
     }
 
     /// Confirms the knee (and the next step up), then steps down until a
@@ -272,14 +254,7 @@ impl Pair<'_, '_> {
         let at = self.outcomes_at(workers);
         let interval = interval::interval(&at, found.capacity);
         let clients = interval::point(&at, found.capacity);
-        // Limited by the server when a size above the capacity mostly
-        // failed on its account (the interval is then closed).
-        let limited_by = match (found.limited_by, interval.high) {
-            (l, Some(_)) if l.servers() => l,
-            (_, Some(_)) => LimitedBy::Server,
-            (l, None) if l.servers() => LimitedBy::Generator,
-            (l, None) => l,
-        };
+        let limited_by = final_limit(found.limited_by, &interval);
         let knee: Vec<&CellResult> = self
             .probes
             .iter()
@@ -340,6 +315,46 @@ impl Pair<'_, '_> {
     }
 }
 
+/// The next worker count of a sweep and the size to start its search at:
+/// twice the most workers tried, while those did best, gained over fewer
+/// and were stopped by the server; else why the sweep stops.
+fn next_count(sweep: &[(usize, Found)], quick: bool) -> Result<(usize, u32), String> {
+    let (top, at_top) = *sweep.iter().max_by_key(|(w, _)| *w).ok_or("nothing searched")?;
+    let (best_w, _) = best(sweep);
+    if best_w != top {
+        return Err(format!("{best_w} workers did best; more did not gain"));
+    }
+    let below = sweep.iter().filter(|(w, _)| *w < top).map(|(_, f)| f.capacity).max();
+    if below.is_some_and(|b| at_top.capacity <= b) {
+        return Err(format!("{top} workers gained nothing over fewer"));
+    }
+    match at_top.limited_by {
+        LimitedBy::Generator => return Err(format!("at {top} workers the generator's bound was reached")),
+        LimitedBy::Machine => return Err(format!("at {top} workers the machine's noise stopped the search")),
+        LimitedBy::ServerFailed => return Err(format!("at {top} workers the server failed")),
+        LimitedBy::Server => {}
+    }
+    if quick {
+        return Err(format!("{top} workers did best; --quick does not follow the gain"));
+    }
+    if top >= MAX_WORKERS {
+        return Err(format!("stopped at the limit of {MAX_WORKERS} workers"));
+    }
+    Ok(((top * 2).min(MAX_WORKERS), at_top.capacity.max(1)))
+}
+
+/// What limited a capacity, from the search's answer and the final
+/// interval: the server's only when a size above mostly failed on its
+/// account (the interval is then closed), else what bounded the search.
+fn final_limit(searched: LimitedBy, interval: &interval::Interval) -> LimitedBy {
+    match (searched, interval.high) {
+        (l, Some(_)) if l.servers() => l,
+        (_, Some(_)) => LimitedBy::Server,
+        (l, None) if l.servers() => LimitedBy::Generator,
+        (l, None) => l,
+    }
+}
+
 /// The best of a sweep: most clients; on a tie, the count searched first
 /// (the default first).
 fn best(sweep: &[(usize, Found)]) -> (usize, Found) {
@@ -351,4 +366,70 @@ fn best(sweep: &[(usize, Found)]) -> (usize, Found) {
             _ => Some((w, f)),
         })
         .expect("at least the default count is searched")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interval::Interval;
+
+    fn found(capacity: u32, limited_by: LimitedBy) -> Found {
+        Found {
+            capacity,
+            next: limited_by.servers().then_some(capacity + 1),
+            limited_by,
+        }
+    }
+
+    #[test]
+    fn the_sweep_follows_the_gain_table() {
+        use LimitedBy::*;
+        // (sweep, quick, next count and seed, or the start of why not)
+        type Case = (&'static [(usize, u32, LimitedBy)], bool, Result<(usize, u32), &'static str>);
+        let table: [Case; 8] = [
+            // Still gaining at the most workers: twice as many, from there.
+            (&[(1, 10, Server), (4, 20, Server), (40, 72, Server)], false, Ok((80, 72))),
+            (&[(1, 10, Server)], false, Ok((2, 10))),
+            // Fewer did better, or as well: stop.
+            (&[(1, 10, Server), (4, 30, Server), (8, 20, Server)], false, Err("4 workers did best")),
+            (&[(1, 10, Server), (4, 10, Server)], false, Err("1 workers did best")),
+            (&[(4, 30, Generator)], false, Err("at 4 workers the generator")),
+            (&[(4, 30, ServerFailed)], false, Err("at 4 workers the server failed")),
+            (&[(512, 30, Server), (1024, 40, Server)], false, Err("stopped at the limit of 1024")),
+            (&[(1, 10, Server), (4, 20, Server)], true, Err("4 workers did best; --quick")),
+        ];
+        for (sweep, quick, want) in table {
+            let sweep: Vec<(usize, Found)> =
+                sweep.iter().map(|&(w, c, l)| (w, found(c, l))).collect();
+            let got = next_count(&sweep, quick);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{sweep:?}"),
+                (Err(g), Err(w)) => assert!(g.starts_with(w), "{sweep:?}: {g}"),
+                (g, w) => panic!("{sweep:?}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_closed_interval_is_the_servers_limit() {
+        use LimitedBy::*;
+        let closed = Interval { low: 8, high: Some(9) };
+        let open = Interval { low: 96, high: None };
+        // (the search's answer, interval, limited by)
+        let table = [
+            (Server, closed, Server),
+            (ServerFailed, closed, ServerFailed),
+            // A repeat above failed: the server's, though the search ended
+            // at the generator's bound.
+            (Generator, closed, Server),
+            // The search's bound with no size above failing: never
+            // "server", whatever the search said (`96 (77-?)`, `server`).
+            (Server, open, Generator),
+            (Generator, open, Generator),
+            (Machine, open, Machine),
+        ];
+        for (searched, iv, want) in table {
+            assert_eq!(final_limit(searched, &iv), want, "{searched:?} {iv:?}");
+        }
+    }
 }

@@ -321,6 +321,18 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_in_the_table_is_never_none_in_the_sentence() {
+        // `2 (0-2)` in the table, then "none": a model with a capacity of
+        // at least one client is always a contender.
+        let mut a = c("single", 0, Some(2), (1.0, 1.0), (1.0, 1.0));
+        a.clients = 2;
+        let rec = recommend(&[a, c("pool", 0, Some(0), (1.0, 1.0), (1.0, 1.0))]);
+        assert_eq!(rec.model(), Some("single"), "{rec:?}");
+        let none = recommend(&[c("pool", 0, Some(0), (1.0, 1.0), (1.0, 1.0))]);
+        assert!(matches!(none, Recommendation::Nothing { .. }), "{none:?}");
+    }
+
+    #[test]
     fn ratios_only_beyond_noise() {
         let iv = |low, high| Interval { low, high };
         // (a, b, ratio)
