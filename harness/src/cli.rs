@@ -159,7 +159,7 @@ pub struct RunArgs {
     /// Capacity search: repeats of the knee and of the next step up that give the capacity's interval [default: 3; with --quick 1, of the knee only].
     #[arg(long)]
     pub confirm: Option<u32>,
-    /// Capacity search: bisection stops when the next step is within this many percent (or 1 client) [default: 5; 20 with --quick].
+    /// Capacity search: bisection stops when the next step is within this many percent (or 1 client) [default: 5; 25 with --quick].
     #[arg(long)]
     pub tolerance: Option<f64>,
     /// Set by `harness capacity`: search one model.
@@ -168,7 +168,7 @@ pub struct RunArgs {
     /// The fleet's batch window for every cell of the run (frames due within it go out in one write; 0 = one write per frame, and a search bound that implies) [default: the smallest calibrated window at which the fleet paces the run's largest fleet with headroom].
     #[arg(long, value_parser = parse_duration)]
     pub batch_window: Option<Duration>,
-    /// Capacity search: the fewest measured frames a probe takes (a probe of few clients runs longer), so its p99 rests on enough samples above it [default: 20000; 5000 with --quick].
+    /// Capacity search: the fewest measured frames a probe takes (a probe of few clients runs longer), so its p99 rests on enough samples above it [default: 20000; 2500 with --quick].
     #[arg(long)]
     pub min_samples: Option<u64>,
     /// Capacity search: the largest fleet size tried [default: the most clients the fleet calibration says the fleet paces at the run's window].

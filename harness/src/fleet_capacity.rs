@@ -187,7 +187,9 @@ impl FleetCalibration {
         // more, then refuse (never cache it).
         let mut steps = measure()?;
         if !paces_anyone(&capacities(&steps)) {
-            eprintln!("the fleet kept no window on time, not even with one client; measuring again");
+            eprintln!(
+                "the fleet kept no window on time, not even with one client; measuring again"
+            );
             steps = measure()?;
         }
         if !paces_anyone(&capacities(&steps)) {
@@ -226,7 +228,12 @@ pub fn capacities(steps: &[Step]) -> Vec<WindowCapacity> {
         .iter()
         .map(|&w| {
             let at: Vec<&Step> = steps.iter().filter(|s| s.window_us == w).collect();
-            let first_pass = at.iter().filter(|s| s.ok).map(|s| s.clients).max().unwrap_or(0);
+            let first_pass = at
+                .iter()
+                .filter(|s| s.ok)
+                .map(|s| s.clients)
+                .max()
+                .unwrap_or(0);
             let confirmed = at
                 .iter()
                 .filter(|s| s.confirm && s.ok)
@@ -313,7 +320,10 @@ pub fn sweep(
 /// once already) that passes most of its passes: at least half of
 /// [`CONFIRM`] more, stepping down a size when it does not; `None` when
 /// none does.
-fn confirm(reached: Option<u32>, pass: &mut impl FnMut(u32) -> Result<bool>) -> Result<Option<u32>> {
+fn confirm(
+    reached: Option<u32>,
+    pass: &mut impl FnMut(u32) -> Result<bool>,
+) -> Result<Option<u32>> {
     let Some(reached) = reached else {
         return Ok(None);
     };
@@ -464,7 +474,11 @@ mod tests {
             (&[(0, 16), (1000, 96), (2000, 200)], ms(1), 1, 72),
         ];
         for (caps, window, threads, want) in table {
-            assert_eq!(cal(caps).max_clients(window, threads), want, "{caps:?} {window:?}");
+            assert_eq!(
+                cal(caps).max_clients(window, threads),
+                want,
+                "{caps:?} {window:?}"
+            );
         }
     }
 
@@ -545,7 +559,10 @@ mod tests {
         assert_eq!((caps[2].clients_per_core, caps[2].first_pass), (32, 48));
         // Nothing on time anywhere: a failed calibration, never a bound of 1.
         assert!(paces_anyone(&caps));
-        assert!(!paces_anyone(&capacities(&[step(0, 1, false, false), step(0, 1, false, false)])));
+        assert!(!paces_anyone(&capacities(&[
+            step(0, 1, false, false),
+            step(0, 1, false, false)
+        ])));
     }
 
     #[test]

@@ -390,7 +390,10 @@ fn run_faults(found: &mut Findings, faults: &RunFaults, no_server_report: bool) 
         found.add(Cause::ServerFault, "no server report");
     }
     if faults.fleet_timeout {
-        found.add(Cause::FleetFault, "timeout: the fleet did not finish in time");
+        found.add(
+            Cause::FleetFault,
+            "timeout: the fleet did not finish in time",
+        );
     }
     if let Some(status) = &faults.fleet_exit {
         found.add(Cause::FleetFault, format!("fleet exited with {status}"));
@@ -415,7 +418,11 @@ fn fleet_findings(
         );
     }
     found.count(Cause::Loss, rec.duplicates, "frames the server saw twice");
-    found.count(Cause::Loss, rec.missing, "sequence numbers of drained clients the server never saw");
+    found.count(
+        Cause::Loss,
+        rec.missing,
+        "sequence numbers of drained clients the server never saw",
+    );
     found.count(
         Cause::Loss,
         rec.misclassified.len() as u64,
@@ -432,7 +439,10 @@ fn fleet_findings(
     if backlog && f.undrained.is_empty() {
         found.add(
             Cause::Overload,
-            format!("backlog: {:.0} ms of load unprocessed when the load stopped", backlog_s * 1e3),
+            format!(
+                "backlog: {:.0} ms of load unprocessed when the load stopped",
+                backlog_s * 1e3
+            ),
         );
     }
     let server_behind = backlog || !f.undrained.is_empty();
@@ -454,11 +464,19 @@ fn fleet_findings(
         .late_refused_clients(f)
         .map(|c| c.reconnects as u64)
         .sum();
-    found.count(Cause::Loss, f.reconnects.saturating_sub(excused), "reconnects");
+    found.count(
+        Cause::Loss,
+        f.reconnects.saturating_sub(excused),
+        "reconnects",
+    );
     if !f.undrained.is_empty() {
         found.add(
             Cause::Overload,
-            format!("{} clients undrained, {} frames unread", f.undrained.len(), rec.unread),
+            format!(
+                "{} clients undrained, {} frames unread",
+                f.undrained.len(),
+                rec.unread
+            ),
         );
     }
     if let Some(reason) = refused(f, server, rec) {
@@ -554,7 +572,10 @@ mod tests {
             let v = verdict(Some(&f), Some(&s), &rec, &faults, 0.0);
             assert_eq!(v.status, Status::Invalid, "{name}: {v:?}");
             assert_eq!(v.cause(), Some(Cause::Loss), "{name}: {v:?}");
-            assert!(v.reasons.iter().any(|r| r.contains(reason)), "{name}: {v:?}");
+            assert!(
+                v.reasons.iter().any(|r| r.contains(reason)),
+                "{name}: {v:?}"
+            );
         }
     }
 
@@ -564,8 +585,18 @@ mod tests {
         // (case, change, backlog seconds, first cause)
         let table: Vec<(&str, Mutate, f64, Option<Cause>)> = vec![
             ("all well", |_, _, _| {}, 0.0, None),
-            ("late generator", |f, _, _| lag(f), 0.0, Some(GeneratorBehind)),
-            ("late generator, server behind", |f, _, _| lag(f), 0.5, Some(Overload)),
+            (
+                "late generator",
+                |f, _, _| lag(f),
+                0.0,
+                Some(GeneratorBehind),
+            ),
+            (
+                "late generator, server behind",
+                |f, _, _| lag(f),
+                0.5,
+                Some(Overload),
+            ),
             (
                 "a crash and the loss it causes",
                 |f, s, x| {
@@ -591,9 +622,24 @@ mod tests {
                 0.5,
                 Some(Loss),
             ),
-            ("server exit status", |_, _, x| x.server_exit = Some("exit status: 1".into()), 0.0, Some(ServerFault)),
-            ("fleet exit status", |_, _, x| x.fleet_exit = Some("exit status: 1".into()), 0.0, Some(FleetFault)),
-            ("fleet timeout", |_, _, x| x.fleet_timeout = true, 0.0, Some(FleetFault)),
+            (
+                "server exit status",
+                |_, _, x| x.server_exit = Some("exit status: 1".into()),
+                0.0,
+                Some(ServerFault),
+            ),
+            (
+                "fleet exit status",
+                |_, _, x| x.fleet_exit = Some("exit status: 1".into()),
+                0.0,
+                Some(FleetFault),
+            ),
+            (
+                "fleet timeout",
+                |_, _, x| x.fleet_timeout = true,
+                0.0,
+                Some(FleetFault),
+            ),
             ("backlog", |_, _, _| {}, 0.5, Some(Overload)),
         ];
         for (name, mutate, backlog_s, want) in table {

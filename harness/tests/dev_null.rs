@@ -50,7 +50,9 @@ fn dev_null_stays_a_character_device() {
         String::from_utf8_lossy(&out.stderr)
     );
     if out.status.code() == Some(SKIP) || text.contains("unshare failed") {
-        util::cannot_run(&format!("no private mount namespace with a fresh /dev here ({text})"));
+        util::cannot_run(&format!(
+            "no private mount namespace with a fresh /dev here ({text})"
+        ));
         return;
     }
     assert!(out.status.success(), "{text}");

@@ -121,7 +121,10 @@ fn sigkill_leaves_no_orphans_and_a_run_that_resumes() {
     no_orphans_within(dir.path(), Duration::from_secs(2));
     let run = saved(dir.path(), 1).unwrap();
     let id = run["run_id"].as_str().unwrap().to_string();
-    assert_eq!(run["complete"], false, "killed during its second of three cells");
+    assert_eq!(
+        run["complete"], false,
+        "killed during its second of three cells"
+    );
     let status = harness(dir.path(), &["--resume", &id]).status().unwrap();
     assert!(status.success());
     let run = saved(dir.path(), 3).unwrap();
@@ -155,7 +158,10 @@ fn sigterm_stops_the_children_at_once_and_keeps_finished_cells() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     no_orphans_within(dir.path(), Duration::from_secs(2));
     let run = saved(dir.path(), 1).unwrap();
-    assert_eq!(run["complete"], false, "stopped during its second of three cells");
+    assert_eq!(
+        run["complete"], false,
+        "stopped during its second of three cells"
+    );
     assert_eq!(status.code(), Some(130));
     assert_eq!(
         run["cells"].as_array().unwrap().len(),

@@ -204,7 +204,11 @@ fn an_interrupted_run_resumes_where_it_stopped() {
     let status = child.wait().unwrap();
     let (_, run) = only_run(dir.path());
     let done = run["cells"].as_array().unwrap().len();
-    assert_eq!(status.code(), Some(130), "interrupted during its second cell");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "interrupted during its second cell"
+    );
     assert_eq!(run["complete"], false);
     assert!((1..3).contains(&done), "{done} cells");
     let id = run["run_id"].as_str().unwrap().to_string();
@@ -345,7 +349,11 @@ fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
     // 20% of the server's CPU per client: saturated at 5, and the SLO
     // (p99 <= 2.4 ms) is missed before that.
     let clients = cap["clients"].as_u64().unwrap();
-    assert!((2..=5).contains(&clients), "capacity {clients}: {}", text(&out));
+    assert!(
+        (2..=5).contains(&clients),
+        "capacity {clients}: {}",
+        text(&out)
+    );
     let probes = cap["probes"].as_array().unwrap();
     // Limited by the server, unless the fleet said it fell behind (the
     // other tests share this machine's two CPUs).

@@ -190,8 +190,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     let canary = super::canary::Canary::start(&sampled_cpus);
 
     let mut faults = RunFaults::default();
-    let limit =
-        config.warmup + fleet_config.duration + config.drain_timeout * 2 + FLEET_SLACK;
+    let limit = config.warmup + fleet_config.duration + config.drain_timeout * 2 + FLEET_SLACK;
     if let Some(after) = config.kill_server_after {
         // Fault injection: the fleet must see its server (or a server
         // child) die mid-run.
@@ -213,9 +212,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     }
     let fleet_ok = wait_timeout(&mut fleet, limit, &ctx.stop)?;
     match fleet_ok {
-        Some(status) if !status.success() => {
-            faults.fleet_exit = Some(status.to_string())
-        }
+        Some(status) if !status.success() => faults.fleet_exit = Some(status.to_string()),
         Some(_) => {}
         None => {
             faults.fleet_timeout = true;
@@ -232,9 +229,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     } else {
         let _ = kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
         match wait_timeout(&mut server, SERVER_GRACE, &AtomicBool::new(false))? {
-            Some(status) if !status.success() => {
-                faults.server_exit = Some(status.to_string())
-            }
+            Some(status) if !status.success() => faults.server_exit = Some(status.to_string()),
             Some(_) => {}
             None => {
                 faults.server_hung = true;

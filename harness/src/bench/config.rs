@@ -134,9 +134,9 @@ pub struct SearchSettings {
 }
 
 /// Frames above the p99 a probe rests on at least: `--quick`, full.
-pub const TAIL_SAMPLES: (u64, u64) = (50, 200);
+pub const TAIL_SAMPLES: (u64, u64) = (25, 200);
 /// Bisection tolerance, percent: `--quick`, full.
-pub const TOLERANCE_PCT: (f64, f64) = (20.0, 5.0);
+pub const TOLERANCE_PCT: (f64, f64) = (25.0, 5.0);
 /// Confirmation repeats of the knee: `--quick`, full.
 pub const CONFIRM_REPEATS: (u32, u32) = (1, 3);
 
@@ -306,30 +306,7 @@ impl RunConfig {
         };
         let search = match search {
             None => None,
-            Some(()) => {
-                let tolerance = args
-                    .tolerance
-                    .unwrap_or(if args.quick { TOLERANCE_PCT.0 } else { TOLERANCE_PCT.1 });
-                if !(0.0..=100.0).contains(&tolerance) {
-                    bail!("--tolerance is a percentage between 0 and 100, not {tolerance}");
-                }
-                Some(SearchSettings {
-                    params: SearchParams {
-                        max_clients: DEFAULT_SEARCH_MAX,
-                        tolerance: tolerance / 100.0,
-                    },
-                    confirm: args.confirm.unwrap_or(if args.quick {
-                        CONFIRM_REPEATS.0
-                    } else {
-                        CONFIRM_REPEATS.1
-                    }),
-                    confirm_next: !args.quick,
-                    sweep: workers.is_none(),
-                    min_samples: args.min_samples.unwrap_or(
-                        100 * if args.quick { TAIL_SAMPLES.0 } else { TAIL_SAMPLES.1 },
-                    ),
-                })
-            }
+            Some(()) => Some(search_settings(args, workers.is_none())?),
         };
         let (duration, warmup, drain) = match (search.is_some(), args.quick) {
             (false, false) => (10_000, 2_000, 5_000),
@@ -438,7 +415,8 @@ impl RunConfig {
         }
         if self.window.is_none() {
             let per_thread = self.largest_fleet().div_ceil(threads);
-            self.window = Some(calibration.map_or(Duration::from_millis(1), |c| c.window_for(per_thread)));
+            self.window =
+                Some(calibration.map_or(Duration::from_millis(1), |c| c.window_for(per_thread)));
         }
     }
 
@@ -466,8 +444,9 @@ impl RunConfig {
             return self.duration;
         };
         let per_s = (clients as u64 * hz).max(1);
-        self.duration
-            .max(Duration::from_secs_f64(search.min_samples as f64 / per_s as f64))
+        self.duration.max(Duration::from_secs_f64(
+            search.min_samples as f64 / per_s as f64,
+        ))
     }
 
     /// The fleet configuration of a cell against `target`.
@@ -493,6 +472,38 @@ impl RunConfig {
             shared_clock: true,
         })
     }
+}
+
+/// The search settings from the CLI: `--quick` or full defaults.
+fn search_settings(args: &RunArgs, sweep: bool) -> Result<SearchSettings> {
+    let tolerance = args.tolerance.unwrap_or(if args.quick {
+        TOLERANCE_PCT.0
+    } else {
+        TOLERANCE_PCT.1
+    });
+    if !(0.0..=100.0).contains(&tolerance) {
+        bail!("--tolerance is a percentage between 0 and 100, not {tolerance}");
+    }
+    Ok(SearchSettings {
+        params: SearchParams {
+            max_clients: DEFAULT_SEARCH_MAX,
+            tolerance: tolerance / 100.0,
+        },
+        confirm: args.confirm.unwrap_or(if args.quick {
+            CONFIRM_REPEATS.0
+        } else {
+            CONFIRM_REPEATS.1
+        }),
+        confirm_next: !args.quick,
+        sweep,
+        min_samples: args.min_samples.unwrap_or(
+            100 * if args.quick {
+                TAIL_SAMPLES.0
+            } else {
+                TAIL_SAMPLES.1
+            },
+        ),
+    })
 }
 
 fn workload(name: &str, spec: &str, iters_per_us: f64) -> Result<Workload> {
@@ -601,7 +612,10 @@ mod tests {
             .to_string();
         let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for want in [
-            format!("[default: {}; {} with --quick]", TOLERANCE_PCT.1, TOLERANCE_PCT.0),
+            format!(
+                "[default: {}; {} with --quick]",
+                TOLERANCE_PCT.1, TOLERANCE_PCT.0
+            ),
             format!(
                 "[default: {}; with --quick {}, of the knee only]",
                 CONFIRM_REPEATS.1, CONFIRM_REPEATS.0
@@ -612,7 +626,10 @@ mod tests {
                 100 * TAIL_SAMPLES.0
             ),
         ] {
-            assert!(help.contains(&want), "the help does not say {want:?}: {help}");
+            assert!(
+                help.contains(&want),
+                "the help does not say {want:?}: {help}"
+            );
         }
     }
 
@@ -620,11 +637,13 @@ mod tests {
         FleetCalibration {
             windows: caps
                 .iter()
-                .map(|&(window_us, clients_per_core)| crate::fleet_capacity::WindowCapacity {
-                    window_us,
-                    clients_per_core,
-                    first_pass: clients_per_core,
-                })
+                .map(
+                    |&(window_us, clients_per_core)| crate::fleet_capacity::WindowCapacity {
+                        window_us,
+                        clients_per_core,
+                        first_pass: clients_per_core,
+                    },
+                )
                 .collect(),
             ..FleetCalibration::default()
         }

@@ -126,12 +126,10 @@ impl Environment {
 /// `crc32:XXXXXXXX/BYTES` of the running executable (`unknown` when it
 /// cannot be read).
 pub fn build_id() -> String {
-    std::env::current_exe()
-        .and_then(std::fs::read)
-        .map_or_else(
-            |_| "unknown".into(),
-            |bytes| format!("crc32:{:08x}/{}", crc32fast::hash(&bytes), bytes.len()),
-        )
+    std::env::current_exe().and_then(std::fs::read).map_or_else(
+        |_| "unknown".into(),
+        |bytes| format!("crc32:{:08x}/{}", crc32fast::hash(&bytes), bytes.len()),
+    )
 }
 
 /// A small procfs or sysfs file, trimmed, with tabs as spaces; `unknown`

@@ -74,26 +74,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             if environment.server_fleet_share_a_core {
                 eprintln!("warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load will slow the server (see --server-cpus, --fleet-cpus)");
             }
-            // The calibration bounds a search and picks the run's window;
-            // a forced window needs it only to bound a search.
-            let needs_calibration = config.batch_window.is_none()
-                || (config.search.is_some() && args.search_max.is_none());
-            if needs_calibration {
-                config.fleet_calibration =
-                    Some(crate::fleet_capacity::FleetCalibration::load_or_measure(
-                        &args.results_dir,
-                        &environment,
-                        &config.server_cpus,
-                        config.fleet_cpus[0],
-                        args.recalibrate,
-                        if config.quick {
-                            crate::fleet_capacity::QUICK_STEP_MS
-                        } else {
-                            crate::fleet_capacity::FULL_STEP_MS
-                        },
-                    )?);
-            }
-            config.fix_window(config.fleet_calibration.clone().as_ref(), args.search_max);
+            calibrate(&mut config, args, &environment)?;
             RunFile {
                 run_id,
                 started,
@@ -148,7 +129,11 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                 run.config
                     .workloads
                     .iter()
-                    .map(|w| Ok(format!("{}: {}", w.name, run.config.slo_for(&w.name)?.label())))
+                    .map(|w| Ok(format!(
+                        "{}: {}",
+                        w.name,
+                        run.config.slo_for(&w.name)?.label()
+                    )))
                     .collect::<Result<Vec<_>>>()?
                     .join("; ")
             );
@@ -194,6 +179,31 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         run_dir,
         slo_breaches,
     })
+}
+
+/// Loads or measures the fleet calibration where the run needs it (it
+/// bounds a search and picks the run's window; a forced window needs it
+/// only to bound a search), then fixes the run's one window.
+fn calibrate(config: &mut RunConfig, args: &RunArgs, environment: &Environment) -> Result<()> {
+    let needs_calibration =
+        config.batch_window.is_none() || (config.search.is_some() && args.search_max.is_none());
+    if needs_calibration {
+        config.fleet_calibration = Some(crate::fleet_capacity::FleetCalibration::load_or_measure(
+            &args.results_dir,
+            environment,
+            &config.server_cpus,
+            config.fleet_cpus[0],
+            args.recalibrate,
+            if config.quick {
+                crate::fleet_capacity::QUICK_STEP_MS
+            } else {
+                crate::fleet_capacity::FULL_STEP_MS
+            },
+        )?);
+    }
+    let calibration = config.fleet_calibration.clone();
+    config.fix_window(calibration.as_ref(), args.search_max);
+    Ok(())
 }
 
 /// Runs the fixed matrix's remaining cells. `Ok(false)`: stopped by a

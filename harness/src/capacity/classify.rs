@@ -36,9 +36,10 @@ pub fn classify(cell: &CellResult, slo: &Slo) -> Classified {
     // when the CPUs stalled at all beyond the share.
     let excess = slo.excess_ns(cell);
     let late_fleet = v.causes.contains(&Cause::GeneratorBehind);
-    let disturbed = cell.canary.as_ref().is_some_and(|c| {
-        c.disturbed(window_s) && (late_fleet || excess <= c.max_late_ns)
-    });
+    let disturbed = cell
+        .canary
+        .as_ref()
+        .is_some_and(|c| c.disturbed(window_s) && (late_fleet || excess <= c.max_late_ns));
     let (outcome, why, soft) = match v.cause() {
         Some(Cause::ServerFault) => (Outcome::ServerFailed, reasons(), false),
         Some(Cause::Loss | Cause::Overload) => (Outcome::Fail, reasons(), false),
@@ -107,22 +108,65 @@ mod tests {
             ..CanaryReport::default()
         };
         // (causes, p99 ns, canary stalled, outcome, soft, disturbed)
-        let table: [(&[Cause], u64, bool, Outcome, bool, bool); 12] = [
+        type Case = (&'static [Cause], u64, bool, Outcome, bool, bool);
+        let table: [Case; 12] = [
             (&[], 500_000, false, Outcome::Pass, false, false),
             (&[], 2_000_000, false, Outcome::Fail, true, false),
             (&[], 2_000_000, true, Outcome::Fail, true, true),
             // 20 ms over a 1 ms bound: more than the 2 ms stall explains.
             (&[], 21_000_000, true, Outcome::Fail, true, false),
             // A crash outranks the late generator and the loss it causes.
-            (&[GeneratorBehind, Loss, ServerFault], 9_000_000, false, Outcome::ServerFailed, false, false),
-            (&[Overload, Loss], 2_000_000, false, Outcome::Fail, false, false),
+            (
+                &[GeneratorBehind, Loss, ServerFault],
+                9_000_000,
+                false,
+                Outcome::ServerFailed,
+                false,
+                false,
+            ),
+            (
+                &[Overload, Loss],
+                2_000_000,
+                false,
+                Outcome::Fail,
+                false,
+                false,
+            ),
             (&[Overload], 500_000, false, Outcome::Fail, false, false),
             // An SLO miss outranks a late generator; the machine's only
             // when the CPUs stalled.
-            (&[GeneratorBehind], 2_000_000, false, Outcome::Fail, true, false),
-            (&[GeneratorBehind], 30_000_000, true, Outcome::Fail, true, true),
-            (&[GeneratorBehind], 500_000, false, Outcome::Generator, true, false),
-            (&[FleetFault], 500_000, false, Outcome::Generator, true, false),
+            (
+                &[GeneratorBehind],
+                2_000_000,
+                false,
+                Outcome::Fail,
+                true,
+                false,
+            ),
+            (
+                &[GeneratorBehind],
+                30_000_000,
+                true,
+                Outcome::Fail,
+                true,
+                true,
+            ),
+            (
+                &[GeneratorBehind],
+                500_000,
+                false,
+                Outcome::Generator,
+                true,
+                false,
+            ),
+            (
+                &[FleetFault],
+                500_000,
+                false,
+                Outcome::Generator,
+                true,
+                false,
+            ),
             (&[Loss], 500_000, true, Outcome::Fail, false, true),
         ];
         for (causes, p99, stalled, outcome, soft, disturbed) in table {

@@ -223,7 +223,14 @@ mod tests {
             ),
             // Above the knee, a majority of repeats counts.
             (
-                &[(4, Pass), (6, Fail), (5, Pass), (5, Pass), (5, Fail), (4, Pass)],
+                &[
+                    (4, Pass),
+                    (6, Fail),
+                    (5, Pass),
+                    (5, Pass),
+                    (5, Fail),
+                    (4, Pass),
+                ],
                 4,
                 5,
             ),

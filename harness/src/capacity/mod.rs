@@ -42,6 +42,9 @@ pub struct ProbeRecord {
     pub why: String,
     /// A confirmation repeat (not part of the search itself).
     pub confirm: bool,
+    /// The machine stalled during it and it was tried again.
+    #[serde(default)]
+    pub retried: bool,
 }
 
 /// The capacity at one worker count.
@@ -201,7 +204,11 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         pairs_done: 0,
         probes_done: 0,
     };
-    for (model, workload) in pairs {
+    // A search that ended on the machine's noise is searched once more at
+    // the end of the run, after the noisy stretch, its probes kept.
+    let mut queue: std::collections::VecDeque<(String, String, Vec<ProbeRecord>)> =
+        pairs.into_iter().map(|(m, w)| (m, w, Vec::new())).collect();
+    while let Some((model, workload, earlier)) = queue.pop_front() {
         let done = run
             .capacities
             .iter()
@@ -213,6 +220,11 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
             progress.pair_done();
             continue;
         }
+        let again = !earlier.is_empty();
+        let mut repeats = HashMap::new();
+        for p in &earlier {
+            *repeats.entry((p.clients, p.workers)).or_insert(0) += 1;
+        }
         let pair = pair::Pair {
             ctx,
             run: &mut *run,
@@ -221,8 +233,8 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
             slo: config.slo_for(&workload)?,
             model: &model,
             workload: &workload,
-            repeats: HashMap::new(),
-            probes: Vec::new(),
+            repeats,
+            probes: earlier,
         };
         let record = match pair.search(&settings) {
             Ok(r) => r,
@@ -231,6 +243,11 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
                 return Err(e).with_context(|| format!("search {model} under {workload}"))
             }
         };
+        if !again && ended_on_noise(&record.probes) {
+            tracing::info!(%model, %workload, "the machine's noise ended a probe: searched again at the end");
+            queue.push_back((model, workload, record.probes));
+            continue;
+        }
         tracing::info!(%model, %workload, capacity = %record.interval.label(record.clients), workers = record.workers, "capacity found");
         run.capacities.push(record);
         run.save(run_dir)?;
@@ -238,6 +255,14 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
     }
     progress.bar.finish_and_clear();
     Ok(true)
+}
+
+/// Whether a probe of the search counted as the machine's (every try of it
+/// stalled).
+pub fn ended_on_noise(probes: &[ProbeRecord]) -> bool {
+    probes
+        .iter()
+        .any(|p| p.outcome == Outcome::Machine && !p.retried)
 }
 
 /// The run's capacity records grouped by workload, each in model order.
@@ -287,6 +312,36 @@ mod tests {
     use super::*;
     use std::str::FromStr;
     use workloads::WorkSpec;
+
+    #[test]
+    fn a_search_ended_on_noise_only_when_a_probe_stayed_the_machines() {
+        let p = |outcome, retried| ProbeRecord {
+            cell: 0,
+            clients: 4,
+            workers: 1,
+            outcome,
+            why: String::new(),
+            confirm: false,
+            retried,
+        };
+        // (probes, ended on noise)
+        let table = [
+            (vec![p(Outcome::Pass, false)], false),
+            // Stalled, tried again, passed: not the machine's.
+            (
+                vec![p(Outcome::Machine, true), p(Outcome::Pass, false)],
+                false,
+            ),
+            (
+                vec![p(Outcome::Machine, true), p(Outcome::Machine, false)],
+                true,
+            ),
+            (vec![p(Outcome::Generator, false)], false),
+        ];
+        for (probes, want) in table {
+            assert_eq!(ended_on_noise(&probes), want, "{probes:?}");
+        }
+    }
 
     #[test]
     fn littles_law_estimate_table() {

@@ -34,6 +34,10 @@ pub const MACHINE_PAUSE: Duration = Duration::from_millis(250);
 /// The most workers the sweep tries for one model.
 pub const MAX_WORKERS: usize = 1024;
 
+/// A sweep's answer per worker count, the io-wait estimate and why the
+/// sweep stopped.
+type Swept = (Vec<(usize, Found)>, usize, String);
+
 /// The search of one (model, workload).
 pub(super) struct Pair<'a, 'r> {
     pub ctx: &'a CellContext<'a>,
@@ -99,9 +103,14 @@ impl Pair<'_, '_> {
             // Only a failure one stall can cause (an SLO miss, a late
             // generator) is the machine's: an overload or a loss is not.
             let discounted = disturbed && soft && outcome != Outcome::Pass;
-            let recorded = if discounted { Outcome::Machine } else { outcome };
-            self.record(index, workers, recorded, &why, confirm);
-            if discounted && tries < MACHINE_RETRIES {
+            let recorded = if discounted {
+                Outcome::Machine
+            } else {
+                outcome
+            };
+            let retry = discounted && tries < MACHINE_RETRIES;
+            self.record(index, workers, recorded, &why, (confirm, retry));
+            if retry {
                 if ran {
                     std::thread::sleep(pause);
                 }
@@ -117,7 +126,14 @@ impl Pair<'_, '_> {
         unreachable!("the loop returns")
     }
 
-    fn record(&mut self, index: usize, workers: usize, outcome: Outcome, why: &str, confirm: bool) {
+    fn record(
+        &mut self,
+        index: usize,
+        workers: usize,
+        outcome: Outcome,
+        why: &str,
+        (confirm, retried): (bool, bool),
+    ) {
         let clients = self.run.cells[index].key.clients;
         self.probes.push(ProbeRecord {
             cell: index,
@@ -126,6 +142,7 @@ impl Pair<'_, '_> {
             outcome,
             why: why.to_string(),
             confirm,
+            retried,
         });
         let p99 = self.run.cells[index].derived.p99_ns;
         let (model, workload) = (self.model, self.workload);
@@ -154,10 +171,7 @@ impl Pair<'_, '_> {
     /// Searches the default count, the model's candidates, then more
     /// workers in growing steps while each buys capacity; returns every
     /// count's answer, the io estimate and why the sweep stopped.
-    fn sweep(
-        &mut self,
-        settings: &SearchSettings,
-    ) -> Result<(Vec<(usize, Found)>, usize, String), Stop> {
+    fn sweep(&mut self, settings: &SearchSettings) -> Result<Swept, Stop> {
         let config = self.ctx.config;
         let model =
             models::find(self.model).ok_or_else(|| anyhow!("unknown model {}", self.model))?;
@@ -176,8 +190,13 @@ impl Pair<'_, '_> {
             Rate::Max => 0,
         };
         let knee_util = self.util_at(first.capacity, default_workers);
-        let io_waits =
-            io_waits_at_knee(first.capacity, knee_util, &plan, rate, settings.params.max_clients);
+        let io_waits = io_waits_at_knee(
+            first.capacity,
+            knee_util,
+            &plan,
+            rate,
+            settings.params.max_clients,
+        );
         if !settings.sweep {
             return Ok((sweep, io_waits, "workers fixed".into()));
         }
@@ -220,7 +239,12 @@ impl Pair<'_, '_> {
 
     /// Confirms the knee (and the next step up), then steps down until a
     /// size passes every probe, to one client if it must.
-    fn confirm(&mut self, settings: &SearchSettings, workers: usize, best: Found) -> Result<(), Stop> {
+    fn confirm(
+        &mut self,
+        settings: &SearchSettings,
+        workers: usize,
+        best: Found,
+    ) -> Result<(), Stop> {
         for _ in 0..settings.confirm {
             if best.capacity > 0 {
                 self.probe(best.capacity, workers, true)?;
@@ -261,7 +285,8 @@ impl Pair<'_, '_> {
             .filter(|p| p.workers == workers && p.clients == clients && p.outcome == Outcome::Pass)
             .map(|p| &self.run.cells[p.cell])
             .collect();
-        let range = |f: fn(&CellResult) -> f64| Range::of(&knee.iter().map(|c| f(c)).collect::<Vec<_>>());
+        let range =
+            |f: fn(&CellResult) -> f64| Range::of(&knee.iter().map(|c| f(c)).collect::<Vec<_>>());
         Ok(CapacityRecord {
             model: self.model.to_string(),
             workload: self.workload.to_string(),
@@ -319,23 +344,40 @@ impl Pair<'_, '_> {
 /// twice the most workers tried, while those did best, gained over fewer
 /// and were stopped by the server; else why the sweep stops.
 fn next_count(sweep: &[(usize, Found)], quick: bool) -> Result<(usize, u32), String> {
-    let (top, at_top) = *sweep.iter().max_by_key(|(w, _)| *w).ok_or("nothing searched")?;
+    let (top, at_top) = *sweep
+        .iter()
+        .max_by_key(|(w, _)| *w)
+        .ok_or("nothing searched")?;
     let (best_w, _) = best(sweep);
     if best_w != top {
         return Err(format!("{best_w} workers did best; more did not gain"));
     }
-    let below = sweep.iter().filter(|(w, _)| *w < top).map(|(_, f)| f.capacity).max();
+    let below = sweep
+        .iter()
+        .filter(|(w, _)| *w < top)
+        .map(|(_, f)| f.capacity)
+        .max();
     if below.is_some_and(|b| at_top.capacity <= b) {
         return Err(format!("{top} workers gained nothing over fewer"));
     }
     match at_top.limited_by {
-        LimitedBy::Generator => return Err(format!("at {top} workers the generator's bound was reached")),
-        LimitedBy::Machine => return Err(format!("at {top} workers the machine's noise stopped the search")),
+        LimitedBy::Generator => {
+            return Err(format!(
+                "at {top} workers the generator's bound was reached"
+            ))
+        }
+        LimitedBy::Machine => {
+            return Err(format!(
+                "at {top} workers the machine's noise stopped the search"
+            ))
+        }
         LimitedBy::ServerFailed => return Err(format!("at {top} workers the server failed")),
         LimitedBy::Server => {}
     }
     if quick {
-        return Err(format!("{top} workers did best; --quick does not follow the gain"));
+        return Err(format!(
+            "{top} workers did best; --quick does not follow the gain"
+        ));
     }
     if top >= MAX_WORKERS {
         return Err(format!("stopped at the limit of {MAX_WORKERS} workers"));
@@ -385,18 +427,50 @@ mod tests {
     fn the_sweep_follows_the_gain_table() {
         use LimitedBy::*;
         // (sweep, quick, next count and seed, or the start of why not)
-        type Case = (&'static [(usize, u32, LimitedBy)], bool, Result<(usize, u32), &'static str>);
+        type Case = (
+            &'static [(usize, u32, LimitedBy)],
+            bool,
+            Result<(usize, u32), &'static str>,
+        );
         let table: [Case; 8] = [
             // Still gaining at the most workers: twice as many, from there.
-            (&[(1, 10, Server), (4, 20, Server), (40, 72, Server)], false, Ok((80, 72))),
+            (
+                &[(1, 10, Server), (4, 20, Server), (40, 72, Server)],
+                false,
+                Ok((80, 72)),
+            ),
             (&[(1, 10, Server)], false, Ok((2, 10))),
             // Fewer did better, or as well: stop.
-            (&[(1, 10, Server), (4, 30, Server), (8, 20, Server)], false, Err("4 workers did best")),
-            (&[(1, 10, Server), (4, 10, Server)], false, Err("1 workers did best")),
-            (&[(4, 30, Generator)], false, Err("at 4 workers the generator")),
-            (&[(4, 30, ServerFailed)], false, Err("at 4 workers the server failed")),
-            (&[(512, 30, Server), (1024, 40, Server)], false, Err("stopped at the limit of 1024")),
-            (&[(1, 10, Server), (4, 20, Server)], true, Err("4 workers did best; --quick")),
+            (
+                &[(1, 10, Server), (4, 30, Server), (8, 20, Server)],
+                false,
+                Err("4 workers did best"),
+            ),
+            (
+                &[(1, 10, Server), (4, 10, Server)],
+                false,
+                Err("1 workers did best"),
+            ),
+            (
+                &[(4, 30, Generator)],
+                false,
+                Err("at 4 workers the generator"),
+            ),
+            (
+                &[(4, 30, ServerFailed)],
+                false,
+                Err("at 4 workers the server failed"),
+            ),
+            (
+                &[(512, 30, Server), (1024, 40, Server)],
+                false,
+                Err("stopped at the limit of 1024"),
+            ),
+            (
+                &[(1, 10, Server), (4, 20, Server)],
+                true,
+                Err("4 workers did best; --quick"),
+            ),
         ];
         for (sweep, quick, want) in table {
             let sweep: Vec<(usize, Found)> =
@@ -413,8 +487,14 @@ mod tests {
     #[test]
     fn only_a_closed_interval_is_the_servers_limit() {
         use LimitedBy::*;
-        let closed = Interval { low: 8, high: Some(9) };
-        let open = Interval { low: 96, high: None };
+        let closed = Interval {
+            low: 8,
+            high: Some(9),
+        };
+        let open = Interval {
+            low: 96,
+            high: None,
+        };
         // (the search's answer, interval, limited by)
         let table = [
             (Server, closed, Server),

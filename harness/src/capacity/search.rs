@@ -74,7 +74,9 @@ impl LimitedBy {
         match self {
             LimitedBy::Server => "server",
             LimitedBy::ServerFailed => "server failed (crashed, hung or exited)",
-            LimitedBy::Generator => "generator (at least this many; the fleet cannot offer more here)",
+            LimitedBy::Generator => {
+                "generator (at least this many; the fleet cannot offer more here)"
+            }
             LimitedBy::Machine => "machine noise (the machine stalled at every try above)",
         }
     }
@@ -411,7 +413,11 @@ mod tests {
                 })
             })
             .unwrap();
-            assert_eq!((found.capacity, found.limited_by, found.next), (10, by, next), "{above:?}");
+            assert_eq!(
+                (found.capacity, found.limited_by, found.next),
+                (10, by, next),
+                "{above:?}"
+            );
         }
         // A server that dies at every size: "server failed", never the
         // generator's, at 0 clients.
@@ -423,7 +429,10 @@ mod tests {
             })
         })
         .unwrap();
-        assert_eq!((found.capacity, found.limited_by), (0, LimitedBy::ServerFailed));
+        assert_eq!(
+            (found.capacity, found.limited_by),
+            (0, LimitedBy::ServerFailed)
+        );
     }
 
     #[test]

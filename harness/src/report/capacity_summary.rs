@@ -202,8 +202,6 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
 
 /// The method section, every figure from the constants the code uses.
 fn method(md: &mut String, run: &RunFile) {
-    use crate::bench::canary;
-    use crate::capacity::{pair, search};
     let c = &run.config;
     let _ = writeln!(md, "## Method\n");
     environment(md, run);
@@ -228,7 +226,11 @@ fn method(md: &mut String, run: &RunFile) {
     let slos: Vec<String> = c
         .workloads
         .iter()
-        .filter_map(|w| c.slo_for(&w.name).ok().map(|s| format!("{}: {}", w.name, s.label())))
+        .filter_map(|w| {
+            c.slo_for(&w.name)
+                .ok()
+                .map(|s| format!("{}: {}", w.name, s.label()))
+        })
         .collect();
     let _ = writeln!(
         md,
@@ -240,6 +242,27 @@ fn method(md: &mut String, run: &RunFile) {
             " (the batch window + 1 ms + 2 x the longest work one frame asks for)"
         }
     );
+    search_method(md, run);
+    let _ = writeln!(
+        md,
+        "- Probes: {} warm-up, at least {} measured, drain timeout {}; server pinned to CPUs {:?}, fleet to {:?}{}, sampler and harness on {:?}; seed {}. {} probes in all.\n",
+        humantime::format_duration(c.warmup),
+        humantime::format_duration(c.duration),
+        humantime::format_duration(c.drain_timeout),
+        c.server_cpus,
+        c.fleet_cpus,
+        crate::report::summary::shards_note(c.fleet_shards),
+        c.harness_cpus,
+        c.seed,
+        run.cells.len()
+    );
+}
+
+/// The search's rules, every figure from the constants the code uses.
+fn search_method(md: &mut String, run: &RunFile) {
+    use crate::bench::canary;
+    use crate::capacity::{pair, search};
+    let c = &run.config;
     let Some(s) = c.search.as_ref() else { return };
     let _ = writeln!(
         md,
@@ -292,19 +315,6 @@ fn method(md: &mut String, run: &RunFile) {
     let _ = writeln!(
         md,
         "- **Recommendation**: the model with the highest capacity wins only if its interval lies wholly above every other model's; otherwise the overlapping models tie, and the tie is broken by CPU per packet at capacity, then by peak PSS, each only where the repeats' ranges do not overlap. Every \"N x\" below compares one interval's low end with the other's high end, rounded down, and is written only when they do not overlap.",
-    );
-    let _ = writeln!(
-        md,
-        "- Probes: {} warm-up, at least {} measured, drain timeout {}; server pinned to CPUs {:?}, fleet to {:?}{}, sampler and harness on {:?}; seed {}. {} probes in all.\n",
-        humantime::format_duration(c.warmup),
-        humantime::format_duration(c.duration),
-        humantime::format_duration(c.drain_timeout),
-        c.server_cpus,
-        c.fleet_cpus,
-        crate::report::summary::shards_note(c.fleet_shards),
-        c.harness_cpus,
-        c.seed,
-        run.cells.len()
     );
 }
 

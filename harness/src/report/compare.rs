@@ -178,7 +178,10 @@ fn recommendations(md: &mut String, a: &RunFile, b: &RunFile) -> usize {
     use crate::capacity::recommend::Recommendation;
     let ra = crate::capacity::recommendations(a);
     let rb = crate::capacity::recommendations(b);
-    let _ = writeln!(md, "\n| workload | use (A) | use (B) | agree |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "\n| workload | use (A) | use (B) | agree |\n|---|---|---|---|"
+    );
     let mut disagree = 0;
     for (w, x) in &ra {
         let Some((_, y)) = rb.iter().find(|(v, _)| v == w) else {

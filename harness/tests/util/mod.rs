@@ -27,19 +27,26 @@ pub fn cannot_run(why: &str) {
 /// running: a cell (or probe) of a run there is under way.
 pub fn fleet_running_under(dir: &std::path::Path) -> bool {
     let needle = dir.to_string_lossy().to_string();
-    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-            let cmd = String::from_utf8_lossy(&c).replace('\0', " ");
-            cmd.contains(&needle) && cmd.contains(" fleet ")
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let cmd = String::from_utf8_lossy(&c).replace('\0', " ");
+                cmd.contains(&needle) && cmd.contains(" fleet ")
+            })
         })
-    })
 }
 
 /// Waits (at most 60 s) until `ready`, failing the test with `what`.
 pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !ready() {
-        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
