@@ -21,11 +21,11 @@ fn every_capacity_is_a_probed_size_inside_its_own_interval() {
     assert!(!run.capacities.is_empty());
     for r in &run.capacities {
         let name = format!("{}/{}", r.model, r.workload);
-        let at: Vec<(u32, Outcome)> = r
+        let at: Vec<interval::Seen> = r
             .probes
             .iter()
             .filter(|p| p.workers == r.workers)
-            .map(|p| (p.clients, p.outcome))
+            .map(|p| (p.clients, p.outcome, p.marginal))
             .collect();
         let knee = r
             .sweep
@@ -35,15 +35,15 @@ fn every_capacity_is_a_probed_size_inside_its_own_interval() {
             .capacity;
         // The recorded interval and point are the rules' on the recorded
         // probes.
-        assert_eq!(interval::interval(&at, knee), r.interval, "{name}");
-        assert_eq!(interval::point(&at, knee), r.clients, "{name}");
+        assert_eq!(interval::interval_of(&at, knee), r.interval, "{name}");
+        assert_eq!(interval::point_of(&at, knee), r.clients, "{name}");
         if r.clients == 0 {
             assert_eq!(r.interval.label(0), "< 1", "{name}");
             continue;
         }
         assert!(
             at.iter()
-                .any(|&(n, o)| n == r.clients && o == Outcome::Pass),
+                .any(|&(n, o, _)| n == r.clients && o == Outcome::Pass),
             "{name}: capacity {} was never a passing probe",
             r.clients
         );

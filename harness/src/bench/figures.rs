@@ -34,6 +34,11 @@ pub struct Figures {
     pub p90_ns: u64,
     /// 99th.
     pub p99_ns: u64,
+    /// The p99's 95% confidence interval from order statistics (Lancet:
+    /// ranks n p -+ 1.96 sqrt(n p (1 - p)) of the n measured frames), ns;
+    /// (0, 0) when the histogram is not recorded.
+    #[serde(default)]
+    pub p99_ci_ns: (u64, u64),
     /// 99.9th.
     pub p999_ns: u64,
     /// Largest.
@@ -97,6 +102,11 @@ pub fn derive(
     };
     if let Some(s) = server {
         (d.p50_ns, d.p90_ns, d.p99_ns, d.p999_ns, d.max_ns) = percentiles(&s.latency_ns);
+        d.p99_ci_ns = s
+            .latency_ns
+            .histogram()
+            .ok()
+            .map_or((0, 0), |h| quantile_ci(&h, 0.99));
         let l = &s.service_latency_ns;
         (d.service_p50_ns, d.service_p99_ns, d.service_p999_ns) = (l.p50, l.p99, l.p999);
     }
@@ -161,6 +171,43 @@ pub fn derive(
     d
 }
 
+/// The 95% confidence interval of quantile `p` of `h` from order
+/// statistics: the values at ranks `n p -+ 1.96 sqrt(n p (1 - p))`.
+pub fn quantile_ci(h: &hdrhistogram::Histogram<u64>, p: f64) -> (u64, u64) {
+    let n = h.len() as f64;
+    if n == 0.0 {
+        return (0, 0);
+    }
+    let half = 1.96 * (n * p * (1.0 - p)).sqrt();
+    let at = |rank: f64| h.value_at_quantile((rank / n).clamp(0.0, 1.0));
+    (at((n * p - half).floor()), at((n * p + half).ceil()))
+}
+
 fn percentiles(l: &LatencySummary) -> (u64, u64, u64, u64, u64) {
     (l.p50, l.p90, l.p99, l.p999, l.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_p99_interval_holds_it_and_narrows_with_samples() {
+        // Latencies 1..=n us, uniform: the interval holds the p99 and
+        // narrows as n grows.
+        let mut widths = Vec::new();
+        for n in [2_500u64, 20_000, 200_000] {
+            let mut h = common::latency::new_latency_histogram();
+            for v in 1..=n {
+                h.record(v * 1000).unwrap();
+            }
+            let (lo, hi) = quantile_ci(&h, 0.99);
+            let p99 = h.value_at_quantile(0.99);
+            assert!(lo <= p99 && p99 <= hi, "{n}: {lo} {p99} {hi}");
+            widths.push((hi - lo) as f64 / p99 as f64);
+        }
+        assert!(widths.windows(2).all(|w| w[1] < w[0]), "{widths:?}");
+        let empty = common::latency::new_latency_histogram();
+        assert_eq!(quantile_ci(&empty, 0.99), (0, 0));
+    }
 }

@@ -70,8 +70,17 @@ impl Slo {
         for (name, limit) in &self.latency {
             let v = figure(c, name);
             if v > limit.as_nanos() as u64 {
+                // The p99 with its order-statistic interval, when known.
+                let ci = match (name.as_str(), c.derived.p99_ci_ns) {
+                    ("p99", (lo, hi)) if hi > 0 => format!(
+                        " (95% CI {}-{})",
+                        crate::units::fmt_ns(lo),
+                        crate::units::fmt_ns(hi)
+                    ),
+                    _ => String::new(),
+                };
                 out.push(format!(
-                    "{name} {} > {}",
+                    "{name} {}{ci} > {}",
                     crate::units::fmt_ns(v),
                     crate::units::fmt_ns(limit.as_nanos() as u64)
                 ));
@@ -83,6 +92,15 @@ impl Slo {
             }
         }
         out
+    }
+
+    /// The cell's latency figures against their limits: the largest
+    /// figure / limit (0: no latency limit).
+    pub fn ratio(&self, c: &CellResult) -> f64 {
+        self.latency
+            .iter()
+            .map(|(name, limit)| figure(c, name) as f64 / limit.as_nanos().max(1) as f64)
+            .fold(0.0, f64::max)
     }
 
     /// How far the cell's worst latency figure is over its limit, ns (0:

@@ -9,6 +9,7 @@ use crate::bench::cell::CellResult;
 use crate::bench::slo::Slo;
 use crate::verdict::Cause;
 
+use super::interval;
 use super::search::Outcome;
 
 /// A probe's classification.
@@ -24,6 +25,8 @@ pub struct Classified {
     /// The machine stalled during the probe: a failure then is the
     /// machine's until a try without a stall says otherwise.
     pub disturbed: bool,
+    /// Decided by latency alone, within [`interval::MARGIN`] of the bound.
+    pub marginal: bool,
 }
 
 /// Classifies a probe against `slo`.
@@ -58,11 +61,16 @@ pub fn classify(cell: &CellResult, slo: &Slo) -> Classified {
         (Some(c), true) => format!("{why}; machine stalled: {}", c.line()),
         _ => why,
     };
+    let by_latency = matches!(v.cause(), None | Some(Cause::GeneratorBehind));
+    let marginal = by_latency
+        && matches!(outcome, Outcome::Pass | Outcome::Fail)
+        && (slo.ratio(cell) - 1.0).abs() <= interval::MARGIN;
     Classified {
         outcome,
         why,
         soft,
         disturbed,
+        marginal,
     }
 }
 
@@ -181,6 +189,27 @@ mod tests {
                 "{causes:?} p99 {p99} stalled {stalled}: {got:?}"
             );
             assert_eq!(got.why.is_empty(), outcome == Outcome::Pass, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn a_p99_near_the_bound_is_marginal() {
+        let slo: Slo = "p99=1ms".parse().unwrap();
+        // (p99 ns, causes, marginal)
+        let table: [(u64, &[Cause], bool); 6] = [
+            (500_000, &[], false),
+            (850_000, &[], true),
+            (1_150_000, &[], true),
+            (1_300_000, &[], false),
+            // Decided by an overload, not by latency.
+            (1_100_000, &[Cause::Overload], false),
+            (1_100_000, &[Cause::GeneratorBehind], true),
+        ];
+        for (p99, causes, want) in table {
+            let mut c = cell();
+            c.verdict = verdict(causes);
+            c.derived.p99_ns = p99;
+            assert_eq!(classify(&c, &slo).marginal, want, "{p99} {causes:?}");
         }
     }
 }

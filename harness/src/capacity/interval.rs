@@ -41,36 +41,70 @@ impl Interval {
     }
 }
 
-/// Passes and server failures per size (generator- and machine-limited
-/// probes say nothing of the server and are left out).
-fn tally(probes: &[(u32, Outcome)]) -> BTreeMap<u32, (u32, u32)> {
-    let mut by_size: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
-    for &(n, outcome) in probes {
+/// One probe as the interval sees it: fleet size, outcome, and whether
+/// its p99 was within [`MARGIN`] of the SLO's bound (a pass or a miss
+/// that a repeat may well turn around).
+pub type Seen = (u32, Outcome, bool);
+
+/// How close to the SLO's latency bound a p99 is *marginal*: within this
+/// share of it either way. Probes at one fleet size on a shared 2-core VM
+/// repeat their p99 to about 10-20% near the knee, so such a pass or miss
+/// neither pins the interval's low end nor its high end; it still counts
+/// for the capacity itself.
+pub const MARGIN: f64 = 0.2;
+
+/// Per size: passes, server failures, and how many of each were marginal
+/// (generator- and machine-limited probes say nothing of the server and
+/// are left out).
+#[derive(Clone, Copy, Default)]
+struct Count {
+    pass: u32,
+    fail: u32,
+    marginal_pass: u32,
+    marginal_fail: u32,
+}
+
+fn tally(probes: &[Seen]) -> BTreeMap<u32, Count> {
+    let mut by_size: BTreeMap<u32, Count> = BTreeMap::new();
+    for &(n, outcome, marginal) in probes {
+        let c = by_size.entry(n).or_default();
         if outcome == Outcome::Pass {
-            by_size.entry(n).or_default().0 += 1;
+            c.pass += 1;
+            c.marginal_pass += u32::from(marginal);
         } else if outcome.servers() {
-            by_size.entry(n).or_default().1 += 1;
+            c.fail += 1;
+            c.marginal_fail += u32::from(marginal);
         }
     }
     by_size
 }
 
-/// The interval from every probe of one search (fleet size, outcome),
-/// the search's own and its confirmation repeats; `knee` is the search's
-/// answer, above which a pass does not raise the low end.
+/// [`interval_of`] with no probe marginal.
 pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
+    interval_of(&plain(probes), knee)
+}
+
+fn plain(probes: &[(u32, Outcome)]) -> Vec<Seen> {
+    probes.iter().map(|&(n, o)| (n, o, false)).collect()
+}
+
+/// The interval from every probe of one search, the search's own and its
+/// confirmation repeats; `knee` is the search's answer, above which a pass
+/// does not raise the low end. The low end passed every probe, none
+/// marginally; the high end is one below the smallest size above it that
+/// failed every probe clearly, else the smallest whose clear failures
+/// outnumber its passes.
+pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
     let by_size = tally(probes);
     let low = by_size
         .range(..=knee)
         .rev()
-        .find(|(_, &(pass, fail))| pass > 0 && fail == 0)
+        .find(|(_, c)| c.pass > 0 && c.fail == 0 && c.marginal_pass == 0)
         .map_or(0, |(&n, _)| n);
-    // One below the smallest size above that failed every time, else the
-    // smallest that failed most of the time.
     let above = || by_size.range(low + 1..);
     let high = above()
-        .find(|(_, &(pass, fail))| fail > 0 && pass == 0)
-        .or_else(|| above().find(|(_, &(pass, fail))| fail > pass))
+        .find(|(_, c)| c.fail > 0 && c.pass == 0 && c.marginal_fail == 0)
+        .or_else(|| above().find(|(_, c)| c.fail - c.marginal_fail > c.pass))
         .map(|(&n, _)| n - 1);
     Interval { low, high }
 }
@@ -81,14 +115,19 @@ pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
 /// a pass), else the low end; 0 when nothing passed every time at any
 /// size (`< 1 client`).
 pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
-    let iv = interval(probes, knee);
+    point_of(&plain(probes), knee)
+}
+
+/// [`point`] over probes that may be marginal.
+pub fn point_of(probes: &[Seen], knee: u32) -> u32 {
+    let iv = interval_of(probes, knee);
     if iv.low == 0 {
         return 0;
     }
     tally(probes)
         .range(iv.low..=iv.high.unwrap_or(u32::MAX))
         .rev()
-        .find(|(&n, &(pass, fail))| pass > fail || (n <= knee && pass == fail && pass > 0))
+        .find(|(&n, c)| c.pass > c.fail || (n <= knee && c.pass == c.fail && c.pass > 0))
         .map_or(iv.low, |(&n, _)| n)
 }
 
@@ -237,6 +276,64 @@ mod tests {
         ];
         for (i, (probes, knee, want)) in table.into_iter().enumerate() {
             assert_eq!(point(probes, knee), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn marginal_probes_widen_the_interval() {
+        // (probes, knee, interval, point)
+        type Case = (&'static [Seen], u32, Interval, u32);
+        let iv = |low, high| Interval { low, high };
+        let table: [Case; 4] = [
+            // Clear: as without margins.
+            (
+                &[
+                    (8, Pass, false),
+                    (12, Fail, false),
+                    (10, Pass, false),
+                    (11, Fail, false),
+                ],
+                10,
+                iv(10, Some(10)),
+                10,
+            ),
+            // The knee passed within the margin: the low end is the last
+            // clear pass, the capacity still the knee.
+            (
+                &[
+                    (8, Pass, false),
+                    (12, Fail, false),
+                    (10, Pass, true),
+                    (11, Fail, false),
+                ],
+                10,
+                iv(8, Some(10)),
+                10,
+            ),
+            // The next size failed within the margin: the high end goes up
+            // to the next clear failure.
+            (
+                &[
+                    (8, Pass, false),
+                    (12, Fail, false),
+                    (10, Pass, false),
+                    (11, Fail, true),
+                ],
+                10,
+                iv(10, Some(11)),
+                10,
+            ),
+            // Only marginal failures above: open.
+            (
+                &[(8, Pass, false), (12, Fail, true), (10, Pass, false)],
+                10,
+                iv(10, None),
+                10,
+            ),
+        ];
+        for (probes, knee, want, at) in table {
+            assert_eq!(interval_of(probes, knee), want, "{probes:?}");
+            assert_eq!(point_of(probes, knee), at, "{probes:?}");
         }
     }
 

@@ -45,6 +45,9 @@ pub struct ProbeRecord {
     /// The machine stalled during it and it was tried again.
     #[serde(default)]
     pub retried: bool,
+    /// Decided by latency within [`interval::MARGIN`] of the bound.
+    #[serde(default)]
+    pub marginal: bool,
 }
 
 /// The capacity at one worker count.
@@ -323,6 +326,7 @@ mod tests {
             why: String::new(),
             confirm: false,
             retried,
+            marginal: false,
         };
         // (probes, ended on noise)
         let table = [

@@ -99,6 +99,7 @@ impl Pair<'_, '_> {
                 why,
                 soft,
                 disturbed,
+                marginal,
             } = classify(&self.run.cells[index], &self.slo);
             // Only a failure one stall can cause (an SLO miss, a late
             // generator) is the machine's: an overload or a loss is not.
@@ -109,7 +110,7 @@ impl Pair<'_, '_> {
                 outcome
             };
             let retry = discounted && tries < MACHINE_RETRIES;
-            self.record(index, workers, recorded, &why, (confirm, retry));
+            self.record(index, workers, recorded, &why, (confirm, retry, marginal));
             if retry {
                 if ran {
                     std::thread::sleep(pause);
@@ -132,7 +133,7 @@ impl Pair<'_, '_> {
         workers: usize,
         outcome: Outcome,
         why: &str,
-        (confirm, retried): (bool, bool),
+        (confirm, retried, marginal): (bool, bool, bool),
     ) {
         let clients = self.run.cells[index].key.clients;
         self.probes.push(ProbeRecord {
@@ -143,6 +144,7 @@ impl Pair<'_, '_> {
             why: why.to_string(),
             confirm,
             retried,
+            marginal,
         });
         let p99 = self.run.cells[index].derived.p99_ns;
         let (model, workload) = (self.model, self.workload);
@@ -258,7 +260,8 @@ impl Pair<'_, '_> {
         let mut below = best.capacity;
         let mut step = ((settings.params.tolerance * below as f64) as u32).max(1);
         loop {
-            let low = interval::interval(&self.outcomes_at(workers), best.capacity).low;
+            let at = self.outcomes_at(workers);
+            let low = interval::interval_of(&at, best.capacity).low;
             if low >= below || below <= 1 {
                 return Ok(());
             }
@@ -270,14 +273,39 @@ impl Pair<'_, '_> {
         }
     }
 
+    /// When the server failed above the knee only within the margin, probes
+    /// higher (growing steps, to the search's bound) until a size fails
+    /// clearly, so its limit has a closed interval.
+    fn close_above(
+        &mut self,
+        settings: &SearchSettings,
+        workers: usize,
+        best: Found,
+    ) -> Result<(), Stop> {
+        let max = settings.params.max_clients;
+        let mut up = best.next.unwrap_or(best.capacity);
+        let mut step = ((settings.params.tolerance * up as f64) as u32).max(1);
+        while best.limited_by.servers() && up < max {
+            let at = self.outcomes_at(workers);
+            if interval::interval_of(&at, best.capacity).high.is_some() {
+                break;
+            }
+            up = (up + step).min(max);
+            step *= 2;
+            self.probe(up, workers, true)?;
+        }
+        Ok(())
+    }
+
     /// Searches, confirms and records the pair.
     pub fn search(mut self, settings: &SearchSettings) -> Result<CapacityRecord, Stop> {
         let (sweep, io_waits, sweep_stop) = self.sweep(settings)?;
         let (workers, found) = best(&sweep);
         self.confirm(settings, workers, found)?;
+        self.close_above(settings, workers, found)?;
         let at = self.outcomes_at(workers);
-        let interval = interval::interval(&at, found.capacity);
-        let clients = interval::point(&at, found.capacity);
+        let interval = interval::interval_of(&at, found.capacity);
+        let clients = interval::point_of(&at, found.capacity);
         let limited_by = final_limit(found.limited_by, &interval);
         let knee: Vec<&CellResult> = self
             .probes
@@ -314,12 +342,12 @@ impl Pair<'_, '_> {
         })
     }
 
-    /// Every outcome so far at `workers` (fleet size, outcome).
-    fn outcomes_at(&self, workers: usize) -> Vec<(u32, Outcome)> {
+    /// Every outcome so far at `workers`.
+    fn outcomes_at(&self, workers: usize) -> Vec<interval::Seen> {
         self.probes
             .iter()
             .filter(|p| p.workers == workers)
-            .map(|p| (p.clients, p.outcome))
+            .map(|p| (p.clients, p.outcome, p.marginal))
             .collect()
     }
 
