@@ -94,6 +94,16 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         for pair in ranked.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             let _ = match times_beyond_noise(&a.interval, &b.interval) {
+                // Rounded down, a ratio under 1.1 reads as "1.0x": say
+                // "more" instead.
+                Some(x) if x < 1.1 => writeln!(
+                    md,
+                    "- `{}` serves more clients than `{}` ({} vs {}).",
+                    a.model,
+                    b.model,
+                    a.interval.label(a.clients),
+                    b.interval.label(b.clients)
+                ),
                 Some(x) => writeln!(
                     md,
                     "- `{}` serves at least {x:.1}x the clients of `{}` ({} vs {}).",
@@ -150,7 +160,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
                     r.workers,
                     if r.sweep.iter().any(|s| s.workers == r.io_waits) {
                         format!(
-                            "; Little's law first put ~{} io waits in flight at the knee, and the sweep followed the knee from there",
+                            "; Little's law put ~{} io waits in flight at the knee",
                             r.io_waits
                         )
                     } else {
