@@ -59,32 +59,10 @@ fn wait_for(dir: &Path, cells: usize) -> Value {
     }
 }
 
-/// Processes (other than `except`) whose command line mentions `dir`.
-fn processes_under(dir: &Path, except: Option<u32>) -> Vec<String> {
-    let needle = dir.to_string_lossy().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if Some(pid) == except {
-            continue;
-        }
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(&needle) {
-            out.push(format!("{pid}: {cmd}"));
-        }
-    }
-    out
-}
-
 fn no_orphans_within(dir: &Path, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let left = processes_under(dir, None);
+        let left = util::processes_under(dir);
         if left.is_empty() {
             return;
         }

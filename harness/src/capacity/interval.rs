@@ -79,15 +79,6 @@ fn tally(probes: &[Seen]) -> BTreeMap<u32, Count> {
     by_size
 }
 
-/// [`interval_of`] with no probe marginal.
-pub fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
-    interval_of(&plain(probes), knee)
-}
-
-fn plain(probes: &[(u32, Outcome)]) -> Vec<Seen> {
-    probes.iter().map(|&(n, o)| (n, o, false)).collect()
-}
-
 /// The interval from every probe of one search, the search's own and its
 /// confirmation repeats; `knee` is the search's answer, above which a pass
 /// does not raise the low end. The low end passed every probe, none
@@ -114,11 +105,6 @@ pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
 /// `knee` half is enough: the search saw a failure retried into a pass as
 /// a pass), else the low end; 0 when nothing passed every time at any
 /// size (`< 1 client`).
-pub fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
-    point_of(&plain(probes), knee)
-}
-
-/// [`point`] over probes that may be marginal.
 pub fn point_of(probes: &[Seen], knee: u32) -> u32 {
     let iv = interval_of(probes, knee);
     if iv.low == 0 {
@@ -137,6 +123,19 @@ mod tests {
     use Outcome::*;
 
     type Probes = &'static [(u32, Outcome)];
+
+    /// The tables' probes, none marginal.
+    fn plain(probes: &[(u32, Outcome)]) -> Vec<Seen> {
+        probes.iter().map(|&(n, o)| (n, o, false)).collect()
+    }
+
+    fn interval(probes: &[(u32, Outcome)], knee: u32) -> Interval {
+        interval_of(&plain(probes), knee)
+    }
+
+    fn point(probes: &[(u32, Outcome)], knee: u32) -> u32 {
+        point_of(&plain(probes), knee)
+    }
 
     #[test]
     fn interval_table() {

@@ -92,7 +92,8 @@ impl Pair<'_, '_> {
     /// `machine`).
     fn probe(&mut self, clients: u32, workers: usize, confirm: bool) -> Result<Probe, Stop> {
         let mut pause = MACHINE_PAUSE;
-        for tries in 0.. {
+        let mut tries = 0;
+        loop {
             let (index, ran) = self.cell(clients, workers)?;
             let Classified {
                 outcome,
@@ -116,6 +117,7 @@ impl Pair<'_, '_> {
                     std::thread::sleep(pause);
                 }
                 pause *= 2;
+                tries += 1;
                 continue;
             }
             return Ok(Probe {
@@ -124,7 +126,6 @@ impl Pair<'_, '_> {
                 soft: soft && !discounted,
             });
         }
-        unreachable!("the loop returns")
     }
 
     fn record(

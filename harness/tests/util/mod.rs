@@ -23,20 +23,32 @@ pub fn cannot_run(why: &str) {
     eprintln!("skipped: {why}");
 }
 
+/// The command lines (`pid: cmd`) of processes whose command line mentions
+/// `dir`.
+pub fn processes_under(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) {
+            out.push(format!("{pid}: {cmd}"));
+        }
+    }
+    out
+}
+
 /// Whether a `harness fleet` process whose command line mentions `dir` is
 /// running: a cell (or probe) of a run there is under way.
 pub fn fleet_running_under(dir: &std::path::Path) -> bool {
-    let needle = dir.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                let cmd = String::from_utf8_lossy(&c).replace('\0', " ");
-                cmd.contains(&needle) && cmd.contains(" fleet ")
-            })
-        })
+    processes_under(dir)
+        .iter()
+        .any(|cmd| cmd.contains(" fleet "))
 }
 
 /// Waits (at most 60 s) until `ready`, failing the test with `what`.
