@@ -73,7 +73,7 @@ pub struct CapacityRecord {
     /// Best worker count.
     pub workers: usize,
     /// The capacity: clients at the run's rate, the largest size that
-    /// passed most of its probes (see [`interval::point`]).
+    /// passed most of its probes (see [`interval::point_of`]).
     pub clients: u32,
     /// Where the capacity lies, from the confirmation repeats.
     pub interval: Interval,
