@@ -81,8 +81,8 @@ fn tally(probes: &[Seen]) -> BTreeMap<u32, Count> {
 
 /// The interval from every probe of one search, the search's own and its
 /// confirmation repeats; `knee` is the search's answer, above which a pass
-/// does not raise the low end. The low end passed every probe, none
-/// marginally; the high end is one below the smallest size above it that
+/// does not raise the low end. The low end passed every probe, at least
+/// one of them clearly; the high end is one below the smallest size above it that
 /// failed every probe clearly, else the smallest whose clear failures
 /// outnumber its passes.
 pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
@@ -90,7 +90,7 @@ pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
     let low = by_size
         .range(..=knee)
         .rev()
-        .find(|(_, c)| c.pass > 0 && c.fail == 0 && c.marginal_pass == 0)
+        .find(|(_, c)| c.fail == 0 && c.pass > c.marginal_pass)
         .map_or(0, |(&n, _)| n);
     let above = || by_size.range(low + 1..);
     let high = above()
@@ -283,7 +283,7 @@ mod tests {
         // (probes, knee, interval, point)
         type Case = (&'static [Seen], u32, Interval, u32);
         let iv = |low, high| Interval { low, high };
-        let table: [Case; 4] = [
+        let table: [Case; 5] = [
             // Clear: as without margins.
             (
                 &[
@@ -321,6 +321,19 @@ mod tests {
                 10,
                 iv(10, Some(11)),
                 10,
+            ),
+            // One client passed clearly and once more within the margin:
+            // it passed every time, so it is the low end (not `< 1`).
+            (
+                &[
+                    (1, Pass, false),
+                    (3, Fail, false),
+                    (1, Pass, true),
+                    (3, Fail, false),
+                ],
+                1,
+                iv(1, Some(2)),
+                1,
             ),
             // Only marginal failures above: open.
             (
