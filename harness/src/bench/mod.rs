@@ -199,6 +199,7 @@ fn calibrate(config: &mut RunConfig, args: &RunArgs, environment: &Environment) 
             } else {
                 crate::fleet_capacity::FULL_STEP_MS
             },
+            config.search.is_some(),
         )?);
     }
     let calibration = config.fleet_calibration.clone();
