@@ -58,6 +58,39 @@ fn only_run(dir: &Path) -> (PathBuf, Value) {
     (runs[0].clone(), serde_json::from_str(&json).unwrap())
 }
 
+/// Runs `attempt` until its run shows none of the machine's noise, at most
+/// four times, five seconds apart. The shared VM has stretches in which its
+/// CPUs stall for milliseconds: a cell then reads as a late generator or a
+/// missed SLO, which says nothing of what a test checks. `noisy` names that
+/// signature in a run; a run still noisy after the last try is returned as
+/// it is, so the test's own assertions report it.
+fn until_quiet(
+    attempt: impl Fn(&Path) -> Output,
+    noisy: impl Fn(&Value) -> bool,
+) -> (tempfile::TempDir, Output) {
+    let mut tries = 0;
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let out = attempt(dir.path());
+        tries += 1;
+        let run = std::fs::read_dir(dir.path().join("results"))
+            .ok()
+            .map(|_| only_run(dir.path()).1);
+        if tries == 4 || !run.as_ref().is_some_and(&noisy) {
+            return (dir, out);
+        }
+        eprintln!("try {tries}: the machine was noisy during the run; running it again in 5 s");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// A cell whose only fault is a late fleet, or whose CPUs the canary saw
+/// stalled: the machine's noise, not the server's.
+fn cell_disturbed(cell: &Value) -> bool {
+    cell["verdict"]["reasons"] == serde_json::json!(["generator_saturated"])
+        || cell["canary"]["stalls"].as_u64().unwrap_or(0) > 0
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -79,18 +112,13 @@ fn a_valid_cell_reconciles_exactly_and_records_its_environment() {
         "--slo",
         "p99=1ns",
     ];
-    let mut dir = tempfile::tempdir().unwrap();
-    let mut out = run_args(dir.path(), &args).output().unwrap();
     // A stall of the shared machine can make the fleet late (the cell's one
     // reason then `generator_saturated`): that says nothing of the ledger
-    // under test, so the cell runs once more before everything is asserted.
-    if only_run(dir.path()).1["cells"][0]["verdict"]["reasons"]
-        == serde_json::json!(["generator_saturated"])
-    {
-        eprintln!("the fleet fell behind on this noisy machine: running the cell again");
-        dir = tempfile::tempdir().unwrap();
-        out = run_args(dir.path(), &args).output().unwrap();
-    }
+    // under test, so the cell runs again until the machine is quiet.
+    let (dir, out) = until_quiet(
+        |d| run_args(d, &args).output().unwrap(),
+        |run| run["cells"][0]["verdict"]["reasons"] == serde_json::json!(["generator_saturated"]),
+    );
     // The run completes; the impossible SLO makes the exit code 2.
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("SLO breached"), "{}", text(&out));
@@ -272,24 +300,33 @@ fn an_overloaded_cell_reports_what_the_server_finished() {
 #[test]
 fn a_killed_prefork_child_is_replaced_and_its_counts_survive() {
     let _one = one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
-    let out = run_args(
-        dir.path(),
-        &[
-            "--model",
-            "prefork",
-            "--workers",
-            "2",
-            "--clients",
-            "8", // both children get some, even on a busy machine
-            "--kill-server-after",
-            "300ms",
-            "--kill-target",
-            "child",
-        ],
-    )
-    .output()
-    .unwrap();
+    // Frames still unread in the dead child's socket buffers are lost: a
+    // stall of the machine at the kill leaves more of them there.
+    let (dir, out) = until_quiet(
+        |d| {
+            run_args(
+                d,
+                &[
+                    "--model",
+                    "prefork",
+                    "--workers",
+                    "2",
+                    "--clients",
+                    "8", // both children get some, even on a busy machine
+                    "--kill-server-after",
+                    "300ms",
+                    "--kill-target",
+                    "child",
+                ],
+            )
+            .output()
+            .unwrap()
+        },
+        |run| {
+            let cell = &run["cells"][0];
+            cell_disturbed(cell) && cell["reconciliation"]["lost"].as_u64().unwrap_or(0) >= 50
+        },
+    );
     assert!(out.status.success(), "{}", text(&out));
     let (_, run) = only_run(dir.path());
     let cell = &run["cells"][0];
@@ -324,28 +361,40 @@ fn a_killed_prefork_child_is_replaced_and_its_counts_survive() {
 #[test]
 fn a_capacity_search_records_every_probe_and_a_server_limited_capacity() {
     let _one = one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
     // Each client asks for 20% of a server CPU (200 us of work at 1 kHz):
     // `single` must stop near 4 or 5 clients, limited by the server.
-    let cmd = run_args(
-        dir.path(),
-        &[
-            "--model",
-            "single",
-            "--work",
-            "cpu:200us",
-            "--quick",
-            "--search-max",
-            "64",
-            "--min-samples",
-            "0",
-        ],
-    );
-    // `harness capacity` takes the same options after the subcommand.
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let mut cmd = Command::new(harness_bin());
-    cmd.arg("capacity").args(args).stdin(Stdio::null());
-    let out = cmd.output().unwrap();
+    let search = |d: &Path| {
+        let cmd = run_args(
+            d,
+            &[
+                "--model",
+                "single",
+                "--work",
+                "cpu:200us",
+                "--quick",
+                "--search-max",
+                "64",
+                "--min-samples",
+                "0",
+            ],
+        );
+        // `harness capacity` takes the same options after the subcommand.
+        Command::new(harness_bin())
+            .arg("capacity")
+            .args(cmd.get_args())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // A stretch of the machine's stalls can end the search "limited by the
+    // machine" (or at 0): that is not the server's capacity, so it searches
+    // again once the machine is quiet.
+    let (dir, out) = until_quiet(search, |run| {
+        let cap = &run["capacities"][0];
+        cap["clients"].as_u64() == Some(0)
+            || cap["limited_by"] == "machine"
+            || cap["limited_by"] == "generator"
+    });
     assert!(out.status.success(), "{}", text(&out));
     let (run_dir, run) = only_run(dir.path());
     let caps = run["capacities"].as_array().unwrap();
