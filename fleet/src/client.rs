@@ -14,8 +14,8 @@ use workloads::{Frame, FRAME_LEN};
 
 use crate::acks::AckTrack;
 use crate::link::{Link, Poll};
-use crate::report::ThreadTotals;
 use crate::schedule::{Schedule, MAX_FRAMES_PER_CLIENT};
+use crate::totals::ThreadTotals;
 use crate::FleetConfig;
 
 /// Most frames written in one write call.

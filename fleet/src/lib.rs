@@ -2,19 +2,20 @@
 //! fixed schedule, paced by a few dedicated sleep-then-spin threads that
 //! multiplex non-blocking sockets; one fleet may run as shards that
 //! [`merge`] adds up exactly. See [`schedule`] for the timing rules,
-//! [`client`] and [`link`] for one client, [`report`] for the accounting
-//! and [`verdict`] for whether the generator kept its schedule; in ack
+//! [`client`] and [`link`] for one client, [`fleet_report`] (with
+//! [`totals`]) for the accounting and [`on_schedule`] for whether the generator kept its schedule; in ack
 //! mode [`acks`] checks every frame is acknowledged exactly once and
 //! [`watch`] reads the acks as they come. A library of its own: it links no
 //! server model (`harness fleet` is its command).
 
 pub mod acks;
 pub mod client;
+pub mod fleet_report;
 pub mod link;
 pub mod merge;
-pub mod report;
+pub mod on_schedule;
 pub mod schedule;
-pub mod verdict;
+pub mod totals;
 pub mod watch;
 
 use std::cmp::Reverse;
@@ -28,8 +29,9 @@ use workloads::clock::monotonic_ns;
 use workloads::WorkPlan;
 
 use client::{Client, Step};
-use report::{FleetReport, ThreadTotals};
+use fleet_report::FleetReport;
 use schedule::Schedule;
+use totals::ThreadTotals;
 use watch::AckWatch;
 
 /// Sleep until this close to a deadline, then spin.
@@ -286,7 +288,9 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
         return Err(FleetError::Connect(config.target, e));
     }
     done.sort_by_key(|c| c.index);
-    Ok(FleetReport::new(config, &schedule, &done, &totals))
+    let mut report = FleetReport::new(config, &schedule, &done, &totals);
+    report.verdict = on_schedule::fleet_verdict(&report);
+    Ok(report)
 }
 
 /// One pacing thread: connects each client at `start` plus its index times

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use common::{CpuTimes, LatencySummary};
 
-use crate::report::{per_second, AckReport, FleetReport, SentCounts};
+use crate::fleet_report::{per_second, AckReport, FleetReport, SentCounts};
 
 /// Why reports cannot be merged.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +132,7 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
         )?;
         merged.acks = AckReport::of(&merged.clients, round_trip);
     }
-    merged.verdict = crate::verdict::fleet_verdict(&merged);
+    merged.verdict = crate::on_schedule::fleet_verdict(&merged);
     Ok(merged)
 }
 

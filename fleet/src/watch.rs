@@ -14,8 +14,8 @@ use nix::sys::time::TimeSpec;
 use workloads::clock::monotonic_ns;
 
 use crate::client::Client;
-use crate::report::ThreadTotals;
 use crate::schedule::Schedule;
+use crate::totals::ThreadTotals;
 use crate::SPIN_NS;
 
 /// The clients of one pacing thread, watched for acks.

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use fleet::client::ClientState;
-use fleet::report::{FleetReport, FleetStatus};
+use fleet::fleet_report::{FleetReport, FleetStatus};
 use fleet::{self, FleetConfig, Rate};
 use workloads::clock::monotonic_ns;
 use workloads::{Frame, FrameReader, Limits, WorkPlan};

@@ -119,7 +119,10 @@ const LOCAL_START_AHEAD: std::time::Duration = std::time::Duration::from_millis(
 /// Runs `config` as `args.local_shards` child fleets (`--shard i/N`, one
 /// `--start-at`), each with its share of the pacing threads, and merges
 /// their reports.
-fn local_shards(args: &FleetArgs, config: &FleetConfig) -> Result<fleet::report::FleetReport> {
+fn local_shards(
+    args: &FleetArgs,
+    config: &FleetConfig,
+) -> Result<fleet::fleet_report::FleetReport> {
     let n = args.local_shards;
     let exe = std::env::current_exe().context("find the harness executable")?;
     let dir = tempfile::tempdir().context("create a folder for the shards' reports")?;

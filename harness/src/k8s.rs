@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use models::ServerReport;
 use serde_json::Value;
 
-use fleet::report::FleetReport;
+use fleet::fleet_report::FleetReport;
 
 /// The server's port inside the cluster.
 pub const PORT: u16 = 7000;

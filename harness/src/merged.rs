@@ -18,7 +18,7 @@ struct MergedCell {
     /// Whether the server's one-way latencies (and `derived`'s latency
     /// figures) mean anything: every fleet shared the server's clock.
     one_way_latency: bool,
-    fleet: fleet::report::FleetReport,
+    fleet: fleet::fleet_report::FleetReport,
     server: Option<models::ServerReport>,
     reconciliation: crate::verdict::Reconciliation,
     derived: crate::bench::figures::Figures,
@@ -34,7 +34,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str)
 /// `harness merge`: one fleet report from several, reconciled against the
 /// server's; prints the cell's verdict; exit 1 when it is invalid.
 pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
-    let parts: Vec<fleet::report::FleetReport> = args
+    let parts: Vec<fleet::fleet_report::FleetReport> = args
         .fleets
         .iter()
         .map(|p| read_json(p, "fleet"))
@@ -50,7 +50,7 @@ pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
 /// summary (also to `summary`), writes the merged cell to `out`; exit 1
 /// when the verdict is invalid.
 fn merged_cell(
-    parts: &[fleet::report::FleetReport],
+    parts: &[fleet::fleet_report::FleetReport],
     server: Option<models::ServerReport>,
     out: Option<&std::path::Path>,
     summary: Option<&std::path::Path>,

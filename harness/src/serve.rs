@@ -7,14 +7,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use models::report::{CpuTimes, FdLimit};
+use models::server_report::{CpuTimes, FdLimit};
 use models::{ServeConfig, ServerReport, Shutdown};
 use nix::sys::resource::{getrusage, UsageWho};
 use workloads::Limits;
 
 use crate::cli::ServeArgs;
 use crate::cpus;
-use crate::fleet::report::tv_secs;
+use crate::fleet::fleet_report::tv_secs;
 
 /// Runs `harness serve`.
 pub fn run(args: &ServeArgs) -> Result<()> {

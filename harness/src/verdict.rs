@@ -1,7 +1,7 @@
 //! The cell's rules: the reconciliation of what the fleet sent with what
 //! the server received, and the cell's verdict (valid, overloaded, invalid)
 //! built from both reports and the fleet's own verdict
-//! ([`crate::fleet::verdict`]: did the generator keep its schedule?). The harness, `harness
+//! ([`crate::fleet::on_schedule`]: did the generator keep its schedule?). The harness, `harness
 //! report` (which recomputes old runs) and CI all use these functions.
 
 use std::collections::HashMap;
@@ -10,8 +10,8 @@ use models::ServerReport;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::client::ClientState;
-use crate::fleet::report::{ClientSent, FleetReport, FleetStatus};
-use crate::fleet::verdict::fleet_status;
+use crate::fleet::fleet_report::{ClientSent, FleetReport, FleetStatus};
+use crate::fleet::on_schedule::fleet_status;
 
 /// A server that still owed more than this much of the offered load when
 /// the load stopped was not keeping up (a tenth of the measured window in
@@ -153,7 +153,7 @@ pub struct ClientMismatch {
 
 /// Compares every client of the fleet with the server's counts.
 pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconciliation {
-    let received: HashMap<u32, &models::report::ClientReport> = server
+    let received: HashMap<u32, &models::server_report::ClientReport> = server
         .map(|s| s.clients.iter().map(|c| (c.id, c)).collect())
         .unwrap_or_default();
     let mut r = Reconciliation {
@@ -214,7 +214,7 @@ pub fn reconcile(fleet: &FleetReport, server: Option<&ServerReport>) -> Reconcil
 fn late_refused(
     fleet: &FleetReport,
     server: Option<&ServerReport>,
-    received: &HashMap<u32, &models::report::ClientReport>,
+    received: &HashMap<u32, &models::server_report::ClientReport>,
 ) -> Vec<u32> {
     let turned_away = server.map_or(0, |s| s.connections.rejected + s.connections.shed);
     let silent: Vec<&ClientSent> = fleet
@@ -516,14 +516,14 @@ mod tests {
                 ..AckCounts::default()
             });
         }
-        f.acks = crate::fleet::report::AckReport::of(&f.clients, f.send_lag_ns.clone());
+        f.acks = crate::fleet::fleet_report::AckReport::of(&f.clients, f.send_lag_ns.clone());
     }
 
     /// Changes client `i`'s ack counts, and the fleet's sums with them.
     fn with_acks(f: &mut FleetReport, i: usize, change: fn(&mut crate::fleet::acks::AckCounts)) {
         change(f.clients[i].acks.as_mut().expect("ack mode"));
         let round_trip = f.acks.take().expect("ack mode").round_trip_ns;
-        f.acks = crate::fleet::report::AckReport::of(&f.clients, round_trip);
+        f.acks = crate::fleet::fleet_report::AckReport::of(&f.clients, round_trip);
     }
 
     fn lag(f: &mut FleetReport) {

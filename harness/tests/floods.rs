@@ -10,7 +10,7 @@ mod util;
 use std::process::Command;
 
 use harness::fleet::client::ClientState;
-use harness::fleet::report::FleetReport;
+use harness::fleet::fleet_report::FleetReport;
 use harness::fleet::{self, DEFAULT_CONNECT_TRIES};
 use harness::verdict::{self, RunFaults, Status, GENERATOR_SATURATED, SERVER_REFUSED};
 use models::ServerReport;

@@ -11,7 +11,7 @@ mod util;
 
 use std::process::{Command, Stdio};
 
-use fleet::report::FleetReport;
+use fleet::fleet_report::FleetReport;
 use serde_json::Value;
 use util::{harness_bin, Server};
 

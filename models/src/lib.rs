@@ -14,7 +14,7 @@ pub mod pool;
 pub mod prefork;
 pub mod rayon_model;
 mod reactor;
-pub mod report;
+pub mod server_report;
 pub mod shed;
 pub mod single;
 pub mod slots;
@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use workloads::Limits;
 
-pub use report::ServerReport;
+pub use server_report::ServerReport;
 pub use stats::Stats;
 
 /// How often loops look at the shutdown flag when nothing else wakes them.

@@ -22,7 +22,7 @@ use super::figures::{self, Figures};
 use super::sample::{Sampler, Samples};
 use crate::cli::KillTarget;
 use crate::cpus::format_list;
-use crate::fleet::report::FleetReport;
+use crate::fleet::fleet_report::FleetReport;
 use crate::verdict::{self, Reconciliation, RunFaults, Verdict};
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);

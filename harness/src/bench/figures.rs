@@ -2,12 +2,12 @@
 //! (so `harness report` can recompute them for old runs), each cut to the
 //! fleet's measured window and defined the same way for every model.
 
-use models::report::LatencySummary;
+use models::server_report::LatencySummary;
 use models::ServerReport;
 use serde::{Deserialize, Serialize};
 
 use super::sample::{growth, HostSample, Sample, Samples};
-use crate::fleet::report::FleetReport;
+use crate::fleet::fleet_report::FleetReport;
 
 /// A cell is flagged noisy when the hypervisor stole more than this share
 /// of its CPUs during the window.

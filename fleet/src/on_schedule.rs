@@ -6,7 +6,7 @@
 
 use common::units::fmt_ns;
 
-use crate::report::{FleetReport, FleetStatus, FleetVerdict};
+use crate::fleet_report::{FleetReport, FleetStatus, FleetVerdict};
 use crate::Rate;
 
 /// The fleet's verdict from its own counters, with every reason found.

@@ -1,59 +1,14 @@
 //! The fleet's report: what each client sent, how late the generator was,
 //! and its verdict on whether it kept its schedule.
 
-use common::latency::new_latency_histogram;
 use common::{CpuTimes, LatencySummary};
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::acks::AckCounts;
 use crate::client::{Client, ClientState};
 use crate::schedule::Schedule;
+use crate::totals::ThreadTotals;
 use crate::FleetConfig;
-
-/// Per-thread accumulators merged at the end.
-pub struct ThreadTotals {
-    lag: Histogram<u64>,
-    pacing: Histogram<u64>,
-    round_trip: Histogram<u64>,
-}
-
-impl Default for ThreadTotals {
-    fn default() -> Self {
-        ThreadTotals {
-            lag: new_latency_histogram(),
-            pacing: new_latency_histogram(),
-            round_trip: new_latency_histogram(),
-        }
-    }
-}
-
-impl ThreadTotals {
-    /// Records one write's send lag.
-    #[inline]
-    pub fn record_lag(&mut self, ns: u64) {
-        self.lag.saturating_record(ns.max(1));
-    }
-
-    /// Records how late a pacing thread woke for a scheduled write.
-    #[inline]
-    pub fn record_pacing(&mut self, ns: u64) {
-        self.pacing.saturating_record(ns.max(1));
-    }
-
-    /// Records one measured frame's round trip (due time to its ack).
-    #[inline]
-    pub fn record_round_trip(&mut self, ns: u64) {
-        self.round_trip.saturating_record(ns.max(1));
-    }
-
-    /// Adds another thread's totals.
-    pub fn merge(&mut self, o: &ThreadTotals) {
-        self.lag.add(&o.lag).expect("same bounds");
-        self.pacing.add(&o.pacing).expect("same bounds");
-        self.round_trip.add(&o.round_trip).expect("same bounds");
-    }
-}
 
 /// Frames written, split at the warm-up boundary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +50,7 @@ pub struct ClientSent {
 }
 
 /// Did the generator keep its schedule? Decided by
-/// [`crate::verdict::fleet_verdict`].
+/// [`crate::on_schedule::fleet_verdict`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FleetStatus {
@@ -174,7 +129,7 @@ pub struct FleetReport {
     pub undrained: Vec<u32>,
     /// Ids whose connection failed for good.
     pub failed: Vec<u32>,
-    /// Verdict (from [`crate::verdict::fleet_verdict`]).
+    /// Verdict (from [`crate::on_schedule::fleet_verdict`]).
     pub verdict: FleetVerdict,
     /// Fleet process CPU.
     pub cpu: CpuTimes,
@@ -219,7 +174,8 @@ impl AckReport {
 }
 
 impl FleetReport {
-    /// Builds the report once every client is finished.
+    /// Builds the report once every client is finished; its verdict is
+    /// [`crate::on_schedule::fleet_verdict`]'s, set by the caller.
     pub fn new(
         config: &FleetConfig,
         schedule: &Schedule,
@@ -324,7 +280,6 @@ impl FleetReport {
             acks: None,
         };
         report.acks = AckReport::of(&report.clients, LatencySummary::of(&totals.round_trip));
-        report.verdict = crate::verdict::fleet_verdict(&report);
         report
     }
 }

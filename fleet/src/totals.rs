@@ -1,0 +1,49 @@
+//! Per pacing thread accumulators of the fleet (send lag, pacing lateness,
+//! round trips), merged into the report at the end.
+
+use common::latency::new_latency_histogram;
+use hdrhistogram::Histogram;
+
+/// Per-thread accumulators merged at the end.
+pub struct ThreadTotals {
+    pub(crate) lag: Histogram<u64>,
+    pub(crate) pacing: Histogram<u64>,
+    pub(crate) round_trip: Histogram<u64>,
+}
+
+impl Default for ThreadTotals {
+    fn default() -> Self {
+        ThreadTotals {
+            lag: new_latency_histogram(),
+            pacing: new_latency_histogram(),
+            round_trip: new_latency_histogram(),
+        }
+    }
+}
+
+impl ThreadTotals {
+    /// Records one write's send lag.
+    #[inline]
+    pub fn record_lag(&mut self, ns: u64) {
+        self.lag.saturating_record(ns.max(1));
+    }
+
+    /// Records how late a pacing thread woke for a scheduled write.
+    #[inline]
+    pub fn record_pacing(&mut self, ns: u64) {
+        self.pacing.saturating_record(ns.max(1));
+    }
+
+    /// Records one measured frame's round trip (due time to its ack).
+    #[inline]
+    pub fn record_round_trip(&mut self, ns: u64) {
+        self.round_trip.saturating_record(ns.max(1));
+    }
+
+    /// Adds another thread's totals.
+    pub fn merge(&mut self, o: &ThreadTotals) {
+        self.lag.add(&o.lag).expect("same bounds");
+        self.pacing.add(&o.pacing).expect("same bounds");
+        self.round_trip.add(&o.round_trip).expect("same bounds");
+    }
+}
