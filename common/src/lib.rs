@@ -1,9 +1,10 @@
 //! What the ingest server and the client fleet both report: latency
 //! summaries with their HDR histograms, CPU times, durations in JSON and how
-//! nanoseconds are printed. Shared so that a fleet links neither the server
+//! nanoseconds are printed, and files written whole ([`fs`]). Shared so that a fleet links neither the server
 //! models nor the harness.
 
 pub mod cpu;
+pub mod fs;
 pub mod latency;
 pub mod units;
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::fleet::Rate;
-use crate::units::parse_duration;
+use fleet::Rate;
+use record::config::KillTarget;
+use record::units::parse_duration;
 
 /// Which concurrency model should my ingest server use, for my load, on my
 /// machine? Finds each server model's capacity at an SLO (at its best worker
@@ -211,7 +212,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration)]
     pub kill_server_after: Option<Duration>,
     /// What --kill-server-after kills: the server process, or one of its children (prefork).
-    #[arg(long, value_enum, default_value_t = KillTarget::Server)]
+    #[arg(long, default_value = "server", value_parser = kill_target())]
     pub kill_target: KillTarget,
     /// Where results go.
     #[arg(long, default_value = "results")]
@@ -222,6 +223,15 @@ pub struct RunArgs {
     /// Where logs go.
     #[arg(long, default_value = "logs")]
     pub logs_dir: PathBuf,
+}
+
+/// `--kill-target`: `server` or `child`.
+fn kill_target() -> impl clap::builder::TypedValueParser<Value = KillTarget> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["server", "child"]).map(|s| match s.as_str() {
+        "child" => KillTarget::Child,
+        _ => KillTarget::Server,
+    })
 }
 
 /// `--workers`: a count, or `auto`.
@@ -245,27 +255,6 @@ impl std::str::FromStr for Workers {
             },
         }
     }
-}
-
-/// What fault injection kills.
-#[derive(
-    clap::ValueEnum,
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum KillTarget {
-    /// The server process (and so all of it).
-    #[default]
-    Server,
-    /// One child of the server process (a prefork child).
-    Child,
 }
 
 /// `harness serve`.
@@ -341,7 +330,7 @@ pub struct FleetArgs {
     pub client_id_base: u32,
     /// Run only shard I of N (0-based) of a fleet of --clients: the clients whose position modulo N is I, with the ids and phases they have in the whole fleet; merge the shards' reports with `harness merge`.
     #[arg(long)]
-    pub shard: Option<crate::fleet::Shard>,
+    pub shard: Option<fleet::Shard>,
     /// Start the schedule (first due frame) at this CLOCK_REALTIME time in ns, the same for every shard (e.g. $(( $(date +%s) + 10 ))000000000).
     #[arg(long)]
     pub start_at: Option<u64>,
@@ -361,7 +350,7 @@ pub struct FleetArgs {
     #[arg(long, value_parser = parse_duration)]
     pub max_lag: Option<Duration>,
     /// Connection attempts per client in the whole run (retries after a refusal or a break wait 5 ms, doubling, jittered).
-    #[arg(long, default_value_t = crate::fleet::DEFAULT_CONNECT_TRIES, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = fleet::DEFAULT_CONNECT_TRIES, value_parser = clap::value_parser!(u32).range(1..))]
     pub connect_tries: u32,
     /// Kernel iterations per microsecond for cpu durations [default: calibrate now].
     #[arg(long)]

@@ -8,10 +8,11 @@ use std::str::FromStr;
 use anyhow::{anyhow, bail, Context, Result};
 use workloads::WorkSpec;
 
-use crate::bench::results::{write_atomic, RunFile};
 use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, ReportArgs};
 use crate::cpus;
-use crate::fleet::{self, FleetConfig};
+use common::fs::write_atomic;
+use fleet::{self, FleetConfig};
+use record::run::RunFile;
 
 /// `harness models`: the registry, one paragraph per model.
 pub fn models() -> Result<()> {
@@ -209,11 +210,11 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
 /// `harness report`: re-renders plots and summary from a saved run.
 pub fn report(args: &ReportArgs) -> Result<()> {
     let run = RunFile::load(&args.run)?;
-    let dir = crate::bench::results::run_file_path(&args.run)
+    let dir = record::run::run_file_path(&args.run)
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_default();
-    let written = crate::report::render(&run, &dir, &args.plots_dir)?;
+    let written = report::render(&run, &dir, &args.plots_dir)?;
     println!("summary: {}", written.summary.display());
     println!(
         "plots:   {} ({} files)",
@@ -227,7 +228,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
 pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
     let a = RunFile::load(&args.a)?;
     let b = RunFile::load(&args.b)?;
-    let cmp = crate::report::compare::compare(&a, &b, args.fail_on_regression);
+    let cmp = report::compare::compare(&a, &b, args.fail_on_regression);
     println!("{}", cmp.markdown);
     if let Some(out) = &args.out {
         write_atomic(out, cmp.markdown.as_bytes())

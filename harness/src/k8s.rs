@@ -369,7 +369,8 @@ mod tests {
         let fleets: Vec<Value> =
             serde_json::from_str(include_str!("../../fleet/tests/fixtures/fleets.json")).unwrap();
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap();
-        let run: Value = serde_json::from_str(include_str!("../tests/fixtures/run.json")).unwrap();
+        let run: Value =
+            serde_json::from_str(include_str!("../../record/tests/fixtures/run.json")).unwrap();
         let server = &run["cells"][0]["server"];
         let text = format!(
             "warning: loading 10.0.0.7:7000, not this host\n{}\n[pod/ingest-fleet-1-x/fleet] {}\nlistening on 0.0.0.0:7000\nnot json {{\n{}\n",

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
                 Command::Merge(a) => merged::merge(a),
                 Command::K8s(a) => merged::k8s(a),
                 Command::FleetCapacity(a) => {
-                    harness::fleet_capacity::run(a).map(|()| ExitCode::SUCCESS)
+                    harness::calibration::run(a).map(|()| ExitCode::SUCCESS)
                 }
                 Command::Capacity(a) => {
                     let mut a = (**a).clone();

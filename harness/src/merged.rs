@@ -8,9 +8,9 @@ use std::str::FromStr;
 use anyhow::{anyhow, bail, Context, Result};
 use workloads::WorkSpec;
 
-use crate::bench::results::write_atomic;
 use crate::cli::{K8sCommand, MergeArgs};
-use crate::fleet;
+use common::fs::write_atomic;
+use fleet;
 
 /// A cell whose fleet ran as several processes, merged.
 #[derive(serde::Serialize)]
@@ -20,9 +20,9 @@ struct MergedCell {
     one_way_latency: bool,
     fleet: fleet::fleet_report::FleetReport,
     server: Option<models::ServerReport>,
-    reconciliation: crate::verdict::Reconciliation,
-    derived: crate::bench::figures::Figures,
-    verdict: crate::verdict::Verdict,
+    reconciliation: record::verdict::Reconciliation,
+    derived: record::figures::Figures,
+    verdict: record::verdict::Verdict,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<T> {
@@ -56,12 +56,12 @@ fn merged_cell(
     summary: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let merged = fleet::merge::merge(parts)?;
-    let reconciliation = crate::verdict::reconcile(&merged, server.as_ref());
+    let reconciliation = record::verdict::reconcile(&merged, server.as_ref());
     let one_way = merged.config.shared_clock;
-    let mut derived = crate::bench::figures::derive(
+    let mut derived = record::figures::derive(
         Some(&merged),
         server.as_ref(),
-        &crate::bench::sample::Samples::default(),
+        &record::samples::Samples::default(),
     );
     if !one_way {
         // Due times from other hosts' clocks: the server's latencies are noise.
@@ -69,11 +69,11 @@ fn merged_cell(
         (d.p50_ns, d.p90_ns, d.p99_ns, d.p999_ns, d.max_ns) = (0, 0, 0, 0, 0);
         (d.service_p50_ns, d.service_p99_ns, d.service_p999_ns) = (0, 0, 0);
     }
-    let verdict = crate::verdict::verdict(
+    let verdict = record::verdict::verdict(
         Some(&merged),
         server.as_ref(),
         &reconciliation,
-        &crate::verdict::RunFaults::default(),
+        &record::verdict::RunFaults::default(),
         derived.backlog_s,
     );
     use std::fmt::Write as _;
@@ -85,14 +85,14 @@ fn merged_cell(
         merged.config.clients,
         merged.sent.measured,
         merged.sent.warmup,
-        crate::units::fmt_ns(merged.send_lag_ns.p99)
+        record::units::fmt_ns(merged.send_lag_ns.p99)
     )?;
     if let Some(s) = &server {
         let latency = if one_way {
             format!(
                 "latency p50 {} p99 {}",
-                crate::units::fmt_ns(s.latency_ns.p50),
-                crate::units::fmt_ns(s.latency_ns.p99)
+                record::units::fmt_ns(s.latency_ns.p50),
+                record::units::fmt_ns(s.latency_ns.p99)
             )
         } else {
             "one-way latency not shown: the fleets ran on other clocks".to_string()
@@ -107,9 +107,9 @@ fn merged_cell(
         writeln!(
             text,
             "acks:     round trip p50 {} p99 {} p99.9 {} (fleet clock, {} frames); {} acked, {} unacked, {} twice, {} never sent, {} bad records; server dropped {}",
-            crate::units::fmt_ns(a.round_trip_ns.p50),
-            crate::units::fmt_ns(a.round_trip_ns.p99),
-            crate::units::fmt_ns(a.round_trip_ns.p999),
+            record::units::fmt_ns(a.round_trip_ns.p50),
+            record::units::fmt_ns(a.round_trip_ns.p99),
+            record::units::fmt_ns(a.round_trip_ns.p999),
             a.round_trip_ns.count,
             a.counts.acked,
             a.counts.unacked,
@@ -142,7 +142,7 @@ fn merged_cell(
     if let Some(path) = summary {
         write_atomic(path, text.as_bytes()).with_context(|| format!("write {}", path.display()))?;
     }
-    let invalid = verdict.status == crate::verdict::Status::Invalid;
+    let invalid = verdict.status == record::verdict::Status::Invalid;
     if let Some(out) = out {
         let cell = MergedCell {
             one_way_latency: one_way,

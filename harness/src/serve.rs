@@ -14,7 +14,7 @@ use workloads::Limits;
 
 use crate::cli::ServeArgs;
 use crate::cpus;
-use crate::fleet::fleet_report::tv_secs;
+use fleet::fleet_report::tv_secs;
 
 /// Runs `harness serve`.
 pub fn run(args: &ServeArgs) -> Result<()> {
@@ -79,7 +79,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     report.fd_limit = fd_limit;
     let json = serde_json::to_string_pretty(&report).context("encode the report")?;
     match &args.report {
-        Some(path) => crate::bench::results::write_atomic(path, json.as_bytes())
+        Some(path) => common::fs::write_atomic(path, json.as_bytes())
             .with_context(|| format!("write the report to {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();

@@ -12,8 +12,8 @@ use std::process::Command;
 use harness::fleet::client::ClientState;
 use harness::fleet::fleet_report::FleetReport;
 use harness::fleet::{self, DEFAULT_CONNECT_TRIES};
-use harness::verdict::{self, RunFaults, Status, GENERATOR_SATURATED, SERVER_REFUSED};
 use models::ServerReport;
+use record::verdict::{self, RunFaults, Status, GENERATOR_SATURATED, SERVER_REFUSED};
 use util::{fleet_config, Server};
 
 /// Checks one flooded cell and returns how many clients got in.

@@ -15,74 +15,20 @@ use anyhow::{anyhow, bail, Context, Result};
 use models::ServerReport;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 
-use super::config::{CellKey, RunConfig};
-use super::figures::{self, Figures};
-use super::sample::{Sampler, Samples};
-use crate::cli::KillTarget;
+use super::sample::Sampler;
 use crate::cpus::format_list;
-use crate::fleet::fleet_report::FleetReport;
-use crate::verdict::{self, Reconciliation, RunFaults, Verdict};
+use fleet::fleet_report::FleetReport;
+use record::cell::CellKey;
+use record::cell::CellResult;
+use record::config::KillTarget;
+use record::config::RunConfig;
+use record::verdict::{self, Reconciliation, RunFaults, Verdict};
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 const SERVER_GRACE: Duration = Duration::from_secs(5);
 /// Fleet time allowed beyond warm-up, window and drain.
 const FLEET_SLACK: Duration = Duration::from_secs(15);
-
-/// Everything recorded about one cell.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CellResult {
-    /// Which cell.
-    pub key: CellKey,
-    /// Workers the server used.
-    pub workers: Option<usize>,
-    /// Wall time of the cell, seconds.
-    pub wall_s: f64,
-    /// The server's report, if it wrote one.
-    pub server: Option<ServerReport>,
-    /// The fleet's report, if it wrote one.
-    pub fleet: Option<FleetReport>,
-    /// Resource samples of both process trees.
-    pub samples: Samples,
-    /// Sent vs received.
-    pub reconciliation: Reconciliation,
-    /// Faults seen while running.
-    pub faults: RunFaults,
-    /// The machine's stalls on the server's and fleet's CPUs meanwhile.
-    #[serde(default)]
-    pub canary: Option<super::canary::CanaryReport>,
-    /// Standing and reasons.
-    pub verdict: Verdict,
-    /// Derived figures.
-    pub derived: Figures,
-    /// Child logs, relative to the working directory.
-    pub logs: Vec<PathBuf>,
-}
-
-impl CellResult {
-    /// Measured frames behind the latency figures (0: no latency known).
-    pub fn latency_samples(&self) -> u64 {
-        self.server.as_ref().map_or(0, |s| s.latency_ns.count)
-    }
-
-    /// Recomputes reconciliation, figures and verdict from the raw reports,
-    /// samples and faults.
-    pub fn recompute(&mut self) {
-        let (fleet, server) = (self.fleet.as_ref(), self.server.as_ref());
-        self.reconciliation = fleet
-            .map(|f| verdict::reconcile(f, server))
-            .unwrap_or_default();
-        self.derived = figures::derive(fleet, server, &self.samples);
-        self.verdict = verdict::verdict(
-            fleet,
-            server,
-            &self.reconciliation,
-            &self.faults,
-            self.derived.backlog_s,
-        );
-    }
-}
 
 /// Paths and settings shared by the cells of a run.
 pub struct CellContext<'a> {
@@ -255,7 +201,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
             reasons: Vec::new(),
             causes: Vec::new(),
         },
-        derived: Figures::default(),
+        derived: record::figures::Figures::default(),
         logs: vec![server_log, fleet_log],
     };
     cell.recompute();

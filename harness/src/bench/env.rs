@@ -1,125 +1,65 @@
-//! The environment block of a run: machine, CPUs, kernel, toolchain, commit
-//! and clock source, so a result can be reproduced and compared honestly.
+//! Reads the environment block of a run ([`Environment`]): machine, CPUs,
+//! kernel, toolchain, commit and clock source.
 
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
-
 use procfs::Current;
+use record::environment::Environment;
 
 use crate::cpus;
 
-/// Where and with what a run was made.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Environment {
-    /// Host name.
-    pub hostname: String,
-    /// CPU model name.
-    pub cpu_model: String,
-    /// Logical CPUs in the machine.
-    pub logical_cpus: usize,
-    /// CPUs this process may use.
-    pub allowed_cpus: Vec<usize>,
-    /// CPUs the server was pinned to.
-    pub server_cpus: Vec<usize>,
-    /// CPUs the fleet was pinned to.
-    pub fleet_cpus: Vec<usize>,
-    /// Total memory, KiB.
-    pub memory_kib: u64,
-    /// Kernel release.
-    pub kernel: String,
-    /// rustc that built the harness.
-    pub rustc: String,
-    /// Git commit of the working tree, if any.
-    pub git_commit: Option<String>,
-    /// Uncommitted changes present.
-    pub git_dirty: Option<bool>,
-    /// Kernel clock source.
-    pub clock_source: String,
-    /// harness version.
-    pub harness_version: String,
-    /// The harness binary that ran: a CRC-32 of the executable and its
-    /// size, so caches measured by another build are never reused.
-    #[serde(default)]
-    pub build: String,
-    /// SMT siblings of each server and fleet CPU (`thread_siblings_list`).
-    #[serde(default)]
-    pub cpu_siblings: Vec<(usize, String)>,
-    /// A server CPU and a fleet CPU are SMT siblings of one core: they
-    /// share execution units, so the fleet's load slows the server.
-    #[serde(default)]
-    pub server_fleet_share_a_core: bool,
-    /// cpufreq governor of CPU 0 (`none` without cpufreq, as on most VMs).
-    #[serde(default)]
-    pub governor: String,
-    /// `net.ipv4.tcp_rmem`.
-    #[serde(default)]
-    pub tcp_rmem: String,
-    /// `net.ipv4.tcp_wmem`.
-    #[serde(default)]
-    pub tcp_wmem: String,
-    /// Transparent huge pages setting.
-    #[serde(default)]
-    pub transparent_hugepages: String,
-}
-
-impl Environment {
-    /// Reads the environment now.
-    pub fn capture(server_cpus: &[usize], fleet_cpus: &[usize]) -> Self {
-        let cpuinfo = procfs::CpuInfo::current().ok();
-        let mut used: Vec<usize> = server_cpus.iter().chain(fleet_cpus).copied().collect();
-        used.sort_unstable();
-        used.dedup();
-        let siblings = |c: usize| {
-            read_trimmed(&format!(
-                "/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list"
-            ))
-        };
-        let cpu_siblings: Vec<(usize, String)> = used.iter().map(|&c| (c, siblings(c))).collect();
-        let core_of = |c: usize| crate::cpus::parse_list(&siblings(c)).unwrap_or_else(|_| vec![c]);
-        let server_fleet_share_a_core = server_cpus.iter().any(|&s| {
-            fleet_cpus
-                .iter()
-                .any(|&f| f != s && core_of(s).contains(&f))
-        });
-        Environment {
-            hostname: nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_default(),
-            cpu_model: cpuinfo
-                .as_ref()
-                .and_then(|c| c.model_name(0).map(str::to_string))
-                .unwrap_or_else(|| "unknown".into()),
-            logical_cpus: cpuinfo.as_ref().map_or(0, |c| c.num_cores()),
-            allowed_cpus: cpus::allowed(),
-            server_cpus: server_cpus.to_vec(),
-            fleet_cpus: fleet_cpus.to_vec(),
-            memory_kib: procfs::Meminfo::current().map_or(0, |m| m.mem_total / 1024),
-            kernel: nix::sys::utsname::uname()
-                .map(|u| u.release().to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            rustc: env!("HARNESS_RUSTC_VERSION").to_string(),
-            git_commit: git(&["rev-parse", "HEAD"]),
-            git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
-                .map(|s| !s.is_empty()),
-            clock_source: std::fs::read_to_string(
-                "/sys/devices/system/clocksource/clocksource0/current_clocksource",
-            )
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into()),
-            harness_version: env!("CARGO_PKG_VERSION").to_string(),
-            build: build_id(),
-            cpu_siblings,
-            server_fleet_share_a_core,
-            governor: std::fs::read_to_string(
-                "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
-            )
+/// Reads the environment now.
+pub fn capture(server_cpus: &[usize], fleet_cpus: &[usize]) -> Environment {
+    let cpuinfo = procfs::CpuInfo::current().ok();
+    let mut used: Vec<usize> = server_cpus.iter().chain(fleet_cpus).copied().collect();
+    used.sort_unstable();
+    used.dedup();
+    let siblings = |c: usize| {
+        read_trimmed(&format!(
+            "/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list"
+        ))
+    };
+    let cpu_siblings: Vec<(usize, String)> = used.iter().map(|&c| (c, siblings(c))).collect();
+    let core_of = |c: usize| crate::cpus::parse_list(&siblings(c)).unwrap_or_else(|_| vec![c]);
+    let server_fleet_share_a_core = server_cpus.iter().any(|&s| {
+        fleet_cpus
+            .iter()
+            .any(|&f| f != s && core_of(s).contains(&f))
+    });
+    Environment {
+        hostname: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        cpu_model: cpuinfo
+            .as_ref()
+            .and_then(|c| c.model_name(0).map(str::to_string))
+            .unwrap_or_else(|| "unknown".into()),
+        logical_cpus: cpuinfo.as_ref().map_or(0, |c| c.num_cores()),
+        allowed_cpus: cpus::allowed(),
+        server_cpus: server_cpus.to_vec(),
+        fleet_cpus: fleet_cpus.to_vec(),
+        memory_kib: procfs::Meminfo::current().map_or(0, |m| m.mem_total / 1024),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        rustc: env!("HARNESS_RUSTC_VERSION").to_string(),
+        git_commit: git(&["rev-parse", "HEAD"]),
+        git_dirty: git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
+        clock_source: std::fs::read_to_string(
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        )
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into()),
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        build: build_id(),
+        cpu_siblings,
+        server_fleet_share_a_core,
+        governor: std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
             .map_or_else(|_| "none".into(), |s| s.trim().to_string()),
-            tcp_rmem: read_trimmed("/proc/sys/net/ipv4/tcp_rmem"),
-            tcp_wmem: read_trimmed("/proc/sys/net/ipv4/tcp_wmem"),
-            transparent_hugepages: read_trimmed("/sys/kernel/mm/transparent_hugepage/enabled"),
-        }
+        tcp_rmem: read_trimmed("/proc/sys/net/ipv4/tcp_rmem"),
+        tcp_wmem: read_trimmed("/proc/sys/net/ipv4/tcp_wmem"),
+        transparent_hugepages: read_trimmed("/sys/kernel/mm/transparent_hugepage/enabled"),
     }
 }
 

@@ -6,11 +6,7 @@ pub mod canary;
 pub mod cell;
 pub mod config;
 pub mod env;
-pub mod figures;
-pub mod results;
 pub mod sample;
-pub mod slo;
-pub mod table;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -23,9 +19,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::RunArgs;
 use cell::{run_cell, CellContext};
-use config::RunConfig;
-use env::Environment;
-use results::RunFile;
+use record::config::RunConfig;
+use record::environment::Environment;
+use record::run::RunFile;
 
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,7 +54,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             run
         }
         None => {
-            let mut config = RunConfig::from_args(args)?;
+            let mut config = config::from_args(args)?;
             let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
             let label = if config.single_model {
                 config.models[0].as_str()
@@ -70,7 +66,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
                 started.replace(['-', ':'], ""),
                 if config.quick { "-quick" } else { "" }
             );
-            let environment = Environment::capture(&config.server_cpus, &config.fleet_cpus);
+            let environment = env::capture(&config.server_cpus, &config.fleet_cpus);
             if environment.server_fleet_share_a_core {
                 eprintln!("warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load will slow the server (see --server-cpus, --fleet-cpus)");
             }
@@ -124,7 +120,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             );
             eprintln!(
                 "one load shape for every probe: batch window {}, search bound {} clients; SLO {}",
-                crate::units::fmt_ns(run.config.batch_window_for(1).as_nanos() as u64),
+                record::units::fmt_ns(run.config.batch_window_for(1).as_nanos() as u64),
                 run.config.largest_fleet(),
                 run.config
                     .workloads
@@ -149,11 +145,11 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     run.ended = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     run.save(&run_dir)?;
     match run.config.search {
-        Some(_) => println!("{}", table::render_capacities(&run)),
-        None => println!("{}", table::render(&run.config, &run.cells)),
+        Some(_) => println!("{}", report::table::render_capacities(&run)),
+        None => println!("{}", report::table::render(&run.config, &run.cells)),
     }
-    println!("results: {}", run_dir.join(results::RUN_FILE).display());
-    match crate::report::render(&run, &run_dir, &args.plots_dir) {
+    println!("results: {}", run_dir.join(record::run::RUN_FILE).display());
+    match report::render(&run, &run_dir, &args.plots_dir) {
         Ok(written) => {
             println!("summary: {}", written.summary.display());
             println!(
@@ -170,7 +166,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     println!("logs:    {}", log_dir.display());
     let slo_breaches = match (&run.config.slo, &run.config.search) {
         (Some(s), None) => s
-            .parse::<slo::Slo>()
+            .parse::<record::slo::Slo>()
             .map_err(|e| anyhow!(e))?
             .breaches(&run.cells),
         _ => Vec::new(),
@@ -188,16 +184,16 @@ fn calibrate(config: &mut RunConfig, args: &RunArgs, environment: &Environment) 
     let needs_calibration =
         config.batch_window.is_none() || (config.search.is_some() && args.search_max.is_none());
     if needs_calibration {
-        config.fleet_calibration = Some(crate::fleet_capacity::FleetCalibration::load_or_measure(
+        config.fleet_calibration = Some(crate::calibration::load_or_measure(
             &args.results_dir,
             environment,
             &config.server_cpus,
             config.fleet_cpus[0],
             args.recalibrate,
             if config.quick {
-                crate::fleet_capacity::QUICK_STEP_MS
+                record::calibration::QUICK_STEP_MS
             } else {
-                crate::fleet_capacity::FULL_STEP_MS
+                record::calibration::FULL_STEP_MS
             },
             config.search.is_some(),
         )?);
@@ -239,7 +235,7 @@ fn run_matrix(ctx: &CellContext, run: &mut RunFile, run_dir: &Path) -> Result<bo
                 "[{}/{}] {}",
                 run.cells.len() + 1,
                 total,
-                table::one_line(&result)
+                report::table::one_line(&result)
             );
         }
         progress.inc(1);

@@ -1,0 +1,339 @@
+//! Measures how many 10 kHz clients one fleet core paces on time, per batch
+//! window ([`FleetCalibration`]): the `harness fleet-capacity` benchmark,
+//! and the per-machine calibration a run uses to choose its batch window (one write per frame when
+//! one core can pace the cell that way with headroom, else the smallest
+//! window that paces it). The fleet runs in this process pinned to one CPU;
+//! a `harness serve --no-report` child on the server CPUs drains the traffic.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context, Result};
+use workloads::WorkPlan;
+
+use fleet::{FleetConfig, Rate};
+use record::calibration::{
+    capacities, paces_anyone, FleetCalibration, Step, CALIBRATION_FILE, CONFIRM, WINDOWS_US,
+};
+use record::environment::Environment;
+use record::units::fmt_ns;
+
+use crate::cli::CapacityArgs;
+use crate::cpus;
+
+/// Fleet sizes tried, ascending; each window starts at the previous
+/// window's capacity (a larger window paces at least as many clients).
+const SIZES: [u32; 18] = [
+    1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256, 320, 400, 512,
+];
+/// Pauses before a calibration that paced no one is measured again.
+const RECALIBRATE_PAUSES: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(15)];
+
+/// Loads the cached calibration in `results_dir` if it fits this
+/// machine and was measured with steps of at least `step_ms`, else
+/// measures and caches a new one. One that paced no one is measured up
+/// to twice more after a pause; if it still paces no one it is an error
+/// when `required` (a search's bound), else returned uncached with a
+/// warning.
+pub fn load_or_measure(
+    results_dir: &Path,
+    env: &Environment,
+    server_cpus: &[usize],
+    fleet_cpu: usize,
+    recalibrate: bool,
+    step_ms: u64,
+    required: bool,
+) -> Result<FleetCalibration> {
+    let path = results_dir.join(CALIBRATION_FILE);
+    if !recalibrate {
+        let cached = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<FleetCalibration>(&t).ok());
+        if let Some(c) = cached.filter(|c| c.matches(env) && c.step_ms >= step_ms) {
+            return Ok(c);
+        }
+    }
+    eprintln!(
+        "calibrating the fleet on this machine (once; cached in {})",
+        path.display()
+    );
+    let limit = Duration::from_micros(100);
+    let measure = || {
+        sweep(
+            server_cpus,
+            fleet_cpu,
+            Duration::from_millis(step_ms),
+            limit,
+            u32::MAX,
+            |_| {},
+        )
+    };
+    // A sweep in which no window paced even one client says the
+    // machine was stalled or busy, not what the fleet can do: wait out
+    // the stretch and measure again.
+    let mut steps = measure()?;
+    for pause in RECALIBRATE_PAUSES {
+        if paces_anyone(&capacities(&steps)) {
+            break;
+        }
+        eprintln!(
+            "the fleet kept no window on time, not even with one client (a noisy stretch of the machine?); measuring again in {}",
+            humantime::format_duration(pause)
+        );
+        std::thread::sleep(pause);
+        steps = measure()?;
+    }
+    let failed = !paces_anyone(&capacities(&steps));
+    let why = format!("one fleet core kept not even one 10 kHz client on time at any batch window (pacing-lag p99 over {}) in {} tries. Is something else busy on CPUs {server_cpus:?} and {fleet_cpu}?", fmt_ns(limit.as_nanos() as u64), RECALIBRATE_PAUSES.len() + 1);
+    if failed && required {
+        bail!("the fleet calibration failed: {why} Stop it and rerun, or give --batch-window and --search-max to skip the calibration");
+    }
+    let cal = FleetCalibration {
+        hostname: env.hostname.clone(),
+        cpu_model: env.cpu_model.clone(),
+        build: env.build.clone(),
+        measured: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        limit_ns: limit.as_nanos() as u64,
+        step_ms,
+        windows: capacities(&steps),
+    };
+    if failed {
+        eprintln!("warning: the fleet calibration failed ({why}); not cached. Every cell gets the largest window, and each cell's verdict says whether the fleet kept up");
+        return Ok(cal);
+    }
+    std::fs::create_dir_all(results_dir)
+        .with_context(|| format!("create {}", results_dir.display()))?;
+    let json = serde_json::to_vec_pretty(&cal).context("encode the calibration")?;
+    common::fs::write_atomic(&path, &json).with_context(|| format!("write {}", path.display()))?;
+    Ok(cal)
+}
+
+/// Measures every window: sizes ascending, from the previous window's
+/// capacity, until a size misses twice in a row (one stall of a shared
+/// machine does not end a window); then the size reached is confirmed by
+/// [`CONFIRM`] more passes, stepping down a size at each miss. The fleet
+/// runs on this thread pinned to `fleet_cpu` (the caller's affinity is
+/// restored afterwards); `each` sees every step as it is measured.
+pub fn sweep(
+    server_cpus: &[usize],
+    fleet_cpu: usize,
+    duration: Duration,
+    limit: Duration,
+    max_clients: u32,
+    mut each: impl FnMut(&Step),
+) -> Result<Vec<Step>> {
+    let before = cpus::allowed();
+    let mut server = start_sink(server_cpus)?;
+    let result = (|| {
+        let addr = crate::bench::cell::wait_listening(&mut server)?;
+        cpus::pin(&[fleet_cpu]).map_err(|e| anyhow!(e))?;
+        let mut steps = Vec::new();
+        let mut from = 0;
+        for &window_us in &WINDOWS_US {
+            let window = Duration::from_micros(window_us);
+            let mut best = None;
+            for &clients in SIZES.iter().filter(|&&n| n >= from && n <= max_clients) {
+                let mut ok = false;
+                for _ in 0..2 {
+                    let step = measure(addr, clients, window, duration, limit)?;
+                    each(&step);
+                    ok = step.ok;
+                    steps.push(step);
+                    if ok {
+                        break;
+                    }
+                }
+                if !ok {
+                    break;
+                }
+                best = Some(clients);
+            }
+            let confirmed = confirm(best, &mut |clients| {
+                let mut step = measure(addr, clients, window, duration, limit)?;
+                step.confirm = true;
+                each(&step);
+                let ok = step.ok;
+                steps.push(step);
+                Ok(ok)
+            })?;
+            from = confirmed.unwrap_or(from).max(from);
+        }
+        Ok(steps)
+    })();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = server.wait();
+    cpus::pin(&before).map_err(|e| anyhow!(e))?;
+    result
+}
+
+/// The largest size at or below `reached` (one of [`SIZES`], which passed
+/// once already) that passes most of its passes: at least half of
+/// [`CONFIRM`] more, stepping down a size when it does not; `None` when
+/// none does.
+fn confirm(
+    reached: Option<u32>,
+    pass: &mut impl FnMut(u32) -> Result<bool>,
+) -> Result<Option<u32>> {
+    let Some(reached) = reached else {
+        return Ok(None);
+    };
+    for &clients in SIZES.iter().rev().filter(|&&n| n <= reached) {
+        let mut passed = 0;
+        for tried in 0..CONFIRM {
+            passed += usize::from(pass(clients)?);
+            if 2 * passed >= CONFIRM || 2 * (passed + CONFIRM - tried - 1) < CONFIRM {
+                break;
+            }
+        }
+        if 2 * passed >= CONFIRM {
+            return Ok(Some(clients));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs `harness fleet-capacity`: the sweep as a table.
+pub fn run(args: &CapacityArgs) -> Result<()> {
+    let allowed = cpus::allowed();
+    let (server_cpus, fleet_cpus) = cpus::split(&allowed);
+    let fleet_cpu = fleet_cpus[0];
+    println!(
+        "fleet on CPU {fleet_cpu}, sink (`harness serve --model async`) on CPUs {server_cpus:?}; limit p99 pacing lag {}",
+        fmt_ns(args.limit.as_nanos() as u64)
+    );
+    println!(
+        "{:>9} {:>8} {:>12} {:>12} {:>12}  within",
+        "window", "clients", "pacing p99", "send lag p99", "frames/s"
+    );
+    let steps = sweep(
+        &server_cpus,
+        fleet_cpu,
+        args.duration,
+        args.limit,
+        args.max_clients,
+        |step| {
+            println!(
+                "{:>9} {:>8} {:>12} {:>12} {:>12.0}  {}",
+                format!("{}us", step.window_us),
+                step.clients,
+                fmt_ns(step.pacing_p99_ns),
+                fmt_ns(step.send_lag_p99_ns),
+                step.achieved_rate,
+                if step.ok { "yes" } else { "no" }
+            );
+        },
+    )?;
+    for w in capacities(&steps) {
+        println!(
+            "window {}us: one fleet core paces {} clients at 10 kHz within the limit",
+            w.window_us,
+            if w.clients_per_core == 0 {
+                "no".to_string()
+            } else {
+                format!("up to {}", w.clients_per_core)
+            }
+        );
+    }
+    if let Some(path) = &args.report {
+        let json = serde_json::to_vec_pretty(&steps).context("encode")?;
+        common::fs::write_atomic(path, &json)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn measure(
+    addr: SocketAddr,
+    clients: u32,
+    window: Duration,
+    duration: Duration,
+    limit: Duration,
+) -> Result<Step> {
+    let config = FleetConfig {
+        target: addr,
+        clients,
+        client_id_base: 0,
+        rate: Rate::Hz(10_000),
+        warmup: Duration::from_millis(200),
+        duration,
+        count: None,
+        batch_window: window,
+        work: WorkPlan::none(),
+        threads: 1,
+        cpus: None,
+        drain_timeout: Duration::from_secs(5),
+        max_lag: FleetConfig::default_max_lag(window),
+        connect_tries: fleet::DEFAULT_CONNECT_TRIES,
+        shard: None,
+        start_at_unix_ns: None,
+        ack: false,
+        shared_clock: true,
+    };
+    let report = fleet::run(&config)?;
+    let pacing = report.pacing_lag_ns.p99;
+    Ok(Step {
+        window_us: window.as_micros() as u64,
+        clients,
+        pacing_p99_ns: pacing,
+        send_lag_p99_ns: report.send_lag_ns.p99,
+        achieved_rate: report.achieved_rate,
+        ok: pacing <= limit.as_nanos() as u64
+            && report.unsent == 0
+            && report.send_lag_ns.p99 <= config.max_lag.as_nanos() as u64,
+        confirm: false,
+    })
+}
+
+fn start_sink(server_cpus: &[usize]) -> Result<Child> {
+    Command::new(std::env::current_exe().context("locate harness")?)
+        .args([
+            "serve",
+            "--model",
+            "async",
+            "--max-clients",
+            "100000",
+            "--no-report",
+            "--cpus",
+        ])
+        .arg(cpus::format_list(server_cpus))
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start the sink server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmation_steps_down_until_every_pass_holds() {
+        // (reached, sizes that pass every time, sizes that pass every
+        // other time, confirmed)
+        let table: [(Option<u32>, u32, u32, Option<u32>); 5] = [
+            (Some(48), 48, 0, Some(48)),
+            (Some(48), 33, 0, Some(32)),
+            // One stall in two passes does not move it.
+            (Some(48), 33, 48, Some(48)),
+            (Some(2), 0, 0, None),
+            (None, 512, 0, None),
+        ];
+        for (reached, holds, flaky, want) in table {
+            let mut tried = Vec::new();
+            let got = confirm(reached, &mut |n| {
+                tried.push(n);
+                Ok(n <= holds || (n <= flaky && tried.len() % 2 == 0))
+            })
+            .unwrap();
+            assert_eq!(got, want, "{reached:?} {holds}: {tried:?}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Capacity at an SLO on real probes: runs (or resumes) the search of
+//! every (model, workload) of a run (the `search` crate's rules) on fresh,
+//! warmed-up cells, saving the run after every probe, and searches again at
+//! the end a pair whose search ended on the machine's noise.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use anyhow::{anyhow, Context, Result};
+use indicatif::ProgressBar;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use record::capacity::{ended_on_noise, ProbeRecord};
+use record::cell::CellKey;
+use record::cell::CellResult;
+use record::run::RunFile;
+use search::pair::{Pair, Probes, Stop};
+
+use crate::bench::cell::{run_cell, CellContext};
+
+/// The progress of a search run: probes done out of an estimate that is
+/// refined as (model, workload) pairs finish.
+struct Progress {
+    bar: ProgressBar,
+    pairs_total: usize,
+    pairs_done: usize,
+    probes_done: u64,
+}
+
+impl Progress {
+    fn probe_done(&mut self, line: &dyn Fn() -> String) {
+        self.probes_done += 1;
+        self.bar.inc(1);
+        if self.bar.is_hidden() {
+            eprintln!("[probe {}] {}", self.probes_done, line());
+        }
+    }
+
+    fn pair_done(&mut self) {
+        self.pairs_done += 1;
+        let per_pair = self.probes_done as f64 / self.pairs_done as f64;
+        let left = (self.pairs_total - self.pairs_done) as f64 * per_pair;
+        self.bar.set_length(self.probes_done + left.round() as u64);
+    }
+}
+
+/// Probes expected per (model, workload) before any has run.
+const FIRST_ESTIMATE: u64 = 20;
+
+/// Runs (or resumes) the capacity search of every (model, workload) in a
+/// seeded shuffled order, saving after every probe. `Ok(false)`: stopped
+/// by a signal.
+pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBar) -> Result<bool> {
+    let config = ctx.config;
+    let settings = config
+        .search
+        .clone()
+        .ok_or_else(|| anyhow!("not a capacity-search run"))?;
+    let mut pairs: Vec<(String, String)> = config
+        .workloads
+        .iter()
+        .flat_map(|w| {
+            config
+                .models
+                .iter()
+                .map(move |m| (m.clone(), w.name.clone()))
+        })
+        .collect();
+    pairs.shuffle(&mut rand::rngs::StdRng::seed_from_u64(config.seed));
+    bar.set_length(pairs.len() as u64 * FIRST_ESTIMATE);
+    let mut progress = Progress {
+        bar,
+        pairs_total: pairs.len(),
+        pairs_done: 0,
+        probes_done: 0,
+    };
+    // A search that ended on the machine's noise is searched once more at
+    // the end of the run, after the noisy stretch, its probes kept.
+    let mut queue: VecDeque<(String, String, Vec<ProbeRecord>)> =
+        pairs.into_iter().map(|(m, w)| (m, w, Vec::new())).collect();
+    while let Some((model, workload, earlier)) = queue.pop_front() {
+        let done = run
+            .capacities
+            .iter()
+            .find(|c| c.model == model && c.workload == workload)
+            .map(|c| c.probes.len());
+        if let Some(probes) = done {
+            progress.bar.inc(probes as u64);
+            progress.probes_done += probes as u64;
+            progress.pair_done();
+            continue;
+        }
+        let again = !earlier.is_empty();
+        let mut repeats = HashMap::new();
+        for p in &earlier {
+            *repeats.entry((p.clients, p.workers)).or_insert(0) += 1;
+        }
+        let plan = config
+            .workload(&workload)
+            .map(|w| w.plan.clone())
+            .ok_or_else(|| anyhow!("workload {workload} not in the run"))?;
+        let model_impl = models::find(&model).ok_or_else(|| anyhow!("unknown model {model}"))?;
+        let mut cells = Cells {
+            ctx,
+            run: &mut *run,
+            run_dir,
+            progress: &mut progress,
+            model: model_impl,
+        };
+        let pair = Pair {
+            probes_from: &mut cells,
+            config,
+            slo: config.slo_for(&workload)?,
+            model: &model,
+            workload: &workload,
+            plan,
+            repeats,
+            probes: earlier,
+        };
+        let record = match pair.search(&settings) {
+            Ok(r) => r,
+            Err(Stop::Interrupted) => return Ok(false),
+            Err(Stop::Failed(e)) => {
+                return Err(e).with_context(|| format!("search {model} under {workload}"))
+            }
+        };
+        if !again && ended_on_noise(&record.probes) {
+            tracing::info!(%model, %workload, "the machine's noise ended a probe: searched again at the end");
+            queue.push_back((model, workload, record.probes));
+            continue;
+        }
+        tracing::info!(%model, %workload, capacity = %record.interval.label(record.clients), workers = record.workers, "capacity found");
+        run.capacities.push(record);
+        run.save(run_dir)?;
+        progress.pair_done();
+    }
+    progress.bar.finish_and_clear();
+    Ok(true)
+}
+
+/// A search's probes as real cells of the run: reused when resuming, else
+/// run now and saved with the run.
+struct Cells<'a, 'r> {
+    ctx: &'a CellContext<'a>,
+    run: &'r mut RunFile,
+    run_dir: &'a Path,
+    progress: &'r mut Progress,
+    model: &'static dyn models::Model,
+}
+
+impl Probes for Cells<'_, '_> {
+    type Error = anyhow::Error;
+
+    fn cell(&mut self, key: &CellKey) -> Result<(usize, bool), Stop<anyhow::Error>> {
+        if let Some(i) = self.run.cells.iter().position(|c| &c.key == key) {
+            return Ok((i, false));
+        }
+        self.progress.bar.set_message(format!(
+            "{} {} w={} @ {} clients",
+            key.model,
+            key.workload,
+            key.workers.unwrap_or(0),
+            key.clients
+        ));
+        let cell = run_cell(self.ctx, key).with_context(|| format!("probe {}", key.id()))?;
+        if self.ctx.stop.load(Ordering::SeqCst) {
+            return Err(Stop::Interrupted); // a probe cut short is not kept
+        }
+        self.run.cells.push(cell);
+        self.run.save(self.run_dir).map_err(anyhow::Error::from)?;
+        Ok((self.run.cells.len() - 1, true))
+    }
+
+    fn cells(&self) -> &[CellResult] {
+        &self.run.cells
+    }
+
+    fn probe_done(&mut self, line: &dyn Fn() -> String) {
+        self.progress.probe_done(line);
+    }
+
+    fn default_workers(&self) -> usize {
+        self.model
+            .default_workers(self.ctx.config.server_cpus.len().max(1))
+    }
+
+    fn worker_candidates(&self, io_waits: usize) -> Vec<usize> {
+        self.model
+            .worker_candidates(self.ctx.config.server_cpus.len().max(1), io_waits)
+    }
+}

@@ -1,0 +1,226 @@
+//! Capacity at an SLO, as recorded: what a probe says ([`Outcome`]), what
+//! stopped a search ([`LimitedBy`]), every probe and sweep point behind a
+//! capacity ([`CapacityRecord`]), the search's settings and constants, and
+//! the pure rules over them (Little's-law io estimate, grouping and the
+//! recommendation per workload). The search itself is the `search` crate.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use workloads::WorkPlan;
+
+use crate::interval::Interval;
+pub use crate::outcome::{LimitedBy, Outcome};
+use crate::recommend::Range;
+
+/// Search settings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// Largest fleet size the generator paces here; the search never
+    /// goes above it.
+    pub max_clients: u32,
+    /// Bisection stops when the gap is within this share of the capacity
+    /// (or 1 client).
+    pub tolerance: f64,
+}
+
+/// Ramp steps grow by the factor that would bring the server to this
+/// share of its CPUs, between [`MIN_GROWTH`] and [`MAX_GROWTH`].
+pub const TARGET_UTIL: f64 = 0.8;
+/// Smallest ramp factor: doubling.
+pub const MIN_GROWTH: f64 = 2.0;
+/// Largest ramp factor (a server blocked on io is idle yet saturated).
+pub const MAX_GROWTH: f64 = 16.0;
+
+/// Tries after the first of a probe the machine disturbed, each after a
+/// pause twice the last ([`MACHINE_PAUSE`] first), to wait out a noisy
+/// stretch of a shared machine.
+pub const MACHINE_RETRIES: u32 = 2;
+/// The first pause before a disturbed probe is tried again.
+pub const MACHINE_PAUSE: Duration = Duration::from_millis(250);
+
+/// The most workers the sweep tries for one model.
+pub const MAX_WORKERS: usize = 1024;
+
+/// One probe behind a capacity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    /// Index of the probe's cell in `run.json`'s `cells`.
+    pub cell: usize,
+    /// Fleet size.
+    pub clients: u32,
+    /// Server workers.
+    pub workers: usize,
+    /// What it said.
+    pub outcome: Outcome,
+    /// Why it did not pass (empty when it passed).
+    pub why: String,
+    /// A confirmation repeat (not part of the search itself).
+    pub confirm: bool,
+    /// The machine stalled during it and it was tried again.
+    #[serde(default)]
+    pub retried: bool,
+    /// Decided by latency within [`crate::interval::MARGIN`] of the bound.
+    #[serde(default)]
+    pub marginal: bool,
+}
+
+/// The capacity at one worker count.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// Server workers.
+    pub workers: usize,
+    /// Largest passing fleet size.
+    pub capacity: u32,
+    /// Smallest failing size above it, if the server failed.
+    pub next: Option<u32>,
+    /// What stopped the search.
+    pub limited_by: LimitedBy,
+}
+
+/// A (model, workload)'s capacity at its best worker count.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CapacityRecord {
+    /// Model.
+    pub model: String,
+    /// Workload.
+    pub workload: String,
+    /// Best worker count.
+    pub workers: usize,
+    /// The capacity: clients at the run's rate, the largest size that
+    /// passed most of its probes (see [`crate::interval::point_of`]).
+    pub clients: u32,
+    /// Where the capacity lies, from the confirmation repeats.
+    pub interval: Interval,
+    /// What stopped the search: the server, or the load generator.
+    pub limited_by: LimitedBy,
+    /// The SLO each probe was held to (the p99 bound varies with the
+    /// batch window; this is the knee's).
+    pub slo: String,
+    /// Median p99 latency at the capacity, ns.
+    pub p99_ns: u64,
+    /// Median p99 service latency at the capacity, ns.
+    pub service_p99_ns: u64,
+    /// CPU microseconds per packet at the capacity.
+    pub cpu_us: Range,
+    /// Peak PSS at the capacity, KiB.
+    pub pss_kib: Range,
+    /// Little's-law estimate of io waits in flight at the knee (0: no io).
+    pub io_waits: usize,
+    /// Capacity per worker count tried.
+    pub sweep: Vec<SweepPoint>,
+    /// Why the sweep tried no more worker counts.
+    #[serde(default)]
+    pub sweep_stop: String,
+    /// Every probe, in order.
+    pub probes: Vec<ProbeRecord>,
+}
+
+/// Workers per io wait in flight: Little's law gives the mean, bursts of
+/// an open-loop schedule need room above it.
+pub const IO_HEADROOM: f64 = 2.0;
+
+/// Little's law: io waits in flight at the load where the server's CPUs
+/// would saturate, estimated from a probe at `clients` that kept them
+/// `util` busy (at most 8x further), at `rate_hz` per client, with
+/// [`IO_HEADROOM`]. Per-packet CPU falls as load grows (batching), so the
+/// estimate is low rather than high; the sweep follows the knee from there.
+pub fn io_waits_at_knee(
+    clients: u32,
+    util: f64,
+    plan: &WorkPlan,
+    rate_hz: u64,
+    max_clients: u32,
+) -> usize {
+    let clients = clients.max(1) as f64;
+    let knee = if util > 0.0 {
+        clients * (1.0 / util).min(8.0)
+    } else {
+        clients * 8.0
+    }
+    .min(max_clients as f64);
+    io_waits_for(knee.ceil() as u32, plan, rate_hz)
+}
+
+/// Workers for the io waits in flight at `clients` clients, with
+/// [`IO_HEADROOM`] (0: the workload has no io).
+pub fn io_waits_for(clients: u32, plan: &WorkPlan, rate_hz: u64) -> usize {
+    let mean_io_s = plan.mean_io_us() / 1e6;
+    if mean_io_s <= 0.0 {
+        return 0;
+    }
+    (clients as f64 * rate_hz as f64 * mean_io_s * IO_HEADROOM)
+        .ceil()
+        .max(1.0) as usize
+}
+
+/// Whether a probe of the search counted as the machine's (every try of it
+/// stalled).
+pub fn ended_on_noise(probes: &[ProbeRecord]) -> bool {
+    probes
+        .iter()
+        .any(|p| p.outcome == Outcome::Machine && !p.retried)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use workloads::WorkSpec;
+
+    #[test]
+    fn a_search_ended_on_noise_only_when_a_probe_stayed_the_machines() {
+        let p = |outcome, retried| ProbeRecord {
+            cell: 0,
+            clients: 4,
+            workers: 1,
+            outcome,
+            why: String::new(),
+            confirm: false,
+            retried,
+            marginal: false,
+        };
+        // (probes, ended on noise)
+        let table = [
+            (vec![p(Outcome::Pass, false)], false),
+            // Stalled, tried again, passed: not the machine's.
+            (
+                vec![p(Outcome::Machine, true), p(Outcome::Pass, false)],
+                false,
+            ),
+            (
+                vec![p(Outcome::Machine, true), p(Outcome::Machine, false)],
+                true,
+            ),
+            (vec![p(Outcome::Generator, false)], false),
+        ];
+        for (probes, want) in table {
+            assert_eq!(ended_on_noise(&probes), want, "{probes:?}");
+        }
+    }
+
+    #[test]
+    fn littles_law_estimate_table() {
+        let plan = |s: &str| WorkSpec::from_str(s).unwrap().resolve(Some(100.0)).unwrap();
+        // (spec, clients at the probe, util there, io waits)
+        let table = [
+            ("none", 10, 0.5, 0),
+            ("cpu:5us", 10, 0.5, 0),
+            // 8 clients at 16% busy: the CPUs saturate near 50 clients;
+            // 50 x 10 kHz x 50 us = 25 waits, twice that with headroom.
+            ("io:1ms,every=20", 8, 0.16, 50),
+            // An idle server: at most 8x further.
+            ("io:1ms,every=20", 2, 0.0, 16),
+            ("io:1ms", 1, 1.0, 20),
+            // Capped at the search bound (150 clients).
+            ("io:1ms,every=20", 100, 0.1, 150),
+        ];
+        for (spec, clients, util, want) in table {
+            assert_eq!(
+                io_waits_at_knee(clients, util, &plan(spec), 10_000, 150),
+                want,
+                "{spec}"
+            );
+        }
+    }
+}

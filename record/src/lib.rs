@@ -1,0 +1,23 @@
+//! What a benchmark run is, as data: its configuration ([`config`]), the
+//! machine it ran on ([`environment`]), every cell ([`cell`]) with its
+//! samples, canary and figures, the verdict rules ([`verdict`], [`slo`]),
+//! the fleet calibration ([`calibration`]), and a capacity search's
+//! records and rules ([`capacity`], [`interval`], [`recommend`]), all in
+//! one [`run::RunFile`]. Types and pure functions: no I/O beyond reading
+//! and writing a run file.
+
+pub mod calibration;
+pub mod canary;
+pub mod capacity;
+pub mod cell;
+pub mod config;
+pub mod environment;
+pub mod figures;
+pub mod interval;
+pub mod outcome;
+pub mod recommend;
+pub mod run;
+pub mod samples;
+pub mod slo;
+pub mod units;
+pub mod verdict;

@@ -1,0 +1,353 @@
+//! The recommendation per workload, honest about noise: the model with the
+//! highest capacity wins only if its interval clears every other model's;
+//! otherwise the models whose intervals overlap the leader's tie, and the
+//! tie is broken by CPU per packet, then by memory, each only where the
+//! repeats' ranges do not overlap.
+
+use serde::{Deserialize, Serialize};
+
+use crate::interval::Interval;
+
+/// A measured range (lowest, median, highest over the repeats at the knee).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Range {
+    /// Lowest.
+    pub min: f64,
+    /// Median.
+    pub median: f64,
+    /// Highest.
+    pub max: f64,
+}
+
+impl Range {
+    /// The range of `values` (all zero when empty).
+    pub fn of(values: &[f64]) -> Range {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Range::default();
+        }
+        v.sort_by(f64::total_cmp);
+        Range {
+            min: v[0],
+            median: v[v.len() / 2],
+            max: v[v.len() - 1],
+        }
+    }
+
+    /// Wholly below `other`.
+    pub fn below(&self, other: &Range) -> bool {
+        self.max < other.min
+    }
+}
+
+/// One model's standing for a workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contender {
+    /// Model name.
+    pub model: String,
+    /// Its capacity at its best worker count.
+    pub clients: u32,
+    /// Its capacity interval there.
+    pub interval: Interval,
+    /// CPU microseconds per packet at the knee.
+    pub cpu_us: Range,
+    /// Peak PSS at the knee, KiB.
+    pub pss_kib: Range,
+}
+
+/// The answer for one workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Recommendation {
+    /// Ahead beyond the noise.
+    Winner {
+        /// The model.
+        model: String,
+        /// Why, in one sentence.
+        reason: String,
+    },
+    /// Capacities within the noise of each other.
+    Tie {
+        /// The tied models, highest capacity first.
+        models: Vec<String>,
+        /// The model the tie-break picked, if one separated.
+        pick: Option<String>,
+        /// Why, in one sentence.
+        reason: String,
+    },
+    /// No model met the SLO even with one client.
+    Nothing {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Recommendation {
+    /// The model to use, if one is named.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Recommendation::Winner { model, .. } => Some(model),
+            Recommendation::Tie { pick, .. } => pick.as_deref(),
+            Recommendation::Nothing { .. } => None,
+        }
+    }
+
+    /// The one-line statement for tables: "`async`" or "`async` or `pool`
+    /// (within noise; `async` on CPU per packet)".
+    pub fn headline(&self) -> String {
+        match self {
+            Recommendation::Winner { model, .. } => format!("`{model}`"),
+            Recommendation::Tie { models, pick, .. } => {
+                let names: Vec<String> = models.iter().map(|m| format!("`{m}`")).collect();
+                match pick {
+                    Some(p) => format!(
+                        "{} within noise; `{p}` by the tie-break",
+                        names.join(" or ")
+                    ),
+                    None => format!("{}: within the noise here", names.join(" or ")),
+                }
+            }
+            Recommendation::Nothing { .. } => "none".to_string(),
+        }
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        match self {
+            Recommendation::Winner { reason, .. }
+            | Recommendation::Tie { reason, .. }
+            | Recommendation::Nothing { reason } => reason,
+        }
+    }
+}
+
+/// Applies the rule to one workload's models.
+pub fn recommend(contenders: &[Contender]) -> Recommendation {
+    let mut ranked: Vec<&Contender> = contenders.iter().filter(|c| c.clients > 0).collect();
+    // Highest low end first; an open interval before a closed one.
+    ranked.sort_by(|a, b| {
+        (b.interval.low, b.interval.high.is_none())
+            .cmp(&(a.interval.low, a.interval.high.is_none()))
+    });
+    let Some(leader) = ranked.first().copied() else {
+        return Recommendation::Nothing {
+            reason: "no model met the SLO with one client".to_string(),
+        };
+    };
+    let tied: Vec<&Contender> = ranked
+        .iter()
+        .copied()
+        .filter(|c| c.model == leader.model || !leader.interval.clears(&c.interval))
+        .collect();
+    if tied.len() == 1 {
+        let reason = match ranked.get(1) {
+            Some(r) => format!(
+                "capacity {} clients clears the runner-up `{}` at {}",
+                leader.interval.label(leader.clients),
+                r.model,
+                r.interval.label(r.clients)
+            ),
+            None => format!(
+                "the only model to meet the SLO: capacity {} clients",
+                leader.interval.label(leader.clients)
+            ),
+        };
+        return Recommendation::Winner {
+            model: leader.model.clone(),
+            reason,
+        };
+    }
+    let models: Vec<String> = tied.iter().map(|c| c.model.clone()).collect();
+    let capacities = tied
+        .iter()
+        .map(|c| format!("`{}` {}", c.model, c.interval.label(c.clients)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let separated = |get: fn(&Contender) -> Range| {
+        tied.iter().copied().find(|c| {
+            tied.iter()
+                .filter(|o| o.model != c.model)
+                .all(|o| get(c).below(&get(o)))
+        })
+    };
+    if let Some(c) = separated(|c| c.cpu_us) {
+        return Recommendation::Tie {
+            models,
+            pick: Some(c.model.clone()),
+            reason: format!(
+                "capacities overlap ({capacities}); `{}` uses the least CPU per packet ({:.2} us, below every other's range)",
+                c.model, c.cpu_us.median
+            ),
+        };
+    }
+    if let Some(c) = separated(|c| c.pss_kib) {
+        return Recommendation::Tie {
+            models,
+            pick: Some(c.model.clone()),
+            reason: format!(
+                "capacities overlap ({capacities}) and so do CPU per packet; `{}` uses the least memory ({:.1} MiB PSS, below every other's range)",
+                c.model,
+                c.pss_kib.median / 1024.0
+            ),
+        };
+    }
+    Recommendation::Tie {
+        models,
+        pick: None,
+        reason: format!(
+            "capacities overlap ({capacities}), and CPU per packet and memory do not separate them"
+        ),
+    }
+}
+
+/// How many times `a`'s capacity is `b`'s, counted only beyond the noise:
+/// `a`'s low end over `b`'s high end when the intervals are disjoint, else
+/// `None` ("within noise"). Also `None` when `b` met the SLO with no client.
+pub fn times_beyond_noise(a: &Interval, b: &Interval) -> Option<f64> {
+    match b.high {
+        // Rounded down to a tenth: "at least" must not round up.
+        Some(h) if h > 0 && a.clears(b) => Some((a.low as f64 / h as f64 * 10.0).floor() / 10.0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(model: &str, low: u32, high: Option<u32>, cpu: (f64, f64), pss: (f64, f64)) -> Contender {
+        Contender {
+            model: model.to_string(),
+            clients: low,
+            interval: Interval { low, high },
+            cpu_us: Range {
+                min: cpu.0,
+                median: (cpu.0 + cpu.1) / 2.0,
+                max: cpu.1,
+            },
+            pss_kib: Range {
+                min: pss.0,
+                median: (pss.0 + pss.1) / 2.0,
+                max: pss.1,
+            },
+        }
+    }
+
+    #[test]
+    fn tie_rule_table() {
+        let cpu = (1.0, 1.2);
+        let mem = (5000.0, 5100.0);
+        // (case, contenders, named model, tied models)
+        type Case = (
+            &'static str,
+            Vec<Contender>,
+            Option<&'static str>,
+            Vec<&'static str>,
+        );
+        let table: Vec<Case> = vec![
+            (
+                "clear winner",
+                vec![
+                    c("a", 40, Some(41), cpu, mem),
+                    c("b", 30, Some(32), cpu, mem),
+                ],
+                Some("a"),
+                vec![],
+            ),
+            (
+                "overlap, CPU separates",
+                vec![
+                    c("a", 40, Some(44), (2.0, 2.2), mem),
+                    c("b", 38, Some(41), (1.0, 1.1), mem),
+                ],
+                Some("b"),
+                vec!["a", "b"],
+            ),
+            (
+                "overlap, CPU overlaps, memory separates",
+                vec![
+                    c("a", 40, Some(44), cpu, (9000.0, 9100.0)),
+                    c("b", 38, Some(41), cpu, mem),
+                ],
+                Some("b"),
+                vec!["a", "b"],
+            ),
+            (
+                "overlap on everything",
+                vec![
+                    c("a", 40, Some(44), cpu, mem),
+                    c("b", 38, Some(41), cpu, mem),
+                ],
+                None,
+                vec!["a", "b"],
+            ),
+            (
+                "both limited by the generator",
+                vec![
+                    c("a", 150, None, (1.0, 1.1), mem),
+                    c("b", 150, None, (1.5, 1.6), mem),
+                    c("c", 20, Some(22), (0.5, 0.6), mem),
+                ],
+                Some("a"),
+                vec!["a", "b"],
+            ),
+            (
+                "the third is out, the first two tie",
+                vec![
+                    c("a", 40, Some(42), cpu, mem),
+                    c("b", 41, Some(41), cpu, mem),
+                    c("c", 10, Some(12), (0.1, 0.2), mem),
+                ],
+                None,
+                vec!["b", "a"],
+            ),
+            (
+                "only one met the SLO",
+                vec![c("a", 3, Some(3), cpu, mem), c("b", 0, Some(0), cpu, mem)],
+                Some("a"),
+                vec![],
+            ),
+            ("nobody", vec![c("a", 0, Some(0), cpu, mem)], None, vec![]),
+        ];
+        for (case, contenders, named, tied) in table {
+            let r = recommend(&contenders);
+            assert_eq!(r.model(), named, "{case}: {r:?}");
+            match &r {
+                Recommendation::Tie { models, .. } => assert_eq!(models, &tied, "{case}"),
+                _ => assert!(tied.is_empty(), "{case}: {r:?}"),
+            }
+            assert!(!r.reason().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_capacity_in_the_table_is_never_none_in_the_sentence() {
+        // `2 (0-2)` in the table, then "none": a model with a capacity of
+        // at least one client is always a contender.
+        let mut a = c("single", 0, Some(2), (1.0, 1.0), (1.0, 1.0));
+        a.clients = 2;
+        let rec = recommend(&[a, c("pool", 0, Some(0), (1.0, 1.0), (1.0, 1.0))]);
+        assert_eq!(rec.model(), Some("single"), "{rec:?}");
+        let none = recommend(&[c("pool", 0, Some(0), (1.0, 1.0), (1.0, 1.0))]);
+        assert!(matches!(none, Recommendation::Nothing { .. }), "{none:?}");
+    }
+
+    #[test]
+    fn ratios_only_beyond_noise() {
+        let iv = |low, high| Interval { low, high };
+        // (a, b, ratio)
+        let table = [
+            (iv(40, Some(41)), iv(20, Some(20)), Some(2.0)),
+            (iv(20, Some(20)), iv(40, Some(41)), None),
+            (iv(40, Some(44)), iv(38, Some(41)), None),
+            (iv(150, None), iv(100, None), None),
+            (iv(150, None), iv(50, Some(60)), Some(2.5)),
+            (iv(5, Some(5)), iv(0, Some(0)), None),
+            // 150 / 96 = 1.5625: "at least 1.5x", never 1.6x.
+            (iv(150, None), iv(90, Some(96)), Some(1.5)),
+        ];
+        for (a, b, want) in table {
+            assert_eq!(times_beyond_noise(&a, &b), want, "{a:?} vs {b:?}");
+        }
+    }
+}

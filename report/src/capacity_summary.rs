@@ -1,0 +1,340 @@
+//! `summary.md` of a capacity search: the recommendation table first, then
+//! the method, then per workload every model's capacity, its worker sweep,
+//! comparisons only beyond the noise, and the plots.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use record::capacity::CapacityRecord;
+use record::capacity::{LimitedBy, Outcome};
+use record::recommend::{times_beyond_noise, Recommendation};
+use record::run::RunFile;
+use record::run::{by_workload, recommendations};
+use record::units::fmt_ns;
+
+fn limited(r: &CapacityRecord) -> String {
+    match r.limited_by {
+        LimitedBy::Server => r.limited_by.label().to_string(),
+        l => format!("**{}**", l.label()),
+    }
+}
+
+fn row(md: &mut String, workload: &str, r: &CapacityRecord) {
+    let _ = writeln!(
+        md,
+        "| {workload} | `{}` | {} | {} | {} | {} | {:.2} | {:.1} | {} |",
+        r.model,
+        r.workers,
+        r.interval.label(r.clients),
+        fmt_ns(r.p99_ns),
+        fmt_ns(r.service_p99_ns),
+        r.cpu_us.median,
+        r.pss_kib.median / 1024.0,
+        limited(r)
+    );
+}
+
+const HEADER: &str = "| workload | model | workers | capacity (clients) | p99 at capacity | svc p99 | CPU us/pkt | peak PSS MiB | limited by |\n|---|---|---:|---:|---:|---:|---:|---:|---|";
+
+/// Renders the markdown of a capacity-search run.
+pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
+    let mut md = String::new();
+    let c = &run.config;
+    let _ = writeln!(
+        md,
+        "# Which model? Capacity at the SLO: run `{}`\n",
+        run.run_id
+    );
+    let recs = recommendations(run);
+    let groups = by_workload(run);
+    let _ = writeln!(md, "## Recommendation\n");
+    let _ = writeln!(md, "{HEADER}");
+    for (workload, rec) in &recs {
+        let records = groups
+            .iter()
+            .find(|(w, _)| w == workload)
+            .map_or(&[][..], |(_, r)| &r[..]);
+        let shown: Vec<&&CapacityRecord> = match rec {
+            Recommendation::Winner { model, .. } => {
+                records.iter().filter(|r| &r.model == model).collect()
+            }
+            Recommendation::Tie { models, .. } => models
+                .iter()
+                .filter_map(|m| records.iter().find(|r| &r.model == m))
+                .collect(),
+            Recommendation::Nothing { .. } => Vec::new(),
+        };
+        for r in shown {
+            row(&mut md, workload, r);
+        }
+    }
+    md.push('\n');
+    for (workload, rec) in &recs {
+        let _ = writeln!(
+            md,
+            "- **{workload}**: {}. {}.",
+            rec.headline(),
+            rec.reason()
+        );
+    }
+    md.push('\n');
+
+    method(&mut md, run);
+
+    for (workload, records) in &groups {
+        let spec = c.workload(workload).map_or("", |w| w.plan.spec.as_str());
+        let _ = writeln!(md, "## Workload `{workload}` (`{spec}`)\n");
+        let _ = writeln!(md, "{HEADER}");
+        let mut ranked: Vec<&&CapacityRecord> = records.iter().collect();
+        ranked.sort_by_key(|r| std::cmp::Reverse((r.clients, r.interval.low)));
+        for r in &ranked {
+            row(&mut md, workload, r);
+        }
+        md.push('\n');
+        let _ = writeln!(md, "**What this shows.**\n");
+        for pair in ranked.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let _ = match times_beyond_noise(&a.interval, &b.interval) {
+                // Rounded down, a ratio under 1.1 reads as "1.0x": say
+                // "more" instead.
+                Some(x) if x < 1.1 => writeln!(
+                    md,
+                    "- `{}` serves more clients than `{}` ({} vs {}).",
+                    a.model,
+                    b.model,
+                    a.interval.label(a.clients),
+                    b.interval.label(b.clients)
+                ),
+                Some(x) => writeln!(
+                    md,
+                    "- `{}` serves at least {x:.1}x the clients of `{}` ({} vs {}).",
+                    a.model,
+                    b.model,
+                    a.interval.label(a.clients),
+                    b.interval.label(b.clients)
+                ),
+                None if b.interval.low == 0
+                    && a.interval.low > 0
+                    && a.interval.clears(&b.interval) =>
+                {
+                    writeln!(
+                        md,
+                        "- `{}` meets the SLO ({}); `{}` does not, even with one client.",
+                        a.model,
+                        a.interval.label(a.clients),
+                        b.model
+                    )
+                }
+                None => writeln!(
+                    md,
+                    "- `{}` and `{}`: within noise ({} vs {}).",
+                    a.model,
+                    b.model,
+                    a.interval.label(a.clients),
+                    b.interval.label(b.clients)
+                ),
+            };
+        }
+        for r in records {
+            if r.sweep.len() > 1 {
+                let counts: Vec<String> = r
+                    .sweep
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} worker(s): {}{}",
+                            s.workers,
+                            if s.limited_by == LimitedBy::Generator {
+                                ">= "
+                            } else {
+                                ""
+                            },
+                            s.capacity
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "- `{}` by worker count: {} (reported at {}{}; {}).",
+                    r.model,
+                    counts.join(", "),
+                    r.workers,
+                    if r.sweep.iter().any(|s| s.workers == r.io_waits) {
+                        format!(
+                            "; Little's law put ~{} io waits in flight at the knee",
+                            r.io_waits
+                        )
+                    } else {
+                        String::new()
+                    },
+                    r.sweep_stop
+                );
+            }
+            let failed: Vec<String> = r
+                .probes
+                .iter()
+                .filter(|p| p.outcome != Outcome::Pass && !p.why.starts_with("SLO"))
+                .filter(|p| p.clients <= r.interval.high.map_or(u32::MAX, |h| h.saturating_add(1)))
+                .map(|p| format!("{} clients, {} workers: {}", p.clients, p.workers, p.why))
+                .collect();
+            if let Some(first) = failed.first() {
+                let _ = writeln!(
+                    md,
+                    "- `{}` near its capacity failed by more than latency: {first}{}.",
+                    r.model,
+                    if failed.len() > 1 {
+                        format!(" (and {} more such probes)", failed.len() - 1)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        md.push('\n');
+        let slug = crate::plots::slug(workload);
+        for plot in plots {
+            let Some(name) = plot.file_name().map(|n| n.to_string_lossy().to_string()) else {
+                continue;
+            };
+            if name.ends_with(&format!("-{slug}.png")) {
+                let _ = writeln!(md, "![{name}]({})\n", link_base.join(&name).display());
+            }
+        }
+    }
+    if !c.skipped_models.is_empty() {
+        let _ = writeln!(md, "## Models skipped on this machine\n");
+        for (m, why) in &c.skipped_models {
+            let _ = writeln!(md, "- `{m}`: {why}");
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// The method section, every figure from the constants the code uses.
+fn method(md: &mut String, run: &RunFile) {
+    let c = &run.config;
+    let _ = writeln!(md, "## Method\n");
+    environment(md, run);
+    let _ = writeln!(
+        md,
+        "- **Capacity** is the largest fleet size (clients at {} frames/s each, 32-byte frames on a fixed open-loop schedule) at which a fresh, warmed-up cell is valid (every frame accounted for per client: none lost, duplicated, missing or miscounted; no protocol error; the fleet on schedule), and meets the SLO. Latency counts from when each frame was due (coordinated omission corrected).",
+        c.rate
+    );
+    let _ = writeln!(
+        md,
+        "- **One load shape**: every probe of every model uses one batch window, {} (frames due within it go out in one write), fixed when the run starts{}. A window that changed with the fleet size would change the CPU cost per frame, the latency and the SLO bound with it, and models would be compared under different loads.",
+        fmt_ns(c.batch_window_for(1).as_nanos() as u64),
+        if c.batch_window.is_some() {
+            " (`--batch-window`)".to_string()
+        } else {
+            format!(
+                ": the smallest window at which the fleet calibration says one fleet core paces the search's bound with {:.0}% headroom",
+                record::calibration::HEADROOM * 100.0
+            )
+        }
+    );
+    let slos: Vec<String> = c
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            c.slo_for(&w.name)
+                .ok()
+                .map(|s| format!("{}: {}", w.name, s.label()))
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "- **SLO**, one per workload for the whole run: {}{}.",
+        slos.join("; "),
+        if c.slo.is_some() {
+            " (`--slo`)"
+        } else {
+            " (the batch window + 1 ms + 2 x the longest work one frame asks for)"
+        }
+    );
+    search_method(md, run);
+    let _ = writeln!(
+        md,
+        "- Probes: {} warm-up, at least {} measured, drain timeout {}; server pinned to CPUs {:?}, fleet to {:?}{}, sampler and harness on {:?}; seed {}. {} probes in all.\n",
+        humantime::format_duration(c.warmup),
+        humantime::format_duration(c.duration),
+        humantime::format_duration(c.drain_timeout),
+        c.server_cpus,
+        c.fleet_cpus,
+        crate::summary::shards_note(c.fleet_shards),
+        c.harness_cpus,
+        c.seed,
+        run.cells.len()
+    );
+}
+
+/// The search's rules, every figure from the constants the code uses.
+fn search_method(md: &mut String, run: &RunFile) {
+    use record::canary;
+    use record::capacity as search;
+    use record::capacity as pair;
+    let c = &run.config;
+    let Some(s) = c.search.as_ref() else { return };
+    let _ = writeln!(
+        md,
+        "- **Search**: from 1 client, an exponential ramp (x{:.0} to x{:.0} a step, sized to bring the server to {:.0}% busy) until a probe fails, then bisection until the next step up is within {:.0}% (or 1 client); never above {} clients, the most this machine's fleet paces on time. Each probe measures at least {} frames (a probe of few clients runs longer than {}), so its p99 rests on at least {} frames above it. A latency-only failure counts only if a second probe at the same size fails too.",
+        search::MIN_GROWTH,
+        search::MAX_GROWTH,
+        search::TARGET_UTIL * 100.0,
+        s.params.tolerance * 100.0,
+        s.params.max_clients,
+        s.min_samples,
+        humantime::format_duration(c.duration),
+        s.min_samples / 100
+    );
+    let _ = writeln!(
+        md,
+        "- **The machine's noise**: beside every probe a real-time canary thread on each server and fleet CPU wakes every {} and records how late it woke; a wake later than {} is a stall of the machine. A latency miss or a late fleet during which the CPUs stalled more than {:.1}% of the measured window, by at least as much as the miss, is the machine's, not the server's: the probe is tried again after {} (doubling, at most {} more tries), and if every try stalled it counts as `machine` (it says nothing of the server, like a fleet at its bound).",
+        fmt_ns(canary::PERIOD.as_nanos() as u64),
+        fmt_ns(canary::STALL_NS),
+        canary::DISTURBED_SHARE * 100.0,
+        humantime::format_duration(pair::MACHINE_PAUSE),
+        pair::MACHINE_RETRIES
+    );
+    let _ = writeln!(
+        md,
+        "- **Each model at its best**: {}",
+        if !s.sweep {
+            "the worker count given with --workers, for every model.".to_string()
+        } else {
+            format!(
+                "searched at its default worker count, {} (where an io wait occupies a worker) the Little's-law estimate of io waits in flight at the knee{}. Reported at the count with the highest capacity; why the sweep stopped is given per model.",
+                if c.quick { "and" } else { "1 x and 4 x the server CPUs, and" },
+                if c.quick {
+                    " (`--quick`: a first look, the gain is not followed further)".to_string()
+                } else {
+                    format!("; then, while the most workers tried did best and gained over fewer, twice as many (at most {} workers)", pair::MAX_WORKERS)
+                }
+            )
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- **Interval**: {} probed {} more time(s), then sizes below it (growing steps, down to 1 client) until one passes every probe. A p99 within {:.0}% of the bound either way is *marginal*: a repeat may well turn it around, so it counts for the capacity but pins neither end of the interval (when the only failures above are marginal, larger sizes are probed until one fails clearly). The interval runs from the largest size that passed every probe, at least one clearly, to one below the smallest size above it that failed every probe clearly (else whose clear failures outnumber its passes); `>=` when nothing above failed (the generator's or the machine's bound). The capacity is the largest size probed inside the interval that passed most of its probes, with its figures from those probes; `< 1` when not even one client passed every probe. A miss's reason gives the p99's 95% interval from order statistics (ranks n p -+ 1.96 sqrt(n p (1 - p))).",
+        if s.confirm_next {
+            "the knee and the next step up are"
+        } else {
+            "the knee is"
+        },
+        s.confirm,
+        record::interval::MARGIN * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "- **Recommendation**: the model with the highest capacity wins only if its interval lies wholly above every other model's; otherwise the overlapping models tie, and the tie is broken by CPU per packet at capacity, then by peak PSS, each only where the repeats' ranges do not overlap. Every \"N x\" below compares one interval's low end with the other's high end, rounded down, and is written only when they do not overlap.",
+    );
+}
+
+fn environment(md: &mut String, run: &RunFile) {
+    let mut env = String::new();
+    crate::summary::environment(&mut env, run);
+    for para in env.split("\n\n").filter(|p| !p.trim().is_empty()) {
+        let _ = writeln!(md, "- {}", para.trim());
+    }
+}

@@ -1,0 +1,140 @@
+//! A capacity run rendered from a checked-in `run.json` (a real `--all
+//! --quick` run, trimmed to four models and two workloads by
+//! `record/tests/fixtures/trim_capacity_run.py`): the terminal table, summary.md,
+//! the recommendation and the recorded rules never disagree.
+
+use std::path::Path;
+
+use record::capacity::Outcome;
+use record::interval;
+use record::recommend::Recommendation;
+use record::run::RunFile;
+
+fn fixture() -> RunFile {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../record/tests/fixtures/capacity-run.json");
+    RunFile::load(&path).unwrap()
+}
+
+#[test]
+fn every_capacity_is_a_probed_size_inside_its_own_interval() {
+    let run = fixture();
+    assert!(!run.capacities.is_empty());
+    for r in &run.capacities {
+        let name = format!("{}/{}", r.model, r.workload);
+        let at: Vec<interval::Seen> = r
+            .probes
+            .iter()
+            .filter(|p| p.workers == r.workers)
+            .map(|p| (p.clients, p.outcome, p.marginal))
+            .collect();
+        let knee = r
+            .sweep
+            .iter()
+            .find(|s| s.workers == r.workers)
+            .unwrap()
+            .capacity;
+        // The recorded interval and point are the rules' on the recorded
+        // probes.
+        assert_eq!(interval::interval_of(&at, knee), r.interval, "{name}");
+        assert_eq!(interval::point_of(&at, knee), r.clients, "{name}");
+        if r.clients == 0 {
+            assert_eq!(r.interval.label(0), "< 1", "{name}");
+            continue;
+        }
+        assert!(
+            at.iter()
+                .any(|&(n, o, _)| n == r.clients && o == Outcome::Pass),
+            "{name}: capacity {} was never a passing probe",
+            r.clients
+        );
+        assert!(r.interval.low <= r.clients, "{name}");
+        assert!(r.interval.high.is_none_or(|h| r.clients <= h), "{name}");
+        assert!(
+            r.p99_ns > 0 && r.cpu_us.median > 0.0,
+            "{name}: figures from the probes"
+        );
+        // The server's limit is a closed interval; an open one is the
+        // generator's or the machine's.
+        assert_eq!(
+            r.limited_by.servers(),
+            r.interval.high.is_some(),
+            "{name}: {:?}",
+            r.limited_by
+        );
+    }
+}
+
+#[test]
+fn the_table_the_summary_and_the_recommendation_agree() {
+    let run = fixture();
+    let table = report::table::render_capacities(&run);
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("results").join(&run.run_id);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let written = report::render(&run, &run_dir, &dir.path().join("plots")).unwrap();
+    let md = std::fs::read_to_string(&written.summary).unwrap();
+    for r in &run.capacities {
+        let label = r.interval.label(r.clients);
+        let line = table
+            .lines()
+            .find(|l| {
+                l.split_whitespace()
+                    .take(2)
+                    .eq([r.workload.as_str(), r.model.as_str()])
+            })
+            .unwrap_or_else(|| panic!("{}/{} not in the table:\n{table}", r.model, r.workload));
+        assert!(line.contains(&label), "table says {line:?}, record {label}");
+        assert!(line.contains(r.limited_by.label()), "{line:?}");
+        let row = format!(
+            "| {} | `{}` | {} | {label} |",
+            r.workload, r.model, r.workers
+        );
+        assert!(md.contains(&row), "summary lacks {row:?}");
+    }
+    for (workload, rec) in record::run::recommendations(&run) {
+        let headline = rec.headline();
+        assert!(
+            table.contains(&format!("{workload}: {headline}")),
+            "{workload}: {headline}\n{table}"
+        );
+        assert!(
+            md.contains(&format!("**{workload}**: {headline}")),
+            "{workload}: {headline}"
+        );
+        let records: Vec<_> = run
+            .capacities
+            .iter()
+            .filter(|r| r.workload == workload)
+            .collect();
+        // "none" only when no model has a capacity, and a named model has
+        // the highest low end or ties with it.
+        let any = records.iter().any(|r| r.clients > 0);
+        assert_eq!(
+            matches!(rec, Recommendation::Nothing { .. }),
+            !any,
+            "{workload}"
+        );
+        if let Some(m) = rec.model() {
+            let pick = records.iter().find(|r| r.model == m).unwrap();
+            for other in &records {
+                assert!(
+                    !other.interval.clears(&pick.interval),
+                    "{workload}: {} clears the pick {m}",
+                    other.model
+                );
+            }
+        }
+    }
+    // Plots for every workload.
+    for w in &run.config.workloads {
+        let slug = report::plots::slug(&w.name);
+        assert!(
+            written.plots.iter().any(|p| p
+                .to_string_lossy()
+                .ends_with(&format!("capacity-{slug}.png"))),
+            "{:?}",
+            written.plots
+        );
+    }
+}
