@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the README's ack-mode cost figures: the same fixed matrix
+# Regenerates the ack-mode cost figures: the same fixed matrix
 # (every model, `none` work, 20 clients at 10 kHz, 250 us windows, two
 # repeats, 2 s cells) without and with `--ack`, and per model the CPU per
-# frame and latency p50 of both, into docs/ack-cost.md and README.md
+# frame and latency p50 of both, into docs/ack-cost.md and docs/deployment.md
 # between the ack-cost markers. Never edit either by hand: run this instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,9 +42,9 @@ for m in run("plain")["config"]["models"]:
     lines.append(f"| `{m}` | {span(p['cpu'], '{:.2f}')} | {span(a['cpu'], '{:.2f}')} | {span(p['p50'], '{:.0f}')} | {span(a['p50'], '{:.0f}')} | {', '.join(sorted(set(a['status'])))} |")
 body = "\n".join(lines)
 pathlib.Path("docs/ack-cost.md").write_text(body + "\n")
-readme = pathlib.Path("README.md")
+readme = pathlib.Path("docs/deployment.md")
 readme.write_text(re.sub(r"<!-- ack-cost:start -->.*?<!-- ack-cost:end -->",
                          lambda _: "<!-- ack-cost:start -->\n" + body + "\n<!-- ack-cost:end -->",
                          readme.read_text(), flags=re.S))
-print("wrote docs/ack-cost.md and README.md")
+print("wrote docs/ack-cost.md and docs/deployment.md")
 PY

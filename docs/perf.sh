@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the README's "Performance of the tool itself" figures: the
+# Regenerates the "Performance of the tool itself" figures: the
 # fleet's pacing per batch window (`harness fleet-capacity`, 1 s steps) and
 # the micro-benchmarks (`cargo bench`, criterion medians), with commit and
-# date, into docs/perf.md and README.md between the perf markers. Never edit
+# date, into docs/perf.md and docs/performance.md between the perf markers. Never edit
 # either by hand: run this instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,9 +35,9 @@ for est in sorted(pathlib.Path("target/criterion").glob("*/*/new/estimates.json"
     lines.append(f"| {group}/{name} | {fmt(ns)} | {per} |")
 body = "\n".join(lines)
 pathlib.Path("docs/perf.md").write_text(body + "\n")
-readme = pathlib.Path("README.md")
+readme = pathlib.Path("docs/performance.md")
 readme.write_text(re.sub(r"<!-- perf:start -->.*?<!-- perf:end -->",
                          lambda _: "<!-- perf:start -->\n" + body + "\n<!-- perf:end -->",
                          readme.read_text(), flags=re.S))
-print("wrote docs/perf.md and README.md")
+print("wrote docs/perf.md and docs/performance.md")
 PY

@@ -3,7 +3,7 @@
 # one results folder (the second reuses the first's fleet calibration, as a
 # user's second run does), then `harness compare` of the two. Writes
 # docs/reproduce.md (commit, date, both runs' wall times and tables, the
-# comparison) and splices it into README.md between the reproduce markers.
+# comparison), which the README links.
 # Never edit either by hand: run this instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,13 +39,4 @@ dirty=$(git status --porcelain --untracked-files=no | grep -q . && echo " (dirty
   echo
   "$bin" compare "${runs[0]%/}" "${runs[1]%/}" | sed 's/^# /#### /'
 } > docs/reproduce.md
-python3 - <<'PY'
-import pathlib, re
-readme = pathlib.Path("README.md")
-body = pathlib.Path("docs/reproduce.md").read_text().strip()
-text = re.sub(r"<!-- reproduce:start -->.*?<!-- reproduce:end -->",
-              lambda _: "<!-- reproduce:start -->\n" + body + "\n<!-- reproduce:end -->",
-              readme.read_text(), flags=re.S)
-readme.write_text(text)
-PY
-echo "wrote docs/reproduce.md and README.md (runs kept in $out)"
+echo "wrote docs/reproduce.md (runs kept in $out)"

@@ -89,7 +89,7 @@ pub struct K8sRenderArgs {
     /// Warm-up before the window.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub warmup: Duration,
-    /// Image with `harness` as its entry point (see the README's Docker section).
+    /// Image with `harness` as its entry point (see docs/deployment.md, Docker).
     #[arg(long, default_value = "ingest-bench:local")]
     pub image: String,
     /// The shards start their schedule this long after rendering: apply the manifests before then.

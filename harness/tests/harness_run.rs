@@ -59,7 +59,8 @@ fn only_run(dir: &Path) -> (PathBuf, Value) {
 }
 
 /// Runs `attempt` until its run shows none of the machine's noise, at most
-/// four times, five seconds apart. The shared VM has stretches in which its
+/// six times, after pauses of 5, 10, 20, 30 and 30 s (noisy stretches of
+/// the shared VM last up to a minute or two). The shared VM has stretches in which its
 /// CPUs stall for milliseconds: a cell then reads as a late generator or a
 /// missed SLO, which says nothing of what a test checks. `noisy` names that
 /// signature in a run; a run still noisy after the last try is returned as
@@ -68,6 +69,7 @@ fn until_quiet(
     attempt: impl Fn(&Path) -> Output,
     noisy: impl Fn(&Value) -> bool,
 ) -> (tempfile::TempDir, Output) {
+    const PAUSES_S: [u64; 5] = [5, 10, 20, 30, 30];
     let mut tries = 0;
     loop {
         let dir = tempfile::tempdir().unwrap();
@@ -76,11 +78,14 @@ fn until_quiet(
         let run = std::fs::read_dir(dir.path().join("results"))
             .ok()
             .map(|_| only_run(dir.path()).1);
-        if tries == 4 || !run.as_ref().is_some_and(&noisy) {
+        if tries > PAUSES_S.len() || !run.as_ref().is_some_and(&noisy) {
             return (dir, out);
         }
-        eprintln!("try {tries}: the machine was noisy during the run; running it again in 5 s");
-        std::thread::sleep(Duration::from_secs(5));
+        let pause = PAUSES_S[tries - 1];
+        eprintln!(
+            "try {tries}: the machine was noisy during the run; running it again in {pause} s"
+        );
+        std::thread::sleep(Duration::from_secs(pause));
     }
 }
 

@@ -1,7 +1,7 @@
 //! Memory stays bounded under hostile load: 1,000 connections per model,
 //! some sending maximal-work frames (io waits and cpu work at the server's
 //! limits) as fast as the server takes them, some sending garbage; the
-//! server's peak RSS stays under the bound the README documents for the
+//! server's peak RSS stays under the bound docs/limits.md documents for the
 //! model (its queues x frame size plus per-connection buffers).
 
 mod util;
@@ -31,7 +31,7 @@ fn max_io_us(model: &str) -> u32 {
     }
 }
 
-/// The documented bound (README, "Memory under hostile load"): a base for
+/// The documented bound (docs/limits.md, "Memory under hostile load"): a base for
 /// the runtime, plus per connection its buffers and its queue of frames at
 /// the model's cap, in KiB.
 fn bound_kib(model: &str) -> u64 {

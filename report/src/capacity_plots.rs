@@ -5,10 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::Result;
+use crate::error::Result;
 use plotters::prelude::*;
 
-use crate::plots::{colour, err, register_font, slug, FONT, SIZE};
+use crate::labels::slug;
+use crate::plots::{colour, err, register_font, FONT, SIZE};
 use record::capacity::CapacityRecord;
 use record::capacity::{LimitedBy, Outcome};
 use record::run::by_workload;

@@ -191,7 +191,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
             }
         }
         md.push('\n');
-        let slug = crate::plots::slug(workload);
+        let slug = crate::labels::slug(workload);
         for plot in plots {
             let Some(name) = plot.file_name().map(|n| n.to_string_lossy().to_string()) else {
                 continue;

@@ -87,8 +87,8 @@ pub fn compare(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
             y.cpu_us_per_packet,
             cpu,
             mark(sig_cpu),
-            crate::summary::status_word(x.status),
-            crate::summary::status_word(y.status)
+            crate::labels::status_word(x.status),
+            crate::labels::status_word(y.status)
         );
         if let Some(limit) = fail_pct {
             let name = cell_name(x);

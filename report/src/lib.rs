@@ -6,6 +6,8 @@ pub mod aggregate;
 pub mod capacity_plots;
 pub mod capacity_summary;
 pub mod compare;
+pub mod error;
+pub mod labels;
 pub mod plots;
 pub mod summary;
 pub mod table;
@@ -16,26 +18,7 @@ use common::fs::write_atomic;
 
 use record::run::RunFile;
 
-/// Why a report could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A plot could not be drawn.
-    #[error("plotting failed: {0}")]
-    Plot(String),
-    /// A file or folder could not be written.
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-/// A report's result.
-pub type Result<T> = std::result::Result<T, Error>;
+pub use error::{Error, Result};
 
 /// What `render` wrote.
 pub struct Written {
@@ -61,7 +44,10 @@ pub fn render(run: &RunFile, run_dir: &Path, plots_root: &Path) -> Result<Writte
         None => plots::render_all(run, &points, &plots_dir)?,
     };
     let link_base = relative(run_dir, &plots_dir);
-    let md = summary::render(run, &points, &plots, &link_base);
+    let md = match run.config.search {
+        Some(_) => capacity_summary::render(run, &plots, &link_base),
+        None => summary::render(run, &points, &plots, &link_base),
+    };
     let summary = run_dir.join("summary.md");
     write_atomic(&summary, md.as_bytes()).map_err(|source| Error::Io {
         what: "write",

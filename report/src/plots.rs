@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::aggregate::Point;
+use crate::labels::slug;
 use record::run::RunFile;
 use record::units::{fmt_ns, fmt_rate};
 use record::verdict::Status;
@@ -54,19 +55,6 @@ pub fn colour(models: &[String], model: &str) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-/// A file-name-safe form of a workload name.
-pub fn slug(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
 pub(crate) fn err<E: std::fmt::Display>(e: E) -> Error {
     Error::Plot(e.to_string())
 }
@@ -92,7 +80,7 @@ pub fn render_all(run: &RunFile, points: &[Point], dir: &Path) -> Result<Vec<Pat
         windows.dedup();
         let windows: Vec<String> = windows
             .iter()
-            .map(|&w| crate::summary::window_label(w))
+            .map(|&w| crate::labels::window_label(w))
             .collect();
         let ctx = format!(
             "workload {} ({}), {} Hz/client, batch window {}; {}",
@@ -237,7 +225,7 @@ fn footer(area: &DrawingArea<BitMapBackend, Shift>, pts: &[&Point]) -> Result<()
                 "{}@{} {}",
                 p.model,
                 p.clients,
-                crate::summary::status_word(p.status)
+                crate::labels::status_word(p.status)
             )
         })
         .collect();
@@ -504,7 +492,7 @@ fn spectrum(file: &Path, ctx: &str, run: &RunFile, pts: &[&Point]) -> Result<boo
             "{}{} ({})",
             p.model,
             if service { " service" } else { "" },
-            crate::summary::status_word(p.status)
+            crate::labels::status_word(p.status)
         );
         if service {
             chart

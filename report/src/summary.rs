@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use crate::aggregate::Point;
+use crate::labels::{status_word, window_label};
 use record::run::RunFile;
 use record::units::{fmt_latency, fmt_ns, fmt_rate};
 use record::verdict::Status;
@@ -32,21 +33,9 @@ pub fn slo_p99_ns(run: &RunFile) -> Option<u64> {
         .map(|(_, d)| d.as_nanos() as u64)
 }
 
-/// `per frame` or the window, as the tables show it.
-pub fn window_label(us: u64) -> String {
-    if us == 0 {
-        "0".into()
-    } else {
-        fmt_ns(us * 1000)
-    }
-}
-
-/// Renders the markdown. `plots` are the PNGs written; `link_base` is the
+/// Renders the markdown of a fixed matrix. `plots` are the PNGs written; `link_base` is the
 /// plots folder relative to the summary's folder.
 pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Path) -> String {
-    if run.config.search.is_some() {
-        return crate::capacity_summary::render(run, plots, link_base);
-    }
     let mut md = String::new();
     let c = &run.config;
     let e = &run.environment;
@@ -312,7 +301,7 @@ fn health(md: &mut String, run: &RunFile, workload: &str) {
 fn plot_belongs(plot: &Path, workload: &str) -> bool {
     plot.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(&format!("{}-", crate::plots::slug(workload))))
+        .is_some_and(|n| n.starts_with(&format!("{}-", crate::labels::slug(workload))))
 }
 
 /// `1 client`, `10 clients`.
@@ -321,15 +310,6 @@ fn clients(n: u32) -> String {
         "1 client".into()
     } else {
         format!("{n} clients")
-    }
-}
-
-/// Word for a status.
-pub fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Valid => "valid",
-        Status::Overloaded => "overloaded",
-        Status::Invalid => "INVALID",
     }
 }
 

@@ -1,6 +1,6 @@
 //! The compact terminal table printed at the end of a run.
 
-use crate::summary::window_label;
+use crate::labels::window_label;
 use record::cell::CellResult;
 use record::config::RunConfig;
 use record::units::{fmt_latency, fmt_rate};

@@ -128,7 +128,7 @@ fn the_table_the_summary_and_the_recommendation_agree() {
     }
     // Plots for every workload.
     for w in &run.config.workloads {
-        let slug = report::plots::slug(&w.name);
+        let slug = report::labels::slug(&w.name);
         assert!(
             written.plots.iter().any(|p| p
                 .to_string_lossy()

@@ -1,0 +1,36 @@
+//! Names and labels every output shares: file-name slugs, batch windows and
+//! status words, so a table, a summary and a plot of one run say the same.
+
+use record::units::fmt_ns;
+use record::verdict::Status;
+
+/// A file-name-safe form of a workload name.
+pub fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// `per frame` or the window, as the tables show it.
+pub fn window_label(us: u64) -> String {
+    if us == 0 {
+        "0".into()
+    } else {
+        fmt_ns(us * 1000)
+    }
+}
+
+/// Word for a status.
+pub fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Valid => "valid",
+        Status::Overloaded => "overloaded",
+        Status::Invalid => "INVALID",
+    }
+}
