@@ -9,19 +9,26 @@ COPY workloads/Cargo.toml workloads/
 COPY common/Cargo.toml common/
 COPY models/Cargo.toml models/
 COPY fleet/Cargo.toml fleet/
+COPY record/Cargo.toml record/
+COPY search/Cargo.toml search/
+COPY report/Cargo.toml report/
 COPY harness/Cargo.toml harness/build.rs harness/
-RUN for c in workloads common models fleet harness; do \
+RUN for c in workloads common models fleet record search report harness; do \
       mkdir -p $c/src && echo '' > $c/src/lib.rs; done \
  && mkdir -p harness/benches && echo 'fn main() {}' > harness/src/main.rs \
  && echo 'fn main() {}' > harness/benches/hot_paths.rs \
  && cargo build --release -p harness \
- && rm -rf workloads/src common/src models/src fleet/src harness/src
+ && rm -rf workloads/src common/src models/src fleet/src record/src search/src report/src harness/src
 COPY workloads workloads
 COPY common common
 COPY models models
 COPY fleet fleet
+COPY record record
+COPY search search
+COPY report report
 COPY harness harness
 RUN touch workloads/src/lib.rs common/src/lib.rs models/src/lib.rs fleet/src/lib.rs \
+      record/src/lib.rs search/src/lib.rs report/src/lib.rs \
       harness/src/lib.rs harness/src/main.rs \
  && cargo build --release -p harness
 
