@@ -12,8 +12,7 @@ use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use record::capacity::{ended_on_noise, ProbeRecord};
-use record::cell::CellKey;
-use record::cell::CellResult;
+use record::cell::{CellKey, CellResult};
 use record::run::RunFile;
 use search::pair::{Pair, Probes, Stop};
 

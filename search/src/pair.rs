@@ -13,8 +13,7 @@ use record::capacity::{
     io_waits_at_knee, CapacityRecord, LimitedBy, Outcome, ProbeRecord, SweepPoint, MACHINE_PAUSE,
     MACHINE_RETRIES, MAX_WORKERS,
 };
-use record::cell::CellKey;
-use record::cell::CellResult;
+use record::cell::{CellKey, CellResult};
 use record::config::{RunConfig, SearchSettings};
 use record::interval;
 use record::recommend::Range;
@@ -86,10 +85,6 @@ pub struct Pair<'a, P: Probes> {
 }
 
 impl<P: Probes> Pair<'_, P> {
-    fn config(&self) -> &RunConfig {
-        self.config
-    }
-
     fn cells(&self) -> &[CellResult] {
         self.probes_from.cells()
     }
@@ -250,7 +245,7 @@ impl<P: Probes> Pair<'_, P> {
         sweep: &mut Vec<(usize, Found)>,
     ) -> Result<String, Stop<P::Error>> {
         loop {
-            match next_count(sweep, self.config().quick) {
+            match next_count(sweep, self.config.quick) {
                 Err(why) => return Ok(why),
                 Ok((next, seed)) => {
                     let found = self.search_at(settings, next, Some(seed))?;
@@ -375,7 +370,7 @@ impl<P: Probes> Pair<'_, P> {
     /// How busy the server of cell `index` was: its CPU over the window as
     /// a share of the server's CPUs.
     fn util(&self, index: usize) -> f64 {
-        let cpus = self.config().server_cpus.len().max(1) as f64;
+        let cpus = self.config.server_cpus.len().max(1) as f64;
         self.cells()[index].derived.server_cpu_pct / 100.0 / cpus
     }
 
