@@ -4,6 +4,7 @@
 //! models nor the harness.
 
 pub mod cpu;
+pub mod cpu_list;
 pub mod fs;
 pub mod latency;
 pub mod units;

@@ -13,10 +13,10 @@ use workloads::wire::{send_delay, stamp_send_delay};
 use workloads::{Frame, FRAME_LEN};
 
 use crate::acks::AckTrack;
+use crate::config::FleetConfig;
 use crate::link::{Link, Poll};
 use crate::schedule::{Schedule, MAX_FRAMES_PER_CLIENT};
 use crate::totals::ThreadTotals;
-use crate::FleetConfig;
 
 /// Most frames written in one write call.
 pub const MAX_BATCH: usize = 256;

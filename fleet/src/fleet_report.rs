@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::acks::AckCounts;
 use crate::client::{Client, ClientState};
+use crate::config::FleetConfig;
 use crate::schedule::Schedule;
 use crate::totals::ThreadTotals;
-use crate::FleetConfig;
 
 /// Frames written, split at the warm-up boundary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,8 +245,8 @@ impl FleetReport {
         let send_lag_ns = LatencySummary::of(&totals.lag);
         let unsent = lines.iter().map(|l| l.unsent).sum();
         let offered_rate = match config.rate {
-            crate::Rate::Hz(hz) => Some(hz as f64 * clients.len() as f64),
-            crate::Rate::Max => None,
+            crate::config::Rate::Hz(hz) => Some(hz as f64 * clients.len() as f64),
+            crate::config::Rate::Max => None,
         };
         let mut report = FleetReport {
             config: config.clone(),

@@ -6,8 +6,8 @@
 
 use common::units::fmt_ns;
 
+use crate::config::Rate;
 use crate::fleet_report::{FleetReport, FleetStatus, FleetVerdict};
-use crate::Rate;
 
 /// The fleet's verdict from its own counters, with every reason found.
 pub fn fleet_verdict(f: &FleetReport) -> FleetVerdict {

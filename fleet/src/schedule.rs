@@ -4,7 +4,10 @@
 
 use workloads::WorkPlan;
 
-use crate::{FleetConfig, Rate};
+use crate::config::{FleetConfig, Rate};
+
+/// Sleep until this close to a deadline, then spin.
+pub const SPIN_NS: u64 = 100_000;
 
 /// Sequence numbers are u32 on the wire: no client sends more frames.
 pub const MAX_FRAMES_PER_CLIENT: u64 = 1 << 32;

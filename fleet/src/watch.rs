@@ -3,7 +3,7 @@
 //! moment they arrive, so a round trip ends when its ack came, not at the
 //! client's next write. The wait itself is a `ppoll` on the epoll
 //! descriptor, which keeps nanosecond timeouts (epoll's own are whole
-//! milliseconds); the last [`crate::SPIN_NS`] before a write spin as
+//! milliseconds); the last [`crate::schedule::SPIN_NS`] before a write spin as
 //! without acks.
 
 use std::os::fd::AsFd;
@@ -15,8 +15,8 @@ use workloads::clock::monotonic_ns;
 
 use crate::client::Client;
 use crate::schedule::Schedule;
+use crate::schedule::SPIN_NS;
 use crate::totals::ThreadTotals;
-use crate::SPIN_NS;
 
 /// The clients of one pacing thread, watched for acks.
 pub struct AckWatch {

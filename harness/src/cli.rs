@@ -301,69 +301,15 @@ pub struct ServeArgs {
 /// `harness fleet`.
 #[derive(Args, Debug)]
 pub struct FleetArgs {
-    /// Server address, HOST:PORT (a name is resolved once, at start).
-    #[arg(long)]
-    pub target: String,
-    /// Number of clients (of the whole fleet, with --shard).
-    #[arg(long, default_value_t = 10)]
-    pub clients: u32,
-    /// Frames per second per client, or `max`.
-    #[arg(long, default_value = "10000")]
-    pub rate: Rate,
-    /// Measured window.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub duration: Duration,
-    /// Warm-up before the window [default: 2s; 0 with --count].
-    #[arg(long, value_parser = parse_duration)]
-    pub warmup: Option<Duration>,
-    /// Send exactly this many frames per client, then stop.
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// Frames due within a window go out in one write; 0 = one write per frame.
-    #[arg(long, value_parser = parse_duration, default_value = "1ms")]
-    pub batch_window: Duration,
-    /// Work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:cpu=..,io=..,ratio=R], each may add ,every=K).
-    #[arg(long, default_value = "none")]
-    pub work: String,
-    /// Id of the first client.
-    #[arg(long, default_value_t = 0)]
-    pub client_id_base: u32,
-    /// Run only shard I of N (0-based) of a fleet of --clients: the clients whose position modulo N is I, with the ids and phases they have in the whole fleet; merge the shards' reports with `harness merge`.
-    #[arg(long)]
-    pub shard: Option<fleet::Shard>,
-    /// Start the schedule (first due frame) at this CLOCK_REALTIME time in ns, the same for every shard (e.g. $(( $(date +%s) + 10 ))000000000).
-    #[arg(long)]
-    pub start_at: Option<u64>,
+    /// What to run: the same options a parent passes its child fleet.
+    #[command(flatten)]
+    pub options: fleet::FleetOptions,
     /// Run the fleet as N processes on this machine (shards on one shared start, pacing threads split among them) and merge their reports into this one.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "shard")]
     pub local_shards: u32,
-    /// Pacing threads [default: the CPUs the fleet may use].
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Pin the fleet to these CPUs.
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// Wait this long for the server to close after a client's last frame.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    pub drain_timeout: Duration,
-    /// Send-lag p99 above which the fleet fell behind [default: 2 x window, at least 200us].
-    #[arg(long, value_parser = parse_duration)]
-    pub max_lag: Option<Duration>,
-    /// Connection attempts per client in the whole run (retries after a refusal or a break wait 5 ms, doubling, jittered).
-    #[arg(long, default_value_t = fleet::DEFAULT_CONNECT_TRIES, value_parser = clap::value_parser!(u32).range(1..))]
-    pub connect_tries: u32,
-    /// Kernel iterations per microsecond for cpu durations [default: calibrate now].
-    #[arg(long)]
-    pub calibration: Option<f64>,
     /// Write the JSON report here instead of stdout.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Load a target that is not on this host with the server's one-way latency figures (they need a clock the fleet and the server share, e.g. PTP, or one host; `--ack` needs no shared clock).
-    #[arg(long)]
-    pub allow_remote: bool,
-    /// Ack mode: every frame asks the server for an ack once processed; the fleet records each frame's round trip (due time to ack read) on its own clock, which works across hosts, and checks every frame sent is acknowledged exactly once.
-    #[arg(long)]
-    pub ack: bool,
     /// Set by the harness: die with this parent process.
     #[arg(long, hide = true)]
     pub parent_pid: Option<i32>,

@@ -1,17 +1,14 @@
 //! The small subcommands: `models`, `fleet` (one process or local
 //! shards), `calibrate`, `report` and `compare`.
 
-use std::net::ToSocketAddrs;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context, Result};
-use workloads::WorkSpec;
 
 use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, ReportArgs};
 use crate::cpus;
 use common::fs::write_atomic;
-use fleet::{self, FleetConfig};
+use fleet::{self, FleetConfig, FleetOptions, Shard};
 use record::run::RunFile;
 
 /// `harness models`: the registry, one paragraph per model.
@@ -37,7 +34,7 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
     if let Some(parent) = args.parent_pid {
         crate::parent::die_with(parent)?;
     }
-    let pinned = match &args.cpus {
+    let pinned = match &args.options.cpus {
         Some(list) => {
             let set = cpus::parse_list(list).map_err(|e| anyhow!(e))?;
             cpus::pin(&set).map_err(|e| anyhow!(e))?;
@@ -45,62 +42,17 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
         }
         None => None,
     };
-    let spec = WorkSpec::from_str(&args.work).map_err(|e| anyhow!(e))?;
-    let calibration = match (args.calibration, spec.needs_calibration()) {
-        (Some(c), _) => Some(c),
-        (None, true) => Some(workloads::kernel::iters_per_us(3)),
-        (None, false) => None,
-    };
-    let work = spec.resolve(calibration).map_err(|e| anyhow!(e))?;
-    if args.clients == 0 {
-        return Err(anyhow!("--clients must be at least 1"));
+    let config = args.options.resolve(pinned, cpus::allowed().len())?;
+    if !config.target.ip().is_loopback() && !config.ack {
+        eprintln!(
+            "warning: loading {}, not this host: latency figures are only right if the fleet and the server share one clock",
+            config.target
+        );
     }
-    let target = args
-        .target
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve --target {}", args.target))?
-        .next()
-        .ok_or_else(|| anyhow!("--target {} resolves to no address", args.target))?;
-    if !target.ip().is_loopback() {
-        if !args.allow_remote && !args.ack {
-            bail!(
-                "--target {target} is not on this host: latency is computed by the server from the fleet's CLOCK_MONOTONIC, which only means something on one host. Give --ack to measure round trips on the fleet's own clock, or --allow-remote if the two clocks are shared (and you may load that host)"
-            );
-        }
-        if !args.ack {
-            eprintln!("warning: loading {target}, not this host: latency figures are only right if the fleet and the server share one clock");
-        }
-    }
-    let config = FleetConfig {
-        target,
-        clients: args.clients,
-        client_id_base: args.client_id_base,
-        rate: args.rate,
-        warmup: args.warmup.unwrap_or(if args.count.is_some() {
-            std::time::Duration::ZERO
-        } else {
-            std::time::Duration::from_secs(2)
-        }),
-        duration: args.duration,
-        count: args.count,
-        batch_window: args.batch_window,
-        work,
-        threads: args.threads.unwrap_or_else(|| cpus::allowed().len()).max(1),
-        cpus: pinned,
-        drain_timeout: args.drain_timeout,
-        max_lag: args
-            .max_lag
-            .unwrap_or_else(|| FleetConfig::default_max_lag(args.batch_window)),
-        connect_tries: args.connect_tries,
-        shard: args.shard,
-        start_at_unix_ns: args.start_at,
-        ack: args.ack,
-        shared_clock: target.ip().is_loopback() || args.allow_remote,
-    };
     // One descriptor per client: a large fleet needs more than the usual 1024.
     crate::serve::raise_fd_limit();
     let report = if args.local_shards > 1 {
-        local_shards(args, &config)?
+        local_shards(args.local_shards, &config)?
     } else {
         fleet::run(&config)?
     };
@@ -117,14 +69,9 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
 /// connect every client.
 const LOCAL_START_AHEAD: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Runs `config` as `args.local_shards` child fleets (`--shard i/N`, one
-/// `--start-at`), each with its share of the pacing threads, and merges
-/// their reports.
-fn local_shards(
-    args: &FleetArgs,
-    config: &FleetConfig,
-) -> Result<fleet::fleet_report::FleetReport> {
-    let n = args.local_shards;
+/// Runs `config` as `n` child fleets (shard i of n, one start time), each
+/// with its share of the pacing threads, and merges their reports.
+fn local_shards(n: u32, config: &FleetConfig) -> Result<fleet::fleet_report::FleetReport> {
     let exe = std::env::current_exe().context("find the harness executable")?;
     let dir = tempfile::tempdir().context("create a folder for the shards' reports")?;
     let start_at = fleet::unix_ns_after(LOCAL_START_AHEAD);
@@ -132,48 +79,19 @@ fn local_shards(
     let mut children = Vec::new();
     for i in 0..n {
         let report = dir.path().join(format!("shard-{i}.json"));
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.arg("fleet")
-            .args(["--target", &config.target.to_string()])
-            .args(["--clients", &config.clients.to_string()])
-            .args(["--rate", &config.rate.to_string()])
-            .arg(format!("--duration={}ms", config.duration.as_millis()))
-            .arg(format!("--warmup={}ms", config.warmup.as_millis()))
-            .arg(format!(
-                "--batch-window={}us",
-                config.batch_window.as_micros()
-            ))
-            .args(["--work", &config.work.spec])
-            .args(["--client-id-base", &config.client_id_base.to_string()])
-            .arg(format!("--shard={i}/{n}"))
-            .arg(format!("--start-at={start_at}"))
-            .args(["--threads", &threads.to_string()])
-            .arg(format!(
-                "--drain-timeout={}ms",
-                config.drain_timeout.as_millis()
-            ))
-            .arg(format!("--max-lag={}us", config.max_lag.as_micros()))
-            .args(["--connect-tries", &config.connect_tries.to_string()])
+        let shard = FleetConfig {
+            shard: Some(Shard { index: i, count: n }),
+            start_at_unix_ns: Some(start_at),
+            threads,
+            ..config.clone()
+        };
+        let child = std::process::Command::new(&exe)
+            .arg("fleet")
+            .args(FleetOptions::from_config(&shard).to_args())
             .args(["--parent-pid", &std::process::id().to_string()])
             .arg("--report")
             .arg(&report)
-            .stdin(std::process::Stdio::null());
-        if let Some(count) = config.count {
-            cmd.args(["--count", &count.to_string()]);
-        }
-        if let Some(c) = args.calibration {
-            cmd.args(["--calibration", &c.to_string()]);
-        }
-        if let Some(cpus) = &args.cpus {
-            cmd.args(["--cpus", cpus]);
-        }
-        if args.allow_remote {
-            cmd.arg("--allow-remote");
-        }
-        if config.ack {
-            cmd.arg("--ack");
-        }
-        let child = cmd
+            .stdin(std::process::Stdio::null())
             .spawn()
             .with_context(|| format!("start fleet shard {i}/{n}"))?;
         children.push((child, report));

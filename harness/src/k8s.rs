@@ -19,7 +19,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use models::ServerReport;
 use serde_json::Value;
 
+use std::time::Duration;
+
 use fleet::fleet_report::FleetReport;
+use fleet::{FleetOptions, Rate};
 
 /// The server's port inside the cluster.
 pub const PORT: u16 = 7000;
@@ -43,12 +46,12 @@ pub struct Cell {
     pub clients: u32,
     /// Fleet pods (shards).
     pub shards: u32,
-    /// Per-client rate (frames per second, or `max`).
-    pub rate: String,
-    /// Measured window, ms.
-    pub duration_ms: u128,
-    /// Warm-up, ms.
-    pub warmup_ms: u128,
+    /// Per-client rate.
+    pub rate: Rate,
+    /// Measured window.
+    pub duration: Duration,
+    /// Warm-up.
+    pub warmup: Duration,
     /// Container image with `harness` as its entry point.
     pub image: String,
     /// CLOCK_REALTIME ns at which every shard starts its schedule.
@@ -154,27 +157,20 @@ pub fn server_service() -> Service {
 /// the shard its completion index names.
 pub fn fleet_job(cell: &Cell) -> Job {
     let shards = cell.shards.max(1);
-    let mut args = strings(&["fleet", "--target"]);
-    args.push(format!("{SERVER}:{PORT}"));
+    let mut options = FleetOptions::for_target(&format!("{SERVER}:{PORT}"));
+    options.clients = cell.clients;
+    options.rate = cell.rate;
+    options.duration = cell.duration;
+    options.warmup = Some(cell.warmup);
+    options.work = cell.work.clone();
+    options.start_at = Some(cell.start_at_unix_ns);
     // One host's CLOCK_MONOTONIC does not span nodes: latency is the
     // fleet's round trip (ack mode), on each pod's own clock.
-    args.push("--ack".to_string());
-    args.extend(strings(&[
-        "--clients",
-        &cell.clients.to_string(),
-        "--shard",
-        &format!("$({SHARD_ENV})/{shards}"),
-        "--start-at",
-        &cell.start_at_unix_ns.to_string(),
-        "--rate",
-        &cell.rate,
-        "--duration",
-        &format!("{}ms", cell.duration_ms),
-        "--warmup",
-        &format!("{}ms", cell.warmup_ms),
-        "--work",
-        &cell.work,
-    ]));
+    options.ack = true;
+    let mut args = vec!["fleet".to_string()];
+    args.extend(options.to_args());
+    // The pod's shard, substituted by Kubernetes from its completion index.
+    args.push(format!("--shard=$({SHARD_ENV})/{shards}"));
     Job {
         metadata: meta(FLEET),
         spec: Some(JobSpec {
@@ -277,6 +273,13 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
+    /// `harness fleet`'s options alone, to parse a pod's arguments.
+    #[derive(clap::Parser)]
+    struct FleetOnly {
+        #[command(flatten)]
+        options: FleetOptions,
+    }
+
     fn cell(shards: u32) -> Cell {
         Cell {
             model: "async".into(),
@@ -284,9 +287,9 @@ mod tests {
             work: "io:1ms".into(),
             clients: 300,
             shards,
-            rate: "10000".into(),
-            duration_ms: 10_000,
-            warmup_ms: 2_000,
+            rate: Rate::Hz(10_000),
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
             image: "registry.example/ingest-bench:1".into(),
             start_at_unix_ns: 1_800_000_000_000_000_000,
         }
@@ -314,14 +317,26 @@ mod tests {
             assert_eq!(spec.parallelism, Some(shards as i32));
             let c = &spec.template.spec.unwrap().containers[0];
             let args = c.args.clone().unwrap();
-            let shard = format!("$(SHARD_INDEX)/{shards}");
-            assert!(args.windows(2).any(|w| w[0] == "--shard" && w[1] == shard));
-            assert!(args
-                .windows(2)
-                .any(|w| w == ["--start-at", "1800000000000000000"]));
-            assert!(args
-                .windows(2)
-                .any(|w| w == ["--target", "ingest-server:7000"]));
+            assert_eq!(args[0], "fleet");
+            let shard = format!("--shard=$(SHARD_INDEX)/{shards}");
+            for want in [
+                shard.as_str(),
+                "--start-at=1800000000000000000",
+                "--target=ingest-server:7000",
+                "--ack",
+            ] {
+                assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+            }
+            let options = args[1..]
+                .iter()
+                .filter(|a| !a.starts_with("--shard="))
+                .cloned();
+            let parsed = <FleetOnly as clap::Parser>::try_parse_from(
+                std::iter::once("fleet".to_string()).chain(options),
+            )
+            .expect("the pod's arguments parse as `harness fleet`'s");
+            assert_eq!(parsed.options.work, "io:1ms");
+            assert_eq!(parsed.options.clients, 300);
             assert_eq!(c.image.as_deref(), Some("registry.example/ingest-bench:1"));
             assert_eq!(c.env.as_ref().unwrap()[0].name, "SHARD_INDEX");
         }
@@ -339,15 +354,8 @@ mod tests {
         let job = strip(include_str!("../../deploy/k8s/fleet-job.yaml"));
         let start: u64 = job
             .lines()
-            .skip_while(|l| !l.ends_with("--start-at"))
-            .nth(1)
-            .and_then(|l| {
-                l.trim()
-                    .trim_start_matches("- ")
-                    .trim_matches('\'')
-                    .parse()
-                    .ok()
-            })
+            .find_map(|l| l.trim().strip_prefix("- --start-at="))
+            .and_then(|t| t.parse().ok())
             .expect("a --start-at in fleet-job.yaml");
         let cell = Cell {
             model: "async".into(),
@@ -355,9 +363,9 @@ mod tests {
             work: "none".into(),
             clients: 400,
             shards: 4,
-            rate: "10000".into(),
-            duration_ms: 10_000,
-            warmup_ms: 2_000,
+            rate: Rate::Hz(10_000),
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
             image: "ingest-bench:local".into(),
             start_at_unix_ns: start,
         };

@@ -180,9 +180,9 @@ pub fn k8s(command: &K8sCommand) -> Result<ExitCode> {
                 work: a.work.clone(),
                 clients: a.clients,
                 shards: a.shards,
-                rate: a.rate.to_string(),
-                duration_ms: a.duration.as_millis(),
-                warmup_ms: a.warmup.as_millis(),
+                rate: a.rate,
+                duration: a.duration,
+                warmup: a.warmup,
                 image: a.image.clone(),
                 start_at_unix_ns: fleet::unix_ns_after(a.start_in),
             };

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
+use crate::model::ServeError;
 use crate::stats::{ClientCounts, IngestStats, ProcessStats, Stats};
-use crate::ServeError;
 
 /// Clients one slot tracks; frames of further clients of a dead child are
 /// counted as untracked.

@@ -38,17 +38,17 @@ pub fn thread_per_listener(
     listener: TcpListener,
     workers: usize,
     name: &str,
-    shutdown: &crate::Shutdown,
-    serve: impl Fn(TcpListener) -> Result<crate::Stats, crate::ServeError> + Sync,
-) -> Result<crate::Stats, crate::ServeError> {
-    use crate::ServeError;
+    shutdown: &crate::model::Shutdown,
+    serve: impl Fn(TcpListener) -> Result<crate::stats::Stats, crate::model::ServeError> + Sync,
+) -> Result<crate::stats::Stats, crate::model::ServeError> {
+    use crate::model::ServeError;
     let mut listeners = vec![listener];
     listeners.extend(
         siblings(&listeners[0], workers.max(1) - 1)
             .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
     );
     let serve = &serve;
-    let results: Vec<Result<crate::Stats, ServeError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<crate::stats::Stats, ServeError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = listeners
             .into_iter()
             .enumerate()
@@ -74,7 +74,7 @@ pub fn thread_per_listener(
             })
             .collect()
     });
-    let mut merged = crate::Stats::default();
+    let mut merged = crate::stats::Stats::default();
     for r in results {
         merged.merge(&r?);
     }

@@ -22,10 +22,10 @@ use workloads::Frame;
 
 use crate::ack::{AckBuf, AckCounts, ACK_LINGER};
 use crate::ingest::ConnIngest;
+use crate::model::{ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::IngestStats;
-use crate::{ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
 const LISTENER: Token = Token(0);
 /// Woken by whoever finishes the last pending frame of a closing connection.

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 pub use common::{CpuTimes, LatencySummary};
 
+use crate::model::ServeConfig;
 use crate::stats::{ChildDeath, ChildSummary, ConnectionCounts, ErrorCounts, Stats};
-use crate::ServeConfig;
 
 /// Frame counts processed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
-use crate::ServeError;
+use crate::model::ServeError;
 
 enum Counter {
     Local(Arc<AtomicUsize>),

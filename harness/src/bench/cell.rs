@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use super::sample::Sampler;
 use crate::cpus::format_list;
 use fleet::fleet_report::FleetReport;
+use fleet::FleetOptions;
 use record::cell::CellKey;
 use record::cell::CellResult;
 use record::config::KillTarget;
@@ -87,26 +88,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     let mut fleet_cmd = Command::new(&ctx.exe);
     fleet_cmd
         .arg("fleet")
-        .arg("--target")
-        .arg(addr.to_string())
-        .arg("--clients")
-        .arg(key.clients.to_string())
-        .arg("--rate")
-        .arg(fleet_config.rate.to_string())
-        .arg("--duration")
-        .arg(format!("{}us", fleet_config.duration.as_micros()))
-        .arg("--warmup")
-        .arg(format!("{}ms", fleet_config.warmup.as_millis()))
-        .arg("--batch-window")
-        .arg(format!("{}us", fleet_config.batch_window.as_micros()))
-        .arg("--work")
-        .arg(&fleet_config.work.spec)
-        .arg("--calibration")
-        .arg(config.iters_per_us.to_string())
-        .arg("--drain-timeout")
-        .arg(format!("{}ms", fleet_config.drain_timeout.as_millis()))
-        .arg("--cpus")
-        .arg(format_list(&config.fleet_cpus))
+        .args(FleetOptions::from_config(&fleet_config).to_args())
         .arg("--report")
         .arg(&fleet_json)
         .arg("--parent-pid")
@@ -114,9 +96,6 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file(&fleet_log)?);
-    if config.ack {
-        fleet_cmd.arg("--ack");
-    }
     if config.fleet_shards > 1 {
         fleet_cmd
             .arg("--local-shards")

@@ -24,11 +24,12 @@ use nix::unistd::{fork, pipe, ForkResult, Pid};
 use workloads::Frame;
 
 use crate::board::Board;
+use crate::model::{Model, ServeConfig, ServeError, Shutdown};
+use crate::net;
 use crate::reactor::{self, Dispatch, Socket};
 use crate::slots::Slots;
 use crate::stats::{ChildDeath, ChildSummary, IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
-use crate::{net, Model, ServeConfig, ServeError, Shutdown};
 
 /// Replacement children forked at most in one run.
 pub const MAX_RESTARTS: usize = 16;

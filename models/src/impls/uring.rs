@@ -29,11 +29,12 @@ use workloads::{Frame, WorkKind};
 
 use crate::ack::{AckBuf, ACK_LINGER};
 use crate::ingest::ConnIngest;
+use crate::model::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
+use crate::net;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::work::process_blocking;
-use crate::{net, Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
 const RING_ENTRIES: u32 = 1024;
 /// Provided buffers per ring, and their size.

@@ -6,11 +6,11 @@ use std::net::TcpListener;
 
 use workloads::Frame;
 
+use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor::{self, Inline};
 use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::work::process_blocking;
-use crate::{Model, ServeConfig, ServeError, Shutdown};
 
 /// One thread does everything.
 pub struct Single;

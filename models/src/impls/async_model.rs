@@ -25,12 +25,12 @@ use workloads::{Frame, WorkKind};
 
 use crate::ack::{AckBuf, ACK_LINGER};
 use crate::ingest::ConnIngest;
+use crate::model::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::timer::Timer;
 use crate::work::cpu_digest;
-use crate::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
 /// Frames read but not yet processed, per connection, before it stops reading.
 pub const MAX_IN_FLIGHT: usize = 1024;

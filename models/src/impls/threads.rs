@@ -20,11 +20,11 @@ use workloads::Frame;
 
 use crate::ack::{AckBuf, ACK_LINGER};
 use crate::ingest::ConnIngest;
+use crate::model::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::work::process_blocking;
-use crate::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 
 /// Bytes read at once.
 const READ_CHUNK: usize = 8 * 1024;

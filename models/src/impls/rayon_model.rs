@@ -13,11 +13,11 @@ use std::time::Duration;
 use mio::Waker;
 use workloads::Frame;
 
+use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor::{self, Dispatch, Pending, Socket};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
-use crate::{Model, ServeConfig, ServeError, Shutdown};
 
 /// Most frames in one job.
 pub const MAX_BATCH: usize = 16;

@@ -7,10 +7,11 @@
 
 use std::net::TcpListener;
 
-use crate::single::serve_inline;
+use super::single::serve_inline;
+use crate::model::{Model, ServeConfig, ServeError, Shutdown};
+use crate::net;
 use crate::slots::Slots;
 use crate::stats::Stats;
-use crate::{net, Model, ServeConfig, ServeError, Shutdown};
 
 /// Thread per core, shared nothing.
 pub struct PerCore;

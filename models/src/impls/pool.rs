@@ -12,11 +12,11 @@ use std::thread;
 use mio::Waker;
 use workloads::Frame;
 
+use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor::{self, Dispatch, Pending, Socket};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
-use crate::{Model, ServeConfig, ServeError, Shutdown};
 
 /// Most frames in one hand-off: a read's frames are split into batches of
 /// this size, so one worker never serializes a whole read's io waits.
