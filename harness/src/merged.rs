@@ -76,19 +76,47 @@ fn merged_cell(
         &record::verdict::RunFaults::default(),
         derived.backlog_s,
     );
+    let cell = MergedCell {
+        one_way_latency: one_way,
+        fleet: merged,
+        server,
+        reconciliation,
+        derived,
+        verdict,
+    };
+    let text = describe(&cell, parts.len())?;
+    print!("{text}");
+    if let Some(path) = summary {
+        write_atomic(path, text.as_bytes()).with_context(|| format!("write {}", path.display()))?;
+    }
+    let invalid = cell.verdict.status == record::verdict::Status::Invalid;
+    if let Some(out) = out {
+        let json = serde_json::to_string_pretty(&cell).context("encode the merged cell")?;
+        write_atomic(out, json.as_bytes()).with_context(|| format!("write {}", out.display()))?;
+    }
+    Ok(if invalid {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The merged cell in a few lines: fleets, server, acks, reconciliation
+/// and verdict.
+fn describe(cell: &MergedCell, reports: usize) -> Result<String> {
     use std::fmt::Write as _;
     let mut text = String::new();
     writeln!(
         text,
         "fleets:   {} reports, {} clients, {} measured frames sent (+{} warm-up), send lag p99 {}",
-        parts.len(),
-        merged.config.clients,
-        merged.sent.measured,
-        merged.sent.warmup,
-        record::units::fmt_ns(merged.send_lag_ns.p99)
+        reports,
+        cell.fleet.config.clients,
+        cell.fleet.sent.measured,
+        cell.fleet.sent.warmup,
+        record::units::fmt_ns(cell.fleet.send_lag_ns.p99)
     )?;
-    if let Some(s) = &server {
-        let latency = if one_way {
+    if let Some(s) = &cell.server {
+        let latency = if cell.one_way_latency {
             format!(
                 "latency p50 {} p99 {}",
                 record::units::fmt_ns(s.latency_ns.p50),
@@ -103,7 +131,7 @@ fn merged_cell(
             s.model, s.workers, s.packets.measured,
         )?;
     }
-    if let Some(a) = &merged.acks {
+    if let Some(a) = &cell.fleet.acks {
         writeln!(
             text,
             "acks:     round trip p50 {} p99 {} p99.9 {} (fleet clock, {} frames); {} acked, {} unacked, {} twice, {} never sent, {} bad records; server dropped {}",
@@ -116,50 +144,29 @@ fn merged_cell(
             a.counts.duplicates,
             a.counts.unexpected,
             a.counts.bad_records,
-            server.as_ref().map_or(0, |s| s.acks.dropped)
+            cell.server.as_ref().map_or(0, |s| s.acks.dropped)
         )?;
     }
     writeln!(
         text,
         "reconciliation: lost {}, excess {}, unread {}, clients mismatched {}",
-        reconciliation.lost,
-        reconciliation.excess,
-        reconciliation.unread,
-        reconciliation.mismatched.len()
+        cell.reconciliation.lost,
+        cell.reconciliation.excess,
+        cell.reconciliation.unread,
+        cell.reconciliation.mismatched.len()
     )?;
-    let status = serde_json::to_value(verdict.status)?;
+    let status = serde_json::to_value(cell.verdict.status)?;
     writeln!(
         text,
         "verdict:  {}{}",
         status.as_str().unwrap_or("?"),
-        if verdict.reasons.is_empty() {
+        if cell.verdict.reasons.is_empty() {
             String::new()
         } else {
-            format!(" ({})", verdict.reasons.join("; "))
+            format!(" ({})", cell.verdict.reasons.join("; "))
         }
     )?;
-    print!("{text}");
-    if let Some(path) = summary {
-        write_atomic(path, text.as_bytes()).with_context(|| format!("write {}", path.display()))?;
-    }
-    let invalid = verdict.status == record::verdict::Status::Invalid;
-    if let Some(out) = out {
-        let cell = MergedCell {
-            one_way_latency: one_way,
-            fleet: merged,
-            server,
-            reconciliation,
-            derived,
-            verdict,
-        };
-        let json = serde_json::to_string_pretty(&cell).context("encode the merged cell")?;
-        write_atomic(out, json.as_bytes()).with_context(|| format!("write {}", out.display()))?;
-    }
-    Ok(if invalid {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(text)
 }
 
 /// `harness k8s render|collect`.

@@ -128,7 +128,7 @@ pub trait Model: Send + Sync {
     ///   slack 1 ns, no coarse timer wheel);
     /// - a frame is never dropped once read: at shutdown what was read is
     ///   processed, what was not is left unread;
-    /// - ack mode ([`ack`]): a processed frame that asked for an ack gets
+    /// - ack mode ([`crate::ack`]): a processed frame that asked for an ack gets
     ///   exactly one, written without ever blocking the model, before its
     ///   connection closes (or counted as dropped).
     fn serve(

@@ -331,14 +331,8 @@ pub(crate) fn run<D: Dispatch>(
         } else {
             SHUTDOWN_POLL
         };
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(ServeError::Io {
-                what: "poll",
-                source: e,
-            });
+        if !wait(&mut poll, &mut events, timeout)? {
+            continue;
         }
         ready.clear();
         ready.extend(backlog.drain(..));
@@ -353,14 +347,7 @@ pub(crate) fn run<D: Dispatch>(
                     &notify,
                     &mut || sink.open(&waker),
                 ),
-                WAKER => {
-                    woken.append(&mut notify.tokens.lock().expect("ack lock"));
-                    for id in woken.drain(..) {
-                        if let Some(conn) = conns.get_mut(&id) {
-                            conn.flush_acks(&poll, id);
-                        }
-                    }
-                }
+                WAKER => flush_woken(&notify, &mut woken, &mut conns, &poll),
                 token => {
                     if event.is_writable() {
                         if let Some(conn) = conns.get_mut(&token.0) {
@@ -398,29 +385,60 @@ pub(crate) fn run<D: Dispatch>(
         sink.turn(stats);
         if last_sweep.elapsed() >= IDLE_SWEEP {
             last_sweep = Instant::now();
-            let idle = config.idle_timeout;
-            let expired: Vec<usize> = conns
-                .iter()
-                .filter_map(|(&id, c)| {
-                    if !idle.is_zero() && c.last_active.elapsed() >= idle {
-                        stats.connections.idle_timeouts += 1;
-                        Some(id)
-                    } else if c.ingest.frame_overdue(config.frame_timeout) {
-                        stats.connections.frame_timeouts += 1;
-                        Some(id)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            for id in expired {
+            for id in expired(&conns, config, stats) {
                 // Closed like any other: once what was read is done.
                 close(&poll, &mut conns, id, &mut closing, sink, stats, slots);
             }
         }
     }
-    // Shutdown: what was read is processed by the caller before it returns;
-    // acks still owed are not written.
+    stop_all(&conns, &closing, stats, slots);
+    Ok(())
+}
+
+/// Waits for events up to `timeout`: false when a signal interrupted it.
+fn wait(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<bool, ServeError> {
+    match poll.poll(events, Some(timeout)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(ServeError::Io {
+            what: "poll",
+            source: e,
+        }),
+    }
+}
+
+/// Connections silent past the idle timeout, or stuck in a frame past the
+/// frame timeout (counted as such).
+fn expired<C>(
+    conns: &HashMap<usize, Conn<C>>,
+    config: &ServeConfig,
+    stats: &mut IngestStats,
+) -> Vec<usize> {
+    let idle = config.idle_timeout;
+    conns
+        .iter()
+        .filter_map(|(&id, c)| {
+            if !idle.is_zero() && c.last_active.elapsed() >= idle {
+                stats.connections.idle_timeouts += 1;
+                Some(id)
+            } else if c.ingest.frame_overdue(config.frame_timeout) {
+                stats.connections.frame_timeouts += 1;
+                Some(id)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Shutdown: what was read is processed by the caller before it returns;
+/// acks still owed are not written, and every connection counts as closed.
+fn stop_all<C>(
+    conns: &HashMap<usize, Conn<C>>,
+    closing: &[Closing<C>],
+    stats: &mut IngestStats,
+    slots: &Slots,
+) {
     let owed = conns
         .values()
         .map(|c| &c.socket)
@@ -431,7 +449,22 @@ pub(crate) fn run<D: Dispatch>(
         slots.release();
         stats.connections.closed += 1;
     }
-    Ok(())
+}
+
+/// Writes the acks of the connections whose frames finished elsewhere (a
+/// pool's workers) since the waker last rang.
+fn flush_woken<C>(
+    notify: &AckNotify,
+    woken: &mut Vec<usize>,
+    conns: &mut HashMap<usize, Conn<C>>,
+    poll: &Poll,
+) {
+    woken.append(&mut notify.tokens.lock().expect("ack lock"));
+    for id in woken.drain(..) {
+        if let Some(conn) = conns.get_mut(&id) {
+            conn.flush_acks(poll, id);
+        }
+    }
 }
 
 /// Stops reading connection `id`; it closes at once if its frames are

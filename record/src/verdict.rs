@@ -654,6 +654,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // a table test: one row per verdict rule
     fn cell_verdict_table() {
         use Status::*;
         // (case, change, backlog seconds, status, a reason that must appear)

@@ -45,42 +45,9 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         "# Which model? Capacity at the SLO: run `{}`\n",
         run.run_id
     );
-    let recs = recommendations(run);
     let groups = by_workload(run);
-    let _ = writeln!(md, "## Recommendation\n");
-    let _ = writeln!(md, "{HEADER}");
-    for (workload, rec) in &recs {
-        let records = groups
-            .iter()
-            .find(|(w, _)| w == workload)
-            .map_or(&[][..], |(_, r)| &r[..]);
-        let shown: Vec<&&CapacityRecord> = match rec {
-            Recommendation::Winner { model, .. } => {
-                records.iter().filter(|r| &r.model == model).collect()
-            }
-            Recommendation::Tie { models, .. } => models
-                .iter()
-                .filter_map(|m| records.iter().find(|r| &r.model == m))
-                .collect(),
-            Recommendation::Nothing { .. } => Vec::new(),
-        };
-        for r in shown {
-            row(&mut md, workload, r);
-        }
-    }
-    md.push('\n');
-    for (workload, rec) in &recs {
-        let _ = writeln!(
-            md,
-            "- **{workload}**: {}. {}.",
-            rec.headline(),
-            rec.reason()
-        );
-    }
-    md.push('\n');
-
+    recommendation(&mut md, run, &groups);
     method(&mut md, run);
-
     for (workload, records) in &groups {
         let spec = c.workload(workload).map_or("", |w| w.plan.spec.as_str());
         let _ = writeln!(md, "## Workload `{workload}` (`{spec}`)\n");
@@ -93,102 +60,10 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         md.push('\n');
         let _ = writeln!(md, "**What this shows.**\n");
         for pair in ranked.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            let _ = match times_beyond_noise(&a.interval, &b.interval) {
-                // Rounded down, a ratio under 1.1 reads as "1.0x": say
-                // "more" instead.
-                Some(x) if x < 1.1 => writeln!(
-                    md,
-                    "- `{}` serves more clients than `{}` ({} vs {}).",
-                    a.model,
-                    b.model,
-                    a.interval.label(a.clients),
-                    b.interval.label(b.clients)
-                ),
-                Some(x) => writeln!(
-                    md,
-                    "- `{}` serves at least {x:.1}x the clients of `{}` ({} vs {}).",
-                    a.model,
-                    b.model,
-                    a.interval.label(a.clients),
-                    b.interval.label(b.clients)
-                ),
-                None if b.interval.low == 0
-                    && a.interval.low > 0
-                    && a.interval.clears(&b.interval) =>
-                {
-                    writeln!(
-                        md,
-                        "- `{}` meets the SLO ({}); `{}` does not, even with one client.",
-                        a.model,
-                        a.interval.label(a.clients),
-                        b.model
-                    )
-                }
-                None => writeln!(
-                    md,
-                    "- `{}` and `{}`: within noise ({} vs {}).",
-                    a.model,
-                    b.model,
-                    a.interval.label(a.clients),
-                    b.interval.label(b.clients)
-                ),
-            };
+            compare_pair(&mut md, pair[0], pair[1]);
         }
         for r in records {
-            if r.sweep.len() > 1 {
-                let counts: Vec<String> = r
-                    .sweep
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{} worker(s): {}{}",
-                            s.workers,
-                            if s.limited_by == LimitedBy::Generator {
-                                ">= "
-                            } else {
-                                ""
-                            },
-                            s.capacity
-                        )
-                    })
-                    .collect();
-                let _ = writeln!(
-                    md,
-                    "- `{}` by worker count: {} (reported at {}{}; {}).",
-                    r.model,
-                    counts.join(", "),
-                    r.workers,
-                    if r.sweep.iter().any(|s| s.workers == r.io_waits) {
-                        format!(
-                            "; Little's law put ~{} io waits in flight at the knee",
-                            r.io_waits
-                        )
-                    } else {
-                        String::new()
-                    },
-                    r.sweep_stop
-                );
-            }
-            let failed: Vec<String> = r
-                .probes
-                .iter()
-                .filter(|p| p.outcome != Outcome::Pass && !p.why.starts_with("SLO"))
-                .filter(|p| p.clients <= r.interval.high.map_or(u32::MAX, |h| h.saturating_add(1)))
-                .map(|p| format!("{} clients, {} workers: {}", p.clients, p.workers, p.why))
-                .collect();
-            if let Some(first) = failed.first() {
-                let _ = writeln!(
-                    md,
-                    "- `{}` near its capacity failed by more than latency: {first}{}.",
-                    r.model,
-                    if failed.len() > 1 {
-                        format!(" (and {} more such probes)", failed.len() - 1)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
+            sweep_and_failures(&mut md, r);
         }
         md.push('\n');
         let slug = crate::labels::slug(workload);
@@ -209,6 +84,143 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         md.push('\n');
     }
     md
+}
+
+/// The recommendation: the winner's (or the tied models') rows, then one
+/// sentence per workload.
+fn recommendation(md: &mut String, run: &RunFile, groups: &[(String, Vec<&CapacityRecord>)]) {
+    let recs = recommendations(run);
+    let _ = writeln!(md, "## Recommendation\n");
+    let _ = writeln!(md, "{HEADER}");
+    for (workload, rec) in &recs {
+        let records = groups
+            .iter()
+            .find(|(w, _)| w == workload)
+            .map_or(&[][..], |(_, r)| &r[..]);
+        let shown: Vec<&&CapacityRecord> = match rec {
+            Recommendation::Winner { model, .. } => {
+                records.iter().filter(|r| &r.model == model).collect()
+            }
+            Recommendation::Tie { models, .. } => models
+                .iter()
+                .filter_map(|m| records.iter().find(|r| &r.model == m))
+                .collect(),
+            Recommendation::Nothing { .. } => Vec::new(),
+        };
+        for r in shown {
+            row(md, workload, r);
+        }
+    }
+    md.push('\n');
+    for (workload, rec) in &recs {
+        let _ = writeln!(
+            md,
+            "- **{workload}**: {}. {}.",
+            rec.headline(),
+            rec.reason()
+        );
+    }
+    md.push('\n');
+}
+
+/// One sentence on two models adjacent in the ranking: a ratio only
+/// beyond the noise.
+fn compare_pair(md: &mut String, a: &CapacityRecord, b: &CapacityRecord) {
+    let _ = match times_beyond_noise(&a.interval, &b.interval) {
+        // Rounded down, a ratio under 1.1 reads as "1.0x": say
+        // "more" instead.
+        Some(x) if x < 1.1 => writeln!(
+            md,
+            "- `{}` serves more clients than `{}` ({} vs {}).",
+            a.model,
+            b.model,
+            a.interval.label(a.clients),
+            b.interval.label(b.clients)
+        ),
+        Some(x) => writeln!(
+            md,
+            "- `{}` serves at least {x:.1}x the clients of `{}` ({} vs {}).",
+            a.model,
+            b.model,
+            a.interval.label(a.clients),
+            b.interval.label(b.clients)
+        ),
+        None if b.interval.low == 0 && a.interval.low > 0 && a.interval.clears(&b.interval) => {
+            writeln!(
+                md,
+                "- `{}` meets the SLO ({}); `{}` does not, even with one client.",
+                a.model,
+                a.interval.label(a.clients),
+                b.model
+            )
+        }
+        None => writeln!(
+            md,
+            "- `{}` and `{}`: within noise ({} vs {}).",
+            a.model,
+            b.model,
+            a.interval.label(a.clients),
+            b.interval.label(b.clients)
+        ),
+    };
+}
+
+/// A model's sweep over worker counts, and its probes near capacity that
+/// failed by more than latency.
+fn sweep_and_failures(md: &mut String, r: &CapacityRecord) {
+    if r.sweep.len() > 1 {
+        let counts: Vec<String> = r
+            .sweep
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} worker(s): {}{}",
+                    s.workers,
+                    if s.limited_by == LimitedBy::Generator {
+                        ">= "
+                    } else {
+                        ""
+                    },
+                    s.capacity
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "- `{}` by worker count: {} (reported at {}{}; {}).",
+            r.model,
+            counts.join(", "),
+            r.workers,
+            if r.sweep.iter().any(|s| s.workers == r.io_waits) {
+                format!(
+                    "; Little's law put ~{} io waits in flight at the knee",
+                    r.io_waits
+                )
+            } else {
+                String::new()
+            },
+            r.sweep_stop
+        );
+    }
+    let failed: Vec<String> = r
+        .probes
+        .iter()
+        .filter(|p| p.outcome != Outcome::Pass && !p.why.starts_with("SLO"))
+        .filter(|p| p.clients <= r.interval.high.map_or(u32::MAX, |h| h.saturating_add(1)))
+        .map(|p| format!("{} clients, {} workers: {}", p.clients, p.workers, p.why))
+        .collect();
+    if let Some(first) = failed.first() {
+        let _ = writeln!(
+            md,
+            "- `{}` near its capacity failed by more than latency: {first}{}.",
+            r.model,
+            if failed.len() > 1 {
+                format!(" (and {} more such probes)", failed.len() - 1)
+            } else {
+                String::new()
+            }
+        );
+    }
 }
 
 /// The method section, every figure from the constants the code uses.

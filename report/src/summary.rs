@@ -37,10 +37,22 @@ pub fn slo_p99_ns(run: &RunFile) -> Option<u64> {
 /// plots folder relative to the summary's folder.
 pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Path) -> String {
     let mut md = String::new();
-    let c = &run.config;
-    let e = &run.environment;
     let _ = writeln!(md, "# Ingest server models: run `{}`\n", run.run_id);
     environment(&mut md, run);
+    method(&mut md, run);
+    recommendations(&mut md, run, points);
+    for w in &run.config.workloads {
+        workload(&mut md, run, points, &w.name, plots, link_base);
+    }
+    run_plots(&mut md, run, plots, link_base);
+    not_valid(&mut md, run);
+    md
+}
+
+/// How the matrix measured: processes, load, figures, validity.
+fn method(md: &mut String, run: &RunFile) {
+    let c = &run.config;
+    let e = &run.environment;
     let _ = writeln!(md, "## Method\n");
     let _ = writeln!(
         md,
@@ -94,7 +106,11 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         "Calibration: {:.1} kernel iterations per microsecond.\n",
         c.iters_per_us
     );
+}
 
+/// The recommendation table: one model per workload, or a tie.
+fn recommendations(md: &mut String, run: &RunFile, points: &[Point]) {
+    let c = &run.config;
     let _ = writeln!(md, "## Recommendation\n");
     let _ = writeln!(
         md,
@@ -107,83 +123,105 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
         let _ = writeln!(md, "| {} | {} | {} |", w.name, model, why);
     }
     md.push('\n');
+}
 
-    for w in &c.workloads {
-        let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
-        let _ = writeln!(md, "## Workload `{}` (`{}`)\n", w.name, w.plan.spec);
-        let (rt_head, rt_rule) = if c.ack {
-            (" rt p50 | rt p99 |", "---:|---:|")
-        } else {
-            ("", "")
-        };
-        let _ = writeln!(
-            md,
-            "| model | clients | window | offered/s | achieved/s | backlog | p50 | p99 | p99.9 | svc p50 | svc p99 | svc p99.9 |{rt_head} server CPU % | CPU us/pkt | peak RSS / PSS MiB | loss | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{rt_rule}---:|---:|---:|---:|---|"
-        );
-        for p in &pts {
-            let spread = |lo: u64, hi: u64| {
-                if p.repeats > 1 {
-                    format!(" [{}-{}]", fmt_ns(lo), fmt_ns(hi))
-                } else {
-                    String::new()
-                }
-            };
-            let n = p.latency_samples;
-            let rt = if c.ack {
-                format!(
-                    " {} | {} |",
-                    fmt_latency(p.round_trip_p50_ns, n),
-                    fmt_latency(p.round_trip_p99_ns, n)
-                )
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} |{} {:.0} | {:.2} | {:.1} / {:.1} | {} | {}{} |",
-                p.model,
-                p.clients,
-                window_label(p.batch_window_us),
-                fmt_rate(p.offered_pps),
-                fmt_rate(p.achieved_pps),
-                p.backlog_frames,
-                fmt_latency(p.p50_ns, n),
-                fmt_latency(p.p99_ns, n),
-                spread(p.p99_spread.0, p.p99_spread.1),
-                fmt_latency(p.p999_ns, n),
-                fmt_latency(p.service_p50_ns, n),
-                fmt_latency(p.service_p99_ns, n),
-                fmt_latency(p.service_p999_ns, n),
-                rt,
-                p.cpu_pct,
-                p.cpu_us_per_packet,
-                p.peak_rss_kib as f64 / 1024.0,
-                p.peak_pss_kib as f64 / 1024.0,
-                p.lost,
-                status_word(p.status),
-                if p.noisy {
-                    format!(" (noisy: steal {:.0}%)", p.steal_pct)
-                } else {
-                    String::new()
-                }
-            );
-        }
-        md.push('\n');
-        health(&mut md, run, &w.name);
-        let _ = writeln!(md, "**What this shows.**\n");
-        let baseline: Vec<&Point> = points.iter().filter(|p| p.workload == "none").collect();
-        let cpus = c.server_cpus.len().max(1) as f64;
-        for line in findings(&pts, &baseline, cpus) {
-            let _ = writeln!(md, "- {line}");
-        }
-        md.push('\n');
-        for plot in plots.iter().filter(|p| plot_belongs(p, &w.name)) {
-            if let Some(name) = plot.file_name() {
-                let link = link_base.join(name);
-                let _ = writeln!(md, "![{}]({})\n", name.to_string_lossy(), link.display());
-            }
+/// One workload's section: its table, health, findings and plots.
+fn workload(
+    md: &mut String,
+    run: &RunFile,
+    points: &[Point],
+    name: &str,
+    plots: &[PathBuf],
+    link_base: &Path,
+) {
+    let c = &run.config;
+    let Some(w) = c.workload(name) else {
+        return;
+    };
+    let pts: Vec<&Point> = points.iter().filter(|p| p.workload == w.name).collect();
+    let _ = writeln!(md, "## Workload `{}` (`{}`)\n", w.name, w.plan.spec);
+    let (rt_head, rt_rule) = if c.ack {
+        (" rt p50 | rt p99 |", "---:|---:|")
+    } else {
+        ("", "")
+    };
+    let _ = writeln!(
+        md,
+        "| model | clients | window | offered/s | achieved/s | backlog | p50 | p99 | p99.9 | svc p50 | svc p99 | svc p99.9 |{rt_head} server CPU % | CPU us/pkt | peak RSS / PSS MiB | loss | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{rt_rule}---:|---:|---:|---:|---|"
+    );
+    for p in &pts {
+        row(md, c, p);
+    }
+    md.push('\n');
+    health(md, run, &w.name);
+    let _ = writeln!(md, "**What this shows.**\n");
+    let baseline: Vec<&Point> = points.iter().filter(|p| p.workload == "none").collect();
+    let cpus = c.server_cpus.len().max(1) as f64;
+    for line in findings(&pts, &baseline, cpus) {
+        let _ = writeln!(md, "- {line}");
+    }
+    md.push('\n');
+    for plot in plots.iter().filter(|p| plot_belongs(p, &w.name)) {
+        if let Some(name) = plot.file_name() {
+            let link = link_base.join(name);
+            let _ = writeln!(md, "![{}]({})\n", name.to_string_lossy(), link.display());
         }
     }
+}
+
+/// One point's row of a workload's table.
+fn row(md: &mut String, c: &record::config::RunConfig, p: &Point) {
+    let spread = |lo: u64, hi: u64| {
+        if p.repeats > 1 {
+            format!(" [{}-{}]", fmt_ns(lo), fmt_ns(hi))
+        } else {
+            String::new()
+        }
+    };
+    let n = p.latency_samples;
+    let rt = if c.ack {
+        format!(
+            " {} | {} |",
+            fmt_latency(p.round_trip_p50_ns, n),
+            fmt_latency(p.round_trip_p99_ns, n)
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        md,
+        "| {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} |{} {:.0} | {:.2} | {:.1} / {:.1} | {} | {}{} |",
+        p.model,
+        p.clients,
+        window_label(p.batch_window_us),
+        fmt_rate(p.offered_pps),
+        fmt_rate(p.achieved_pps),
+        p.backlog_frames,
+        fmt_latency(p.p50_ns, n),
+        fmt_latency(p.p99_ns, n),
+        spread(p.p99_spread.0, p.p99_spread.1),
+        fmt_latency(p.p999_ns, n),
+        fmt_latency(p.service_p50_ns, n),
+        fmt_latency(p.service_p99_ns, n),
+        fmt_latency(p.service_p999_ns, n),
+        rt,
+        p.cpu_pct,
+        p.cpu_us_per_packet,
+        p.peak_rss_kib as f64 / 1024.0,
+        p.peak_pss_kib as f64 / 1024.0,
+        p.lost,
+        status_word(p.status),
+        if p.noisy {
+            format!(" (noisy: steal {:.0}%)", p.steal_pct)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// Plots that belong to no one workload (a single model's time series).
+fn run_plots(md: &mut String, run: &RunFile, plots: &[PathBuf], link_base: &Path) {
+    let c = &run.config;
     let shared: Vec<_> = plots
         .iter()
         .filter(|p| c.workloads.iter().all(|w| !plot_belongs(p, &w.name)))
@@ -201,7 +239,11 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
             }
         }
     }
+}
 
+/// Models skipped here, and every cell that is not valid, with why.
+fn not_valid(md: &mut String, run: &RunFile) {
+    let c = &run.config;
     if !c.skipped_models.is_empty() {
         let _ = writeln!(md, "## Models skipped on this machine\n");
         for (m, why) in &c.skipped_models {
@@ -227,7 +269,6 @@ pub fn render(run: &RunFile, points: &[Point], plots: &[PathBuf], link_base: &Pa
             cell.verdict.reasons.join("; ")
         );
     }
-    md
 }
 
 /// The machine, kernel and build the run measured.

@@ -1,6 +1,7 @@
 //! Snapshots of what a reader sees, rendered from the checked-in runs (a
 //! fixed matrix, `fixtures/run.json`, and a capacity search,
-//! `fixtures/capacity-run.json`): the terminal table and summary.md. Any
+//! `fixtures/capacity-run.json`): the terminal table and summary.md, each
+//! through its `report::Output`. Any
 //! change to a report shows in review as a change to `snapshots/`
 //! (`cargo insta review`, or `INSTA_UPDATE=always` to accept).
 
@@ -27,16 +28,13 @@ fn summary(run: &RunFile) -> String {
 #[test]
 fn a_fixed_matrix_renders_as_before() {
     let run = fixture("run.json");
-    insta::assert_snapshot!(
-        "matrix_table",
-        report::table::render(&run.config, &run.cells)
-    );
+    insta::assert_snapshot!("matrix_table", report::terminal_table(&run));
     insta::assert_snapshot!("matrix_summary", summary(&run));
 }
 
 #[test]
 fn a_capacity_search_renders_as_before() {
     let run = fixture("capacity-run.json");
-    insta::assert_snapshot!("capacity_table", report::table::render_capacities(&run));
+    insta::assert_snapshot!("capacity_table", report::terminal_table(&run));
     insta::assert_snapshot!("capacity_summary", summary(&run));
 }

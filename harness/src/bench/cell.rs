@@ -56,32 +56,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     }
     let config = ctx.config;
 
-    let mut serve = Command::new(&ctx.exe);
-    serve
-        .args(["serve", "--model", &key.model, "--listen", "127.0.0.1:0"])
-        .arg("--cpus")
-        .arg(format_list(&config.server_cpus))
-        .arg("--report")
-        .arg(&server_json)
-        .arg("--parent-pid")
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file(&server_log)?);
-    if let Some(w) = key.workers.or(config.workers) {
-        serve.arg("--workers").arg(w.to_string());
-    }
-    let mut server = serve.spawn().context("start `harness serve`")?;
-    let addr = match wait_listening(&mut server) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = server.kill();
-            let _ = server.wait();
-            let stderr = std::fs::read_to_string(&server_log).unwrap_or_default();
-            bail!("{e}; server stderr: {}", stderr.trim());
-        }
-    };
-
+    let (mut server, addr) = start_server(ctx, key, &server_json, &server_log)?;
     let fleet_config = config
         .fleet_config(key, addr)
         .ok_or_else(|| anyhow!("workload {} not in the run", key.workload))?;
@@ -117,23 +92,14 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     let mut faults = RunFaults::default();
     let limit = config.warmup + fleet_config.duration + config.drain_timeout * 2 + FLEET_SLACK;
     if let Some(after) = config.kill_server_after {
-        // Fault injection: the fleet must see its server (or a server
-        // child) die mid-run.
-        if wait_timeout(&mut fleet, after, &ctx.stop)?.is_none() {
-            faults.other.push(match config.kill_target {
-                KillTarget::Server => {
-                    let _ = server.kill();
-                    format!("fault injected: server killed after {after:?}")
-                }
-                KillTarget::Child => match first_child(server.id()) {
-                    Some(pid) => {
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                        format!("fault injected: server child {pid} killed after {after:?}")
-                    }
-                    None => "fault injection: the server has no child to kill".to_string(),
-                },
-            });
-        }
+        inject_fault(
+            &mut fleet,
+            &mut server,
+            after,
+            config.kill_target,
+            ctx,
+            &mut faults,
+        )?;
     }
     let fleet_ok = wait_timeout(&mut fleet, limit, &ctx.stop)?;
     match fleet_ok {
@@ -149,20 +115,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     // the load left it, before it is asked to stop.
     let samples = sampler.stop();
     let canary = canary.stop();
-    if server.try_wait()?.is_some() {
-        faults.server_crashed = true;
-    } else {
-        let _ = kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
-        match wait_timeout(&mut server, SERVER_GRACE, &AtomicBool::new(false))? {
-            Some(status) if !status.success() => faults.server_exit = Some(status.to_string()),
-            Some(_) => {}
-            None => {
-                faults.server_hung = true;
-                let _ = server.kill();
-                let _ = server.wait();
-            }
-        }
-    }
+    stop_server(&mut server, &mut faults)?;
     let server_report: Option<ServerReport> = read_json(&server_json);
     let fleet_report: Option<FleetReport> = read_json(&fleet_json);
     let mut cell = CellResult {
@@ -185,6 +138,92 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     };
     cell.recompute();
     Ok(cell)
+}
+
+/// Starts `harness serve` for the cell and waits for its address.
+fn start_server(
+    ctx: &CellContext,
+    key: &CellKey,
+    server_json: &Path,
+    server_log: &Path,
+) -> Result<(Child, SocketAddr)> {
+    let config = ctx.config;
+    let mut serve = Command::new(&ctx.exe);
+    serve
+        .args(["serve", "--model", &key.model, "--listen", "127.0.0.1:0"])
+        .arg("--cpus")
+        .arg(format_list(&config.server_cpus))
+        .arg("--report")
+        .arg(server_json)
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file(server_log)?);
+    if let Some(w) = key.workers.or(config.workers) {
+        serve.arg("--workers").arg(w.to_string());
+    }
+    let mut server = serve.spawn().context("start `harness serve`")?;
+    let addr = match wait_listening(&mut server) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = server.kill();
+            let _ = server.wait();
+            let stderr = std::fs::read_to_string(server_log).unwrap_or_default();
+            bail!("{e}; server stderr: {}", stderr.trim());
+        }
+    };
+
+    Ok((server, addr))
+}
+
+/// Fault injection: once `after` has passed with the fleet still running,
+/// kills the server (or one of its children), so the fleet sees it die
+/// mid-run.
+fn inject_fault(
+    fleet: &mut Child,
+    server: &mut Child,
+    after: Duration,
+    target: KillTarget,
+    ctx: &CellContext,
+    faults: &mut RunFaults,
+) -> Result<()> {
+    if wait_timeout(fleet, after, &ctx.stop)?.is_none() {
+        faults.other.push(match target {
+            KillTarget::Server => {
+                let _ = server.kill();
+                format!("fault injected: server killed after {after:?}")
+            }
+            KillTarget::Child => match first_child(server.id()) {
+                Some(pid) => {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    format!("fault injected: server child {pid} killed after {after:?}")
+                }
+                None => "fault injection: the server has no child to kill".to_string(),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Asks a live server to stop (SIGTERM, then a kill after the grace) and
+/// records how it ended: crashed before, exited badly, or hung.
+fn stop_server(server: &mut Child, faults: &mut RunFaults) -> Result<()> {
+    if server.try_wait()?.is_some() {
+        faults.server_crashed = true;
+    } else {
+        let _ = kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM);
+        match wait_timeout(server, SERVER_GRACE, &AtomicBool::new(false))? {
+            Some(status) if !status.success() => faults.server_exit = Some(status.to_string()),
+            Some(_) => {}
+            None => {
+                faults.server_hung = true;
+                let _ = server.kill();
+                let _ = server.wait();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A child process of `pid` (prefork forks from its main thread).

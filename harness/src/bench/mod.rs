@@ -53,35 +53,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             }
             run
         }
-        None => {
-            let mut config = config::from_args(args)?;
-            let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            let label = if config.single_model {
-                config.models[0].as_str()
-            } else {
-                "all"
-            };
-            let run_id = format!(
-                "{}-{label}{}",
-                started.replace(['-', ':'], ""),
-                if config.quick { "-quick" } else { "" }
-            );
-            let environment = env::capture(&config.server_cpus, &config.fleet_cpus);
-            if environment.server_fleet_share_a_core {
-                eprintln!("warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load will slow the server (see --server-cpus, --fleet-cpus)");
-            }
-            calibrate(&mut config, args, &environment)?;
-            RunFile {
-                run_id,
-                started,
-                ended: None,
-                complete: false,
-                config,
-                environment,
-                cells: Vec::new(),
-                capacities: Vec::new(),
-            }
-        }
+        None => new_run(args)?,
     };
     // The harness and its sampler stay off the server's CPUs (on a spare
     // CPU when there is one, else the fleet's): the sampler's procfs reads
@@ -109,30 +81,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     };
     let finished = match run.config.search {
         Some(_) => {
-            eprintln!(
-                "run {}: capacity search of {} models x {} workloads, server on CPUs {:?}, fleet on CPUs {:?}, harness on CPUs {:?}",
-                run.run_id,
-                run.config.models.len(),
-                run.config.workloads.len(),
-                run.config.server_cpus,
-                run.config.fleet_cpus,
-                run.config.harness_cpus
-            );
-            eprintln!(
-                "one load shape for every probe: batch window {}, search bound {} clients; SLO {}",
-                record::units::fmt_ns(run.config.batch_window_for(1).as_nanos() as u64),
-                run.config.largest_fleet(),
-                run.config
-                    .workloads
-                    .iter()
-                    .map(|w| Ok(format!(
-                        "{}: {}",
-                        w.name,
-                        run.config.slo_for(&w.name)?.label()
-                    )))
-                    .collect::<Result<Vec<_>>>()?
-                    .join("; ")
-            );
+            announce_search(&run)?;
             crate::capacity::run(&ctx, &mut run, &run_dir, progress_bar("probes", 0, 0))?
         }
         None => run_matrix(&ctx, &mut run, &run_dir)?,
@@ -144,12 +93,88 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     run.complete = true;
     run.ended = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     run.save(&run_dir)?;
-    match run.config.search {
-        Some(_) => println!("{}", report::table::render_capacities(&run)),
-        None => println!("{}", report::table::render(&run.config, &run.cells)),
+    print_outputs(&run, &run_dir, &args.plots_dir);
+    println!("logs:    {}", log_dir.display());
+    let slo_breaches = match (&run.config.slo, &run.config.search) {
+        (Some(s), None) => s
+            .parse::<record::slo::Slo>()
+            .map_err(|e| anyhow!(e))?
+            .breaches(&run.cells),
+        _ => Vec::new(),
+    };
+    Ok(Outcome::Complete {
+        run_dir,
+        slo_breaches,
+    })
+}
+
+/// A new run from the command line: its configuration, id, environment
+/// and fleet calibration.
+fn new_run(args: &RunArgs) -> Result<RunFile> {
+    let mut config = config::from_args(args)?;
+    let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let label = if config.single_model {
+        config.models[0].as_str()
+    } else {
+        "all"
+    };
+    let run_id = format!(
+        "{}-{label}{}",
+        started.replace(['-', ':'], ""),
+        if config.quick { "-quick" } else { "" }
+    );
+    let environment = env::capture(&config.server_cpus, &config.fleet_cpus);
+    if environment.server_fleet_share_a_core {
+        eprintln!("warning: a server CPU and a fleet CPU are SMT siblings of one core; the fleet's load will slow the server (see --server-cpus, --fleet-cpus)");
     }
+    calibrate(&mut config, args, &environment)?;
+    Ok(RunFile {
+        run_id,
+        started,
+        ended: None,
+        complete: false,
+        config,
+        environment,
+        cells: Vec::new(),
+        capacities: Vec::new(),
+    })
+}
+
+/// Says what a capacity search is about to measure, under which load and
+/// SLO.
+fn announce_search(run: &RunFile) -> Result<()> {
+    eprintln!(
+        "run {}: capacity search of {} models x {} workloads, server on CPUs {:?}, fleet on CPUs {:?}, harness on CPUs {:?}",
+        run.run_id,
+        run.config.models.len(),
+        run.config.workloads.len(),
+        run.config.server_cpus,
+        run.config.fleet_cpus,
+        run.config.harness_cpus
+    );
+    eprintln!(
+        "one load shape for every probe: batch window {}, search bound {} clients; SLO {}",
+        record::units::fmt_ns(run.config.batch_window_for(1).as_nanos() as u64),
+        run.config.largest_fleet(),
+        run.config
+            .workloads
+            .iter()
+            .map(|w| Ok(format!(
+                "{}: {}",
+                w.name,
+                run.config.slo_for(&w.name)?.label()
+            )))
+            .collect::<Result<Vec<_>>>()?
+            .join("; ")
+    );
+    Ok(())
+}
+
+/// Prints the run's table and where its files are, and renders its report.
+fn print_outputs(run: &RunFile, run_dir: &Path, plots_dir: &Path) {
+    println!("{}", report::terminal_table(run));
     println!("results: {}", run_dir.join(record::run::RUN_FILE).display());
-    match report::render(&run, &run_dir, &args.plots_dir) {
+    match report::render(run, run_dir, plots_dir) {
         Ok(written) => {
             println!("summary: {}", written.summary.display());
             println!(
@@ -163,18 +188,6 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
             run_dir.display()
         ),
     }
-    println!("logs:    {}", log_dir.display());
-    let slo_breaches = match (&run.config.slo, &run.config.search) {
-        (Some(s), None) => s
-            .parse::<record::slo::Slo>()
-            .map_err(|e| anyhow!(e))?
-            .breaches(&run.cells),
-        _ => Vec::new(),
-    };
-    Ok(Outcome::Complete {
-        run_dir,
-        slo_breaches,
-    })
 }
 
 /// Loads or measures the fleet calibration where the run needs it (it

@@ -195,35 +195,35 @@ async fn connection(
     let mut ingest = IngestStats::default();
     let mut conn = ConnIngest::new();
     let mut buf = vec![0u8; READ_CHUNK];
-    let mut in_flight: JoinSet<Vec<Done>> = JoinSet::new();
-    let mut pending = 0usize; // frames in `in_flight`
-    let mut recorder = Recorder {
-        pending: Vec::with_capacity(FLUSH_EVERY),
-        shared: shared.clone(),
+    let mut work = Work {
+        in_flight: JoinSet::new(),
+        pending: 0,
+        recorder: Recorder {
+            pending: Vec::with_capacity(FLUSH_EVERY),
+            shared: shared.clone(),
+        },
+        acks: AckBuf::new(),
+        cpu_batch: Vec::new(),
     };
-    let mut acks = AckBuf::new();
     // Acks are owed and the last write would have blocked.
     let mut acks_blocked = false;
     let idle = config.idle_timeout;
     let far = Duration::from_secs(86_400 * 365);
     let mut deadline = Instant::now() + if idle.is_zero() { far } else { idle };
     loop {
-        if !acks_blocked && !acks.is_empty() {
-            acks_blocked = flush_acks(&stream, &mut acks);
+        if !acks_blocked && !work.acks.is_empty() {
+            acks_blocked = flush_acks(&stream, &mut work.acks);
         }
         tokio::select! {
             biased;
-            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+            Some(joined) = work.in_flight.join_next(), if !work.in_flight.is_empty() => {
                 let done = joined.expect("work tasks do not panic");
-                pending -= done.len();
-                for d in done {
-                    acks.push(&d.0);
-                    recorder.push(d);
-                }
+                work.pending -= done.len();
+                work.done(done);
             }
             ready = stream.writable(), if acks_blocked => {
                 // Broken: the read side finds out.
-                acks_blocked = ready.is_ok() && flush_acks(&stream, &mut acks);
+                acks_blocked = ready.is_ok() && flush_acks(&stream, &mut work.acks);
             }
             _ = stop.changed() => break,
             _ = sleep_until(conn.frame_deadline(config.frame_timeout).map_or(deadline, |d| deadline.min(d.into()))) => {
@@ -234,7 +234,7 @@ async fn connection(
                 }
                 break;
             }
-            ready = stream.readable(), if pending < MAX_IN_FLIGHT => match ready.and_then(|()| stream.try_read(&mut buf)) {
+            ready = stream.readable(), if work.pending < MAX_IN_FLIGHT => match ready.and_then(|()| stream.try_read(&mut buf)) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Ok(0) => {
                     conn.on_eof(&mut ingest);
@@ -248,37 +248,8 @@ async fn connection(
                     if !idle.is_zero() {
                         deadline = Instant::now() + idle;
                     }
-                    let mut cpu_batch = Vec::new();
-                    let fed = conn.on_bytes(&buf[..n], &config.limits, &mut ingest, |frame| {
-                        match frame.kind {
-                            WorkKind::Cpu => cpu_batch.push(frame),
-                            WorkKind::Io if frame.amount > 0 => {
-                                pending += 1;
-                                let wait = Duration::from_micros(frame.amount as u64);
-                                let timer = timer.clone();
-                                in_flight.spawn(async move {
-                                    timer.sleep(wait).await;
-                                    vec![(frame, monotonic_ns(), None)]
-                                });
-                            }
-                            _ => {
-                                acks.push(&frame);
-                                recorder.push((frame, monotonic_ns(), None))
-                            }
-                        }
-                    });
-                    if !cpu_batch.is_empty() {
-                        pending += cpu_batch.len();
-                        in_flight.spawn_blocking(move || {
-                            cpu_batch
-                                .into_iter()
-                                .map(|f| {
-                                    let digest = cpu_digest(&f);
-                                    (f, monotonic_ns(), digest)
-                                })
-                                .collect()
-                        });
-                    }
+                    let fed = conn.on_bytes(&buf[..n], &config.limits, &mut ingest, |f| work.dispatch(f, &timer));
+                    work.spawn_cpu_batch();
                     if fed.is_err() {
                         break;
                     }
@@ -286,37 +257,103 @@ async fn connection(
             }
         }
     }
-    // Finish every frame already read, and write its acks, before closing.
-    while let Some(joined) = in_flight.join_next().await {
-        for done in joined.expect("work tasks do not panic") {
-            acks.push(&done.0);
-            recorder.push(done);
-        }
-    }
-    recorder.flush();
     let stopping = *stop.borrow();
-    if !stopping {
-        let _ = tokio::time::timeout(ACK_LINGER, async {
-            while flush_acks(&stream, &mut acks) {
-                if stream.writable().await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
-        acks.abandon();
-    } else {
-        flush_acks(&stream, &mut acks);
-        acks.stop();
-    }
-    ingest.acks.merge(&acks.counts);
-    drop(stream);
+    work.finish(stream, stopping, &mut ingest).await;
     ingest.connections.closed += 1;
     shared.lock().expect("stats lock").ingest.merge(&ingest);
     slots.release();
 }
 
-/// Writes what `acks` owes without waiting: true if some is left because
+/// A connection's frames between read and done: the tasks doing their
+/// work, the acks they owe, and the record of each.
+struct Work {
+    in_flight: JoinSet<Vec<Done>>,
+    /// Frames in `in_flight`.
+    pending: usize,
+    recorder: Recorder,
+    acks: AckBuf,
+    /// cpu frames of the current read, run as one blocking task.
+    cpu_batch: Vec<Frame>,
+}
+
+impl Work {
+    /// Starts one frame just read: an io wait as a timer task, cpu work
+    /// into this read's batch, no work done at once.
+    fn dispatch(&mut self, frame: Frame, timer: &Timer) {
+        match frame.kind {
+            WorkKind::Cpu => self.cpu_batch.push(frame),
+            WorkKind::Io if frame.amount > 0 => {
+                self.pending += 1;
+                let wait = Duration::from_micros(frame.amount as u64);
+                let timer = timer.clone();
+                self.in_flight.spawn(async move {
+                    timer.sleep(wait).await;
+                    vec![(frame, monotonic_ns(), None)]
+                });
+            }
+            _ => self.done_one((frame, monotonic_ns(), None)),
+        }
+    }
+
+    /// Runs this read's cpu frames as one task on the blocking pool.
+    fn spawn_cpu_batch(&mut self) {
+        if self.cpu_batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.cpu_batch);
+        self.pending += batch.len();
+        self.in_flight.spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|f| {
+                    let digest = cpu_digest(&f);
+                    (f, monotonic_ns(), digest)
+                })
+                .collect()
+        });
+    }
+
+    /// Frames whose work is done: acked and recorded.
+    fn done(&mut self, done: Vec<Done>) {
+        for d in done {
+            self.done_one(d);
+        }
+    }
+
+    /// One frame whose work is done.
+    fn done_one(&mut self, d: Done) {
+        self.acks.push(&d.0);
+        self.recorder.push(d);
+    }
+
+    /// Finishes every frame already read and writes its acks (lingering
+    /// for them unless stopping), then closes the connection.
+    async fn finish(mut self, stream: TcpStream, stopping: bool, ingest: &mut IngestStats) {
+        while let Some(joined) = self.in_flight.join_next().await {
+            self.done(joined.expect("work tasks do not panic"));
+        }
+        self.recorder.flush();
+        let acks = &mut self.acks;
+        if !stopping {
+            let _ = tokio::time::timeout(ACK_LINGER, async {
+                while flush_acks(&stream, acks) {
+                    if stream.writable().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+            acks.abandon();
+        } else {
+            flush_acks(&stream, acks);
+            acks.stop();
+        }
+        ingest.acks.merge(&acks.counts);
+        drop(stream);
+    }
+}
+
+/// Writes what `acks` owes without waiting/// Writes what `acks` owes without waiting: true if some is left because
 /// the socket is full. A broken connection drops them.
 fn flush_acks(stream: &TcpStream, acks: &mut AckBuf) -> bool {
     acks.write_now(|x| stream.try_write(x))

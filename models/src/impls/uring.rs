@@ -291,270 +291,340 @@ fn ring_loop(
 ) -> Result<Stats, ServeError> {
     let ring = IoUring::new(RING_ENTRIES).map_err(ring_err("create an io_uring"))?;
     let bufs = BufRing::new(&ring).map_err(ring_err("register the buffer ring"))?;
-    let mut r = Ring { ring, bufs };
-    let mut stats = Stats::default();
-    let mut conns: HashMap<u64, Conn> = HashMap::new();
-    let mut timers: HashMap<u64, Timer> = HashMap::new();
-    let (mut next_conn, mut next_timer) = (0u64, 0u64);
-    let mut frames: Vec<Frame> = Vec::with_capacity(BUF_SIZE / workloads::FRAME_LEN);
-    let listen_fd = types::Fd(listener.as_raw_fd());
-    r.push(
-        opcode::AcceptMulti::new(listen_fd)
-            .build()
-            .user_data(user_data(ACCEPT, 0)),
-    )
-    .map_err(ring_err("submit the accept"))?;
+    let mut l = RingLoop {
+        r: Ring { ring, bufs },
+        listener,
+        config,
+        slots,
+        stats: Stats::default(),
+        conns: HashMap::new(),
+        timers: HashMap::new(),
+        next_conn: 0,
+        next_timer: 0,
+        frames: Vec::with_capacity(BUF_SIZE / workloads::FRAME_LEN),
+        reserve: Reserve::new(listener),
+        accept_paused: None,
+        owing: Vec::new(),
+        stopping: false,
+    };
+    l.submit_accept()?;
     let mut last_sweep = Instant::now();
     let wait = Timespec::new().nsec(SHUTDOWN_POLL.as_nanos() as u32);
     let mut completions: Vec<(u64, i32, u32)> = Vec::new();
-    let mut reserve = Reserve::new(listener);
-    let mut accept_paused: Option<Instant> = None;
-    // Connections that have acks owed since this turn began.
-    let mut owing: Vec<u64> = Vec::new();
     let mut stopped_at: Option<Instant> = None;
     loop {
-        let stopping = shutdown.is_triggered();
-        if stopping && timers.is_empty() {
-            // Sends in flight end at once once their sockets are shut.
-            let at = *stopped_at.get_or_insert_with(|| {
-                conns.values().for_each(|c| close(&c.fd));
-                Instant::now()
-            });
-            if conns.values().all(|c| !c.sending) {
-                break;
-            }
-            if at.elapsed() >= SEND_GRACE {
-                // Dropping a connection whose send is in flight leaks its
-                // buffer (see `Drop for Conn`).
-                break;
+        l.stopping = shutdown.is_triggered();
+        if l.stopping && l.timers.is_empty() && l.sends_done(&mut stopped_at) {
+            break;
+        }
+        if l.accept_paused.is_some_and(|t| t.elapsed() >= ACCEPT_PAUSE) {
+            l.accept_paused = None;
+            if !l.stopping {
+                l.submit_accept()?;
             }
         }
-        if accept_paused.is_some_and(|t| t.elapsed() >= ACCEPT_PAUSE) {
-            accept_paused = None;
-            if !stopping {
-                r.push(
-                    opcode::AcceptMulti::new(listen_fd)
-                        .build()
-                        .user_data(user_data(ACCEPT, 0)),
-                )
-                .map_err(ring_err("submit the accept"))?;
-            }
-        }
-        let args = SubmitArgs::new().timespec(&wait);
-        match r.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(nix::libc::ETIME) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(ServeError::Io {
-                    what: "wait on the io_uring",
-                    source: e,
-                })
-            }
-        }
+        l.wait(&wait)?;
         completions.clear();
         completions.extend(
-            r.ring
+            l.r.ring
                 .completion()
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
         for &(data, res, flags) in &completions {
             let id = data & ((1 << TAG_SHIFT) - 1);
             match data >> TAG_SHIFT {
-                ACCEPT => {
-                    if res >= 0 {
-                        // SAFETY: a successful accept completion carries a new
-                        // descriptor that nothing else owns.
-                        let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                        if stopping || !slots.try_acquire() {
-                            stats.ingest.connections.rejected += 1;
-                            continue; // dropping `fd` closes it at once
-                        }
-                        stats.ingest.connections.accepted += 1;
-                        // Acks go out as written, not held back by Nagle.
-                        let _ = nix::sys::socket::setsockopt(
-                            &fd,
-                            nix::sys::socket::sockopt::TcpNoDelay,
-                            &true,
-                        );
-                        let conn_id = next_conn;
-                        next_conn += 1;
-                        let recv = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), BGID)
-                            .build()
-                            .user_data(user_data(RECV, conn_id));
-                        conns.insert(
-                            conn_id,
-                            Conn {
-                                fd,
-                                ingest: ConnIngest::new(),
-                                pending: 0,
-                                armed: true,
-                                paused: false,
-                                closing: false,
-                                drained_at: None,
-                                last_active: Instant::now(),
-                                acks: AckBuf::new(),
-                                send_buf: Vec::new(),
-                                sending: false,
-                            },
-                        );
-                        r.push(recv).map_err(ring_err("submit a receive"))?;
-                    } else {
-                        let e = std::io::Error::from_raw_os_error(-res);
-                        if is_exhaustion(&e) {
-                            stats.ingest.connections.shed += reserve.shed(listener);
-                            // Accepting again at once would fail at once
-                            // (the descriptor is taken before a connection
-                            // is looked for): pause, then re-arm.
-                            if !cqueue::more(flags) {
-                                accept_paused = Some(Instant::now());
-                            }
-                            continue;
-                        }
-                        tracing::debug!("accept failed: {e}");
-                    }
-                    if !cqueue::more(flags) && !stopping {
-                        r.push(
-                            opcode::AcceptMulti::new(listen_fd)
-                                .build()
-                                .user_data(user_data(ACCEPT, 0)),
-                        )
-                        .map_err(ring_err("submit the accept"))?;
-                    }
-                }
-                RECV => {
-                    let buf = cqueue::buffer_select(flags);
-                    let mut conn = conns.get_mut(&id);
-                    if let Some(c) = conn.as_deref_mut() {
-                        c.armed &= cqueue::more(flags);
-                    }
-                    match (conn, res) {
-                        // Closed already, or read after shutdown: left unread.
-                        (None, _) => {}
-                        (Some(c), _) if c.closing || stopping => {}
-                        (Some(c), n) if n > 0 => {
-                            c.last_active = Instant::now();
-                            let data = r.bufs.data(buf.unwrap_or(0), n as usize);
-                            let fed =
-                                c.ingest
-                                    .on_bytes(data, &config.limits, &mut stats.ingest, |f| {
-                                        frames.push(f)
-                                    });
-                            for f in frames.drain(..) {
-                                if f.kind == WorkKind::Io && f.amount > 0 {
-                                    let deadline = monotonic_ns() + f.amount as u64 * 1000;
-                                    let ts = Box::new(
-                                        Timespec::new()
-                                            .sec(deadline / 1_000_000_000)
-                                            .nsec((deadline % 1_000_000_000) as u32),
-                                    );
-                                    let entry = opcode::Timeout::new(&*ts)
-                                        .flags(TimeoutFlags::ABS)
-                                        .build()
-                                        .user_data(user_data(TIMER, next_timer));
-                                    timers.insert(next_timer, (f, id, ts));
-                                    next_timer += 1;
-                                    c.pending += 1;
-                                    r.push(entry).map_err(ring_err("submit a timeout"))?;
-                                } else {
-                                    process_blocking(&f, &mut stats.process);
-                                    c.acks.push(&f);
-                                }
-                            }
-                            if !c.acks.is_empty() {
-                                owing.push(id);
-                            }
-                            if fed.is_err() {
-                                c.closing = true;
-                            } else if c.pending >= MAX_PENDING {
-                                if c.armed && !c.paused {
-                                    let cancel = opcode::AsyncCancel::new(user_data(RECV, id))
-                                        .build()
-                                        .user_data(user_data(CANCEL, id));
-                                    r.push(cancel).map_err(ring_err("pause a receive"))?;
-                                }
-                                c.paused = true;
-                            } else if !c.armed && !c.paused {
-                                // Multishot ended (e.g. no buffer was free): re-arm.
-                                arm(&mut r, c, id)?;
-                            }
-                        }
-                        (Some(c), 0) => {
-                            c.ingest.on_eof(&mut stats.ingest);
-                            c.closing = true;
-                        }
-                        (Some(c), n) if -n == nix::libc::ENOBUFS => {
-                            if !c.paused {
-                                arm(&mut r, c, id)?;
-                            }
-                        }
-                        // Cancelled to pause; resumed meanwhile: receive again.
-                        (Some(c), n) if -n == nix::libc::ECANCELED => {
-                            if !c.paused {
-                                arm(&mut r, c, id)?;
-                            }
-                        }
-                        (Some(c), _) => {
-                            c.ingest.on_reset(&mut stats.ingest);
-                            c.closing = true;
-                        }
-                    }
-                    if let Some(bid) = buf {
-                        r.bufs.give_back(bid);
-                    }
-                }
-                TIMER => {
-                    let Some((frame, conn_id, _ts)) = timers.remove(&id) else {
-                        continue;
-                    };
-                    stats.process.record(&frame, monotonic_ns(), None);
-                    if let Some(c) = conns.get_mut(&conn_id) {
-                        c.pending -= 1;
-                        c.acks.push(&frame);
-                        owing.push(conn_id);
-                        if c.paused && c.pending <= MAX_PENDING / 2 && !c.closing && !stopping {
-                            c.paused = false;
-                            if !c.armed {
-                                arm(&mut r, c, conn_id)?;
-                            }
-                        }
-                    }
-                }
-                SEND => {
-                    if let Some(c) = conns.get_mut(&id) {
-                        c.sending = false;
-                        match usize::try_from(res) {
-                            Ok(n) => c.acks.consumed(n),
-                            Err(_) => c.acks.abandon(), // broken: dropped
-                        }
-                        owing.push(id);
-                    }
-                }
+                ACCEPT => l.on_accept(res, flags)?,
+                RECV => l.on_recv(id, res, flags)?,
+                TIMER => l.on_timer(id)?,
+                SEND => l.on_send(id, res),
                 _ => {}
             }
         }
-        if !stopping {
-            for id in owing.drain(..) {
-                if let Some(c) = conns.get_mut(&id) {
-                    c.send_acks(&mut r, id)?;
-                }
-            }
-        }
-        owing.clear();
+        l.send_owed()?;
         if last_sweep.elapsed() >= IDLE_SWEEP {
             last_sweep = Instant::now();
-            let idle = config.idle_timeout;
-            for c in conns.values_mut().filter(|c| !c.closing) {
-                if !idle.is_zero() && c.last_active.elapsed() >= idle {
-                    stats.ingest.connections.idle_timeouts += 1;
-                    c.closing = true;
-                } else if c.ingest.frame_overdue(config.frame_timeout) {
-                    stats.ingest.connections.frame_timeouts += 1;
-                    c.closing = true;
+            l.sweep_idle();
+        }
+        l.reap();
+    }
+    Ok(l.finish())
+}
+
+/// One ring's state between completions; each kind of completion is one
+/// method (accept, receive, timeout, send).
+struct RingLoop<'a> {
+    r: Ring,
+    listener: &'a TcpListener,
+    config: &'a ServeConfig,
+    slots: &'a Slots,
+    stats: Stats,
+    conns: HashMap<u64, Conn>,
+    timers: HashMap<u64, Timer>,
+    next_conn: u64,
+    next_timer: u64,
+    /// Frames decoded from one receive, reused.
+    frames: Vec<Frame>,
+    reserve: Reserve,
+    accept_paused: Option<Instant>,
+    /// Connections that have acks owed since this turn began.
+    owing: Vec<u64>,
+    /// Shutdown was requested (read once per turn).
+    stopping: bool,
+}
+
+impl RingLoop<'_> {
+    /// Whether a stopping ring may end: no send in flight, or the grace for
+    /// them is over. Sends in flight end at once once their sockets are
+    /// shut, which the first call does.
+    fn sends_done(&self, stopped_at: &mut Option<Instant>) -> bool {
+        let at = *stopped_at.get_or_insert_with(|| {
+            self.conns.values().for_each(|c| close(&c.fd));
+            Instant::now()
+        });
+        // Past the grace, dropping a connection whose send is in flight
+        // leaks its buffer (see `Drop for Conn`).
+        self.conns.values().all(|c| !c.sending) || at.elapsed() >= SEND_GRACE
+    }
+
+    /// Arms the multishot accept.
+    fn submit_accept(&mut self) -> Result<(), ServeError> {
+        let listen_fd = types::Fd(self.listener.as_raw_fd());
+        self.r
+            .push(
+                opcode::AcceptMulti::new(listen_fd)
+                    .build()
+                    .user_data(user_data(ACCEPT, 0)),
+            )
+            .map_err(ring_err("submit the accept"))
+    }
+
+    /// Submits what is queued and waits for a completion or the poll tick.
+    fn wait(&mut self, tick: &Timespec) -> Result<(), ServeError> {
+        let args = SubmitArgs::new().timespec(tick);
+        match self.r.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETIME) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(ServeError::Io {
+                what: "wait on the io_uring",
+                source: e,
+            }),
+        }
+    }
+
+    /// An accept completed: a new connection, or why none came.
+    fn on_accept(&mut self, res: i32, flags: u32) -> Result<(), ServeError> {
+        if res >= 0 {
+            // SAFETY: a successful accept completion carries a new
+            // descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if self.stopping || !self.slots.try_acquire() {
+                self.stats.ingest.connections.rejected += 1;
+                return Ok(()); // dropping `fd` closes it at once
+            }
+            self.admit(fd)?;
+        } else {
+            let e = std::io::Error::from_raw_os_error(-res);
+            if is_exhaustion(&e) {
+                self.stats.ingest.connections.shed += self.reserve.shed(self.listener);
+                // Accepting again at once would fail at once (the
+                // descriptor is taken before a connection is looked for):
+                // pause, then re-arm.
+                if !cqueue::more(flags) {
+                    self.accept_paused = Some(Instant::now());
+                }
+                return Ok(());
+            }
+            tracing::debug!("accept failed: {e}");
+        }
+        if !cqueue::more(flags) && !self.stopping {
+            self.submit_accept()?;
+        }
+        Ok(())
+    }
+
+    /// Takes an accepted connection in and starts receiving on it.
+    fn admit(&mut self, fd: OwnedFd) -> Result<(), ServeError> {
+        self.stats.ingest.connections.accepted += 1;
+        // Acks go out as written, not held back by Nagle.
+        let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::TcpNoDelay, &true);
+        let conn_id = self.next_conn;
+        self.next_conn += 1;
+        let recv = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), BGID)
+            .build()
+            .user_data(user_data(RECV, conn_id));
+        self.conns.insert(
+            conn_id,
+            Conn {
+                fd,
+                ingest: ConnIngest::new(),
+                pending: 0,
+                armed: true,
+                paused: false,
+                closing: false,
+                drained_at: None,
+                last_active: Instant::now(),
+                acks: AckBuf::new(),
+                send_buf: Vec::new(),
+                sending: false,
+            },
+        );
+        self.r.push(recv).map_err(ring_err("submit a receive"))
+    }
+
+    /// A receive completed: bytes, the end, or an error.
+    fn on_recv(&mut self, id: u64, res: i32, flags: u32) -> Result<(), ServeError> {
+        let buf = cqueue::buffer_select(flags);
+        let mut conn = self.conns.get_mut(&id);
+        if let Some(c) = conn.as_deref_mut() {
+            c.armed &= cqueue::more(flags);
+        }
+        match (conn, res) {
+            // Closed already, or read after shutdown: left unread.
+            (None, _) => {}
+            (Some(c), _) if c.closing || self.stopping => {}
+            (Some(_), n) if n > 0 => self.on_bytes(id, buf.unwrap_or(0), n as usize)?,
+            (Some(c), 0) => {
+                c.ingest.on_eof(&mut self.stats.ingest);
+                c.closing = true;
+            }
+            // Out of buffers, or cancelled to pause and resumed meanwhile:
+            // receive again.
+            (Some(c), n) if -n == nix::libc::ENOBUFS || -n == nix::libc::ECANCELED => {
+                if !c.paused {
+                    arm(&mut self.r, c, id)?;
+                }
+            }
+            (Some(c), _) => {
+                c.ingest.on_reset(&mut self.stats.ingest);
+                c.closing = true;
+            }
+        }
+        if let Some(bid) = buf {
+            self.r.bufs.give_back(bid);
+        }
+        Ok(())
+    }
+
+    /// `len` bytes arrived for connection `id` in buffer `bid`: its frames
+    /// are processed (cpu) or put on a timeout (io).
+    fn on_bytes(&mut self, id: u64, bid: u16, len: usize) -> Result<(), ServeError> {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Ok(());
+        };
+        c.last_active = Instant::now();
+        let data = self.r.bufs.data(bid, len);
+        let frames = &mut self.frames;
+        let fed = c
+            .ingest
+            .on_bytes(data, &self.config.limits, &mut self.stats.ingest, |f| {
+                frames.push(f)
+            });
+        for f in self.frames.drain(..) {
+            if f.kind == WorkKind::Io && f.amount > 0 {
+                let deadline = monotonic_ns() + f.amount as u64 * 1000;
+                let ts = Box::new(
+                    Timespec::new()
+                        .sec(deadline / 1_000_000_000)
+                        .nsec((deadline % 1_000_000_000) as u32),
+                );
+                let entry = opcode::Timeout::new(&*ts)
+                    .flags(TimeoutFlags::ABS)
+                    .build()
+                    .user_data(user_data(TIMER, self.next_timer));
+                self.timers.insert(self.next_timer, (f, id, ts));
+                self.next_timer += 1;
+                c.pending += 1;
+                self.r.push(entry).map_err(ring_err("submit a timeout"))?;
+            } else {
+                process_blocking(&f, &mut self.stats.process);
+                c.acks.push(&f);
+            }
+        }
+        if !c.acks.is_empty() {
+            self.owing.push(id);
+        }
+        if fed.is_err() {
+            c.closing = true;
+        } else if c.pending >= MAX_PENDING {
+            if c.armed && !c.paused {
+                let cancel = opcode::AsyncCancel::new(user_data(RECV, id))
+                    .build()
+                    .user_data(user_data(CANCEL, id));
+                self.r.push(cancel).map_err(ring_err("pause a receive"))?;
+            }
+            c.paused = true;
+        } else if !c.armed && !c.paused {
+            // Multishot ended (e.g. no buffer was free): re-arm.
+            arm(&mut self.r, c, id)?;
+        }
+        Ok(())
+    }
+
+    /// An io frame's timeout completed: the frame is done.
+    fn on_timer(&mut self, id: u64) -> Result<(), ServeError> {
+        let Some((frame, conn_id, _ts)) = self.timers.remove(&id) else {
+            return Ok(());
+        };
+        self.stats.process.record(&frame, monotonic_ns(), None);
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            c.pending -= 1;
+            c.acks.push(&frame);
+            self.owing.push(conn_id);
+            if c.paused && c.pending <= MAX_PENDING / 2 && !c.closing && !self.stopping {
+                c.paused = false;
+                if !c.armed {
+                    arm(&mut self.r, c, conn_id)?;
                 }
             }
         }
-        conns.retain(|_, c| {
+        Ok(())
+    }
+
+    /// A send of acks completed.
+    fn on_send(&mut self, id: u64, res: i32) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.sending = false;
+            match usize::try_from(res) {
+                Ok(n) => c.acks.consumed(n),
+                Err(_) => c.acks.abandon(), // broken: dropped
+            }
+            self.owing.push(id);
+        }
+    }
+
+    /// Starts the sends of the acks owed this turn (none once stopping).
+    fn send_owed(&mut self) -> Result<(), ServeError> {
+        if !self.stopping {
+            for id in self.owing.drain(..) {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.send_acks(&mut self.r, id)?;
+                }
+            }
+        }
+        self.owing.clear();
+        Ok(())
+    }
+
+    /// Closes connections silent past the idle timeout, or stuck in a frame
+    /// past the frame timeout.
+    fn sweep_idle(&mut self) {
+        let idle = self.config.idle_timeout;
+        for c in self.conns.values_mut().filter(|c| !c.closing) {
+            if !idle.is_zero() && c.last_active.elapsed() >= idle {
+                self.stats.ingest.connections.idle_timeouts += 1;
+                c.closing = true;
+            } else if c.ingest.frame_overdue(self.config.frame_timeout) {
+                self.stats.ingest.connections.frame_timeouts += 1;
+                c.closing = true;
+            }
+        }
+    }
+
+    /// Closes every closing connection whose frames and acks are done.
+    fn reap(&mut self) {
+        let (stopping, slots, stats) = (self.stopping, self.slots, &mut self.stats);
+        self.conns.retain(|_, c| {
             if !c.closing || c.pending > 0 {
                 return true;
             }
@@ -575,14 +645,18 @@ fn ring_loop(
             !done
         });
     }
-    for c in conns.values_mut() {
-        close(&c.fd);
-        slots.release();
-        c.acks.stop();
-        stats.ingest.acks.merge(&c.acks.counts);
+
+    /// Closes what is left after shutdown and returns the statistics.
+    fn finish(mut self) -> Stats {
+        for c in self.conns.values_mut() {
+            close(&c.fd);
+            self.slots.release();
+            c.acks.stop();
+            self.stats.ingest.acks.merge(&c.acks.counts);
+        }
+        self.stats.ingest.connections.closed += self.conns.len() as u64;
+        self.stats
     }
-    stats.ingest.connections.closed += conns.len() as u64;
-    Ok(stats)
 }
 
 /// Starts a multishot receive on `c`.
