@@ -364,3 +364,53 @@ pub struct CapacityArgs {
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// compose's fleet service starts `harness fleet` with flags of its own
+    /// (its shard and clients come from the container's replica number):
+    /// they must parse as the same options every other fleet gets.
+    #[test]
+    fn compose_starts_the_fleet_with_the_flags_every_fleet_takes() {
+        let compose = include_str!("../../docker-compose.yml");
+        let start = compose
+            .find("exec harness-entrypoint fleet")
+            .expect("compose's fleet command");
+        let end = start
+            + compose[start..]
+                .find("volumes:")
+                .expect("the command's end");
+        let command = compose[start..end]
+            .replace("$$(( ${CLIENTS:-10} * FLEETS ))", "20")
+            .replace("$$(( n - 1 ))/$$FLEETS", "1/2")
+            .replace(
+                "$${START_AT:+--start-at $$START_AT}",
+                "--start-at 1800000000000000000",
+            )
+            .replace("${DURATION:-10s}", "10s")
+            .replace("${WORK:-none}", "none")
+            .replace("${RUN:-.}", "run")
+            .replace("$$n", "2");
+        let args: Vec<&str> = command
+            .split_whitespace()
+            .skip(2) // exec harness-entrypoint
+            .collect();
+        assert!(!command.contains('$'), "a substitution left: {command}");
+        let cli = Cli::try_parse_from(std::iter::once("harness").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("compose's fleet flags do not parse: {e}\n{args:?}"));
+        let Some(Command::Fleet(fleet)) = cli.command else {
+            panic!("not a fleet command: {args:?}");
+        };
+        let o = &fleet.options;
+        assert_eq!((o.target.as_str(), o.clients), ("server:7000", 20));
+        assert_eq!(o.shard, Some(fleet::Shard { index: 1, count: 2 }));
+        assert!(o.ack && o.allow_remote);
+        assert_eq!(o.start_at, Some(1_800_000_000_000_000_000));
+        assert_eq!(
+            fleet.report.as_deref(),
+            Some(std::path::Path::new("/work/results/run/fleet-2.json"))
+        );
+    }
+}
