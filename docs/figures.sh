@@ -77,12 +77,12 @@ splice("docs/method.md", "io-wait",
        + ", ".join(f"`{m}` {w}" for m, w in waits) + "), the spread being the shared machine's wake-up noise.")
 
 # netns: "netns cell: N frames, round trip p50 X ns p99 Y ns, verdict V"
-m = re.search(r"netns cell: (\d+) frames, round trip p50 (\d+) ns p99 (\d+) ns, verdict (\w+)",
-              (out / "netns.txt").read_text())
+m = re.search(r"netns cell: (\d+) frames, round trip p50 (\d+) ns p99 (\d+) ns, verdict (\{.*\})$",
+              (out / "netns.txt").read_text(), re.M)
 assert m, "no netns figures"
 splice("docs/deployment.md", "netns",
        f"Measured by `docs/figures.sh` ({stamp}): 9 clients, {int(m[1]):,} measured frames, round trip "
-       f"p50 {int(m[2]) // 1000} us, p99 {int(m[3]) // 1000} us, verdict {m[4]}.")
+       f"p50 {int(m[2]) // 1000} us, p99 {int(m[3]) // 1000} us, verdict {json.loads(m[4])['status']}.")
 
 # ack round trip against one-way latency, same cell
 c = cell("ack-rtt")

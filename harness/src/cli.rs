@@ -175,7 +175,7 @@ pub struct RunArgs {
     /// Capacity search: the largest fleet size tried [default: the most clients the fleet calibration says the fleet paces at the run's window].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub search_max: Option<u32>,
-    /// Measure the fleet calibration again instead of using the cached one.
+    /// Measure the fleet's and the cpu kernel's calibrations again instead of using the cached ones.
     #[arg(long)]
     pub recalibrate: bool,
     /// Run each cell this many times, round-robin over all cells in a shuffled order; reports the median and the spread.

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod cpus;
 pub mod k8s;
+pub mod kernel_calibration;
 pub mod merged;
 pub mod parent;
 pub mod serve;

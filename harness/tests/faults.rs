@@ -42,8 +42,13 @@ fn harness(dir: &Path, args: &[&str]) -> Command {
 
 /// The run's saved run.json, once it has at least `cells` cells.
 fn saved(dir: &Path, cells: usize) -> Option<Value> {
-    let entry = std::fs::read_dir(dir.join("results")).ok()?.next()?.ok()?;
-    let text = std::fs::read_to_string(entry.path().join("run.json")).ok()?;
+    // The run's folder, beside the machine's cached calibrations.
+    let run_dir = std::fs::read_dir(dir.join("results"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())?;
+    let text = std::fs::read_to_string(run_dir.join("run.json")).ok()?;
     let run: Value = serde_json::from_str(&text).ok()?;
     (run["cells"].as_array()?.len() >= cells).then_some(run)
 }

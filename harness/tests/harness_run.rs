@@ -222,8 +222,8 @@ fn an_interrupted_run_resumes_where_it_stopped() {
         assert!(Instant::now() < deadline, "first cell never saved");
         let saved = std::fs::read_dir(dir.path().join("results"))
             .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("run.json")).ok())
+            .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.is_dir()))
+            .and_then(|run| std::fs::read_to_string(run.join("run.json")).ok())
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
             .is_some_and(|r| !r["cells"].as_array().unwrap().is_empty());
         if saved {

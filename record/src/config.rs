@@ -13,6 +13,7 @@ use workloads::WorkPlan;
 use crate::calibration::FleetCalibration;
 use crate::capacity::Params as SearchParams;
 use crate::cell::CellKey;
+use crate::kernel_calibration::KernelCalibration;
 use crate::slo::Slo;
 
 /// The matrix's named workloads and their per-frame work. Chosen so the
@@ -96,8 +97,13 @@ pub struct RunConfig {
     pub ack: bool,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
-    /// Kernel iterations per microsecond measured at the start.
+    /// Kernel iterations per microsecond: what `cpu:DUR` specs were
+    /// resolved with.
     pub iters_per_us: f64,
+    /// Where `iters_per_us` came from: the machine's cached calibration
+    /// (absent in runs from before it was cached).
+    #[serde(default)]
+    pub kernel_calibration: Option<KernelCalibration>,
     /// `--quick` was given.
     pub quick: bool,
     /// A one-model run (extra per-run plots).

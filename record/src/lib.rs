@@ -1,7 +1,8 @@
 //! What a benchmark run is, as data: its configuration ([`config`]), the
 //! machine it ran on ([`environment`]), every cell ([`cell`]) with its
 //! samples, canary and figures, the verdict rules ([`verdict`], [`slo`]),
-//! the fleet calibration ([`calibration`]), and a capacity search's
+//! the fleet's and the cpu kernel's calibrations ([`calibration`],
+//! [`kernel_calibration`]), and a capacity search's
 //! records and rules ([`capacity`], [`interval`], [`recommend`]), all in
 //! one [`run::RunFile`]. Types and pure functions: no I/O beyond reading
 //! and writing a run file.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod environment;
 pub mod figures;
 pub mod interval;
+pub mod kernel_calibration;
 pub mod outcome;
 pub mod recommend;
 pub mod run;

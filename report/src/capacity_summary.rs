@@ -265,6 +265,9 @@ fn method(md: &mut String, run: &RunFile) {
             " (the batch window + 1 ms + 2 x the longest work one frame asks for)"
         }
     );
+    if let Some(note) = crate::labels::kernel_note(c) {
+        let _ = writeln!(md, "- **cpu work**: {note}.");
+    }
     search_method(md, run);
     let _ = writeln!(
         md,

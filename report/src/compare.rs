@@ -53,6 +53,10 @@ pub fn compare(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
             " With one repeat no change can be told from noise, so none is marked and none counts as a regression: rerun both with --repeat 3."
         }
     );
+    let unlike = different_work(a, b);
+    for (w, why) in &unlike {
+        let _ = writeln!(md, "**Workload `{w}` asked for different work** in the two runs ({why}): its rows compare different loads, and none counts as a regression.\n");
+    }
     let _ = writeln!(md, "| workload | model | clients | achieved A | achieved B | change | p99 A | p99 B | change | CPU us/pkt A | B | change | verdicts |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut regressions = Vec::new();
     for x in &pa {
@@ -90,7 +94,8 @@ pub fn compare(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Comparison {
             crate::labels::status_word(x.status),
             crate::labels::status_word(y.status)
         );
-        if let Some(limit) = fail_pct {
+        let comparable = !unlike.iter().any(|(w, _)| w == &x.workload);
+        if let Some(limit) = fail_pct.filter(|_| comparable) {
             let name = cell_name(x);
             if sig_rate && -rate > limit {
                 regressions.push(format!("{name}: achieved rate {rate:+.1}%"));
@@ -122,6 +127,8 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
     );
     let mut regressions = Vec::new();
     let mut changed = 0;
+    let mut not_compared = 0;
+    let unlike = different_work(a, b);
     for x in &a.capacities {
         let Some(y) = b
             .capacities
@@ -130,8 +137,14 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
         else {
             continue;
         };
-        changed += usize::from(y.interval.clears(&x.interval) || x.interval.clears(&y.interval));
-        let change = if y.interval.clears(&x.interval) {
+        let differs = unlike.iter().any(|(w, _)| w == &x.workload);
+        not_compared += usize::from(differs);
+        changed += usize::from(
+            !differs && (y.interval.clears(&x.interval) || x.interval.clears(&y.interval)),
+        );
+        let change = if differs {
+            "not compared: different work".to_string()
+        } else if y.interval.clears(&x.interval) {
             format!("higher ({:+.0}%)", pct(x.clients as f64, y.clients as f64))
         } else if x.interval.clears(&y.interval) {
             let drop = pct(x.clients as f64, y.clients as f64);
@@ -159,14 +172,17 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
             y.workers
         );
     }
-    let disagree = recommendations(&mut md, a, b);
+    let disagree = recommendations(&mut md, a, b, &unlike);
+    for (w, why) in &unlike {
+        let _ = writeln!(md, "\n**Workload `{w}` asked for different work** in the two runs ({why}): its capacities and recommendation are not compared.");
+    }
     let _ = writeln!(
         md,
         "\n{}",
-        if changed == 0 && disagree == 0 {
+        if changed == 0 && disagree == 0 && not_compared == 0 {
             "**No change beyond noise**: every capacity interval overlaps and every recommendation agrees.".to_string()
         } else {
-            format!("**Changed beyond noise**: {changed} capacities with disjoint intervals, {disagree} recommendations that disagree.")
+            format!("**Changed beyond noise**: {changed} capacities with disjoint intervals, {disagree} recommendations that disagree{}.", if not_compared > 0 { format!("; {not_compared} capacities not compared (different work)") } else { String::new() })
         }
     );
     finish(md, regressions, fail_pct)
@@ -174,7 +190,13 @@ fn compare_capacities(a: &RunFile, b: &RunFile, fail_pct: Option<f64>) -> Compar
 
 /// The recommendations side by side; returns how many disagree: two agree
 /// when they name the same model, or one's pick is among the other's tie.
-fn recommendations(md: &mut String, a: &RunFile, b: &RunFile) -> usize {
+/// Workloads in `unlike` (different work) are shown, not judged.
+fn recommendations(
+    md: &mut String,
+    a: &RunFile,
+    b: &RunFile,
+    unlike: &[(String, String)],
+) -> usize {
     use record::recommend::Recommendation;
     let ra = record::run::recommendations(a);
     let rb = record::run::recommendations(b);
@@ -201,13 +223,18 @@ fn recommendations(md: &mut String, a: &RunFile, b: &RunFile) -> usize {
             (Some(p), None) => ny.iter().any(|m| m == p),
             (None, Some(q)) => nx.iter().any(|m| m == q),
         };
-        disagree += usize::from(!agree);
+        let differs = unlike.iter().any(|(v, _)| v == w);
+        disagree += usize::from(!agree && !differs);
         let _ = writeln!(
             md,
             "| {w} | {} | {} | {} |",
             x.headline(),
             y.headline(),
-            if agree { "yes" } else { "**no**" }
+            match (differs, agree) {
+                (true, _) => "not compared (different work)",
+                (false, true) => "yes",
+                (false, false) => "**no**",
+            }
         );
     }
     disagree
@@ -225,6 +252,20 @@ fn finish(mut md: String, regressions: Vec<String>, fail_pct: Option<f64>) -> Co
         markdown: md,
         regressions,
     }
+}
+
+/// The workloads both runs have whose plans ask for different work, and
+/// why (e.g. kernels calibrated apart).
+fn different_work(a: &RunFile, b: &RunFile) -> Vec<(String, String)> {
+    a.config
+        .workloads
+        .iter()
+        .filter_map(|x| {
+            let y = b.config.workload(&x.name)?;
+            let why = record::kernel_calibration::different_work(&x.plan, &y.plan)?;
+            Some((x.name.clone(), why))
+        })
+        .collect()
 }
 
 fn to_f(s: (u64, u64)) -> (f64, f64) {

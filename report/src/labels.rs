@@ -34,3 +34,16 @@ pub fn status_word(s: Status) -> &'static str {
         Status::Invalid => "INVALID",
     }
 }
+
+/// Where a run's cpu work came from, when the run recorded its kernel
+/// calibration: the cached median, its spread and when it was measured.
+pub fn kernel_note(c: &record::config::RunConfig) -> Option<String> {
+    let k = c.kernel_calibration.as_ref()?;
+    let (lo, hi) = k.spread();
+    Some(format!(
+        "`cpu:DUR` specs ask for {:.1} kernel iterations per microsecond: the median of {} timed rounds ({lo:.1}-{hi:.1}) measured {} on this machine and build and cached, so every run here asks for the same cpu work (`--recalibrate` measures again)",
+        k.iters_per_us,
+        k.rounds.len(),
+        k.measured
+    ))
+}

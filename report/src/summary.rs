@@ -101,11 +101,14 @@ fn method(md: &mut String, run: &RunFile) {
         md,
         "- A cell is **valid** only if every client drained, the server counted exactly what each client sent (zero loss), there were no protocol errors and the fleet kept its schedule. **Overloaded** cells are real results where the server could not keep up (backpressure or unread frames); **invalid** cells must not be used.\n"
     );
-    let _ = writeln!(
-        md,
-        "Calibration: {:.1} kernel iterations per microsecond.\n",
-        c.iters_per_us
-    );
+    let _ = match crate::labels::kernel_note(c) {
+        Some(note) => writeln!(md, "Calibration: {note}.\n"),
+        None => writeln!(
+            md,
+            "Calibration: {:.1} kernel iterations per microsecond.\n",
+            c.iters_per_us
+        ),
+    };
 }
 
 /// The recommendation table: one model per workload, or a tie.

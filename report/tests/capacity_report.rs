@@ -138,3 +138,43 @@ fn the_table_the_summary_and_the_recommendation_agree() {
         );
     }
 }
+
+/// Two runs whose kernels were calibrated apart asked for different cpu
+/// work under one spec: their cpu capacities are not compared (neither a
+/// change nor "no change"), their io capacities are.
+#[test]
+fn runs_that_asked_for_different_work_are_not_compared_there() {
+    let a = fixture();
+    let same = report::compare::compare(&a, &a, None);
+    assert!(
+        same.markdown.contains("**No change beyond noise**"),
+        "{}",
+        same.markdown
+    );
+    let mut b = a.clone();
+    for w in b.config.workloads.iter_mut().filter(|w| w.name == "cpu") {
+        w.plan.cpu_iters = w.plan.cpu_iters * 13 / 10;
+    }
+    let cmp = report::compare::compare(&a, &b, Some(1.0));
+    let md = &cmp.markdown;
+    assert!(
+        md.contains("**Workload `cpu` asked for different work**"),
+        "{md}"
+    );
+    assert!(!md.contains("**Workload `io` asked"), "{md}");
+    let cpu_rows = md
+        .lines()
+        .filter(|l| l.starts_with("| cpu |"))
+        .collect::<Vec<_>>();
+    assert!(!cpu_rows.is_empty());
+    assert!(
+        cpu_rows.iter().all(|l| l.contains("not compared")),
+        "{cpu_rows:?}"
+    );
+    assert!(
+        md.contains("capacities not compared (different work)"),
+        "{md}"
+    );
+    assert!(!md.contains("**No change beyond noise**"), "{md}");
+    assert!(cmp.regressions.is_empty(), "{:?}", cmp.regressions);
+}

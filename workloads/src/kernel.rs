@@ -25,6 +25,12 @@ pub fn splitmix_step(x: u64) -> u64 {
 /// Measures how many kernel iterations take one microsecond on this CPU:
 /// the best of `rounds` timed runs of about 20 ms each.
 pub fn iters_per_us(rounds: u32) -> f64 {
+    round_rates(rounds).into_iter().fold(0.0, f64::max)
+}
+
+/// Each of `rounds` timed runs of about 20 ms: kernel iterations per
+/// microsecond, in the order measured.
+pub fn round_rates(rounds: u32) -> Vec<f64> {
     let mut iters: u32 = 1 << 16;
     // Grow until one run takes at least 20 ms, so timer noise is small.
     loop {
@@ -41,7 +47,7 @@ pub fn iters_per_us(rounds: u32) -> f64 {
             std::hint::black_box(cpu_kernel(2, 2, std::hint::black_box(iters)));
             iters as f64 / (start.elapsed().as_nanos().max(1) as f64 / 1000.0)
         })
-        .fold(0.0, f64::max)
+        .collect()
 }
 
 #[cfg(test)]

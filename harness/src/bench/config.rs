@@ -12,14 +12,16 @@ use record::config::{
     RunConfig, SearchSettings, Workload, CONFIRM_REPEATS, DEFAULT_SEARCH_MAX, DEFAULT_WORKLOADS,
     TAIL_SAMPLES, TOLERANCE_PCT,
 };
+use record::kernel_calibration::KernelCalibration;
 use record::slo::Slo;
 use workloads::WorkSpec;
 
 use crate::cli::{RunArgs, Workers};
 use crate::cpus;
 
-/// Validates the CLI into a run configuration.
-pub fn from_args(args: &RunArgs) -> Result<RunConfig> {
+/// Validates the CLI into a run configuration, its cpu work resolved with
+/// the machine's kernel calibration `kernel`.
+pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig> {
     let single_model = args.model.is_some();
     if args.capacity && (args.model.is_none() || args.all) {
         bail!("`harness capacity` searches one model: give --model M (and --work SPEC); `harness --all` searches every model");
@@ -35,7 +37,7 @@ pub fn from_args(args: &RunArgs) -> Result<RunConfig> {
         bail!("a capacity search counts clients at a paced rate; give --rate N (frames per second per client), not `max`");
     }
     let (models, skipped_models) = models_of(args, single_model)?;
-    let iters_per_us = workloads::kernel::iters_per_us(3);
+    let iters_per_us = kernel.iters_per_us;
     let workloads = workloads_of(args, single_model, iters_per_us)?;
     let clients = match (args.clients.is_empty(), search.is_some()) {
         (false, _) => args.clients.clone(),
@@ -93,6 +95,7 @@ pub fn from_args(args: &RunArgs) -> Result<RunConfig> {
         ack: args.ack,
         harness_cpus,
         iters_per_us,
+        kernel_calibration: Some(kernel),
         quick: args.quick,
         single_model,
         slo: args.slo.clone(),
@@ -232,11 +235,17 @@ mod tests {
     use clap::Parser;
     use record::calibration::FleetCalibration;
     use record::cell::CellKey;
+    use record::kernel_calibration::Machine;
+
+    /// A kernel calibration as a cache would hold it.
+    fn kernel() -> KernelCalibration {
+        KernelCalibration::from_rounds(Machine::default(), "then".into(), vec![100.0])
+    }
 
     fn config(extra: &[&str]) -> RunConfig {
         let mut argv = vec!["harness", "--all", "--batch-window", "0"];
         argv.extend_from_slice(extra);
-        from_args(&crate::cli::Cli::parse_from(argv).run).unwrap()
+        from_args(&crate::cli::Cli::parse_from(argv).run, kernel()).unwrap()
     }
 
     #[test]
@@ -381,7 +390,7 @@ mod tests {
             let mut argv = vec!["harness"];
             argv.extend_from_slice(args);
             let cli = crate::cli::Cli::parse_from(argv);
-            let mut c = from_args(&cli.run).unwrap();
+            let mut c = from_args(&cli.run, kernel()).unwrap();
             c.fleet_cpus = vec![1];
             c.fix_window(Some(&cal), cli.run.search_max);
             assert_eq!(c.window, Some(window), "{args:?}");

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use procfs::Current;
 use record::environment::Environment;
+use record::kernel_calibration::Machine;
 
 use crate::cpus;
 
@@ -26,15 +27,10 @@ pub fn capture(server_cpus: &[usize], fleet_cpus: &[usize]) -> Environment {
             .iter()
             .any(|&f| f != s && core_of(s).contains(&f))
     });
+    let machine = machine();
     Environment {
-        hostname: nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default(),
-        cpu_model: cpuinfo
-            .as_ref()
-            .and_then(|c| c.model_name(0).map(str::to_string))
-            .unwrap_or_else(|| "unknown".into()),
+        hostname: machine.hostname,
+        cpu_model: machine.cpu_model,
         logical_cpus: cpuinfo.as_ref().map_or(0, |c| c.num_cores()),
         allowed_cpus: cpus::allowed(),
         server_cpus: server_cpus.to_vec(),
@@ -52,7 +48,7 @@ pub fn capture(server_cpus: &[usize], fleet_cpus: &[usize]) -> Environment {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into()),
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
-        build: build_id(),
+        build: machine.build,
         cpu_siblings,
         server_fleet_share_a_core,
         governor: std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
@@ -65,6 +61,21 @@ pub fn capture(server_cpus: &[usize], fleet_cpus: &[usize]) -> Environment {
 
 /// `crc32:XXXXXXXX/BYTES` of the running executable (`unknown` when it
 /// cannot be read).
+/// The machine and build a calibration is cached for.
+pub fn machine() -> Machine {
+    Machine {
+        hostname: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        cpu_model: procfs::CpuInfo::current()
+            .ok()
+            .and_then(|c| c.model_name(0).map(str::to_string))
+            .unwrap_or_else(|| "unknown".into()),
+        build: build_id(),
+    }
+}
+
 pub fn build_id() -> String {
     std::env::current_exe().and_then(std::fs::read).map_or_else(
         |_| "unknown".into(),

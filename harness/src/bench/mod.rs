@@ -111,7 +111,12 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
 /// A new run from the command line: its configuration, id, environment
 /// and fleet calibration.
 fn new_run(args: &RunArgs) -> Result<RunFile> {
-    let mut config = config::from_args(args)?;
+    let kernel = crate::kernel_calibration::load_or_measure(
+        &args.results_dir,
+        &env::machine(),
+        args.recalibrate,
+    )?;
+    let mut config = config::from_args(args, kernel)?;
     let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let label = if config.single_model {
         config.models[0].as_str()
