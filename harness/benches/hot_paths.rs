@@ -111,7 +111,7 @@ fn server_paths(c: &mut Criterion) {
             }
         })
     });
-    let (tx, rx) = crossbeam_channel::bounded::<Frame>(1024);
+    let (tx, rx) = flume::bounded::<Frame>(1024);
     g.bench_function("channel_send_recv_512_frames", |b| {
         b.iter(|| {
             for f in &frames {
@@ -125,8 +125,8 @@ fn server_paths(c: &mut Criterion) {
             }
         })
     });
-    // The pool's and rayon's hand-off: batches of 16 frames, as they move them.
-    let (btx, brx) = crossbeam_channel::bounded::<Vec<Frame>>(64);
+    // The pool's hand-off: batches of 16 frames through its channel.
+    let (btx, brx) = flume::bounded::<Vec<Frame>>(64);
     g.bench_function("channel_send_recv_512_frames_in_batches_of_16", |b| {
         b.iter(|| {
             for chunk in frames.chunks(16) {

@@ -1,6 +1,11 @@
 //! `pool`: a mio acceptor/reader front decodes frames and hands the frames
-//! of each read, as one bounded batch, through a bounded crossbeam channel
-//! to a fixed pool of std threads that do the work. A full queue blocks the
+//! of each read, as one bounded batch, through a bounded channel to a fixed
+//! pool of std threads that do the work. The channel is `flume`'s, whose
+//! waiting threads block on a mutex and park: a lock-free channel whose
+//! receivers spin while a send is half done (crossbeam's) stalled the whole
+//! server for 20-130 ms at a time here once the workers outnumbered the
+//! CPUs, every worker spinning through its time slice while the preempted
+//! reader waited for its turn. A full queue blocks the
 //! front, so TCP backpressure reaches the clients and memory stays bounded.
 //! A connection at end of stream stays open until its queued frames are
 //! processed (the last worker to finish one wakes the front).
@@ -32,7 +37,7 @@ pub struct Pool;
 pub(crate) type Batch = (Vec<Frame>, Arc<Pending>, Arc<Socket>);
 
 /// Hands batches to the workers through a bounded channel.
-pub(crate) struct HandOff(pub crossbeam_channel::Sender<Batch>);
+pub(crate) struct HandOff(pub flume::Sender<Batch>);
 
 impl Dispatch for HandOff {
     type Conn = Arc<Pending>;
@@ -67,7 +72,7 @@ impl Model for Pool {
     }
 
     fn describe(&self) -> &'static str {
-        "one mio reader thread hands each read's frames, in batches of up to 16, through a bounded crossbeam channel to N worker threads; io waits block a worker, so N bounds concurrent io"
+        "one mio reader thread hands each read's frames, in batches of up to 16, through a bounded (mutex-and-park) channel to N worker threads; io waits block a worker, so N bounds concurrent io"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -81,7 +86,7 @@ impl Model for Pool {
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
         let workers = config.workers.max(1);
-        let (tx, rx) = crossbeam_channel::bounded::<Batch>(QUEUE_PER_WORKER * workers);
+        let (tx, rx) = flume::bounded::<Batch>(QUEUE_PER_WORKER * workers);
         let handles = (0..workers)
             .map(|i| {
                 let rx = rx.clone();
