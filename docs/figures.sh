@@ -10,7 +10,7 @@
 #                                (`async`, 4 clients, ack mode)
 #   prefork  docs/models.md      a prefork child killed mid-cell
 #   oneshot  docs/deployment.md  docker/oneshot.sh's summary (only with
-#                                --docker: it builds the image)
+#                                --docker: it builds the image; needs dockerd)
 # Never edit those parts by hand: run this instead (about 3 minutes, plus
 # the image build with --docker).
 set -euo pipefail
@@ -38,6 +38,9 @@ run prefork --model prefork --workers 2 --works none --clients 4 --rate 1000 \
   --duration 2s --warmup 200ms --kill-server-after 500ms --kill-target child
 
 if $docker; then
+  # The image of this build, so the one-shot measures this commit.
+  docker build -q -t ingest-bench:local . >"$out/docker-build.txt" 2>&1 ||
+    { cat "$out/docker-build.txt" >&2; exit 1; }
   rm -rf results/figures-oneshot
   RUN=figures-oneshot bash docker/oneshot.sh >"$out/oneshot.txt" 2>&1
   cp results/figures-oneshot/summary.txt "$out/oneshot-summary.txt"
