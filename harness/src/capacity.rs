@@ -1,9 +1,11 @@
 //! Capacity at an SLO on real probes: runs (or resumes) the search of
 //! every (model, workload) of a run (the `search` crate's rules) on fresh,
-//! warmed-up cells, saving the run after every probe, and searches again at
-//! the end a pair whose search ended on the machine's noise.
+//! warmed-up cells, saving the run after every probe; searches again a pair
+//! whose search ended on the machine's noise; then confirms every pair's
+//! knee in rounds over all pairs, so that its repeats fall at different
+//! times of the run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -13,8 +15,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use record::capacity::{ended_on_noise, ProbeRecord};
 use record::cell::{CellKey, CellResult};
+use record::config::SearchSettings;
 use record::run::RunFile;
-use search::pair::{Pair, Probes, Stop};
+use search::pair::{repeats_of, Pair, Probes, Stop};
 
 use crate::bench::cell::{run_cell, CellContext};
 
@@ -91,10 +94,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
             continue;
         }
         let again = !earlier.is_empty();
-        let mut repeats = HashMap::new();
-        for p in &earlier {
-            *repeats.entry((p.clients, p.workers)).or_insert(0) += 1;
-        }
+        let repeats = repeats_of(&earlier);
         let plan = config
             .workload(&workload)
             .map(|w| w.plan.clone())
@@ -129,12 +129,86 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
             queue.push_back((model, workload, record.probes));
             continue;
         }
-        tracing::info!(%model, %workload, capacity = %record.interval.label(record.clients), workers = record.workers, "capacity found");
+        tracing::info!(%model, %workload, capacity = %record.interval.label(record.clients), workers = record.workers, "searched; to be confirmed");
         run.capacities.push(record);
         run.save(run_dir)?;
         progress.pair_done();
     }
+    let done = confirm_rounds(ctx, run, run_dir, &settings, &mut progress)?;
     progress.bar.finish_and_clear();
+    Ok(done)
+}
+
+/// Probes per pair and round the progress bar expects.
+const ROUND_ESTIMATE: u64 = 2;
+
+/// The confirmation rounds: while a pair owes one, every pair owing the
+/// most gets its next round, in the order the pairs were searched (a
+/// resumed run asks for the same cells). `Ok(false)`: stopped by a signal.
+fn confirm_rounds(
+    ctx: &CellContext,
+    run: &mut RunFile,
+    run_dir: &Path,
+    settings: &SearchSettings,
+    progress: &mut Progress,
+) -> Result<bool> {
+    let owed: u64 = run
+        .capacities
+        .iter()
+        .map(|c| u64::from(c.rounds_left))
+        .sum();
+    progress
+        .bar
+        .set_length(progress.probes_done + owed * ROUND_ESTIMATE);
+    while let Some(most) = run
+        .capacities
+        .iter()
+        .map(|c| c.rounds_left)
+        .max()
+        .filter(|&m| m > 0)
+    {
+        for i in 0..run.capacities.len() {
+            if run.capacities[i].rounds_left != most {
+                continue;
+            }
+            let record = run.capacities[i].clone();
+            let (model, workload) = (record.model.clone(), record.workload.clone());
+            let plan = ctx
+                .config
+                .workload(&workload)
+                .map(|w| w.plan.clone())
+                .ok_or_else(|| anyhow!("workload {workload} not in the run"))?;
+            let mut cells = Cells {
+                ctx,
+                run: &mut *run,
+                run_dir,
+                progress: &mut *progress,
+                model: models::find(&model).ok_or_else(|| anyhow!("unknown model {model}"))?,
+            };
+            let pair = Pair {
+                probes_from: &mut cells,
+                config: ctx.config,
+                slo: ctx.config.slo_for(&workload)?,
+                model: &model,
+                workload: &workload,
+                plan,
+                repeats: repeats_of(&record.probes),
+                probes: record.probes.clone(),
+            };
+            let confirmed = match pair.confirm_round(settings, record) {
+                Ok(r) => r,
+                Err(Stop::Interrupted) => return Ok(false),
+                Err(Stop::Failed(e)) => {
+                    return Err(e).with_context(|| format!("confirm {model} under {workload}"))
+                }
+            };
+            if confirmed.rounds_left == 0 {
+                tracing::info!(%model, %workload, capacity = %confirmed.interval.label(confirmed.clients), workers = confirmed.workers, "capacity found");
+            }
+            run.capacities[i] = confirmed;
+            run.save(run_dir)?;
+        }
+    }
     Ok(true)
 }
 

@@ -157,7 +157,7 @@ pub struct RunArgs {
     /// Server workers (pool threads, runtime threads, children), or `auto`: each model's default, and in a capacity search every count that makes sense for the model, reported at its best [default: auto].
     #[arg(long)]
     pub workers: Option<Workers>,
-    /// Capacity search: repeats of the knee and of the next step up that give the capacity's interval [default: 3; with --quick 1, of the knee only].
+    /// Capacity search: confirmation rounds, spread over the run after every search, each probing the knee and the size above its interval again (a size that failed on an overload, loss or crash is not repeated) [default: 3; 1 with --quick].
     #[arg(long)]
     pub confirm: Option<u32>,
     /// Capacity search: bisection stops when the next step is within this many percent (or 1 client) [default: 5; 25 with --quick].

@@ -542,3 +542,25 @@ conformance!(
     "percore" => percore,
     "uring" => uring,
 );
+
+/// `prefork` places each connection on the child with the fewest open
+/// ones: 8 clients over 4 children are 2 each, whatever ports they got
+/// (`SO_REUSEPORT`'s hash would often give one child three).
+#[test]
+fn prefork_places_connections_evenly() {
+    let server = Server::start("prefork", &["--workers", "4"]);
+    let mut held = Vec::new();
+    for id in 0..8 {
+        let mut s = connect(server.addr);
+        s.write_all(&encode(&frames(id, 10, 0))).unwrap();
+        held.push(s);
+    }
+    for s in held {
+        assert!(finish(s));
+    }
+    let r = server.stop();
+    assert_eq!(r.connections.accepted, 8);
+    let per_child: Vec<u64> = r.children.iter().map(|c| c.connections).collect();
+    assert_eq!(per_child, [2, 2, 2, 2], "{:?}", r.children);
+    assert_eq!(r.packets.measured, 80);
+}

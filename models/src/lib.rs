@@ -10,6 +10,7 @@ pub mod impls;
 pub mod ingest;
 pub mod model;
 pub mod net;
+pub mod placement;
 mod reactor;
 pub mod server_report;
 pub mod shed;

@@ -23,6 +23,7 @@ use workloads::Frame;
 use crate::ack::{AckBuf, AckCounts, ACK_LINGER};
 use crate::ingest::ConnIngest;
 use crate::model::{ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
+use crate::placement::Inbox;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::IngestStats;
@@ -282,29 +283,38 @@ enum ReadOutcome {
     Close,
 }
 
+/// Where a loop's connections come from.
+pub enum Entrance {
+    /// Accepted from a listener of its own.
+    Listener(TcpListener),
+    /// Placed on it by an acceptor (see [`crate::placement`]).
+    Inbox(Inbox),
+}
+
+impl From<TcpListener> for Entrance {
+    fn from(l: TcpListener) -> Self {
+        Entrance::Listener(l)
+    }
+}
+
+impl From<Inbox> for Entrance {
+    fn from(i: Inbox) -> Self {
+        Entrance::Inbox(i)
+    }
+}
+
 /// Serves until `shutdown`, passing the valid frames of every read to
 /// `sink` in the order read.
 pub(crate) fn run<D: Dispatch>(
-    listener: TcpListener,
+    entrance: Entrance,
     config: &ServeConfig,
     shutdown: &Shutdown,
     slots: &Slots,
     stats: &mut IngestStats,
     sink: &mut D,
 ) -> Result<(), ServeError> {
-    listener
-        .set_nonblocking(true)
-        .map_err(ServeError::io("set the listener non-blocking"))?;
-    let mut listener = mio::net::TcpListener::from_std(listener);
     let mut poll = Poll::new().map_err(ServeError::io("create poll"))?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(ServeError::io("register the listener"))?;
-    let mut door = Door {
-        reserve: Reserve::new(&listener),
-        listener,
-        slots,
-    };
+    let mut door = Door::open(entrance, &poll, slots)?;
     let waker =
         Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServeError::io("create a waker"))?);
     let notify = Arc::new(AckNotify {
@@ -489,12 +499,66 @@ fn close<D: Dispatch>(
     }
 }
 
-/// The listener with what admission needs: the `--max-clients` slots and a
-/// descriptor in reserve for shedding.
+/// The entrance with what admission needs: the `--max-clients` slots and,
+/// for a listener, a descriptor in reserve for shedding.
 struct Door<'a> {
-    listener: mio::net::TcpListener,
+    from: Source,
     slots: &'a Slots,
-    reserve: Reserve,
+}
+
+enum Source {
+    Listener(mio::net::TcpListener, Reserve),
+    Inbox(Inbox),
+}
+
+impl<'a> Door<'a> {
+    /// The entrance, non-blocking and registered with `poll`.
+    fn open(entrance: Entrance, poll: &Poll, slots: &'a Slots) -> Result<Self, ServeError> {
+        let from = match entrance {
+            Entrance::Listener(listener) => {
+                listener
+                    .set_nonblocking(true)
+                    .map_err(ServeError::io("set the listener non-blocking"))?;
+                let mut listener = mio::net::TcpListener::from_std(listener);
+                poll.registry()
+                    .register(&mut listener, LISTENER, Interest::READABLE)
+                    .map_err(ServeError::io("register the listener"))?;
+                let reserve = Reserve::new(&listener);
+                Source::Listener(listener, reserve)
+            }
+            Entrance::Inbox(inbox) => {
+                poll.registry()
+                    .register(
+                        &mut SourceFd(&inbox.as_raw_fd()),
+                        LISTENER,
+                        Interest::READABLE,
+                    )
+                    .map_err(ServeError::io("register the inbox"))?;
+                Source::Inbox(inbox)
+            }
+        };
+        Ok(Door { from, slots })
+    }
+
+    /// The next connection, non-blocking.
+    fn next(&mut self) -> std::io::Result<TcpStream> {
+        match &self.from {
+            Source::Listener(l, _) => l.accept().map(|(s, _)| s),
+            Source::Inbox(inbox) => {
+                let s = inbox.take()?;
+                s.set_nonblocking(true)?;
+                Ok(TcpStream::from_std(s))
+            }
+        }
+    }
+
+    /// Sheds what is pending when descriptors ran out; how many.
+    fn shed(&mut self) -> u64 {
+        match &mut self.from {
+            Source::Listener(l, reserve) => reserve.shed(l),
+            Source::Inbox(_) => 1,
+        }
+    }
 }
 
 fn accept_all<C>(
@@ -508,8 +572,8 @@ fn accept_all<C>(
 ) {
     let slots = door.slots;
     loop {
-        match door.listener.accept() {
-            Ok((mut stream, _)) => {
+        match door.next() {
+            Ok(mut stream) => {
                 if !slots.try_acquire() {
                     stats.connections.rejected += 1;
                     continue; // dropping the stream closes it at once
@@ -549,9 +613,13 @@ fn accept_all<C>(
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if is_exhaustion(&e) => {
-                // Pending connections would wait for the next edge: shed them.
-                stats.connections.shed += door.reserve.shed(&door.listener);
-                return;
+                // Pending connections would wait for the next edge: shed them
+                // (from a listener, all at once; from an inbox, the one whose
+                // descriptor was lost, and on to the next).
+                stats.connections.shed += door.shed();
+                if matches!(door.from, Source::Listener(..)) {
+                    return;
+                }
             }
             Err(e) => {
                 // Another child may have taken it (prefork), or it went away.

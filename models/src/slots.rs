@@ -1,5 +1,7 @@
 //! Connection slots: `--max-clients` counted in one place, even across
-//! prefork children (then the counter lives in a shared anonymous mapping).
+//! prefork children (then the counter lives in a shared anonymous mapping),
+//! and, for a worker whose connections are placed on it, its own open
+//! count released with them.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +10,9 @@ use std::sync::Arc;
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
 use crate::model::ServeError;
+use crate::placement::{Inbox, Loads};
 
+#[derive(Clone)]
 enum Counter {
     Local(Arc<AtomicUsize>),
     Shared(&'static AtomicUsize),
@@ -18,6 +22,8 @@ enum Counter {
 pub struct Slots {
     used: Counter,
     max: usize,
+    /// The worker's open count in placement's loads, if placed.
+    placed: Option<(Loads, usize)>,
 }
 
 impl Slots {
@@ -26,6 +32,7 @@ impl Slots {
         Slots {
             used: Counter::Local(Arc::new(AtomicUsize::new(0))),
             max,
+            placed: None,
         }
     }
 
@@ -51,7 +58,18 @@ impl Slots {
         Ok(Slots {
             used: Counter::Shared(counter),
             max,
+            placed: None,
         })
+    }
+
+    /// The same slots for the worker of `inbox`: a connection it refuses
+    /// or closes also leaves its open count in the placement's loads.
+    pub fn for_inbox(&self, inbox: &Inbox) -> Self {
+        Slots {
+            used: self.used.clone(),
+            max: self.max,
+            placed: Some((inbox.loads(), inbox.index())),
+        }
     }
 
     fn counter(&self) -> &AtomicUsize {
@@ -61,18 +79,31 @@ impl Slots {
         }
     }
 
-    /// Takes a slot; false when all are in use.
+    /// Takes a slot; false when all are in use (the connection is then
+    /// refused, and no longer counts as placed).
     pub fn try_acquire(&self) -> bool {
-        self.counter()
+        let taken = self
+            .counter()
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.max).then_some(n + 1)
             })
-            .is_ok()
+            .is_ok();
+        if !taken {
+            self.unplace();
+        }
+        taken
     }
 
     /// Returns a slot.
     pub fn release(&self) {
         self.counter().fetch_sub(1, Ordering::SeqCst);
+        self.unplace();
+    }
+
+    fn unplace(&self) {
+        if let Some((loads, i)) = self.placed {
+            loads.release(i);
+        }
     }
 }
 

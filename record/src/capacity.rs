@@ -63,6 +63,10 @@ pub struct ProbeRecord {
     /// Decided by latency within [`crate::interval::MARGIN`] of the bound.
     #[serde(default)]
     pub marginal: bool,
+    /// A failure one stall can cause (a latency miss, a late generator),
+    /// as opposed to an overload, a loss or a crash, believed at once.
+    #[serde(default)]
+    pub soft: bool,
 }
 
 /// The capacity at one worker count.
@@ -112,6 +116,11 @@ pub struct CapacityRecord {
     /// Why the sweep tried no more worker counts.
     #[serde(default)]
     pub sweep_stop: String,
+    /// Confirmation rounds still owed (0: final). A run confirms every
+    /// pair's knee in rounds after all searches, so that its repeats fall
+    /// at different times.
+    #[serde(default)]
+    pub rounds_left: u32,
     /// Every probe, in order.
     pub probes: Vec<ProbeRecord>,
 }
@@ -179,6 +188,7 @@ mod tests {
             confirm: false,
             retried,
             marginal: false,
+            soft: false,
         };
         // (probes, ended on noise)
         let table = [

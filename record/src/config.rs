@@ -124,12 +124,9 @@ pub struct SearchSettings {
     /// Bisection tolerance and the largest fleet size (set from the fleet
     /// calibration when the run starts).
     pub params: SearchParams,
-    /// Repeats of the knee and (unless `--quick`) the next step up.
+    /// Confirmation rounds: repeats of the knee and of the size above its
+    /// interval, spread over the run.
     pub confirm: u32,
-    /// Repeat the next step up too (a `--quick` search relies on the
-    /// search's own failure there).
-    #[serde(default = "yes")]
-    pub confirm_next: bool,
     /// Search several worker counts per model (else one: forced or default).
     pub sweep: bool,
     /// Fewest measured frames a probe takes, so that its p99 rests on
@@ -144,10 +141,6 @@ pub const TAIL_SAMPLES: (u64, u64) = (25, 200);
 pub const TOLERANCE_PCT: (f64, f64) = (25.0, 5.0);
 /// Confirmation repeats of the knee: `--quick`, full.
 pub const CONFIRM_REPEATS: (u32, u32) = (1, 3);
-
-fn yes() -> bool {
-    true
-}
 
 /// Serde for an optional duration in milliseconds.
 mod opt_ms {

@@ -331,13 +331,8 @@ fn search_method(md: &mut String, run: &RunFile) {
     );
     let _ = writeln!(
         md,
-        "- **Interval**: {} probed {} more time(s), then sizes below it (growing steps, down to 1 client) until one passes every probe. A p99 within {:.0}% of the bound either way is *marginal*: a repeat may well turn it around, so it counts for the capacity but pins neither end of the interval (when the only failures above are marginal, larger sizes are probed until one fails clearly). The interval runs from the largest size that passed every probe, at least one clearly, to one below the smallest size above it that failed every probe clearly (else whose clear failures outnumber its passes); `>=` when nothing above failed (the generator's or the machine's bound). The capacity is the largest size probed inside the interval that passed most of its probes, with its figures from those probes; `< 1` when not even one client passed every probe. A miss's reason gives the p99's 95% interval from order statistics (ranks n p -+ 1.96 sqrt(n p (1 - p))).",
-        if s.confirm_next {
-            "the knee and the next step up are"
-        } else {
-            "the knee is"
-        },
-        s.confirm,
+        "- **Interval**: after every pair's search, {} confirmation round(s) spread over the run (so that a knee's repeats fall at different times of the machine, not back to back), each probing the capacity and the size just above its interval again (not a size whose every probe failed on an overload, a loss or a crash: those are believed at once); the last round then probes sizes below it (growing steps, down to 1 client) until one passes every probe. A p99 within {:.0}% of the bound either way is *marginal*: a repeat may well turn it around, so it counts for the capacity but pins neither end of the interval (when the only failures above are marginal, larger sizes are probed until one fails clearly). The interval runs from the largest size that passed every probe, at least one clearly, to one below the smallest size above it that failed every probe clearly (else whose clear failures outnumber its passes); `>=` when nothing above failed (the generator's or the machine's bound). The capacity is the largest size probed inside the interval that passed most of its probes, with its figures from those probes; `< 1` when not even one client passed every probe. A miss's reason gives the p99's 95% interval from order statistics (ranks n p -+ 1.96 sqrt(n p (1 - p))).",
+        s.confirm.max(1),
         record::interval::MARGIN * 100.0
     );
     let _ = writeln!(

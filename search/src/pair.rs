@@ -1,10 +1,11 @@
 //! The search of one (model, workload) over a source of probes: each
-//! worker count searched, more workers tried while they buy capacity, the
-//! best count's knee confirmed and stepped down to a size that passes every
-//! probe, then the record. A probe the machine disturbed is tried again
-//! after a pause and, if every try was disturbed, counts as the machine's.
-//! Where the probes come from ([`Probes`]: real cells, a resumed run's, or
-//! a test's fakes) is the caller's.
+//! worker count searched, more workers tried while they buy capacity, then
+//! the record; later, in confirmation rounds the caller spreads over the
+//! run, the best count's knee probed again and, in the last round, stepped
+//! down to a size that passes every probe. A probe the machine disturbed is
+//! tried again after a pause and, if every try was disturbed, counts as the
+//! machine's. Where the probes come from ([`Probes`]: real cells, a
+//! resumed run's, or a test's fakes) is the caller's.
 
 use std::collections::HashMap;
 
@@ -62,6 +63,54 @@ pub trait Probes {
 /// A sweep's answer per worker count, the io-wait estimate and why the
 /// sweep stopped.
 type Swept = (Vec<(usize, Found)>, usize, String);
+
+/// What a pair's sweep decided, which its confirmation rounds keep.
+struct Searched {
+    workers: usize,
+    found: Found,
+    sweep: Vec<SweepPoint>,
+    io_waits: usize,
+    sweep_stop: String,
+}
+
+impl Searched {
+    /// The sweep behind a record.
+    fn of(record: CapacityRecord) -> Self {
+        let found = record
+            .sweep
+            .iter()
+            .find(|p| p.workers == record.workers)
+            .map_or(
+                Found {
+                    capacity: record.clients,
+                    next: record.interval.high.map(|h| h + 1),
+                    limited_by: record.limited_by,
+                },
+                |p| Found {
+                    capacity: p.capacity,
+                    next: p.next,
+                    limited_by: p.limited_by,
+                },
+            );
+        Searched {
+            workers: record.workers,
+            found,
+            sweep: record.sweep,
+            io_waits: record.io_waits,
+            sweep_stop: record.sweep_stop,
+        }
+    }
+}
+
+/// The repeat index of the next probe per (clients, workers), after
+/// `probes`: a search resumed from them asks for the same cells.
+pub fn repeats_of(probes: &[ProbeRecord]) -> HashMap<(u32, usize), u32> {
+    let mut repeats = HashMap::new();
+    for p in probes {
+        *repeats.entry((p.clients, p.workers)).or_insert(0) += 1;
+    }
+    repeats
+}
 
 /// The search of one (model, workload).
 pub struct Pair<'a, P: Probes> {
@@ -133,7 +182,14 @@ impl<P: Probes> Pair<'_, P> {
                 outcome
             };
             let retry = discounted && tries < MACHINE_RETRIES;
-            self.record(index, workers, recorded, &why, (confirm, retry, marginal));
+            let soft = soft && !discounted;
+            self.record(
+                index,
+                workers,
+                recorded,
+                &why,
+                [confirm, retry, marginal, soft],
+            );
             if retry {
                 if ran {
                     std::thread::sleep(pause);
@@ -145,7 +201,7 @@ impl<P: Probes> Pair<'_, P> {
             return Ok(Probe {
                 outcome: recorded,
                 util: Some(self.util(index)),
-                soft: soft && !discounted,
+                soft,
             });
         }
     }
@@ -156,7 +212,7 @@ impl<P: Probes> Pair<'_, P> {
         workers: usize,
         outcome: Outcome,
         why: &str,
-        (confirm, retried, marginal): (bool, bool, bool),
+        [confirm, retried, marginal, soft]: [bool; 4],
     ) {
         let clients = self.cells()[index].key.clients;
         self.probes.push(ProbeRecord {
@@ -168,6 +224,7 @@ impl<P: Probes> Pair<'_, P> {
             confirm,
             retried,
             marginal,
+            soft,
         });
         let p99 = self.cells()[index].derived.p99_ns;
         let (model, workload) = (self.model, self.workload);
@@ -255,22 +312,44 @@ impl<P: Probes> Pair<'_, P> {
         }
     }
 
-    /// Confirms the knee (and the next step up), then steps down until a
-    /// size passes every probe, to one client if it must.
-    fn confirm(
+    /// One repeat of the capacity and of the size just above its
+    /// interval, unless every probe there failed hard (an overload, a loss
+    /// or a crash is believed at once; a latency miss one stall can cause).
+    fn repeat_knee(&mut self, workers: usize, found: Found) -> Result<(), Stop<P::Error>> {
+        let at = self.outcomes_at(workers);
+        let point = interval::point_of(&at, found.capacity);
+        let above = interval::interval_of(&at, found.capacity)
+            .high
+            .map(|h| h + 1)
+            .or(found.next);
+        if point > 0 {
+            self.probe(point, workers, true)?;
+        }
+        if let Some(n) = above.filter(|&n| !self.failed_hard(n, workers)) {
+            self.probe(n, workers, true)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every probe at (clients, workers) failed on the server's
+    /// account for a reason no stall explains.
+    fn failed_hard(&self, clients: u32, workers: usize) -> bool {
+        let mut there = self
+            .probes
+            .iter()
+            .filter(|p| p.clients == clients && p.workers == workers)
+            .peekable();
+        there.peek().is_some() && there.all(|p| p.outcome.servers() && !p.soft)
+    }
+
+    /// Steps down from the knee until a size passes every probe, to one
+    /// client if it must.
+    fn step_down(
         &mut self,
         settings: &SearchSettings,
         workers: usize,
         best: Found,
     ) -> Result<(), Stop<P::Error>> {
-        for _ in 0..settings.confirm {
-            if best.capacity > 0 {
-                self.probe(best.capacity, workers, true)?;
-            }
-            if let Some(next) = best.next.filter(|_| settings.confirm_next) {
-                self.probe(next, workers, true)?;
-            }
-        }
         // `below`: the last size probed here; done once it passed every
         // probe (the low end is then near the knee), or at 1 client.
         let mut below = best.capacity;
@@ -313,12 +392,59 @@ impl<P: Probes> Pair<'_, P> {
         Ok(())
     }
 
-    /// Searches, confirms and records the pair.
+    /// Searches the pair (every worker count) and records it, its knee
+    /// still to be confirmed in `settings.confirm` rounds (at least one,
+    /// which steps down to a size that passes every probe) by
+    /// [`Pair::confirm_round`]: the caller spreads the rounds over the run,
+    /// so that a knee's repeats fall at different times of a shared
+    /// machine, not back to back.
     pub fn search(mut self, settings: &SearchSettings) -> Result<CapacityRecord, Stop<P::Error>> {
         let (sweep, io_waits, sweep_stop) = self.sweep(settings)?;
         let (workers, found) = best(&sweep);
-        self.confirm(settings, workers, found)?;
-        self.close_above(settings, workers, found)?;
+        let searched = Searched {
+            workers,
+            found,
+            sweep: sweep
+                .into_iter()
+                .map(|(workers, f)| SweepPoint {
+                    workers,
+                    capacity: f.capacity,
+                    next: f.next,
+                    limited_by: f.limited_by,
+                })
+                .collect(),
+            io_waits,
+            sweep_stop,
+        };
+        Ok(self.finish(searched, settings.confirm.max(1)))
+    }
+
+    /// One confirmation round of `searched` (this pair's record, whose
+    /// probes this pair starts from): the capacity and the size above its
+    /// interval probed again (unless `--confirm 0`); in the last round the
+    /// step down to a size that passes every probe and, where only
+    /// marginal failures lie above, up to a clear one.
+    pub fn confirm_round(
+        mut self,
+        settings: &SearchSettings,
+        searched: CapacityRecord,
+    ) -> Result<CapacityRecord, Stop<P::Error>> {
+        let rounds_left = searched.rounds_left.saturating_sub(1);
+        let searched = Searched::of(searched);
+        let (workers, found) = (searched.workers, searched.found);
+        if settings.confirm > 0 {
+            self.repeat_knee(workers, found)?;
+        }
+        if rounds_left == 0 {
+            self.step_down(settings, workers, found)?;
+            self.close_above(settings, workers, found)?;
+        }
+        Ok(self.finish(searched, rounds_left))
+    }
+
+    /// The record of the pair from every probe so far.
+    fn finish(self, searched: Searched, rounds_left: u32) -> CapacityRecord {
+        let Searched { workers, found, .. } = searched;
         let at = self.outcomes_at(workers);
         let interval = interval::interval_of(&at, found.capacity);
         let clients = interval::point_of(&at, found.capacity);
@@ -331,7 +457,7 @@ impl<P: Probes> Pair<'_, P> {
             .collect();
         let range =
             |f: fn(&CellResult) -> f64| Range::of(&knee.iter().map(|c| f(c)).collect::<Vec<_>>());
-        Ok(CapacityRecord {
+        CapacityRecord {
             model: self.model.to_string(),
             workload: self.workload.to_string(),
             workers,
@@ -343,19 +469,12 @@ impl<P: Probes> Pair<'_, P> {
             service_p99_ns: range(|c| c.derived.service_p99_ns as f64).median as u64,
             cpu_us: range(|c| c.derived.cpu_us_per_packet),
             pss_kib: range(|c| c.derived.peak_pss_kib as f64),
-            io_waits,
-            sweep: sweep
-                .into_iter()
-                .map(|(workers, f)| SweepPoint {
-                    workers,
-                    capacity: f.capacity,
-                    next: f.next,
-                    limited_by: f.limited_by,
-                })
-                .collect(),
-            sweep_stop,
+            io_waits: searched.io_waits,
+            sweep: searched.sweep,
+            sweep_stop: searched.sweep_stop,
+            rounds_left,
             probes: self.probes,
-        })
+        }
     }
 
     /// Every outcome so far at `workers`.

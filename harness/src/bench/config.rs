@@ -209,7 +209,6 @@ fn search_settings(args: &RunArgs, sweep: bool) -> Result<SearchSettings> {
         } else {
             CONFIRM_REPEATS.1
         }),
-        confirm_next: !args.quick,
         sweep,
         min_samples: args.min_samples.unwrap_or(
             100 * if args.quick {
@@ -340,7 +339,7 @@ mod tests {
                 TOLERANCE_PCT.1, TOLERANCE_PCT.0
             ),
             format!(
-                "[default: {}; with --quick {}, of the knee only]",
+                "[default: {}; {} with --quick]",
                 CONFIRM_REPEATS.1, CONFIRM_REPEATS.0
             ),
             format!(

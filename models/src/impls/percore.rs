@@ -1,15 +1,15 @@
 //! `percore`: thread per core, shared nothing (the Seastar/glommio
-//! pattern). N threads, each with its own `SO_REUSEPORT` listener on the
-//! server's address and its own readiness loop; the kernel spreads new
-//! connections over the listeners, and a connection lives and is processed
-//! on one thread only: no hand-off, no shared queue. Work runs inline, so an
-//! io wait stalls the connections of that thread (not the others).
+//! pattern). N threads, each with its own readiness loop; the serving
+//! thread accepts and places each new connection on the thread with the
+//! fewest open ones (see [`crate::placement`]), where it lives and is
+//! processed: no hand-off of frames, no shared queue. Work runs inline, so
+//! an io wait stalls the connections of that thread (not the others).
 
 use std::net::TcpListener;
 
 use super::single::serve_inline;
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::net;
+use crate::placement;
 use crate::slots::Slots;
 use crate::stats::Stats;
 
@@ -22,7 +22,7 @@ impl Model for PerCore {
     }
 
     fn describe(&self) -> &'static str {
-        "N threads, each with its own SO_REUSEPORT listener and readiness loop (shared nothing, no hand-off); work runs inline, so an io wait stalls that thread's connections"
+        "N threads, each with its own readiness loop and the connections placed on it (the fewest open first; shared nothing, no hand-off of frames); work runs inline, so an io wait stalls that thread's connections"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -37,8 +37,9 @@ impl Model for PerCore {
     ) -> Result<Stats, ServeError> {
         // Only the limit is shared: a connection's slot.
         let slots = Slots::local(config.max_clients);
-        net::thread_per_listener(listener, config.workers, "core", shutdown, |l| {
-            serve_inline(l, config, shutdown, &slots)
+        placement::serve_threads(listener, config.workers, "core", shutdown, |inbox| {
+            let slots = slots.for_inbox(&inbox);
+            serve_inline(inbox.into(), config, shutdown, &slots)
         })
     }
 }

@@ -111,7 +111,7 @@ impl Model for Pool {
         let slots = Slots::local(config.max_clients);
         let mut hand_off = HandOff(tx);
         let served = reactor::run(
-            listener,
+            listener.into(),
             config,
             shutdown,
             &slots,

@@ -1,20 +1,19 @@
-//! `prefork`: the parent binds, opens one `SO_REUSEPORT` listener per child
-//! on the same address (so the kernel balances connections across them),
-//! then forks N single-threaded children, each running the readiness loop
-//! with its work inline. Children publish their counts on the shared
-//! [`Board`] after every turn of their loop, so a child that dies loses
-//! nothing it had counted. The parent stays single-threaded: it reaps dead
-//! children and forks a replacement on the same listener within
-//! [`REAP_EVERY`] (up to [`MAX_RESTARTS`]), forwards SIGTERM, and merges
-//! each child's exit report (JSON over a pipe), or its board slot if it
-//! died.
+//! `prefork`: the parent forks N single-threaded children, each running
+//! the readiness loop with its work inline over the connections the parent
+//! places on it: the parent accepts, and hands each connection to the live
+//! child with the fewest open ones (see [`crate::placement`]). Children
+//! publish their counts on the shared [`Board`] after every turn of their
+//! loop, so a child that dies loses nothing it had counted. The parent
+//! stays single-threaded: between accepts it reaps dead children and forks
+//! a replacement within [`REAP_EVERY`] (up to [`MAX_RESTARTS`]), forwards
+//! SIGTERM, and merges each child's exit report (JSON over a pipe), or its
+//! board slot if it died.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::Waker;
@@ -25,7 +24,7 @@ use workloads::Frame;
 
 use crate::board::Board;
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::net;
+use crate::placement::{Acceptor, Inbox};
 use crate::reactor::{self, Dispatch, Socket};
 use crate::slots::Slots;
 use crate::stats::{ChildDeath, ChildSummary, IngestStats, ProcessStats, Stats};
@@ -39,15 +38,13 @@ pub const REAP_EVERY: Duration = Duration::from_millis(20);
 /// How often a child publishes its histograms and timeline.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
 
-/// Forked single-threaded children, one listener each.
+/// Forked single-threaded children, connections placed on the least loaded.
 pub struct Prefork;
 
 struct Child {
     pid: Pid,
-    /// Its board slot.
+    /// Its board slot, which is also its index in the acceptor.
     slot: usize,
-    /// Index of its listener.
-    listener: usize,
     report: File,
     ended: Option<WaitStatus>,
 }
@@ -58,7 +55,7 @@ impl Model for Prefork {
     }
 
     fn describe(&self) -> &'static str {
-        "a parent forks N single-threaded children, each with its own SO_REUSEPORT listener and readiness loop (work inline, an io wait stalls that child); counts survive a child's death and dead children are replaced"
+        "a parent forks N single-threaded children, each with its own readiness loop over the connections the parent places on it (the fewest open first; work inline, an io wait stalls that child); counts survive a child's death and dead children are replaced"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -73,11 +70,7 @@ impl Model for Prefork {
     ) -> Result<Stats, ServeError> {
         single_threaded()?;
         let workers = config.workers.max(1);
-        let mut listeners = vec![listener];
-        listeners.extend(
-            net::siblings(&listeners[0], workers - 1)
-                .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
-        );
+        let mut acceptor = Acceptor::new(listener, workers + MAX_RESTARTS)?;
         let slots = Slots::shared(config.max_clients)?;
         let board = Board::new(workers + MAX_RESTARTS)?;
         let ctx = ChildContext {
@@ -88,8 +81,8 @@ impl Model for Prefork {
         };
         let started = Instant::now();
         let mut children: Vec<Child> = Vec::new();
-        for (i, l) in listeners.iter().enumerate() {
-            match spawn_child(l, i, children.len(), &ctx) {
+        for _ in 0..workers {
+            match spawn_child(&mut acceptor, children.len(), &ctx) {
                 Ok(child) => children.push(child),
                 Err(e) => {
                     stop_all(&mut children);
@@ -103,6 +96,7 @@ impl Model for Prefork {
                 let Some(status) = reap(&mut children[i]) else {
                     continue;
                 };
+                acceptor.retire(i);
                 let c = &children[i];
                 tracing::error!("prefork child {} died: {status:?}", c.pid);
                 let mut death = ChildDeath {
@@ -111,10 +105,8 @@ impl Model for Prefork {
                     at_ms: started.elapsed().as_millis() as u64,
                     replaced_by: None,
                 };
-                let slot = children.len();
-                if slot < workers + MAX_RESTARTS && !shutdown.is_triggered() {
-                    let index = c.listener;
-                    match spawn_child(&listeners[index], index, slot, &ctx) {
+                if children.len() < workers + MAX_RESTARTS && !shutdown.is_triggered() {
+                    match spawn_child(&mut acceptor, children.len(), &ctx) {
                         Ok(new) => {
                             death.replaced_by = Some(new.pid.as_raw());
                             children.push(new);
@@ -127,7 +119,7 @@ impl Model for Prefork {
             if children.iter().all(|c| c.ended.is_some()) {
                 break; // all dead, no replacements left
             }
-            thread::sleep(REAP_EVERY);
+            acceptor.accept_for(REAP_EVERY);
         }
         stop_all(&mut children);
         let mut merged = Stats::default();
@@ -143,7 +135,7 @@ impl Model for Prefork {
             merged.merge(&stats);
         }
         merged.deaths = deaths;
-        drop(listeners);
+        merged.ingest.connections.shed += acceptor.shed;
         Ok(merged)
     }
 }
@@ -200,9 +192,9 @@ struct ChildContext<'a> {
     board: &'a Board,
 }
 
+/// Forks the child of board slot `slot` (the acceptor's next worker).
 fn spawn_child(
-    listener: &TcpListener,
-    index: usize,
+    acceptor: &mut Acceptor,
     slot: usize,
     ctx: &ChildContext,
 ) -> Result<Child, ServeError> {
@@ -211,21 +203,18 @@ fn spawn_child(
         what: "create a report pipe",
         source: e.into(),
     })?;
-    let child_listener = listener
-        .try_clone()
-        .map_err(ServeError::io("duplicate the listener"))?;
+    let inbox = acceptor.add_worker()?;
     // SAFETY: `single_threaded` just checked that this process runs one
     // thread, so the child gets a consistent copy of all memory and locks;
     // the child branch never returns (it ends in `process::exit`).
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(read_end);
-            run_child(child_listener, slot, ctx, write_end)
+            run_child(inbox, slot, ctx, write_end)
         }
         Ok(ForkResult::Parent { child }) => Ok(Child {
             pid: child,
             slot,
-            listener: index,
             report: File::from(read_end),
             ended: None,
         }),
@@ -270,7 +259,7 @@ impl Dispatch for Published<'_> {
     }
 }
 
-fn run_child(listener: TcpListener, slot: usize, ctx: &ChildContext, report: OwnedFd) -> ! {
+fn run_child(inbox: Inbox, slot: usize, ctx: &ChildContext, report: OwnedFd) -> ! {
     // If the parent dies without forwarding a signal, stop anyway.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     let mut ingest = IngestStats::default();
@@ -280,11 +269,12 @@ fn run_child(listener: TcpListener, slot: usize, ctx: &ChildContext, report: Own
         slot,
         last_snapshot: Instant::now(),
     };
+    let slots = ctx.slots.for_inbox(&inbox);
     let served = reactor::run(
-        listener,
+        inbox.into(),
         ctx.config,
         ctx.shutdown,
-        ctx.slots,
+        &slots,
         &mut ingest,
         &mut sink,
     );
@@ -339,7 +329,7 @@ mod tests {
     #[test]
     fn refuses_to_fork_from_a_threaded_process() {
         // The test harness runs tests on threads, so this process has several.
-        let _other = thread::spawn(|| thread::sleep(std::time::Duration::from_millis(200)));
+        let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let config = ServeConfig {
             workers: 2,

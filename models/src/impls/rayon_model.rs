@@ -107,7 +107,14 @@ impl Model for Rayon {
         };
         let mut ingest = IngestStats::default();
         let slots = Slots::local(config.max_clients);
-        let served = reactor::run(listener, config, shutdown, &slots, &mut ingest, &mut jobs);
+        let served = reactor::run(
+            listener.into(),
+            config,
+            shutdown,
+            &slots,
+            &mut ingest,
+            &mut jobs,
+        );
         // Every job spawned finishes (and returns its token) before merging.
         while !jobs.done.is_empty() {
             std::thread::sleep(Duration::from_millis(1));

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use workloads::Frame;
 
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::reactor::{self, Inline};
+use crate::reactor::{self, Entrance, Inline};
 use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::work::process_blocking;
@@ -15,10 +15,10 @@ use crate::work::process_blocking;
 /// One thread does everything.
 pub struct Single;
 
-/// Runs the single-threaded loop on the calling thread, counting open
-/// connections in `slots`.
+/// Runs the single-threaded loop on the calling thread over the
+/// connections from `entrance`, counting open connections in `slots`.
 pub fn serve_inline(
-    listener: TcpListener,
+    entrance: Entrance,
     config: &ServeConfig,
     shutdown: &Shutdown,
     slots: &Slots,
@@ -28,7 +28,7 @@ pub fn serve_inline(
         ingest, process, ..
     } = &mut stats;
     let mut inline = Inline(|frame: &Frame| process_blocking(frame, process));
-    reactor::run(listener, config, shutdown, slots, ingest, &mut inline)?;
+    reactor::run(entrance, config, shutdown, slots, ingest, &mut inline)?;
     Ok(stats)
 }
 
@@ -56,7 +56,7 @@ impl Model for Single {
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
         serve_inline(
-            listener,
+            listener.into(),
             config,
             shutdown,
             &Slots::local(config.max_clients),
