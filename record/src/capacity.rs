@@ -63,10 +63,6 @@ pub struct ProbeRecord {
     /// Decided by latency within [`crate::interval::MARGIN`] of the bound.
     #[serde(default)]
     pub marginal: bool,
-    /// A failure one stall can cause (a latency miss, a late generator),
-    /// as opposed to an overload, a loss or a crash, believed at once.
-    #[serde(default)]
-    pub soft: bool,
 }
 
 /// The capacity at one worker count.
@@ -188,7 +184,6 @@ mod tests {
             confirm: false,
             retried,
             marginal: false,
-            soft: false,
         };
         // (probes, ended on noise)
         let table = [

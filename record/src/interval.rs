@@ -95,7 +95,6 @@ pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
     let above = || by_size.range(low + 1..);
     let high = above()
         .find(|(_, c)| c.fail > 0 && c.pass == 0 && c.marginal_fail == 0)
-        .or_else(|| above().find(|(_, c)| c.fail - c.marginal_fail > c.pass))
         .map(|(&n, _)| n - 1);
     Interval { low, high }
 }

@@ -182,14 +182,7 @@ impl<P: Probes> Pair<'_, P> {
                 outcome
             };
             let retry = discounted && tries < MACHINE_RETRIES;
-            let soft = soft && !discounted;
-            self.record(
-                index,
-                workers,
-                recorded,
-                &why,
-                [confirm, retry, marginal, soft],
-            );
+            self.record(index, workers, recorded, &why, (confirm, retry, marginal));
             if retry {
                 if ran {
                     std::thread::sleep(pause);
@@ -201,7 +194,7 @@ impl<P: Probes> Pair<'_, P> {
             return Ok(Probe {
                 outcome: recorded,
                 util: Some(self.util(index)),
-                soft,
+                soft: soft && !discounted,
             });
         }
     }
@@ -212,7 +205,7 @@ impl<P: Probes> Pair<'_, P> {
         workers: usize,
         outcome: Outcome,
         why: &str,
-        [confirm, retried, marginal, soft]: [bool; 4],
+        (confirm, retried, marginal): (bool, bool, bool),
     ) {
         let clients = self.cells()[index].key.clients;
         self.probes.push(ProbeRecord {
@@ -224,7 +217,6 @@ impl<P: Probes> Pair<'_, P> {
             confirm,
             retried,
             marginal,
-            soft,
         });
         let p99 = self.cells()[index].derived.p99_ns;
         let (model, workload) = (self.model, self.workload);
@@ -313,33 +305,31 @@ impl<P: Probes> Pair<'_, P> {
     }
 
     /// One repeat of the capacity and of the size just above its
-    /// interval, unless every probe there failed hard (an overload, a loss
-    /// or a crash is believed at once; a latency miss one stall can cause).
+    /// interval; while a repeat above passes (the interval's high end then
+    /// moves up to the next size that failed every probe), that size is
+    /// repeated too, so that the high end rests on a failure seen at
+    /// another time of the run than the search's.
     fn repeat_knee(&mut self, workers: usize, found: Found) -> Result<(), Stop<P::Error>> {
         let at = self.outcomes_at(workers);
         let point = interval::point_of(&at, found.capacity);
-        let above = interval::interval_of(&at, found.capacity)
-            .high
-            .map(|h| h + 1)
-            .or(found.next);
         if point > 0 {
             self.probe(point, workers, true)?;
         }
-        if let Some(n) = above.filter(|&n| !self.failed_hard(n, workers)) {
-            self.probe(n, workers, true)?;
+        let mut repeated = Vec::new();
+        loop {
+            let at = self.outcomes_at(workers);
+            let above = interval::interval_of(&at, found.capacity)
+                .high
+                .map(|h| h + 1)
+                .or(found.next);
+            match above {
+                Some(n) if !repeated.contains(&n) => {
+                    repeated.push(n);
+                    self.probe(n, workers, true)?;
+                }
+                _ => return Ok(()),
+            }
         }
-        Ok(())
-    }
-
-    /// Whether every probe at (clients, workers) failed on the server's
-    /// account for a reason no stall explains.
-    fn failed_hard(&self, clients: u32, workers: usize) -> bool {
-        let mut there = self
-            .probes
-            .iter()
-            .filter(|p| p.clients == clients && p.workers == workers)
-            .peekable();
-        there.peek().is_some() && there.all(|p| p.outcome.servers() && !p.soft)
     }
 
     /// Steps down from the knee until a size passes every probe, to one
