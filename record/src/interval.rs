@@ -1,8 +1,9 @@
 //! The capacity interval from repeated probes: its low end is the largest
 //! fleet size that passed every time it was probed, its high end one below
-//! the smallest size above that failed every time (else most of the time;
-//! open when none did); the capacity itself is a size that was
-//! probed, inside it.
+//! the smallest size above that and above every clear pass that failed
+//! every time (open when none did); the capacity itself is a size that was
+//! probed, inside it. Repeats of a size fall at different times of a shared
+//! machine, so the interval spans what the server did at each of them.
 
 use std::collections::BTreeMap;
 
@@ -15,9 +16,9 @@ use crate::outcome::Outcome;
 pub struct Interval {
     /// Passed every probe at this size (0: none passed).
     pub low: u32,
-    /// One below the smallest size above `low` that failed every time on
-    /// the server's account (else most of the time); `None`: none
-    /// did (the generator's bound).
+    /// One below the smallest size above `low` and above every clear pass
+    /// that failed every time on the server's account; `None`: none did
+    /// (the generator's bound).
     pub high: Option<u32>,
 }
 
@@ -82,9 +83,9 @@ fn tally(probes: &[Seen]) -> BTreeMap<u32, Count> {
 /// The interval from every probe of one search, the search's own and its
 /// confirmation repeats; `knee` is the search's answer, above which a pass
 /// does not raise the low end. The low end passed every probe, at least
-/// one of them clearly; the high end is one below the smallest size above it that
-/// failed every probe clearly, else the smallest whose clear failures
-/// outnumber its passes.
+/// one of them clearly; the high end is one below the smallest size above
+/// it, and above every size that passed clearly at some time, that failed
+/// every probe clearly.
 pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
     let by_size = tally(probes);
     let low = by_size
@@ -92,8 +93,16 @@ pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
         .rev()
         .find(|(_, c)| c.fail == 0 && c.pass > c.marginal_pass)
         .map_or(0, |(&n, _)| n);
-    let above = || by_size.range(low + 1..);
-    let high = above()
+    // The server met the SLO clearly at every size that passed clearly,
+    // at some time of the run: the interval reaches past all of them.
+    let top_pass = by_size
+        .iter()
+        .filter(|(_, c)| c.pass > c.marginal_pass)
+        .map(|(&n, _)| n)
+        .max()
+        .unwrap_or(0);
+    let high = by_size
+        .range(low.max(top_pass) + 1..)
         .find(|(_, c)| c.fail > 0 && c.pass == 0 && c.marginal_fail == 0)
         .map(|(&n, _)| n - 1);
     Interval { low, high }
@@ -139,7 +148,7 @@ mod tests {
     #[test]
     fn interval_table() {
         // (probes, knee, low, high)
-        let table: [(Probes, u32, u32, Option<u32>); 9] = [
+        let table: [(Probes, u32, u32, Option<u32>); 11] = [
             // Confirmed knee and next step.
             (
                 &[
@@ -185,8 +194,8 @@ mod tests {
                 Some(31),
             ),
             // A pass above the knee does not raise the low end; a size
-            // failing half the time does not close the interval, one
-            // failing most of the time does.
+            // that passed at some time does not close the interval,
+            // however often it failed.
             (
                 &[(10, Pass), (12, Fail), (12, Pass), (11, Pass)],
                 10,
@@ -197,7 +206,27 @@ mod tests {
                 &[(10, Pass), (12, Fail), (12, Pass), (12, Fail), (11, Pass)],
                 10,
                 10,
-                Some(11),
+                None,
+            ),
+            // A size that failed once below one that passed clearly later
+            // does not close it either (the server was faster then).
+            (
+                &[
+                    (136, Pass),
+                    (192, Pass),
+                    (192, Fail),
+                    (144, Fail),
+                    (48, Pass),
+                ],
+                192,
+                136,
+                None,
+            ),
+            (
+                &[(8, Pass), (12, Fail), (16, Pass), (20, Fail), (20, Fail)],
+                8,
+                8,
+                Some(19),
             ),
             // Generator-limited: open above.
             (&[(64, Pass), (150, Pass), (150, Pass)], 150, 150, None),
@@ -215,7 +244,7 @@ mod tests {
     #[test]
     fn point_is_the_largest_size_that_mostly_passed() {
         // (probes, knee, point)
-        let table: [(Probes, u32, u32); 9] = [
+        let table: [(Probes, u32, u32); 10] = [
             (
                 &[(2, Pass), (4, Pass), (4, Pass), (4, Fail), (5, Fail)],
                 4,
@@ -251,13 +280,15 @@ mod tests {
             ),
             // A single pass above the knee among failures is not a majority.
             (&[(2, Pass), (3, Fail), (3, Pass), (2, Pass)], 2, 2),
-            // A lucky pass above a size that always failed stays outside,
-            // and the point is a size that was probed (11 never was).
+            // A size that mostly passed above one that always failed is
+            // inside (the server was faster then), and the point is a size
+            // that was probed (11 never was).
             (
                 &[(10, Pass), (12, Fail), (15, Pass), (15, Pass), (15, Fail)],
                 15,
-                10,
+                15,
             ),
+            (&[(10, Pass), (12, Fail), (15, Pass), (15, Fail)], 10, 10),
             // Above the knee, a majority of repeats counts.
             (
                 &[

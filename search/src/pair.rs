@@ -567,6 +567,7 @@ fn best(sweep: &[(usize, Found)]) -> (usize, Found) {
 mod tests {
     use super::*;
     use interval::Interval;
+    use record::verdict::{Cause, Status, Verdict};
 
     fn found(capacity: u32, limited_by: LimitedBy) -> Found {
         Found {
@@ -663,6 +664,204 @@ mod tests {
         ];
         for (searched, iv, want) in table {
             assert_eq!(final_limit(searched, &iv), want, "{searched:?} {iv:?}");
+        }
+    }
+
+    /// What a fake server does at a fleet size: p99 (ns) and verdict causes.
+    type Behaviour = Box<dyn FnMut(u32) -> (u64, Vec<Cause>)>;
+
+    /// Probes from a fake server; `later` takes over once the search is done
+    /// (the confirmation rounds run at another time of the machine). The
+    /// cells are the fixture's valid cell with the fake's p99 and causes,
+    /// and a fully busy server (so the ramp doubles).
+    struct Fake {
+        template: CellResult,
+        cells: Vec<CellResult>,
+        now: Behaviour,
+        later: Option<Behaviour>,
+    }
+
+    impl Probes for Fake {
+        type Error = ();
+        fn cell(&mut self, key: &CellKey) -> Result<(usize, bool), Stop<()>> {
+            let (p99, causes) = (self.now)(key.clients);
+            let mut c = self.template.clone();
+            c.key = key.clone();
+            c.derived.p99_ns = p99;
+            c.derived.server_cpu_pct = 100.0;
+            c.canary = None;
+            c.verdict = Verdict {
+                status: if causes.is_empty() {
+                    Status::Valid
+                } else {
+                    Status::Invalid
+                },
+                reasons: causes.iter().map(|c| format!("{c:?}")).collect(),
+                causes,
+            };
+            self.cells.push(c);
+            Ok((self.cells.len() - 1, true))
+        }
+        fn cells(&self) -> &[CellResult] {
+            &self.cells
+        }
+        fn probe_done(&mut self, _: &dyn Fn() -> String) {}
+        fn default_workers(&self) -> usize {
+            1
+        }
+        fn worker_candidates(&self, _: usize) -> Vec<usize> {
+            vec![1]
+        }
+    }
+
+    /// Passes up to `cap` clients; above, a latency miss or an overload.
+    fn server(cap: u32, overload: bool) -> Behaviour {
+        Box::new(move |n| match (n <= cap, overload) {
+            (true, _) => (500_000, vec![]),
+            (false, false) => (2_000_000, vec![]),
+            (false, true) => (500_000, vec![Cause::Overload]),
+        })
+    }
+
+    fn pair<'a>(
+        fake: &'a mut Fake,
+        config: &'a RunConfig,
+        probes: Vec<ProbeRecord>,
+    ) -> Pair<'a, Fake> {
+        Pair {
+            probes_from: fake,
+            config,
+            slo: "p99=1ms".parse().unwrap(),
+            model: "single",
+            workload: "none",
+            plan: WorkPlan::none(),
+            repeats: repeats_of(&probes),
+            probes,
+        }
+    }
+
+    /// Searches `now` (tolerance 0, at most 64 clients), then runs every
+    /// confirmation round on `later`.
+    fn search_and_confirm(rounds: u32, now: Behaviour, later: Behaviour) -> CapacityRecord {
+        let run: record::run::RunFile =
+            serde_json::from_str(include_str!("../../record/tests/fixtures/run.json"))
+                .expect("fixture");
+        let template = run
+            .cells
+            .iter()
+            .find(|c| c.verdict.status == Status::Valid)
+            .expect("a valid cell")
+            .clone();
+        let settings = SearchSettings {
+            params: record::capacity::Params {
+                max_clients: 64,
+                tolerance: 0.0,
+            },
+            confirm: rounds,
+            sweep: false,
+            min_samples: 0,
+        };
+        let mut fake = Fake {
+            template,
+            cells: Vec::new(),
+            now,
+            later: Some(later),
+        };
+        let Ok(mut record) = pair(&mut fake, &run.config, Vec::new()).search(&settings) else {
+            panic!("fake probes always run")
+        };
+        assert_eq!(record.rounds_left, rounds.max(1));
+        fake.now = fake.later.take().expect("once");
+        while record.rounds_left > 0 {
+            let probes = record.probes.clone();
+            let Ok(r) = pair(&mut fake, &run.config, probes).confirm_round(&settings, record)
+            else {
+                panic!("fake probes always run")
+            };
+            record = r;
+        }
+        record
+    }
+
+    #[test]
+    fn confirmation_rounds_table() {
+        // The search (ramp 1, 2, 4, 8, 16; then 12, 10, 11) finds 10 with
+        // 11 failing. (rounds, search's server, rounds' server, interval,
+        // capacity, probes at 10, probes at 11)
+        type Case = (u32, Behaviour, Behaviour, Interval, u32, usize, usize);
+        let iv = |low, high| Interval { low, high };
+        let table: Vec<Case> = vec![
+            // Steady: the knee and the next size once more each (a latency
+            // miss is retried at once in the search).
+            (
+                1,
+                server(10, false),
+                server(10, false),
+                iv(10, Some(10)),
+                10,
+                2,
+                3,
+            ),
+            (
+                3,
+                server(10, false),
+                server(10, false),
+                iv(10, Some(10)),
+                10,
+                4,
+                5,
+            ),
+            // An overload is not retried at once, but is in every round.
+            (
+                1,
+                server(10, true),
+                server(10, true),
+                iv(10, Some(10)),
+                10,
+                2,
+                2,
+            ),
+            // The machine is faster later: 11 and 12 pass in the round, so
+            // the high end rises to below 16, the next size that failed
+            // every time (confirmed in the round too).
+            (
+                1,
+                server(10, false),
+                server(12, false),
+                iv(10, Some(15)),
+                10,
+                2,
+                3,
+            ),
+            // Slower later: the knee fails in the round, the low end drops
+            // to 8 and the last round steps down (9 fails, 7 passes); the
+            // interval still reaches 10, which passed in the search.
+            (
+                1,
+                server(10, false),
+                server(8, false),
+                iv(8, Some(10)),
+                10,
+                2,
+                3,
+            ),
+        ];
+        for (i, (rounds, now, later, want, point, at10, at11)) in table.into_iter().enumerate() {
+            let r = search_and_confirm(rounds, now, later);
+            let at = |n| r.probes.iter().filter(|p| p.clients == n).count();
+            let sizes: Vec<u32> = r.probes.iter().map(|p| p.clients).collect();
+            assert_eq!(
+                (r.interval, r.clients, at(10), at(11), r.rounds_left),
+                (want, point, at10, at11, 0),
+                "case {i}: {sizes:?}"
+            );
+            assert!(
+                r.probes
+                    .iter()
+                    .filter(|p| p.confirm)
+                    .all(|p| sizes.contains(&p.clients)),
+                "case {i}"
+            );
         }
     }
 }
