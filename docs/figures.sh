@@ -9,6 +9,8 @@
 #   ack-rtt  docs/deployment.md  one-way latency vs round trip on loopback
 #                                (`async`, 4 clients, ack mode)
 #   prefork  docs/models.md      a prefork child killed mid-cell
+#   placement docs/models.md     prefork and percore (8 workers, io work):
+#                                capacity with hash vs least-loaded placement
 #   oneshot  docs/deployment.md  docker/oneshot.sh's summary (only with
 #                                --docker: it builds the image; needs dockerd)
 # Never edit those parts by hand: run this instead (about 3 minutes, plus
@@ -36,6 +38,11 @@ run() { # name, harness arguments...
 run ack-rtt --model async --works none --clients 4 --duration 2s --warmup 500ms --ack
 run prefork --model prefork --workers 2 --works none --clients 4 --rate 1000 \
   --duration 2s --warmup 200ms --kill-server-after 500ms --kill-target child
+for m in prefork percore; do
+  for p in hash least; do
+    run "placement-$m-$p" capacity --model "$m" --work io:1ms,every=20 --workers 8 --quick --placement "$p"
+  done
+done
 
 if $docker; then
   # The image of this build, so the one-shot measures this commit.
@@ -111,6 +118,22 @@ splice("docs/models.md", "prefork",
        + (f"it died {dead['at_ms']} ms into serving ({dead['status']}) and was replaced by pid {replacement}; "
           if replacement is not None else f"it died {dead['at_ms']} ms into serving ({dead['status']}), not replaced; ")
        + f"verdict {c['verdict']['status']} ({'; '.join(c['verdict']['reasons']) or 'no reasons'}).")
+
+# placement: the same search with the kernel's hash and with least-loaded placement
+def capacity(name):
+    run = json.loads(next((out / name / "results").glob("*/run.json")).read_text())
+    (r,) = run["capacities"]
+    iv = r["interval"]
+    return (f"{r['clients']} ({iv['low']}-{iv['high']})" if iv["high"] is not None else f">= {r['clients']}"), r["clients"]
+rows = []
+for m in ("prefork", "percore"):
+    (h, hn), (l, ln) = capacity(f"placement-{m}-hash"), capacity(f"placement-{m}-least")
+    rows.append(f"| `{m}` | {h} | {l} |")
+splice("docs/models.md", "placement",
+       f"Measured by `docs/figures.sh` ({stamp}): `harness capacity --work io:1ms,every=20 --workers 8 --quick`, "
+       "clients at 10 kHz (one in 20 frames waits 1 ms, so a worker serves about one client):\n\n"
+       "| model | `--placement hash` (SO_REUSEPORT) | `--placement least` (default) |\n|---|---:|---:|\n"
+       + "\n".join(rows))
 
 oneshot = out / "oneshot-summary.txt"
 if oneshot.exists():

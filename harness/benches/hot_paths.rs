@@ -204,6 +204,7 @@ fn loopback_group(c: &mut Criterion, group: &str, bytes: &[u8]) {
         idle_timeout: Duration::ZERO,
         frame_timeout: Duration::ZERO,
         limits: Limits::default(),
+        placement: models::Placement::default(),
     };
     for model in models::registry().iter().filter(|m| m.name() != "prefork") {
         // SO_REUSEPORT, as `harness serve` binds: percore and uring add listeners.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use fleet::Rate;
+use models::Placement;
 use record::config::KillTarget;
 use record::units::parse_duration;
 
@@ -157,7 +158,7 @@ pub struct RunArgs {
     /// Server workers (pool threads, runtime threads, children), or `auto`: each model's default, and in a capacity search every count that makes sense for the model, reported at its best [default: auto].
     #[arg(long)]
     pub workers: Option<Workers>,
-    /// Capacity search: confirmation rounds, spread over the run after every search, each probing the knee and the size above its interval again (a size that failed on an overload, loss or crash is not repeated) [default: 3; 1 with --quick].
+    /// Capacity search: confirmation rounds, spread over the run after every search, each probing the knee and the size above its interval again (and, while that passes, the next size above) [default: 3; 1 with --quick].
     #[arg(long)]
     pub confirm: Option<u32>,
     /// Capacity search: bisection stops when the next step is within this many percent (or 1 client) [default: 5; 25 with --quick].
@@ -202,6 +203,9 @@ pub struct RunArgs {
     /// Ack mode: the server acknowledges every frame once processed and the fleet measures each frame's round trip (due time to ack) on its own clock, and checks every frame is acknowledged exactly once.
     #[arg(long)]
     pub ack: bool,
+    /// How `prefork` and `percore` spread connections over their workers: `least` (one acceptor hands each to the worker with the fewest open ones) or `hash` (a SO_REUSEPORT listener per worker; the kernel hashes the addresses).
+    #[arg(long, default_value_t = Placement::Least)]
+    pub placement: Placement,
     /// The SLO, e.g. p99=2ms,loss=0. A capacity search uses it for every workload instead of the default (p99 <= batch window + 1 ms + 2 x the longest work of one frame, no loss); a fixed matrix fails (exit 2) when a valid cell breaches it.
     #[arg(long)]
     pub slo: Option<String>,
@@ -284,6 +288,9 @@ pub struct ServeArgs {
     /// Largest io wait accepted, microseconds.
     #[arg(long, default_value_t = 100_000)]
     pub max_io_us: u32,
+    /// How `prefork` and `percore` spread connections over their workers: `least` or `hash` (see `harness run --help`).
+    #[arg(long, default_value_t = Placement::Least)]
+    pub placement: Placement,
     /// Write the JSON report here instead of stdout.
     #[arg(long, conflicts_with = "no_report")]
     pub report: Option<PathBuf>,

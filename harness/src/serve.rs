@@ -44,6 +44,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             max_cpu_iters: args.max_cpu_iters,
             max_io_us: args.max_io_us,
         },
+        placement: args.placement,
     };
     let fd_limit = raise_fd_limit();
     // Every server thread (and forked child) inherits this: io waits then

@@ -564,3 +564,27 @@ fn prefork_places_connections_evenly() {
     assert_eq!(per_child, [2, 2, 2, 2], "{:?}", r.children);
     assert_eq!(r.packets.measured, 80);
 }
+
+/// `--placement hash` (a `SO_REUSEPORT` listener per worker, kept to show
+/// what the kernel's placement costs) still serves every frame exactly.
+#[test]
+fn hash_placement_serves_every_frame() {
+    for model in ["prefork", "percore"] {
+        let server = Server::start(model, &["--workers", "4", "--placement", "hash"]);
+        let mut held = Vec::new();
+        for id in 0..8 {
+            let mut s = connect(server.addr);
+            s.write_all(&encode(&frames(id, 10, 0))).unwrap();
+            held.push(s);
+        }
+        for s in held {
+            assert!(finish(s), "{model}");
+        }
+        let r = server.stop();
+        assert_eq!(
+            (r.connections.accepted, r.packets.measured, r.errors.total()),
+            (8, 80, 0),
+            "{model}"
+        );
+    }
+}

@@ -20,7 +20,9 @@ pub mod timer;
 pub mod work;
 
 pub use common::duration_ms;
-pub use model::{Model, ServeConfig, ServeError, Shutdown, DEFAULT_FRAME_TIMEOUT, SHUTDOWN_POLL};
+pub use model::{
+    Model, Placement, ServeConfig, ServeError, Shutdown, DEFAULT_FRAME_TIMEOUT, SHUTDOWN_POLL,
+};
 pub use server_report::ServerReport;
 pub use stats::Stats;
 

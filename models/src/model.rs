@@ -32,6 +32,45 @@ pub struct ServeConfig {
     pub frame_timeout: Duration,
     /// Caps on requested work.
     pub limits: Limits,
+    /// How `prefork` and `percore` spread connections over their workers.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// How `prefork` and `percore` spread connections over their workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// One acceptor hands each connection to the worker with the fewest
+    /// open ones ([`crate::placement`]).
+    #[default]
+    Least,
+    /// Each worker has its own `SO_REUSEPORT` listener: the kernel places
+    /// each connection by a hash of its addresses (kept to show the
+    /// difference).
+    Hash,
+}
+
+impl std::str::FromStr for Placement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "least" => Ok(Placement::Least),
+            "hash" => Ok(Placement::Hash),
+            other => Err(format!(
+                "unknown placement `{other}`: `least` (the fewest open connections) or `hash` (SO_REUSEPORT)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Placement::Least => "least",
+            Placement::Hash => "hash",
+        })
+    }
 }
 
 /// `--frame-timeout`'s default.

@@ -19,6 +19,7 @@ enum Counter {
 }
 
 /// A bounded count of open connections.
+#[derive(Clone)]
 pub struct Slots {
     used: Counter,
     max: usize,

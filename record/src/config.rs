@@ -15,6 +15,7 @@ use crate::capacity::Params as SearchParams;
 use crate::cell::CellKey;
 use crate::kernel_calibration::KernelCalibration;
 use crate::slo::Slo;
+pub use models::Placement;
 
 /// The matrix's named workloads and their per-frame work. Chosen so the
 /// smallest fleet fits every model on one server core while larger ones
@@ -95,6 +96,9 @@ pub struct RunConfig {
     /// Ack mode: round trips measured by the fleet, every frame acked.
     #[serde(default)]
     pub ack: bool,
+    /// How `prefork` and `percore` placed connections.
+    #[serde(default)]
+    pub placement: Placement,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond: what `cpu:DUR` specs were

@@ -335,6 +335,17 @@ fn search_method(md: &mut String, run: &RunFile) {
         s.confirm.max(1),
         record::interval::MARGIN * 100.0
     );
+    if c.models.iter().any(|m| m == "prefork" || m == "percore") {
+        let _ = writeln!(
+            md,
+            "- **Placement** (`--placement {}`): {}",
+            c.placement,
+            match c.placement {
+                record::config::Placement::Least => "`prefork` and `percore` accept in one place and hand each connection to the worker with the fewest open ones.",
+                record::config::Placement::Hash => "`prefork` and `percore` give each worker its own `SO_REUSEPORT` listener, and the kernel places each connection by a hash of its addresses (two clients may share a worker while another has none).",
+            }
+        );
+    }
     let _ = writeln!(
         md,
         "- **Recommendation**: the model with the highest capacity wins only if its interval lies wholly above every other model's; otherwise the overlapping models tie, and the tie is broken by CPU per packet at capacity, then by peak PSS, each only where the repeats' ranges do not overlap. Every \"N x\" below compares one interval's low end with the other's high end, rounded down, and is written only when they do not overlap.",

@@ -163,6 +163,7 @@ fn start_server(
     if let Some(w) = key.workers.or(config.workers) {
         serve.arg("--workers").arg(w.to_string());
     }
+    serve.arg("--placement").arg(config.placement.to_string());
     let mut server = serve.spawn().context("start `harness serve`")?;
     let addr = match wait_listening(&mut server) {
         Ok(a) => a,

@@ -93,6 +93,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         fleet_cpus,
         fleet_shards: args.fleet_shards,
         ack: args.ack,
+        placement: args.placement,
         harness_cpus,
         iters_per_us,
         kernel_calibration: Some(kernel),

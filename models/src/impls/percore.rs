@@ -2,16 +2,17 @@
 //! pattern). N threads, each with its own readiness loop; the serving
 //! thread accepts and places each new connection on the thread with the
 //! fewest open ones (see [`crate::placement`]), where it lives and is
-//! processed: no hand-off of frames, no shared queue. Work runs inline, so
-//! an io wait stalls the connections of that thread (not the others).
+//! processed: no hand-off of frames, no shared queue (`--placement hash`:
+//! a `SO_REUSEPORT` listener per thread instead). Work runs inline, so an
+//! io wait stalls the connections of that thread (not the others).
 
 use std::net::TcpListener;
 
 use super::single::serve_inline;
-use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::placement;
+use crate::model::{Model, Placement, ServeConfig, ServeError, Shutdown};
 use crate::slots::Slots;
 use crate::stats::Stats;
+use crate::{net, placement};
 
 /// Thread per core, shared nothing.
 pub struct PerCore;
@@ -37,9 +38,18 @@ impl Model for PerCore {
     ) -> Result<Stats, ServeError> {
         // Only the limit is shared: a connection's slot.
         let slots = Slots::local(config.max_clients);
-        placement::serve_threads(listener, config.workers, "core", shutdown, |inbox| {
-            let slots = slots.for_inbox(&inbox);
-            serve_inline(inbox.into(), config, shutdown, &slots)
-        })
+        match config.placement {
+            Placement::Least => {
+                placement::serve_threads(listener, config.workers, "core", shutdown, |inbox| {
+                    let slots = slots.for_inbox(&inbox);
+                    serve_inline(inbox.into(), config, shutdown, &slots)
+                })
+            }
+            Placement::Hash => {
+                net::thread_per_listener(listener, config.workers, "core", shutdown, |l| {
+                    serve_inline(l.into(), config, shutdown, &slots)
+                })
+            }
+        }
     }
 }

@@ -7,7 +7,9 @@
 //! stays single-threaded: between accepts it reaps dead children and forks
 //! a replacement within [`REAP_EVERY`] (up to [`MAX_RESTARTS`]), forwards
 //! SIGTERM, and merges each child's exit report (JSON over a pipe), or its
-//! board slot if it died.
+//! board slot if it died. `--placement hash` gives each child its own
+//! `SO_REUSEPORT` listener instead (a replacement takes over its
+//! predecessor's), to show what the kernel's placement costs.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -23,9 +25,11 @@ use nix::unistd::{fork, pipe, ForkResult, Pid};
 use workloads::Frame;
 
 use crate::board::Board;
+use crate::model::Placement;
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::placement::{Acceptor, Inbox};
-use crate::reactor::{self, Dispatch, Socket};
+use crate::net;
+use crate::placement::Acceptor;
+use crate::reactor::{self, Dispatch, Entrance, Socket};
 use crate::slots::Slots;
 use crate::stats::{ChildDeath, ChildSummary, IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
@@ -45,6 +49,8 @@ struct Child {
     pid: Pid,
     /// Its board slot, which is also its index in the acceptor.
     slot: usize,
+    /// `--placement hash`: the index of its listener.
+    listener: usize,
     report: File,
     ended: Option<WaitStatus>,
 }
@@ -70,7 +76,7 @@ impl Model for Prefork {
     ) -> Result<Stats, ServeError> {
         single_threaded()?;
         let workers = config.workers.max(1);
-        let mut acceptor = Acceptor::new(listener, workers + MAX_RESTARTS)?;
+        let mut doors = Doors::open(listener, workers, config.placement)?;
         let slots = Slots::shared(config.max_clients)?;
         let board = Board::new(workers + MAX_RESTARTS)?;
         let ctx = ChildContext {
@@ -81,8 +87,8 @@ impl Model for Prefork {
         };
         let started = Instant::now();
         let mut children: Vec<Child> = Vec::new();
-        for _ in 0..workers {
-            match spawn_child(&mut acceptor, children.len(), &ctx) {
+        for i in 0..workers {
+            match spawn_child(&mut doors, (children.len(), i), &ctx) {
                 Ok(child) => children.push(child),
                 Err(e) => {
                     stop_all(&mut children);
@@ -96,7 +102,7 @@ impl Model for Prefork {
                 let Some(status) = reap(&mut children[i]) else {
                     continue;
                 };
-                acceptor.retire(i);
+                doors.retire(i);
                 let c = &children[i];
                 tracing::error!("prefork child {} died: {status:?}", c.pid);
                 let mut death = ChildDeath {
@@ -106,7 +112,7 @@ impl Model for Prefork {
                     replaced_by: None,
                 };
                 if children.len() < workers + MAX_RESTARTS && !shutdown.is_triggered() {
-                    match spawn_child(&mut acceptor, children.len(), &ctx) {
+                    match spawn_child(&mut doors, (children.len(), c.listener), &ctx) {
                         Ok(new) => {
                             death.replaced_by = Some(new.pid.as_raw());
                             children.push(new);
@@ -119,7 +125,7 @@ impl Model for Prefork {
             if children.iter().all(|c| c.ended.is_some()) {
                 break; // all dead, no replacements left
             }
-            acceptor.accept_for(REAP_EVERY);
+            doors.wait(REAP_EVERY);
         }
         stop_all(&mut children);
         let mut merged = Stats::default();
@@ -135,7 +141,7 @@ impl Model for Prefork {
             merged.merge(&stats);
         }
         merged.deaths = deaths;
-        merged.ingest.connections.shed += acceptor.shed;
+        merged.ingest.connections.shed += doors.shed();
         Ok(merged)
     }
 }
@@ -192,10 +198,69 @@ struct ChildContext<'a> {
     board: &'a Board,
 }
 
-/// Forks the child of board slot `slot` (the acceptor's next worker).
+/// Where the children's connections come from.
+enum Doors {
+    /// The parent places each on the child with the fewest open ones.
+    Placed(Acceptor),
+    /// One `SO_REUSEPORT` listener per child, placed by the kernel's hash.
+    Hashed(Vec<TcpListener>),
+}
+
+impl Doors {
+    fn open(listener: TcpListener, workers: usize, how: Placement) -> Result<Self, ServeError> {
+        Ok(match how {
+            Placement::Least => Doors::Placed(Acceptor::new(listener, workers + MAX_RESTARTS)?),
+            Placement::Hash => {
+                let mut listeners = vec![listener];
+                listeners.extend(
+                    net::siblings(&listeners[0], workers - 1)
+                        .map_err(ServeError::io("open a SO_REUSEPORT listener"))?,
+                );
+                Doors::Hashed(listeners)
+            }
+        })
+    }
+
+    /// The entrance of the next child (`listener`: which one, when hashed).
+    fn entrance(&mut self, listener: usize) -> Result<Entrance, ServeError> {
+        Ok(match self {
+            Doors::Placed(acceptor) => acceptor.add_worker()?.into(),
+            Doors::Hashed(listeners) => listeners[listener % listeners.len()]
+                .try_clone()
+                .map_err(ServeError::io("duplicate the listener"))?
+                .into(),
+        })
+    }
+
+    /// Child `slot` died: nothing more is placed on it.
+    fn retire(&mut self, slot: usize) {
+        if let Doors::Placed(acceptor) = self {
+            acceptor.retire(slot);
+        }
+    }
+
+    /// Places connections for `d` (or just waits, when the kernel does).
+    fn wait(&mut self, d: Duration) {
+        match self {
+            Doors::Placed(acceptor) => acceptor.accept_for(d),
+            Doors::Hashed(_) => std::thread::sleep(d),
+        }
+    }
+
+    /// Connections the parent could not place.
+    fn shed(&self) -> u64 {
+        match self {
+            Doors::Placed(acceptor) => acceptor.shed,
+            Doors::Hashed(_) => 0,
+        }
+    }
+}
+
+/// Forks the child of board slot `slot` (the acceptor's next worker) on
+/// listener `listener` when hashed.
 fn spawn_child(
-    acceptor: &mut Acceptor,
-    slot: usize,
+    doors: &mut Doors,
+    (slot, listener): (usize, usize),
     ctx: &ChildContext,
 ) -> Result<Child, ServeError> {
     single_threaded()?;
@@ -203,18 +268,19 @@ fn spawn_child(
         what: "create a report pipe",
         source: e.into(),
     })?;
-    let inbox = acceptor.add_worker()?;
+    let entrance = doors.entrance(listener)?;
     // SAFETY: `single_threaded` just checked that this process runs one
     // thread, so the child gets a consistent copy of all memory and locks;
     // the child branch never returns (it ends in `process::exit`).
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(read_end);
-            run_child(inbox, slot, ctx, write_end)
+            run_child(entrance, slot, ctx, write_end)
         }
         Ok(ForkResult::Parent { child }) => Ok(Child {
             pid: child,
             slot,
+            listener,
             report: File::from(read_end),
             ended: None,
         }),
@@ -259,7 +325,7 @@ impl Dispatch for Published<'_> {
     }
 }
 
-fn run_child(inbox: Inbox, slot: usize, ctx: &ChildContext, report: OwnedFd) -> ! {
+fn run_child(entrance: Entrance, slot: usize, ctx: &ChildContext, report: OwnedFd) -> ! {
     // If the parent dies without forwarding a signal, stop anyway.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     let mut ingest = IngestStats::default();
@@ -269,9 +335,12 @@ fn run_child(inbox: Inbox, slot: usize, ctx: &ChildContext, report: OwnedFd) -> 
         slot,
         last_snapshot: Instant::now(),
     };
-    let slots = ctx.slots.for_inbox(&inbox);
+    let slots = match &entrance {
+        Entrance::Inbox(inbox) => ctx.slots.for_inbox(inbox),
+        Entrance::Listener(_) => ctx.slots.clone(),
+    };
     let served = reactor::run(
-        inbox.into(),
+        entrance,
         ctx.config,
         ctx.shutdown,
         &slots,
@@ -337,6 +406,7 @@ mod tests {
             idle_timeout: std::time::Duration::ZERO,
             frame_timeout: std::time::Duration::ZERO,
             limits: workloads::Limits::default(),
+            placement: crate::model::Placement::Least,
         };
         let err = Prefork
             .serve(listener, &config, &Shutdown::default())
