@@ -11,6 +11,8 @@
 #   prefork  docs/models.md      a prefork child killed mid-cell
 #   placement docs/models.md     prefork and percore (8 workers, io work):
 #                                capacity with hash vs least-loaded placement
+#   inline   docs/models.md      CPU per frame of `single` and of `async` with
+#                                its cpu work on the blocking pool vs inline
 #   oneshot  docs/deployment.md  docker/oneshot.sh's summary (only with
 #                                --docker: it builds the image; needs dockerd)
 # Never edit those parts by hand: run this instead (about 3 minutes, plus
@@ -38,6 +40,10 @@ run() { # name, harness arguments...
 run ack-rtt --model async --works none --clients 4 --duration 2s --warmup 500ms --ack
 run prefork --model prefork --workers 2 --works none --clients 4 --rate 1000 \
   --duration 2s --warmup 200ms --kill-server-after 500ms --kill-target child
+eq=(--work cpu:5us --clients 3 --batch-window 0 --repeat 2 --duration 2s --warmup 500ms)
+run inline-single --model single "${eq[@]}"
+run inline-pool --model async --inline-cpu 0 "${eq[@]}"
+run inline-inline --model async "${eq[@]}"
 for m in prefork percore; do
   for p in hash least; do
     run "placement-$m-$p" capacity --model "$m" --work io:1ms,every=20 --workers 8 --quick --placement "$p"
@@ -134,6 +140,23 @@ splice("docs/models.md", "placement",
        "clients at 10 kHz (one in 20 frames waits 1 ms, so a worker serves about one client):\n\n"
        "| model | `--placement hash` (SO_REUSEPORT) | `--placement least` (default) |\n|---|---:|---:|\n"
        + "\n".join(rows))
+
+# async's cpu work inline or on the blocking pool, against single, same load
+def per_frame(name):
+    run = json.loads(next((out / name / "results").glob("*/run.json")).read_text())
+    cells = run["cells"]
+    assert all(c["verdict"]["status"] == "valid" for c in cells), name
+    return sorted(c["derived"]["cpu_us_per_packet"] for c in cells)
+single, pool, inline = per_frame("inline-single"), per_frame("inline-pool"), per_frame("inline-inline")
+rng = lambda v: f"{v[0]:.1f}-{v[-1]:.1f}"
+ratio = lambda v: f"{v[0] / single[-1]:.2f}-{v[-1] / single[0]:.2f}x"
+splice("docs/models.md", "inline",
+       f"Measured by `docs/figures.sh` ({stamp}): `cpu:5us`, 3 clients, one frame per write (`--batch-window 0`), "
+       "2 repeats of 2 s, CPU us per frame (and against `single`'s):\n\n"
+       "| server | CPU us/frame | vs `single` |\n|---|---:|---:|\n"
+       f"| `single` | {rng(single)} | 1 |\n"
+       f"| `async --inline-cpu 0` (every batch on the blocking pool, as before) | {rng(pool)} | {ratio(pool)} |\n"
+       f"| `async` (batches up to 100 us inline, the default) | {rng(inline)} | {ratio(inline)} |")
 
 oneshot = out / "oneshot-summary.txt"
 if oneshot.exists():

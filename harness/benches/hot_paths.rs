@@ -205,6 +205,8 @@ fn loopback_group(c: &mut Criterion, group: &str, bytes: &[u8]) {
         frame_timeout: Duration::ZERO,
         limits: Limits::default(),
         placement: models::Placement::default(),
+        inline_cpu: models::DEFAULT_INLINE_CPU,
+        iters_per_us: None,
     };
     for model in models::registry().iter().filter(|m| m.name() != "prefork") {
         // SO_REUSEPORT, as `harness serve` binds: percore and uring add listeners.

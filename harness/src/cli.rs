@@ -206,6 +206,9 @@ pub struct RunArgs {
     /// How `prefork` and `percore` spread connections over their workers: `least` (one acceptor hands each to the worker with the fewest open ones) or `hash` (a SO_REUSEPORT listener per worker; the kernel hashes the addresses).
     #[arg(long, default_value_t = Placement::Least)]
     pub placement: Placement,
+    /// `async`: the cpu work of one read up to this long runs inline on a runtime thread, longer on the blocking pool (0: always the pool).
+    #[arg(long, value_parser = parse_duration, default_value = "100us")]
+    pub inline_cpu: Duration,
     /// The SLO, e.g. p99=2ms,loss=0. A capacity search uses it for every workload instead of the default (p99 <= batch window + 1 ms + 2 x the longest work of one frame, no loss); a fixed matrix fails (exit 2) when a valid cell breaches it.
     #[arg(long)]
     pub slo: Option<String>,
@@ -291,6 +294,12 @@ pub struct ServeArgs {
     /// How `prefork` and `percore` spread connections over their workers: `least` or `hash` (see `harness run --help`).
     #[arg(long, default_value_t = Placement::Least)]
     pub placement: Placement,
+    /// `async`: the cpu work of one read up to this long runs inline on a runtime thread; longer goes to the blocking pool (0: always the pool).
+    #[arg(long, value_parser = parse_duration, default_value = "100us")]
+    pub inline_cpu: Duration,
+    /// Kernel iterations per microsecond, to turn --inline-cpu into work (the harness passes its calibration) [default: measured at start by the model that needs it].
+    #[arg(long)]
+    pub iters_per_us: Option<f64>,
     /// Write the JSON report here instead of stdout.
     #[arg(long, conflicts_with = "no_report")]
     pub report: Option<PathBuf>,

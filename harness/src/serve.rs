@@ -45,6 +45,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             max_io_us: args.max_io_us,
         },
         placement: args.placement,
+        inline_cpu: args.inline_cpu,
+        iters_per_us: args.iters_per_us,
     };
     let fd_limit = raise_fd_limit();
     // Every server thread (and forked child) inherits this: io waits then

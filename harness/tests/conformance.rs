@@ -15,7 +15,12 @@ use workloads::{WorkKind, FRAME_LEN};
 /// Several concurrent clients, frames split at odd byte boundaries: exact
 /// per-client counts, warm-up vs measured, and the work digest.
 fn exact_counts_and_digest(model: &str) {
-    let server = Server::start(model, &[]);
+    exact_counts_and_digest_with(model, &[]);
+}
+
+/// [`exact_counts_and_digest`] with extra server flags.
+fn exact_counts_and_digest_with(model: &str, extra: &[&str]) {
+    let server = Server::start(model, extra);
     let addr = server.addr;
     let splits: [&[usize]; 4] = [&[1, 31, 33], &[7], &[64, 5, 27], &[32]];
     let handles: Vec<_> = (0..4u32)
@@ -587,4 +592,13 @@ fn hash_placement_serves_every_frame() {
             "{model}"
         );
     }
+}
+
+/// `async` with every cpu batch on the blocking pool (`--inline-cpu 0`),
+/// and with every batch inline (a threshold above any batch here): the
+/// same exact counts and digest either way.
+#[test]
+fn async_cpu_work_inline_or_on_the_pool_counts_exactly() {
+    exact_counts_and_digest_with("async", &["--inline-cpu", "0"]);
+    exact_counts_and_digest_with("async", &["--inline-cpu", "1s", "--iters-per-us", "100"]);
 }

@@ -21,7 +21,8 @@ pub mod work;
 
 pub use common::duration_ms;
 pub use model::{
-    Model, Placement, ServeConfig, ServeError, Shutdown, DEFAULT_FRAME_TIMEOUT, SHUTDOWN_POLL,
+    Model, Placement, ServeConfig, ServeError, Shutdown, DEFAULT_FRAME_TIMEOUT, DEFAULT_INLINE_CPU,
+    SHUTDOWN_POLL,
 };
 pub use server_report::ServerReport;
 pub use stats::Stats;

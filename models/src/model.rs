@@ -35,6 +35,23 @@ pub struct ServeConfig {
     /// How `prefork` and `percore` spread connections over their workers.
     #[serde(default)]
     pub placement: Placement,
+    /// `async`: the cpu work of one read up to this long runs inline on a
+    /// runtime thread (tokio's advice: 10-100 us between awaits); longer
+    /// goes to the blocking pool.
+    #[serde(with = "duration_ms", default = "default_inline_cpu")]
+    pub inline_cpu: Duration,
+    /// Kernel iterations per microsecond (the harness's calibration), which
+    /// turns `inline_cpu` into iterations; when absent, the model that
+    /// needs it measures the kernel once at start.
+    #[serde(default)]
+    pub iters_per_us: Option<f64>,
+}
+
+/// `--inline-cpu`'s default.
+pub const DEFAULT_INLINE_CPU: Duration = Duration::from_micros(100);
+
+fn default_inline_cpu() -> Duration {
+    DEFAULT_INLINE_CPU
 }
 
 /// How `prefork` and `percore` spread connections over their workers.

@@ -99,6 +99,9 @@ pub struct RunConfig {
     /// How `prefork` and `percore` placed connections.
     #[serde(default)]
     pub placement: Placement,
+    /// `async`: cpu work of one read up to this long ran inline.
+    #[serde(with = "models::duration_ms", default = "default_inline_cpu")]
+    pub inline_cpu: Duration,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond: what `cpu:DUR` specs were
@@ -161,6 +164,10 @@ mod opt_ms {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
     }
+}
+
+fn default_inline_cpu() -> Duration {
+    models::DEFAULT_INLINE_CPU
 }
 
 fn one_shard() -> u32 {

@@ -163,7 +163,13 @@ fn start_server(
     if let Some(w) = key.workers.or(config.workers) {
         serve.arg("--workers").arg(w.to_string());
     }
-    serve.arg("--placement").arg(config.placement.to_string());
+    serve
+        .arg("--placement")
+        .arg(config.placement.to_string())
+        .arg("--iters-per-us")
+        .arg(config.iters_per_us.to_string())
+        .arg("--inline-cpu")
+        .arg(format!("{}us", config.inline_cpu.as_micros()));
     let mut server = serve.spawn().context("start `harness serve`")?;
     let addr = match wait_listening(&mut server) {
         Ok(a) => a,

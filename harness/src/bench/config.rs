@@ -94,6 +94,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         fleet_shards: args.fleet_shards,
         ack: args.ack,
         placement: args.placement,
+        inline_cpu: args.inline_cpu,
         harness_cpus,
         iters_per_us,
         kernel_calibration: Some(kernel),

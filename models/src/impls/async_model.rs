@@ -3,9 +3,12 @@
 //! Frames of one connection are processed concurrently: an io frame becomes
 //! a task waiting on the timerfd-backed [`crate::timer`] (so waits overlap
 //! and end within microseconds of their deadline, as the blocking models'
-//! sleeps do; tokio's own timers would round up to 1 ms), and the cpu frames of each read
-//! run as one batch on tokio's blocking pool, capped at `workers` threads,
-//! so kernel work never starves the reactor threads. Once
+//! sleeps do; tokio's own timers would round up to 1 ms), and the cpu frames
+//! of each read run as one batch: inline on the runtime thread when the
+//! batch is short (`--inline-cpu`, 100 us by default: tokio's advice of
+//! 10-100 us between awaits, and no hand-off or wake-up paid for it), else
+//! on tokio's blocking pool, capped at `workers` threads, so long kernel
+//! work never starves the reactor threads. Once
 //! [`MAX_IN_FLIGHT`] frames of a connection are pending, its task stops
 //! reading and TCP pushes back; this also bounds the work left to finish at
 //! shutdown. In ack mode the task owes acks for the frames it finishes and
@@ -69,6 +72,11 @@ impl Model for Async {
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
         let workers = config.workers.max(1);
+        let mut config = config.clone();
+        // The inline threshold in kernel iterations needs the kernel's speed.
+        if config.iters_per_us.is_none() && !config.inline_cpu.is_zero() {
+            config.iters_per_us = Some(workloads::kernel::iters_per_us(1));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .max_blocking_threads(workers)
@@ -78,14 +86,7 @@ impl Model for Async {
         let shared = Arc::new(Mutex::new(Stats::default()));
         runtime.block_on(async {
             let timer = Timer::start().map_err(ServeError::io("create the timerfd"))?;
-            accept_loop(
-                listener,
-                config.clone(),
-                shutdown.clone(),
-                shared.clone(),
-                timer,
-            )
-            .await
+            accept_loop(listener, config, shutdown.clone(), shared.clone(), timer).await
         })?;
         runtime.shutdown_timeout(Duration::from_secs(1));
         let stats = shared.lock().expect("stats lock").clone();
@@ -204,6 +205,8 @@ async fn connection(
         },
         acks: AckBuf::new(),
         cpu_batch: Vec::new(),
+        inline_iters: (config.inline_cpu.as_secs_f64() * 1e6 * config.iters_per_us.unwrap_or(0.0))
+            as u64,
     };
     // Acks are owed and the last write would have blocked.
     let mut acks_blocked = false;
@@ -272,8 +275,10 @@ struct Work {
     pending: usize,
     recorder: Recorder,
     acks: AckBuf,
-    /// cpu frames of the current read, run as one blocking task.
+    /// cpu frames of the current read, run as one batch.
     cpu_batch: Vec<Frame>,
+    /// A batch of at most this many kernel iterations runs inline.
+    inline_iters: u64,
 }
 
 impl Work {
@@ -295,9 +300,18 @@ impl Work {
         }
     }
 
-    /// Runs this read's cpu frames as one task on the blocking pool.
+    /// Runs this read's cpu frames: inline when short, else as one task on
+    /// the blocking pool.
     fn spawn_cpu_batch(&mut self) {
         if self.cpu_batch.is_empty() {
+            return;
+        }
+        let iters: u64 = self.cpu_batch.iter().map(|f| u64::from(f.amount)).sum();
+        if iters <= self.inline_iters {
+            for f in std::mem::take(&mut self.cpu_batch) {
+                let digest = cpu_digest(&f);
+                self.done_one((f, monotonic_ns(), digest));
+            }
             return;
         }
         let batch = std::mem::take(&mut self.cpu_batch);

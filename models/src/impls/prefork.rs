@@ -407,6 +407,8 @@ mod tests {
             frame_timeout: std::time::Duration::ZERO,
             limits: workloads::Limits::default(),
             placement: crate::model::Placement::Least,
+            inline_cpu: crate::model::DEFAULT_INLINE_CPU,
+            iters_per_us: None,
         };
         let err = Prefork
             .serve(listener, &config, &Shutdown::default())
