@@ -32,7 +32,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         cpus::pin(&cpus::parse_list(list).map_err(|e| anyhow!(e))?).map_err(|e| anyhow!(e))?;
     }
     let usable = cpus::allowed().len();
-    let config = ServeConfig {
+    let mut config = ServeConfig {
         workers: args
             .workers
             .unwrap_or_else(|| model.default_workers(usable))
@@ -48,6 +48,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         inline_cpu: args.inline_cpu,
         iters_per_us: args.iters_per_us,
     };
+    // Measured before listening, so no client waits for it.
+    if config.iters_per_us.is_none() && model.needs_kernel_speed() {
+        config.iters_per_us = Some(workloads::kernel::iters_per_us(1));
+    }
     let fd_limit = raise_fd_limit();
     // Every server thread (and forked child) inherits this: io waits then
     // overshoot by scheduling latency only, not by the 50 us default slack.

@@ -41,8 +41,9 @@ pub struct ServeConfig {
     #[serde(with = "duration_ms", default = "default_inline_cpu")]
     pub inline_cpu: Duration,
     /// Kernel iterations per microsecond (the harness's calibration), which
-    /// turns `inline_cpu` into iterations; when absent, the model that
-    /// needs it measures the kernel once at start.
+    /// turns `inline_cpu` into iterations; `harness serve` measures it
+    /// before listening when a model needs it and it was not given (absent:
+    /// no batch runs inline).
     #[serde(default)]
     pub iters_per_us: Option<f64>,
 }
@@ -167,6 +168,13 @@ pub trait Model: Send + Sync {
         counts.sort_unstable();
         counts.dedup();
         counts
+    }
+
+    /// Whether the model turns a time setting into kernel work
+    /// ([`ServeConfig::iters_per_us`]): `harness serve` then measures the
+    /// kernel's speed before it listens, unless it was given.
+    fn needs_kernel_speed(&self) -> bool {
+        false
     }
     /// Whether the model can run on this machine; the reason if not (the
     /// matrix then skips it and says why).

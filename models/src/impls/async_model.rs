@@ -59,6 +59,10 @@ impl Model for Async {
         cpus.max(1)
     }
 
+    fn needs_kernel_speed(&self) -> bool {
+        true // --inline-cpu is a time; batches are kernel iterations
+    }
+
     fn worker_candidates(&self, cpus: usize, _io_waits: usize) -> Vec<usize> {
         // io waits are timers on the runtime, never a worker: only the CPUs matter.
         let cpus = cpus.max(1);
@@ -72,11 +76,6 @@ impl Model for Async {
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
         let workers = config.workers.max(1);
-        let mut config = config.clone();
-        // The inline threshold in kernel iterations needs the kernel's speed.
-        if config.iters_per_us.is_none() && !config.inline_cpu.is_zero() {
-            config.iters_per_us = Some(workloads::kernel::iters_per_us(1));
-        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .max_blocking_threads(workers)
@@ -86,7 +85,14 @@ impl Model for Async {
         let shared = Arc::new(Mutex::new(Stats::default()));
         runtime.block_on(async {
             let timer = Timer::start().map_err(ServeError::io("create the timerfd"))?;
-            accept_loop(listener, config, shutdown.clone(), shared.clone(), timer).await
+            accept_loop(
+                listener,
+                config.clone(),
+                shutdown.clone(),
+                shared.clone(),
+                timer,
+            )
+            .await
         })?;
         runtime.shutdown_timeout(Duration::from_secs(1));
         let stats = shared.lock().expect("stats lock").clone();
