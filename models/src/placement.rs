@@ -31,24 +31,30 @@ use crate::stats::Stats;
 /// How long the acceptor waits for a worker to make room in its inbox
 /// before it drops the connection (counted as shed).
 const HAND_TIMEOUT: Duration = Duration::from_millis(200);
+/// Connections handed to a worker and not yet taken, at most: the inbox
+/// is a short queue, not a place to park connections the worker has no
+/// descriptor for (it would hold them past the process's limit).
+pub const MAX_WAITING: usize = 4;
 
 /// Open connections per worker, in memory shared with children forked
-/// later: placed by the acceptor, released by the worker that closes them.
+/// later: placed by the acceptor, released by the worker that closes them;
+/// and of those, how many wait in its inbox.
 #[derive(Clone, Copy)]
 pub struct Loads {
     open: &'static [AtomicUsize],
+    waiting: &'static [AtomicUsize],
 }
 
 impl Loads {
     /// Counters for `n` workers in a fresh shared mapping.
     pub fn shared(n: usize) -> Result<Self, ServeError> {
         let n = n.max(1);
-        let len = NonZeroUsize::new(n * std::mem::size_of::<AtomicUsize>()).expect("n >= 1");
+        let len = NonZeroUsize::new(2 * n * std::mem::size_of::<AtomicUsize>()).expect("n >= 1");
         // SAFETY: a fresh anonymous mapping, page-aligned and zero-filled,
-        // holds `n` valid AtomicUsize values (zero is valid); it is never
+        // holds `2 n` valid AtomicUsize values (zero is valid); it is never
         // unmapped, so the 'static slice stays valid in this process and in
         // children forked later, which share it.
-        let open = unsafe {
+        let all = unsafe {
             let ptr = mmap_anonymous(
                 None,
                 len,
@@ -59,9 +65,10 @@ impl Loads {
                 what: "map shared memory for connection placement",
                 source: e.into(),
             })?;
-            std::slice::from_raw_parts(ptr.as_ptr().cast::<AtomicUsize>(), n)
+            std::slice::from_raw_parts(ptr.as_ptr().cast::<AtomicUsize>(), 2 * n)
         };
-        Ok(Loads { open })
+        let (open, waiting) = all.split_at(n);
+        Ok(Loads { open, waiting })
     }
 
     /// Open connections of worker `i`.
@@ -74,12 +81,24 @@ impl Loads {
         let _ = self.open[i].fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
-    /// The worker with the fewest open connections among `live` (the
-    /// lowest index on a tie).
+    /// The worker with the fewest open connections among `live` whose
+    /// inbox has room (the lowest index on a tie).
     fn least(&self, live: &[bool]) -> Option<usize> {
         (0..live.len().min(self.open.len()))
-            .filter(|&i| live[i])
+            .filter(|&i| live[i] && self.waiting[i].load(Ordering::SeqCst) < MAX_WAITING)
             .min_by_key(|&i| self.open(i))
+    }
+
+    /// A connection handed to worker `i`.
+    fn placed(&self, i: usize) {
+        self.open[i].fetch_add(1, Ordering::SeqCst);
+        self.waiting[i].fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Worker `i` took one from its inbox.
+    fn taken(&self, i: usize) {
+        let _ =
+            self.waiting[i].fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 }
 
@@ -105,6 +124,9 @@ impl Inbox {
             Some(&mut space),
             MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
         )?;
+        if msg.bytes > 0 {
+            self.loads.taken(self.index);
+        }
         // A truncated control message (MSG_CTRUNC): the kernel had no
         // descriptor to install here and closed the connection.
         let fd = msg.cmsgs().ok().and_then(|mut c| {
@@ -238,13 +260,19 @@ impl Acceptor {
         }
     }
 
-    /// Hands `stream` to the least-loaded live worker; a worker that is
+    /// Hands `stream` to the least-loaded live worker with room in its
+    /// inbox, waiting up to [`HAND_TIMEOUT`] for room; a worker that is
     /// gone is retired and the next tried. Dropping the stream here closes
     /// this process's copy.
     fn place(&mut self, stream: TcpStream) {
+        let since = std::time::Instant::now();
         loop {
             let live: Vec<bool> = self.outboxes.iter().map(Option::is_some).collect();
             let Some(i) = self.loads.least(&live) else {
+                if live.contains(&true) && since.elapsed() < HAND_TIMEOUT {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue; // every inbox full: wait for a worker to take one
+                }
                 self.shed += 1;
                 return;
             };
@@ -259,7 +287,7 @@ impl Acceptor {
             );
             match sent {
                 Ok(_) => {
-                    self.loads.open[i].fetch_add(1, Ordering::SeqCst);
+                    self.loads.placed(i);
                     return;
                 }
                 Err(Errno::EINTR) => continue,
@@ -391,6 +419,28 @@ mod tests {
         }
         assert_eq!(taken.iter().map(Vec::len).sum::<usize>(), 9);
         assert_eq!(acceptor.shed, 0);
+    }
+
+    #[test]
+    fn a_worker_that_takes_nothing_gets_a_few_and_the_rest_are_shed() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut acceptor = Acceptor::new(listener, 1).unwrap();
+        let inbox = acceptor.add_worker().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..MAX_WAITING + 2 {
+            clients.push(TcpStream::connect(addr).unwrap());
+            acceptor.accept_for(Duration::from_secs(1));
+        }
+        assert_eq!((acceptor.loads.open(0), acceptor.shed), (MAX_WAITING, 2));
+        // Taking one makes room for the next.
+        wait_for(&inbox);
+        clients.push(TcpStream::connect(addr).unwrap());
+        acceptor.accept_for(Duration::from_secs(1));
+        assert_eq!(
+            (acceptor.loads.open(0), acceptor.shed),
+            (MAX_WAITING + 1, 2)
+        );
     }
 
     #[test]
