@@ -95,11 +95,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         }
         let again = !earlier.is_empty();
         let repeats = repeats_of(&earlier);
-        let plan = config
-            .workload(&workload)
-            .map(|w| w.plan.clone())
-            .ok_or_else(|| anyhow!("workload {workload} not in the run"))?;
-        let model_impl = models::find(&model).ok_or_else(|| anyhow!("unknown model {model}"))?;
+        let (model_impl, plan, slo) = pair_inputs(config, &model, &workload)?;
         let mut cells = Cells {
             ctx,
             run: &mut *run,
@@ -110,7 +106,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         let pair = Pair {
             probes_from: &mut cells,
             config,
-            slo: config.slo_for(&workload)?,
+            slo,
             model: &model,
             workload: &workload,
             plan,
@@ -137,6 +133,25 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
     let done = confirm_rounds(ctx, run, run_dir, &settings, &mut progress)?;
     progress.bar.finish_and_clear();
     Ok(done)
+}
+
+/// What a (model, workload) pair of the run is searched with: the model,
+/// the workload's work and its SLO.
+fn pair_inputs(
+    config: &record::config::RunConfig,
+    model: &str,
+    workload: &str,
+) -> Result<(
+    &'static dyn models::Model,
+    workloads::WorkPlan,
+    record::slo::Slo,
+)> {
+    let plan = config
+        .workload(workload)
+        .map(|w| w.plan.clone())
+        .ok_or_else(|| anyhow!("workload {workload} not in the run"))?;
+    let model = models::find(model).ok_or_else(|| anyhow!("unknown model {model}"))?;
+    Ok((model, plan, config.slo_for(workload)?))
 }
 
 /// Probes per pair and round the progress bar expects.
@@ -173,22 +188,18 @@ fn confirm_rounds(
             }
             let record = run.capacities[i].clone();
             let (model, workload) = (record.model.clone(), record.workload.clone());
-            let plan = ctx
-                .config
-                .workload(&workload)
-                .map(|w| w.plan.clone())
-                .ok_or_else(|| anyhow!("workload {workload} not in the run"))?;
+            let (model_impl, plan, slo) = pair_inputs(ctx.config, &model, &workload)?;
             let mut cells = Cells {
                 ctx,
                 run: &mut *run,
                 run_dir,
                 progress: &mut *progress,
-                model: models::find(&model).ok_or_else(|| anyhow!("unknown model {model}"))?,
+                model: model_impl,
             };
             let pair = Pair {
                 probes_from: &mut cells,
                 config: ctx.config,
-                slo: ctx.config.slo_for(&workload)?,
+                slo,
                 model: &model,
                 workload: &workload,
                 plan,

@@ -74,24 +74,19 @@ struct Searched {
 }
 
 impl Searched {
-    /// The sweep behind a record.
+    /// The sweep behind a record (the record's worker count is its best
+    /// sweep point, so it is always in the sweep).
     fn of(record: CapacityRecord) -> Self {
         let found = record
             .sweep
             .iter()
             .find(|p| p.workers == record.workers)
-            .map_or(
-                Found {
-                    capacity: record.clients,
-                    next: record.interval.high.map(|h| h + 1),
-                    limited_by: record.limited_by,
-                },
-                |p| Found {
-                    capacity: p.capacity,
-                    next: p.next,
-                    limited_by: p.limited_by,
-                },
-            );
+            .map(|p| Found {
+                capacity: p.capacity,
+                next: p.next,
+                limited_by: p.limited_by,
+            })
+            .expect("a record's worker count is one of its sweep points");
         Searched {
             workers: record.workers,
             found,
