@@ -3,11 +3,13 @@
 //! warmed-up cells, saving the run after every probe; searches again a pair
 //! whose search ended on the machine's noise; then confirms every pair's
 //! knee in rounds over all pairs, so that its repeats fall at different
-//! times of the run.
+//! times of the run. The machine's speed is checked at the start and
+//! before each round, and every interval allows for its spread.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use anyhow::{anyhow, Context, Result};
 use indicatif::ProgressBar;
@@ -16,6 +18,7 @@ use rand::SeedableRng;
 use record::capacity::{ended_on_noise, ProbeRecord};
 use record::cell::{CellKey, CellResult};
 use record::config::SearchSettings;
+use record::kernel_calibration::{SpeedCheck, KERNEL_ROUNDS};
 use record::run::RunFile;
 use search::pair::{repeats_of, Pair, Probes, Stop};
 
@@ -81,6 +84,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
     // the end of the run, after the noisy stretch, its probes kept.
     let mut queue: VecDeque<(String, String, Vec<ProbeRecord>)> =
         pairs.into_iter().map(|(m, w)| (m, w, Vec::new())).collect();
+    check_speed(run, run_dir)?;
     while let Some((model, workload, earlier)) = queue.pop_front() {
         let done = run
             .capacities
@@ -96,6 +100,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         let again = !earlier.is_empty();
         let repeats = repeats_of(&earlier);
         let (model_impl, plan, slo) = pair_inputs(config, &model, &workload)?;
+        let speed_spread = run.speed_spread();
         let mut cells = Cells {
             ctx,
             run: &mut *run,
@@ -112,6 +117,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
             plan,
             repeats,
             probes: earlier,
+            speed_spread,
         };
         let record = match pair.search(&settings) {
             Ok(r) => r,
@@ -182,6 +188,8 @@ fn confirm_rounds(
         .max()
         .filter(|&m| m > 0)
     {
+        check_speed(run, run_dir)?;
+        let speed_spread = run.speed_spread();
         for i in 0..run.capacities.len() {
             if run.capacities[i].rounds_left != most {
                 continue;
@@ -205,6 +213,7 @@ fn confirm_rounds(
                 plan,
                 repeats: repeats_of(&record.probes),
                 probes: record.probes.clone(),
+                speed_spread,
             };
             let confirmed = match pair.confirm_round(settings, record) {
                 Ok(r) => r,
@@ -221,6 +230,29 @@ fn confirm_rounds(
         }
     }
     Ok(true)
+}
+
+/// Times the kernel's rounds again (as many as the calibration's) on the
+/// server's first CPU, idle between probes, and saves them with the run:
+/// the machine's speed now, for the spread every interval allows for.
+fn check_speed(run: &mut RunFile, run_dir: &Path) -> Result<()> {
+    let cpu = run.config.server_cpus.first().copied();
+    let rounds = std::thread::spawn(move || {
+        if let Some(cpu) = cpu {
+            // This thread only; where it cannot be pinned it times the
+            // harness's CPUs instead, which share the machine's speed.
+            let _ = crate::cpus::pin(&[cpu]);
+        }
+        workloads::kernel::round_rates(KERNEL_ROUNDS)
+    })
+    .join()
+    .map_err(|_| anyhow!("the machine's speed check panicked"))?;
+    run.speed_checks.push(SpeedCheck {
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        rounds,
+    });
+    run.save(run_dir)?;
+    Ok(())
 }
 
 /// A search's probes as real cells of the run: reused when resuming, else

@@ -16,7 +16,8 @@ pub fn allowed() -> Vec<usize> {
     }
 }
 
-/// Pins the calling process (and the threads it starts later) to `cpus`.
+/// Pins the calling thread (the whole process, when called before it
+/// starts others) and the threads it starts later to `cpus`.
 pub fn pin(cpus: &[usize]) -> Result<(), String> {
     let mut set = CpuSet::new();
     for &c in cpus {

@@ -1,9 +1,10 @@
 //! The capacity interval from repeated probes: its low end is the largest
 //! fleet size that passed every time it was probed, its high end one below
-//! the smallest size above that and above every clear pass that failed
-//! every time (open when none did); the capacity itself is a size that was
-//! probed, inside it. Repeats of a size fall at different times of a shared
-//! machine, so the interval spans what the server did at each of them.
+//! the smallest size above that and above every pass that failed every
+//! time (open when none did), then widened for the machine's own speed
+//! spread; the capacity itself is a size that was probed, inside it.
+//! Repeats of a size fall at different times of a shared machine, so the
+//! interval spans what the server did at each of them.
 
 use std::collections::BTreeMap;
 
@@ -16,9 +17,10 @@ use crate::outcome::Outcome;
 pub struct Interval {
     /// Passed every probe at this size (0: none passed).
     pub low: u32,
-    /// One below the smallest size above `low` and above every clear pass
-    /// that failed every time on the server's account; `None`: none did
-    /// (the generator's bound).
+    /// One below the smallest size above `low` and above every pass that
+    /// failed every time on the server's account, widened by the machine's
+    /// speed spread ([`Interval::widened`]); `None`: none did (the
+    /// generator's bound).
     pub high: Option<u32>,
 }
 
@@ -27,6 +29,20 @@ impl Interval {
     /// other's high end. Only then is it "higher beyond the noise".
     pub fn clears(&self, other: &Interval) -> bool {
         other.high.is_some_and(|h| self.low > h)
+    }
+
+    /// The interval a machine `spread` faster could give (a share: 0.05 is
+    /// 5%): the server's capacity grows at most as fast as the machine, so
+    /// a size `f` that failed every probe may pass at `f * (1 + spread)`
+    /// and the high end rises to one below that, never past the search's
+    /// `bound`. The low end stays a size that passed every probe.
+    pub fn widened(self, spread: f64, bound: u32) -> Interval {
+        let high = self.high.map(|h| {
+            let first_fail = f64::from(h + 1);
+            let faster = (first_fail * (1.0 + spread.max(0.0))).ceil() as u32 - 1;
+            faster.min(bound).max(h)
+        });
+        Interval { high, ..self }
     }
 
     /// The interval around the capacity `point`: `4`, `40 (38-44)`,
@@ -84,8 +100,8 @@ fn tally(probes: &[Seen]) -> BTreeMap<u32, Count> {
 /// confirmation repeats; `knee` is the search's answer, above which a pass
 /// does not raise the low end. The low end passed every probe, at least
 /// one of them clearly; the high end is one below the smallest size above
-/// it, and above every size that passed clearly at some time, that failed
-/// every probe clearly.
+/// it, and above every size that passed at some time (within the margin
+/// too), that failed every probe clearly.
 pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
     let by_size = tally(probes);
     let low = by_size
@@ -93,11 +109,11 @@ pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
         .rev()
         .find(|(_, c)| c.fail == 0 && c.pass > c.marginal_pass)
         .map_or(0, |(&n, _)| n);
-    // The server met the SLO clearly at every size that passed clearly,
-    // at some time of the run: the interval reaches past all of them.
+    // The server met the SLO at every size that passed, at some time of
+    // the run: the interval reaches past all of them.
     let top_pass = by_size
         .iter()
-        .filter(|(_, c)| c.pass > c.marginal_pass)
+        .filter(|(_, c)| c.pass > 0)
         .map(|(&n, _)| n)
         .max()
         .unwrap_or(0);
@@ -313,7 +329,7 @@ mod tests {
         // (probes, knee, interval, point)
         type Case = (&'static [Seen], u32, Interval, u32);
         let iv = |low, high| Interval { low, high };
-        let table: [Case; 5] = [
+        let table: [Case; 6] = [
             // Clear: as without margins.
             (
                 &[
@@ -372,10 +388,51 @@ mod tests {
                 iv(10, None),
                 10,
             ),
+            // A size that passed within the margin at some time (106)
+            // lifts the high end past a clear failure below it (28, a
+            // slow moment), as a clear pass would (`threads` io, seen).
+            (
+                &[
+                    (1, Pass, false),
+                    (16, Pass, false),
+                    (106, Pass, true),
+                    (127, Fail, false),
+                    (106, Fail, false),
+                    (80, Pass, true),
+                    (28, Fail, false),
+                ],
+                106,
+                iv(16, Some(126)),
+                106,
+            ),
         ];
         for (probes, knee, want, at) in table {
             assert_eq!(interval_of(probes, knee), want, "{probes:?}");
             assert_eq!(point_of(probes, knee), at, "{probes:?}");
+        }
+    }
+
+    #[test]
+    fn widening_for_the_machines_speed_table() {
+        let iv = |low, high| Interval { low, high };
+        // (interval, spread, bound, widened)
+        let table = [
+            // No spread: as probed.
+            (iv(16, Some(18)), 0.0, 192, iv(16, Some(18))),
+            // 19 failed; 5% faster it may pass: 19 * 1.05 = 19.95 -> 19.
+            (iv(16, Some(18)), 0.05, 192, iv(16, Some(19))),
+            // 113 * 1.05 = 118.65 -> the first failure may be 119.
+            (iv(91, Some(112)), 0.05, 192, iv(91, Some(118))),
+            // Never past the search's bound.
+            (iv(112, Some(191)), 0.05, 192, iv(112, Some(192))),
+            // Open stays open; a negative spread narrows nothing.
+            (iv(150, None), 0.05, 192, iv(150, None)),
+            (iv(8, Some(9)), -0.5, 192, iv(8, Some(9))),
+            // Not even one client: one client may pass when faster.
+            (iv(0, Some(0)), 0.05, 192, iv(0, Some(1))),
+        ];
+        for (i, (interval, spread, bound, want)) in table.into_iter().enumerate() {
+            assert_eq!(interval.widened(spread, bound), want, "case {i}");
         }
     }
 

@@ -82,6 +82,46 @@ impl KernelCalibration {
     }
 }
 
+/// One check of the machine's speed during a run: the kernel's rounds
+/// timed again (as many as the calibration's), at the run's start and
+/// before each round of confirmations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpeedCheck {
+    /// When, RFC 3339.
+    pub at: String,
+    /// Each round's rate, kernel iterations per microsecond.
+    pub rounds: Vec<f64>,
+}
+
+/// Share of the slowest and of the fastest rounds a speed spread leaves
+/// out: one round stalled by the host (or one lucky round) does not
+/// widen every interval of a run.
+pub const SPREAD_TRIM: f64 = 0.1;
+
+/// How much faster the machine ran at its fastest than at its slowest,
+/// as a share of the slowest (0.05: 5%), over every round of the
+/// calibration and of the run's speed checks, the [`SPREAD_TRIM`] share
+/// at either end left out. Two runs that share a calibration thus both
+/// span it: a second run on a faster or slower machine widens its own
+/// spread by the difference.
+pub fn speed_spread(calibration: Option<&KernelCalibration>, checks: &[SpeedCheck]) -> f64 {
+    let mut rounds: Vec<f64> = calibration
+        .map(|k| k.rounds.as_slice())
+        .into_iter()
+        .chain(checks.iter().map(|c| c.rounds.as_slice()))
+        .flatten()
+        .copied()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .collect();
+    if rounds.len() < 2 {
+        return 0.0;
+    }
+    rounds.sort_by(f64::total_cmp);
+    let cut = (rounds.len() as f64 * SPREAD_TRIM).floor() as usize;
+    let (slow, fast) = (rounds[cut], rounds[rounds.len() - 1 - cut]);
+    fast / slow - 1.0
+}
+
 /// The median of `v` (0 for none).
 pub fn median(v: &[f64]) -> f64 {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -174,6 +214,44 @@ mod tests {
             let k =
                 KernelCalibration::from_rounds(Machine::default(), String::new(), rounds.to_vec());
             assert_eq!(k.iters_per_us, *kept, "{rounds:?}");
+        }
+    }
+
+    #[test]
+    fn the_speed_spread_spans_calibration_and_checks_table() {
+        let cal = |rounds: &[f64]| {
+            KernelCalibration::from_rounds(Machine::default(), String::new(), rounds.to_vec())
+        };
+        let check = |rounds: &[f64]| SpeedCheck {
+            at: String::new(),
+            rounds: rounds.to_vec(),
+        };
+        let steady = [200.0; 11];
+        let mut one_stall = [200.0; 11];
+        one_stall[3] = 150.0; // a 20 ms round the host stalled
+        let calibration = cal(&steady);
+        // (calibration, checks, spread)
+        let table: [(Option<&KernelCalibration>, Vec<SpeedCheck>, f64); 6] = [
+            (None, vec![], 0.0),
+            (Some(&calibration), vec![], 0.0),
+            (Some(&calibration), vec![check(&steady)], 0.0),
+            // A run 5% faster than the calibration spans both.
+            (Some(&calibration), vec![check(&[210.0; 11])], 0.05),
+            // One stalled round in 22 is trimmed.
+            (Some(&calibration), vec![check(&one_stall)], 0.0),
+            // Rounds spread within the calibration itself (seen here:
+            // 205-216) count too: 10% trimmed of 11 is one at each end.
+            (
+                Some(&cal(&[
+                    205.0, 205.0, 205.5, 206.0, 206.0, 207.0, 207.0, 210.0, 216.0, 216.0, 216.5,
+                ])),
+                vec![],
+                216.0 / 205.0 - 1.0,
+            ),
+        ];
+        for (i, (calibration, checks, want)) in table.into_iter().enumerate() {
+            let got = speed_spread(calibration, &checks);
+            assert!((got - want).abs() < 1e-9, "case {i}: {got} vs {want}");
         }
     }
 

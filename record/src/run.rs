@@ -11,6 +11,7 @@ use crate::capacity::CapacityRecord;
 use crate::cell::CellResult;
 use crate::config::RunConfig;
 use crate::environment::Environment;
+use crate::kernel_calibration::{speed_spread, SpeedCheck};
 use crate::recommend;
 
 /// Why a run file could not be read or written.
@@ -68,9 +69,20 @@ pub struct RunFile {
     /// A capacity search's answers, one per finished (model, workload).
     #[serde(default)]
     pub capacities: Vec<CapacityRecord>,
+    /// The machine's speed checked during a capacity search (its start,
+    /// and before each round of confirmations): with the calibration, the
+    /// spread every interval is widened by ([`RunFile::speed_spread`]).
+    #[serde(default)]
+    pub speed_checks: Vec<SpeedCheck>,
 }
 
 impl RunFile {
+    /// The machine's speed spread over this run's calibration and speed
+    /// checks (see [`speed_spread`]).
+    pub fn speed_spread(&self) -> f64 {
+        speed_spread(self.config.kernel_calibration.as_ref(), &self.speed_checks)
+    }
+
     /// Saves to `<dir>/run.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<(), RunFileError> {
         // Compact: a search run holds hundreds of probes and is rewritten

@@ -35,8 +35,13 @@ fn every_capacity_is_a_probed_size_inside_its_own_interval() {
             .unwrap()
             .capacity;
         // The recorded interval and point are the rules' on the recorded
-        // probes.
-        assert_eq!(interval::interval_of(&at, knee), r.interval, "{name}");
+        // probes, the interval widened by the run's speed spread.
+        let bound = run.config.search.as_ref().unwrap().params.max_clients;
+        assert_eq!(
+            interval::interval_of(&at, knee).widened(run.speed_spread(), bound),
+            r.interval,
+            "{name}"
+        );
         assert_eq!(interval::point_of(&at, knee), r.clients, "{name}");
         if r.clients == 0 {
             assert_eq!(r.interval.label(0), "< 1", "{name}");

@@ -126,6 +126,9 @@ pub struct Pair<'a, P: Probes> {
     /// Every probe so far (a search run again starts with the earlier
     /// one's).
     pub probes: Vec<ProbeRecord>,
+    /// The machine's speed spread so far in the run: the recorded
+    /// interval's high end is widened by it ([`interval::Interval::widened`]).
+    pub speed_spread: f64,
 }
 
 impl<P: Probes> Pair<'_, P> {
@@ -401,7 +404,11 @@ impl<P: Probes> Pair<'_, P> {
             io_waits,
             sweep_stop,
         };
-        Ok(self.finish(searched, settings.confirm.max(1)))
+        Ok(self.finish(
+            searched,
+            settings.confirm.max(1),
+            settings.params.max_clients,
+        ))
     }
 
     /// One confirmation round of `searched` (this pair's record, whose
@@ -424,14 +431,15 @@ impl<P: Probes> Pair<'_, P> {
             self.step_down(settings, workers, found)?;
             self.close_above(settings, workers, found)?;
         }
-        Ok(self.finish(searched, rounds_left))
+        Ok(self.finish(searched, rounds_left, settings.params.max_clients))
     }
 
-    /// The record of the pair from every probe so far.
-    fn finish(self, searched: Searched, rounds_left: u32) -> CapacityRecord {
+    /// The record of the pair from every probe so far, its interval
+    /// widened by the machine's speed spread up to the search's `bound`.
+    fn finish(self, searched: Searched, rounds_left: u32, bound: u32) -> CapacityRecord {
         let Searched { workers, found, .. } = searched;
         let at = self.outcomes_at(workers);
-        let interval = interval::interval_of(&at, found.capacity);
+        let interval = interval::interval_of(&at, found.capacity).widened(self.speed_spread, bound);
         let clients = interval::point_of(&at, found.capacity);
         let limited_by = final_limit(found.limited_by, &interval);
         let knee: Vec<&CellResult> = self
@@ -732,12 +740,23 @@ mod tests {
             plan: WorkPlan::none(),
             repeats: repeats_of(&probes),
             probes,
+            speed_spread: 0.0,
         }
     }
 
     /// Searches `now` (tolerance 0, at most 64 clients), then runs every
     /// confirmation round on `later`.
     fn search_and_confirm(rounds: u32, now: Behaviour, later: Behaviour) -> CapacityRecord {
+        search_and_confirm_at(rounds, now, later, 0.0)
+    }
+
+    /// [`search_and_confirm`] on a machine whose speed spread is `spread`.
+    fn search_and_confirm_at(
+        rounds: u32,
+        now: Behaviour,
+        later: Behaviour,
+        spread: f64,
+    ) -> CapacityRecord {
         let run: record::run::RunFile =
             serde_json::from_str(include_str!("../../record/tests/fixtures/run.json"))
                 .expect("fixture");
@@ -762,20 +781,34 @@ mod tests {
             now,
             later: Some(later),
         };
-        let Ok(mut record) = pair(&mut fake, &run.config, Vec::new()).search(&settings) else {
+        let mut searching = pair(&mut fake, &run.config, Vec::new());
+        searching.speed_spread = spread;
+        let Ok(mut record) = searching.search(&settings) else {
             panic!("fake probes always run")
         };
         assert_eq!(record.rounds_left, rounds.max(1));
         fake.now = fake.later.take().expect("once");
         while record.rounds_left > 0 {
-            let probes = record.probes.clone();
-            let Ok(r) = pair(&mut fake, &run.config, probes).confirm_round(&settings, record)
-            else {
+            let mut confirming = pair(&mut fake, &run.config, record.probes.clone());
+            confirming.speed_spread = spread;
+            let Ok(r) = confirming.confirm_round(&settings, record) else {
                 panic!("fake probes always run")
             };
             record = r;
         }
         record
+    }
+
+    #[test]
+    fn the_record_allows_for_the_machines_speed() {
+        // (spread, interval): 11 failed every probe; 10% faster it may
+        // pass, and so may 12 (11 * 1.1 = 12.1): the high end is 12. The
+        // capacity stays the size that passed.
+        let iv = |low, high| Interval { low, high };
+        for (spread, want) in [(0.0, iv(10, Some(10))), (0.1, iv(10, Some(12)))] {
+            let r = search_and_confirm_at(1, server(10, false), server(10, false), spread);
+            assert_eq!((r.interval, r.clients), (want, 10), "spread {spread}");
+        }
     }
 
     #[test]

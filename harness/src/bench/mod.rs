@@ -142,6 +142,7 @@ fn new_run(args: &RunArgs) -> Result<RunFile> {
         environment,
         cells: Vec::new(),
         capacities: Vec::new(),
+        speed_checks: Vec::new(),
     })
 }
 
