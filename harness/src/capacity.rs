@@ -15,10 +15,11 @@ use anyhow::{anyhow, Context, Result};
 use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use record::capacity::{ended_on_noise, ProbeRecord};
+use record::capacity::{ended_on_noise, equal_load_of, ProbeRecord, EQUAL_LOAD_REPEATS};
 use record::cell::{CellKey, CellResult};
 use record::config::SearchSettings;
 use record::kernel_calibration::{SpeedCheck, KERNEL_ROUNDS};
+use record::recommend;
 use record::run::RunFile;
 use search::pair::{repeats_of, Pair, Probes, Stop};
 
@@ -136,7 +137,8 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         run.save(run_dir)?;
         progress.pair_done();
     }
-    let done = confirm_rounds(ctx, run, run_dir, &settings, &mut progress)?;
+    let done = confirm_rounds(ctx, run, run_dir, &settings, &mut progress)?
+        && equal_loads(ctx, run, run_dir, &mut progress)?;
     progress.bar.finish_and_clear();
     Ok(done)
 }
@@ -226,6 +228,73 @@ fn confirm_rounds(
                 tracing::info!(%model, %workload, capacity = %confirmed.interval.label(confirmed.clients), workers = confirmed.workers, "capacity found");
             }
             run.capacities[i] = confirmed;
+            run.save(run_dir)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Where models tie, probes every tied model at the tie's common load
+/// ([`recommend::common_load`]) at its reported worker count until it has
+/// [`EQUAL_LOAD_REPEATS`] probes there (the search's count), so the
+/// tie-break compares them under one offered load. Workloads in the run's order, tied models by rank; a resumed run
+/// asks for the same cells. `Ok(false)`: stopped by a signal.
+fn equal_loads(
+    ctx: &CellContext,
+    run: &mut RunFile,
+    run_dir: &Path,
+    progress: &mut Progress,
+) -> Result<bool> {
+    for (workload, contenders) in record::run::contenders(run) {
+        let tied = recommend::tied(&contenders);
+        if tied.len() < 2 {
+            continue;
+        }
+        let load = recommend::common_load(&tied);
+        let models: Vec<String> = tied.iter().map(|c| c.model.clone()).collect();
+        for model in models {
+            let Some(i) = run
+                .capacities
+                .iter()
+                .position(|c| c.model == model && c.workload == workload)
+            else {
+                continue;
+            };
+            // The search's own probes at that load count first; only the
+            // repeats still missing run.
+            let record = &run.capacities[i];
+            let workers = record.workers;
+            let searched: Vec<usize> = record
+                .probes
+                .iter()
+                .filter(|p| p.clients == load && p.workers == workers)
+                .map(|p| p.cell)
+                .collect();
+            let first = searched.len() as u32;
+            let mut cells = Cells {
+                ctx,
+                run: &mut *run,
+                run_dir,
+                progress: &mut *progress,
+                model: pair_inputs(ctx.config, &model, &workload)?.0,
+            };
+            let mut at = searched;
+            for repeat in first..EQUAL_LOAD_REPEATS.max(first) {
+                let key = CellKey {
+                    model: model.clone(),
+                    workload: workload.clone(),
+                    clients: load,
+                    workers: Some(workers),
+                    repeat,
+                };
+                match cells.cell(&key) {
+                    Ok((cell, _)) => at.push(cell),
+                    Err(Stop::Interrupted) => return Ok(false),
+                    Err(Stop::Failed(e)) => return Err(e),
+                }
+                cells.probe_done(&|| format!("{model} {workload} at {load} clients (equal load)"));
+            }
+            run.capacities[i].equal_load = Some(equal_load_of(load, &at, &run.cells));
             run.save(run_dir)?;
         }
     }

@@ -9,9 +9,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use workloads::WorkPlan;
 
+use crate::cell::CellResult;
 use crate::interval::Interval;
 pub use crate::outcome::{LimitedBy, Outcome};
-use crate::recommend::Range;
+use crate::recommend::{EqualLoad, Range};
+use crate::verdict::Status;
 
 /// Search settings.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,6 +121,38 @@ pub struct CapacityRecord {
     pub rounds_left: u32,
     /// Every probe, in order.
     pub probes: Vec<ProbeRecord>,
+    /// Where this model tied with others: its figures at the tie's common
+    /// load, probed after every round (not among `probes`: they never move
+    /// the interval).
+    #[serde(default)]
+    pub equal_load: Option<EqualLoad>,
+}
+
+/// Probes per tied model at a tie's common load: the tie-break compares
+/// their ranges.
+pub const EQUAL_LOAD_REPEATS: u32 = 2;
+
+/// A tied model's figures at `clients` from its probes there (`cells`,
+/// indices into `all`), the valid ones only.
+pub fn equal_load_of(clients: u32, cells: &[usize], all: &[CellResult]) -> EqualLoad {
+    let valid: Vec<usize> = cells
+        .iter()
+        .copied()
+        .filter(|&i| {
+            all.get(i)
+                .is_some_and(|c| c.verdict.status == Status::Valid)
+        })
+        .collect();
+    let range = |f: fn(&CellResult) -> f64| {
+        Range::of(&valid.iter().map(|&i| f(&all[i])).collect::<Vec<_>>())
+    };
+    EqualLoad {
+        clients,
+        cpu_us: range(|c| c.derived.cpu_us_per_packet),
+        pss_kib: range(|c| c.derived.peak_pss_kib as f64),
+        p99_ns: range(|c| c.derived.p99_ns as f64),
+        cells: valid,
+    }
 }
 
 /// Workers per io wait in flight: Little's law gives the mean, bursts of

@@ -1,8 +1,10 @@
 //! The recommendation per workload, honest about noise: the model with the
 //! highest capacity wins only if its interval clears every other model's;
 //! otherwise the models whose intervals overlap the leader's tie, and the
-//! tie is broken by CPU per packet, then by memory, each only where the
-//! repeats' ranges do not overlap.
+//! tie is broken by CPU per packet, then by memory, then by p99 latency,
+//! each only where the repeats' ranges do not overlap, measured at one
+//! load for every tied model (the largest all of them passed) where the run
+//! probed it, else at each model's own capacity.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,25 @@ impl Range {
     }
 }
 
+/// A tied model's figures at the tie's common load: every tied model probed
+/// at the same fleet size, so CPU, memory and latency compare under one
+/// offered load, not at each model's own capacity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EqualLoad {
+    /// The fleet size every tied model was probed at.
+    pub clients: u32,
+    /// The valid probes' cells in `run.json`, which give the figures (an
+    /// invalid probe gives none; with none, the tie is broken at each
+    /// model's own capacity).
+    pub cells: Vec<usize>,
+    /// CPU microseconds per packet over the repeats.
+    pub cpu_us: Range,
+    /// Peak PSS over the repeats, KiB.
+    pub pss_kib: Range,
+    /// p99 latency over the repeats, ns.
+    pub p99_ns: Range,
+}
+
 /// One model's standing for a workload.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Contender {
@@ -53,6 +74,8 @@ pub struct Contender {
     pub cpu_us: Range,
     /// Peak PSS at the knee, KiB.
     pub pss_kib: Range,
+    /// Its figures at the tie's common load, where the run probed it.
+    pub equal_load: Option<EqualLoad>,
 }
 
 /// The answer for one workload.
@@ -121,24 +144,50 @@ impl Recommendation {
     }
 }
 
-/// Applies the rule to one workload's models.
-pub fn recommend(contenders: &[Contender]) -> Recommendation {
+/// The contenders that met the SLO with at least one client, highest low
+/// end first (an open interval before a closed one).
+fn ranked(contenders: &[Contender]) -> Vec<&Contender> {
     let mut ranked: Vec<&Contender> = contenders.iter().filter(|c| c.clients > 0).collect();
     // Highest low end first; an open interval before a closed one.
     ranked.sort_by(|a, b| {
         (b.interval.low, b.interval.high.is_none())
             .cmp(&(a.interval.low, a.interval.high.is_none()))
     });
+    ranked
+}
+
+/// The leader and every model whose interval it does not clear (the
+/// leader alone when it wins; none when no model met the SLO).
+pub fn tied(contenders: &[Contender]) -> Vec<&Contender> {
+    let ranked = ranked(contenders);
     let Some(leader) = ranked.first().copied() else {
+        return Vec::new();
+    };
+    ranked
+        .into_iter()
+        .filter(|c| c.model == leader.model || !leader.interval.clears(&c.interval))
+        .collect()
+}
+
+/// The load tied models are compared at: the largest every one of them
+/// passed every probe at (the smallest low end), at least one client.
+pub fn common_load(tied: &[&Contender]) -> u32 {
+    tied.iter()
+        .map(|c| c.interval.low)
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Applies the rule to one workload's models.
+pub fn recommend(contenders: &[Contender]) -> Recommendation {
+    let ranked = ranked(contenders);
+    let tied = tied(contenders);
+    let Some(&leader) = tied.first() else {
         return Recommendation::Nothing {
             reason: "no model met the SLO with one client".to_string(),
         };
     };
-    let tied: Vec<&Contender> = ranked
-        .iter()
-        .copied()
-        .filter(|c| c.model == leader.model || !leader.interval.clears(&c.interval))
-        .collect();
     if tied.len() == 1 {
         let reason = match ranked.get(1) {
             Some(r) => format!(
@@ -163,41 +212,100 @@ pub fn recommend(contenders: &[Contender]) -> Recommendation {
         .map(|c| format!("`{}` {}", c.model, c.interval.label(c.clients)))
         .collect::<Vec<_>>()
         .join(", ");
-    let separated = |get: fn(&Contender) -> Range| {
-        tied.iter().copied().find(|c| {
-            tied.iter()
-                .filter(|o| o.model != c.model)
-                .all(|o| get(c).below(&get(o)))
-        })
-    };
-    if let Some(c) = separated(|c| c.cpu_us) {
-        return Recommendation::Tie {
-            models,
-            pick: Some(c.model.clone()),
-            reason: format!(
-                "capacities overlap ({capacities}); `{}` uses the least CPU per packet ({:.2} us, below every other's range)",
-                c.model, c.cpu_us.median
-            ),
-        };
-    }
-    if let Some(c) = separated(|c| c.pss_kib) {
-        return Recommendation::Tie {
-            models,
-            pick: Some(c.model.clone()),
-            reason: format!(
-                "capacities overlap ({capacities}) and so do CPU per packet; `{}` uses the least memory ({:.1} MiB PSS, below every other's range)",
-                c.model,
-                c.pss_kib.median / 1024.0
-            ),
-        };
-    }
+    let (pick, reason) = tie_break(&tied);
     Recommendation::Tie {
         models,
-        pick: None,
-        reason: format!(
-            "capacities overlap ({capacities}), and CPU per packet and memory do not separate them"
-        ),
+        pick,
+        reason: format!("capacities overlap ({capacities}){reason}"),
     }
+}
+
+/// The tied model whose `figure` lies wholly below every other's, if one
+/// does.
+fn separated<'c>(
+    tied: &[(&'c Contender, Figures)],
+    figure: fn(&Figures) -> Range,
+) -> Option<(&'c Contender, Range)> {
+    tied.iter()
+        .find(|(c, f)| {
+            tied.iter()
+                .filter(|(o, _)| o.model != c.model)
+                .all(|(_, g)| figure(f).below(&figure(g)))
+        })
+        .map(|(c, f)| (*c, figure(f)))
+}
+
+/// CPU, memory and latency of a tied model where the tie compares them.
+#[derive(Clone, Copy)]
+struct Figures {
+    cpu_us: Range,
+    pss_kib: Range,
+    p99_ns: Option<Range>,
+}
+
+/// The tie-break, and the rest of the sentence saying what decided it:
+/// at the common load when every tied model was probed there, else at each
+/// model's own capacity (where latency is the SLO's, so it is not
+/// compared).
+fn tie_break(tied: &[&Contender]) -> (Option<String>, String) {
+    let load = tied
+        .first()
+        .and_then(|c| c.equal_load.as_ref())
+        .map(|e| e.clients)
+        .filter(|&n| {
+            tied.iter().all(|c| {
+                c.equal_load
+                    .as_ref()
+                    .is_some_and(|e| e.clients == n && !e.cells.is_empty())
+            })
+        });
+    let figures: Vec<(&Contender, Figures)> = tied
+        .iter()
+        .map(|&c| {
+            let f = match (load, &c.equal_load) {
+                (Some(_), Some(e)) => Figures {
+                    cpu_us: e.cpu_us,
+                    pss_kib: e.pss_kib,
+                    p99_ns: Some(e.p99_ns),
+                },
+                _ => Figures {
+                    cpu_us: c.cpu_us,
+                    pss_kib: c.pss_kib,
+                    p99_ns: None,
+                },
+            };
+            (c, f)
+        })
+        .collect();
+    let at = match load {
+        Some(n) => format!("at {n} clients each (the largest load every tied model passed)"),
+        None => "at each model's own capacity".to_string(),
+    };
+    if let Some((c, r)) = separated(&figures, |f| f.cpu_us) {
+        let why = format!(
+            "; `{}` uses the least CPU per packet {at} ({:.2} us, below every other's range)",
+            c.model, r.median
+        );
+        return (Some(c.model.clone()), why);
+    }
+    if let Some((c, r)) = separated(&figures, |f| f.pss_kib) {
+        let why = format!("; CPU per packet {at} overlaps; `{}` uses the least memory ({:.1} MiB PSS, below every other's range)", c.model, r.median / 1024.0);
+        return (Some(c.model.clone()), why);
+    }
+    if load.is_some() {
+        if let Some((c, r)) = separated(&figures, |f| f.p99_ns.unwrap_or_default()) {
+            let why = format!("; CPU per packet and memory {at} overlap; `{}` has the lowest p99 latency ({}, below every other's range)", c.model, crate::units::fmt_ns(r.median as u64));
+            return (Some(c.model.clone()), why);
+        }
+        return (
+            None,
+            format!(", and CPU per packet, memory and p99 latency {at} do not separate them"),
+        );
+    }
+    (
+        None,
+        format!(", and CPU per packet and memory {at} do not separate them"),
+    )
 }
 
 /// How many times `a`'s capacity is `b`'s, counted only beyond the noise:
@@ -230,6 +338,103 @@ mod tests {
                 median: (pss.0 + pss.1) / 2.0,
                 max: pss.1,
             },
+            equal_load: None,
+        }
+    }
+
+    fn range((min, max): (f64, f64)) -> Range {
+        Range {
+            min,
+            median: (min + max) / 2.0,
+            max,
+        }
+    }
+
+    /// `c` probed at `clients` with these figures.
+    fn at(
+        mut c: Contender,
+        clients: u32,
+        cpu: (f64, f64),
+        pss: (f64, f64),
+        p99: (f64, f64),
+    ) -> Contender {
+        c.equal_load = Some(EqualLoad {
+            clients,
+            cells: vec![0, 1],
+            cpu_us: range(cpu),
+            pss_kib: range(pss),
+            p99_ns: range(p99),
+        });
+        c
+    }
+
+    #[test]
+    fn ties_are_broken_at_equal_load_when_every_tied_model_was_probed_there() {
+        let mem = (5000.0, 5100.0);
+        let lat = (1e6, 1.1e6);
+        // At its own capacity `a` looks cheaper (fewer clients, less
+        // batching); at one load `b` is.
+        let a = c("a", 38, Some(44), (1.0, 1.1), mem);
+        let b = c("b", 40, Some(41), (2.0, 2.2), mem);
+        let extra = c("x", 10, Some(12), (0.1, 0.2), mem);
+        // (case, contenders, pick, the reason names)
+        type Case = (
+            &'static str,
+            Vec<Contender>,
+            Option<&'static str>,
+            &'static str,
+        );
+        let table: Vec<Case> = vec![
+            ("no equal-load probes", vec![a.clone(), b.clone()], Some("a"), "at each model's own capacity"),
+            (
+                "both at 38: CPU separates",
+                vec![at(a.clone(), 38, (3.0, 3.2), mem, lat), at(b.clone(), 38, (1.5, 1.6), mem, lat)],
+                Some("b"),
+                "at 38 clients each",
+            ),
+            (
+                "CPU overlaps, memory separates",
+                vec![at(a.clone(), 38, (1.0, 1.2), (9000.0, 9100.0), lat), at(b.clone(), 38, (1.1, 1.3), mem, lat)],
+                Some("b"),
+                "least memory",
+            ),
+            (
+                "CPU and memory overlap, latency separates",
+                vec![at(a.clone(), 38, (1.0, 1.2), mem, (2e6, 2.2e6)), at(b.clone(), 38, (1.1, 1.3), mem, lat)],
+                Some("b"),
+                "lowest p99 latency",
+            ),
+            (
+                "nothing separates",
+                vec![at(a.clone(), 38, (1.0, 1.2), mem, lat), at(b.clone(), 38, (1.1, 1.3), mem, lat)],
+                None,
+                "p99 latency at 38 clients each (the largest load every tied model passed) do not separate",
+            ),
+            (
+                "one tied model not probed there: each at its own capacity",
+                vec![at(a.clone(), 38, (3.0, 3.2), mem, lat), b.clone()],
+                Some("a"),
+                "at each model's own capacity",
+            ),
+            (
+                "probed at different loads: each at its own capacity",
+                vec![at(a.clone(), 38, (3.0, 3.2), mem, lat), at(b.clone(), 30, (1.5, 1.6), mem, lat)],
+                Some("a"),
+                "at each model's own capacity",
+            ),
+            (
+                "a model outside the tie needs no probe",
+                vec![at(a.clone(), 38, (3.0, 3.2), mem, lat), at(b.clone(), 38, (1.5, 1.6), mem, lat), extra],
+                Some("b"),
+                "at 38 clients each",
+            ),
+        ];
+        for (case, contenders, pick, names) in table {
+            let r = recommend(&contenders);
+            assert_eq!(r.model(), pick, "{case}: {r:?}");
+            assert!(r.reason().contains(names), "{case}: {}", r.reason());
+            let tied = tied(&contenders);
+            assert_eq!(common_load(&tied), 38, "{case}");
         }
     }
 

@@ -146,12 +146,12 @@ pub fn by_workload(run: &RunFile) -> Vec<(String, Vec<&CapacityRecord>)> {
         .collect()
 }
 
-/// The recommendation per workload, from the run's capacity records.
-pub fn recommendations(run: &RunFile) -> Vec<(String, recommend::Recommendation)> {
+/// Every model's standing per workload, from the run's capacity records.
+pub fn contenders(run: &RunFile) -> Vec<(String, Vec<recommend::Contender>)> {
     by_workload(run)
         .into_iter()
         .map(|(w, records)| {
-            let contenders: Vec<recommend::Contender> = records
+            let contenders = records
                 .iter()
                 .map(|r| recommend::Contender {
                     model: r.model.clone(),
@@ -159,9 +159,18 @@ pub fn recommendations(run: &RunFile) -> Vec<(String, recommend::Recommendation)
                     interval: r.interval,
                     cpu_us: r.cpu_us,
                     pss_kib: r.pss_kib,
+                    equal_load: r.equal_load.clone(),
                 })
                 .collect();
-            (w, recommend::recommend(&contenders))
+            (w, contenders)
         })
+        .collect()
+}
+
+/// The recommendation per workload, from the run's capacity records.
+pub fn recommendations(run: &RunFile) -> Vec<(String, recommend::Recommendation)> {
+    contenders(run)
+        .into_iter()
+        .map(|(w, contenders)| (w, recommend::recommend(&contenders)))
         .collect()
 }

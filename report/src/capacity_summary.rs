@@ -58,6 +58,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
             row(&mut md, workload, r);
         }
         md.push('\n');
+        equal_load(&mut md, &ranked);
         let _ = writeln!(md, "**What this shows.**\n");
         for pair in ranked.windows(2) {
             compare_pair(&mut md, pair[0], pair[1]);
@@ -118,6 +119,39 @@ fn recommendation(md: &mut String, run: &RunFile, groups: &[(String, Vec<&Capaci
             "- **{workload}**: {}. {}.",
             rec.headline(),
             rec.reason()
+        );
+    }
+    md.push('\n');
+}
+
+/// The tied models' figures at the tie's common load, when probed there.
+fn equal_load(md: &mut String, ranked: &[&&CapacityRecord]) {
+    let at: Vec<(&str, &record::recommend::EqualLoad)> = ranked
+        .iter()
+        .filter_map(|r| r.equal_load.as_ref().map(|e| (r.model.as_str(), e)))
+        .collect();
+    let Some((_, first)) = at.first() else { return };
+    let _ = writeln!(
+        md,
+        "**At equal load** (the tied models, each with at least {} probes at {} clients, the largest load every one of them passed, its search's own probes there included; the tie-break compares these ranges):\n",
+        record::capacity::EQUAL_LOAD_REPEATS,
+        first.clients
+    );
+    let _ = writeln!(
+        md,
+        "| model | valid probes | CPU us/pkt | peak PSS MiB | p99 |\n|---|---:|---:|---:|---:|"
+    );
+    for (model, e) in &at {
+        let _ = writeln!(
+            md,
+            "| `{model}` | {} | {:.2}-{:.2} | {:.1}-{:.1} | {}-{} |",
+            e.cells.len(),
+            e.cpu_us.min,
+            e.cpu_us.max,
+            e.pss_kib.min / 1024.0,
+            e.pss_kib.max / 1024.0,
+            fmt_ns(e.p99_ns.min as u64),
+            fmt_ns(e.p99_ns.max as u64)
         );
     }
     md.push('\n');
@@ -352,7 +386,8 @@ fn search_method(md: &mut String, run: &RunFile) {
     }
     let _ = writeln!(
         md,
-        "- **Recommendation**: the model with the highest capacity wins only if its interval lies wholly above every other model's; otherwise the overlapping models tie, and the tie is broken by CPU per packet at capacity, then by peak PSS, each only where the repeats' ranges do not overlap. Every \"N x\" below compares one interval's low end with the other's high end, rounded down, and is written only when they do not overlap.",
+        "- **Recommendation**: the model with the highest capacity wins only if its interval lies wholly above every other model's; otherwise the overlapping models tie, and every tied model is probed at one load until it has {} probes there (its search's own count), the largest every one of them passed (the smallest low end), at its reported worker count; the tie is broken there by CPU per packet, then by peak PSS, then by p99 latency, each only where the repeats' ranges do not overlap (where a tied model has no valid probe there, by CPU per packet and peak PSS at each model's own capacity, and the sentence says so). Every \"N x\" below compares one interval's low end with the other's high end, rounded down, and is written only when they do not overlap.",
+        record::capacity::EQUAL_LOAD_REPEATS
     );
 }
 

@@ -183,3 +183,54 @@ fn runs_that_asked_for_different_work_are_not_compared_there() {
     assert!(!md.contains("**No change beyond noise**"), "{md}");
     assert!(cmp.regressions.is_empty(), "{:?}", cmp.regressions);
 }
+
+/// Every tie of the recorded run was broken at one load: each tied model
+/// has its figures at one load that every tied model passed (the tie's
+/// common load in the full run; the fixture keeps four of its models),
+/// from valid probes of that model at that size, and the sentence and the
+/// summary say so.
+#[test]
+fn ties_are_compared_at_one_load_for_every_tied_model() {
+    let run = fixture();
+    let md = report::capacity_summary::render(&run, &[], std::path::Path::new("."));
+    let mut ties = 0;
+    for (workload, contenders) in record::run::contenders(&run) {
+        let tied = record::recommend::tied(&contenders);
+        if tied.len() < 2 {
+            continue;
+        }
+        ties += 1;
+        let load = tied[0].equal_load.as_ref().map_or(0, |e| e.clients);
+        assert!(load >= 1 && load <= record::recommend::common_load(&tied));
+        for c in &tied {
+            let e = c
+                .equal_load
+                .as_ref()
+                .unwrap_or_else(|| panic!("{workload}/{}: not probed at {load}", c.model));
+            assert_eq!(e.clients, load, "{workload}/{}", c.model);
+            assert!(!e.cells.is_empty(), "{workload}/{}", c.model);
+            for &i in &e.cells {
+                let k = &run.cells[i].key;
+                assert_eq!(
+                    (k.model.as_str(), k.workload.as_str(), k.clients),
+                    (c.model.as_str(), workload.as_str(), load)
+                );
+            }
+            assert!(
+                md.contains(&format!("| `{}` | {} |", c.model, e.cells.len())),
+                "{workload}/{}: no equal-load row",
+                c.model
+            );
+        }
+        let (_, rec) = record::run::recommendations(&run)
+            .into_iter()
+            .find(|(w, _)| w == &workload)
+            .unwrap();
+        assert!(
+            rec.reason().contains(&format!("at {load} clients each")),
+            "{workload}: {}",
+            rec.reason()
+        );
+    }
+    assert!(ties > 0, "the fixture has no tie to check");
+}

@@ -467,6 +467,7 @@ impl<P: Probes> Pair<'_, P> {
             sweep_stop: searched.sweep_stop,
             rounds_left,
             probes: self.probes,
+            equal_load: None,
         }
     }
 
