@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 use indicatif::ProgressBar;
@@ -58,6 +58,20 @@ const FIRST_ESTIMATE: u64 = 20;
 /// seeded shuffled order, saving after every probe. `Ok(false)`: stopped
 /// by a signal.
 pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBar) -> Result<bool> {
+    let mut saver = Saver::new(run_dir);
+    let done = search_all(ctx, run, &mut saver, bar);
+    // Whatever happened, what was measured is kept.
+    saver.now(run)?;
+    done
+}
+
+/// [`run`]'s work: every pair's search, the rounds and the equal loads.
+fn search_all(
+    ctx: &CellContext,
+    run: &mut RunFile,
+    saver: &mut Saver,
+    bar: ProgressBar,
+) -> Result<bool> {
     let config = ctx.config;
     let settings = config
         .search
@@ -85,7 +99,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
     // the end of the run, after the noisy stretch, its probes kept.
     let mut queue: VecDeque<(String, String, Vec<ProbeRecord>)> =
         pairs.into_iter().map(|(m, w)| (m, w, Vec::new())).collect();
-    check_speed(run, run_dir)?;
+    check_speed(run, saver)?;
     while let Some((model, workload, earlier)) = queue.pop_front() {
         let done = run
             .capacities
@@ -105,7 +119,7 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         let mut cells = Cells {
             ctx,
             run: &mut *run,
-            run_dir,
+            saver: &mut *saver,
             progress: &mut progress,
             model: model_impl,
         };
@@ -134,11 +148,11 @@ pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBa
         }
         tracing::info!(%model, %workload, capacity = %record.interval.label(record.clients), workers = record.workers, "searched; to be confirmed");
         run.capacities.push(record);
-        run.save(run_dir)?;
+        saver.soon(run)?;
         progress.pair_done();
     }
-    let done = confirm_rounds(ctx, run, run_dir, &settings, &mut progress)?
-        && equal_loads(ctx, run, run_dir, &mut progress)?;
+    let done = confirm_rounds(ctx, run, saver, &settings, &mut progress)?
+        && equal_loads(ctx, run, saver, &mut progress)?;
     progress.bar.finish_and_clear();
     Ok(done)
 }
@@ -171,7 +185,7 @@ const ROUND_ESTIMATE: u64 = 2;
 fn confirm_rounds(
     ctx: &CellContext,
     run: &mut RunFile,
-    run_dir: &Path,
+    saver: &mut Saver,
     settings: &SearchSettings,
     progress: &mut Progress,
 ) -> Result<bool> {
@@ -190,7 +204,7 @@ fn confirm_rounds(
         .max()
         .filter(|&m| m > 0)
     {
-        check_speed(run, run_dir)?;
+        check_speed(run, saver)?;
         let speed_spread = run.speed_spread();
         for i in 0..run.capacities.len() {
             if run.capacities[i].rounds_left != most {
@@ -202,7 +216,7 @@ fn confirm_rounds(
             let mut cells = Cells {
                 ctx,
                 run: &mut *run,
-                run_dir,
+                saver: &mut *saver,
                 progress: &mut *progress,
                 model: model_impl,
             };
@@ -228,7 +242,7 @@ fn confirm_rounds(
                 tracing::info!(%model, %workload, capacity = %confirmed.interval.label(confirmed.clients), workers = confirmed.workers, "capacity found");
             }
             run.capacities[i] = confirmed;
-            run.save(run_dir)?;
+            saver.soon(run)?;
         }
     }
     Ok(true)
@@ -242,7 +256,7 @@ fn confirm_rounds(
 fn equal_loads(
     ctx: &CellContext,
     run: &mut RunFile,
-    run_dir: &Path,
+    saver: &mut Saver,
     progress: &mut Progress,
 ) -> Result<bool> {
     for (workload, contenders) in record::run::contenders(run) {
@@ -274,7 +288,7 @@ fn equal_loads(
             let mut cells = Cells {
                 ctx,
                 run: &mut *run,
-                run_dir,
+                saver: &mut *saver,
                 progress: &mut *progress,
                 model: pair_inputs(ctx.config, &model, &workload)?.0,
             };
@@ -295,7 +309,7 @@ fn equal_loads(
                 cells.probe_done(&|| format!("{model} {workload} at {load} clients (equal load)"));
             }
             run.capacities[i].equal_load = Some(equal_load_of(load, &at, &run.cells));
-            run.save(run_dir)?;
+            saver.soon(run)?;
         }
     }
     Ok(true)
@@ -304,7 +318,7 @@ fn equal_loads(
 /// Times the kernel's rounds again (as many as the calibration's) on the
 /// server's first CPU, idle between probes, and saves them with the run:
 /// the machine's speed now, for the spread every interval allows for.
-fn check_speed(run: &mut RunFile, run_dir: &Path) -> Result<()> {
+fn check_speed(run: &mut RunFile, saver: &mut Saver) -> Result<()> {
     let cpu = run.config.server_cpus.first().copied();
     let rounds = std::thread::spawn(move || {
         if let Some(cpu) = cpu {
@@ -320,8 +334,44 @@ fn check_speed(run: &mut RunFile, run_dir: &Path) -> Result<()> {
         at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         rounds,
     });
-    run.save(run_dir)?;
-    Ok(())
+    saver.soon(run)
+}
+
+/// Saves the run as it goes: at most every [`SAVE_EVERY`] (run.json grows
+/// to megabytes over hundreds of probes, and rewriting it after each one
+/// cost seconds of a quick run), and at once when asked. A run killed
+/// outright loses at most that long of probes, which a resumed run
+/// measures again; an interrupted or failed one saves everything.
+struct Saver {
+    dir: std::path::PathBuf,
+    last: Option<Instant>,
+}
+
+/// Longest a measured probe waits to be saved.
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+impl Saver {
+    fn new(dir: &Path) -> Self {
+        Saver {
+            dir: dir.to_path_buf(),
+            last: None,
+        }
+    }
+
+    /// Saves unless it saved within [`SAVE_EVERY`].
+    fn soon(&mut self, run: &RunFile) -> Result<()> {
+        if self.last.is_some_and(|t| t.elapsed() < SAVE_EVERY) {
+            return Ok(());
+        }
+        self.now(run)
+    }
+
+    /// Saves now.
+    fn now(&mut self, run: &RunFile) -> Result<()> {
+        run.save(&self.dir)?;
+        self.last = Some(Instant::now());
+        Ok(())
+    }
 }
 
 /// A search's probes as real cells of the run: reused when resuming, else
@@ -329,7 +379,7 @@ fn check_speed(run: &mut RunFile, run_dir: &Path) -> Result<()> {
 struct Cells<'a, 'r> {
     ctx: &'a CellContext<'a>,
     run: &'r mut RunFile,
-    run_dir: &'a Path,
+    saver: &'r mut Saver,
     progress: &'r mut Progress,
     model: &'static dyn models::Model,
 }
@@ -353,7 +403,7 @@ impl Probes for Cells<'_, '_> {
             return Err(Stop::Interrupted); // a probe cut short is not kept
         }
         self.run.cells.push(cell);
-        self.run.save(self.run_dir).map_err(anyhow::Error::from)?;
+        self.saver.soon(self.run)?;
         Ok((self.run.cells.len() - 1, true))
     }
 
