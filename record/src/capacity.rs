@@ -126,6 +126,80 @@ pub struct CapacityRecord {
     /// the interval).
     #[serde(default)]
     pub equal_load: Option<EqualLoad>,
+    /// Where the generator stopped the search: the capacity the server's
+    /// CPU per frame there projects ([`Projection`]).
+    #[serde(default)]
+    pub projected: Option<Projection>,
+}
+
+impl CapacityRecord {
+    /// What limited the search, as the tables say it, with the projection
+    /// where the generator stopped it.
+    pub fn limit_label(&self) -> String {
+        match &self.projected {
+            Some(p) if self.limited_by == LimitedBy::Generator => {
+                format!("{}; {}", self.limited_by.label(), p.label())
+            }
+            _ => self.limited_by.label().to_string(),
+        }
+    }
+}
+
+/// Share of the server's CPUs a projected capacity fills (the utilisation
+/// law: frames per second = busy share / CPU seconds per frame).
+pub const PROJECT_UTIL: f64 = 0.8;
+
+/// A capacity projected past the generator's bound from the server's CPU
+/// per frame at the largest load measured: it assumes that CPU per frame
+/// stays as measured there (it falls as reads carry more frames, so this
+/// errs low) and that CPU, not latency or io waits, is the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    /// Projected clients at the run's rate.
+    pub clients: u32,
+    /// The load it was projected from (the capacity's probes).
+    pub from_clients: u32,
+    /// CPU microseconds per frame there (median of the probes).
+    pub cpu_us: f64,
+    /// Server CPUs.
+    pub cpus: usize,
+}
+
+impl Projection {
+    /// The projection from `cpu_us` per frame measured at `from_clients`
+    /// on `cpus` server CPUs at `rate_hz` per client; `None` when it
+    /// projects no more than was measured (or nothing was).
+    pub fn of(from_clients: u32, cpu_us: f64, cpus: usize, rate_hz: u64) -> Option<Projection> {
+        let clients = Self::clients_at(cpu_us, cpus, rate_hz);
+        (clients > from_clients).then_some(Projection {
+            clients,
+            from_clients,
+            cpu_us,
+            cpus,
+        })
+    }
+
+    /// Clients at `rate_hz` that [`PROJECT_UTIL`] of `cpus` serves at
+    /// `cpu_us` per frame (0 when nothing was measured).
+    pub fn clients_at(cpu_us: f64, cpus: usize, rate_hz: u64) -> u32 {
+        if cpu_us <= 0.0 || rate_hz == 0 || cpus == 0 {
+            return 0;
+        }
+        let frames_per_s = PROJECT_UTIL * cpus as f64 * 1e6 / cpu_us;
+        (frames_per_s / rate_hz as f64).floor() as u32
+    }
+
+    /// `projected 177 (80% of 1 CPU at 0.45 us/frame, as at 150 clients)`.
+    pub fn label(&self) -> String {
+        format!(
+            "projected {} ({:.0}% of {} CPU at {:.2} us/frame, as at {} clients)",
+            self.clients,
+            PROJECT_UTIL * 100.0,
+            self.cpus,
+            self.cpu_us,
+            self.from_clients
+        )
+    }
 }
 
 /// Probes per tied model at a tie's common load: the tie-break compares
@@ -206,6 +280,31 @@ mod tests {
     use super::*;
     use std::str::FromStr;
     use workloads::WorkSpec;
+
+    #[test]
+    fn projection_table() {
+        // (from clients, cpu us/frame, cpus, rate, projected clients)
+        let table: [(u32, f64, usize, u64, Option<u32>); 6] = [
+            // 0.8 * 1e6 / 0.45 = 1.78 M frames/s = 177 clients at 10 kHz.
+            (150, 0.45, 1, 10_000, Some(177)),
+            (150, 0.45, 2, 10_000, Some(355)),
+            // 0.8 * 1e6 / 5.5 = 145 k frames/s = 14 clients: no more than
+            // measured, so no projection.
+            (16, 5.5, 1, 10_000, None),
+            (8, 5.5, 1, 10_000, Some(14)),
+            (150, 0.0, 1, 10_000, None),
+            (150, 0.45, 1, 0, None),
+        ];
+        for (from, cpu_us, cpus, rate, want) in table {
+            let got = Projection::of(from, cpu_us, cpus, rate).map(|p| p.clients);
+            assert_eq!(got, want, "{from} clients at {cpu_us} us on {cpus} CPUs");
+        }
+        let p = Projection::of(150, 0.45, 1, 10_000).unwrap();
+        assert_eq!(
+            p.label(),
+            "projected 177 (80% of 1 CPU at 0.45 us/frame, as at 150 clients)"
+        );
+    }
 
     #[test]
     fn a_search_ended_on_noise_only_when_a_probe_stayed_the_machines() {

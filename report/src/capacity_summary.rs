@@ -14,8 +14,8 @@ use record::units::fmt_ns;
 
 fn limited(r: &CapacityRecord) -> String {
     match r.limited_by {
-        LimitedBy::Server => r.limited_by.label().to_string(),
-        l => format!("**{}**", l.label()),
+        LimitedBy::Server => r.limit_label(),
+        _ => format!("**{}**", r.limit_label()),
     }
 }
 
@@ -372,6 +372,12 @@ fn search_method(md: &mut String, run: &RunFile) {
         run.speed_spread() * 100.0,
         record::kernel_calibration::SPREAD_TRIM * 100.0,
         1.0 + run.speed_spread()
+    );
+    let _ = writeln!(
+        md,
+        "- **Projection**: where the generator stopped a search (`>=`), the server's CPU per frame at that load projects a capacity by the utilisation law: {:.0}% of the server's {} CPU(s) divided by the CPU per frame and the rate per client, labelled \"projected\" and never used by the recommendation. It assumes CPU per frame stays as measured there (it falls as reads carry more frames, so it errs low) and that CPU, not latency or io waits, is the limit.",
+        record::capacity::PROJECT_UTIL * 100.0,
+        c.server_cpus.len()
     );
     if c.models.iter().any(|m| m == "prefork" || m == "percore") {
         let _ = writeln!(

@@ -134,7 +134,7 @@ pub fn render_capacities(run: &record::run::RunFile) -> String {
                 record::units::fmt_ns(r.service_p99_ns),
                 r.cpu_us.median,
                 r.pss_kib.median / 1024.0,
-                r.limited_by.label()
+                r.limit_label()
             ));
         }
     }

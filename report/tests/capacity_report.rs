@@ -234,3 +234,47 @@ fn ties_are_compared_at_one_load_for_every_tied_model() {
     }
     assert!(ties > 0, "the fixture has no tie to check");
 }
+
+/// The projection, checked where the real capacity is measured (cpu work,
+/// server-limited): projected from the CPU per frame of the largest
+/// passing probe at no more than 85% of the capacity (the search's first
+/// step, sized to bring the server to 80% busy), as if the generator had
+/// stopped the search there, it lands within 25% of the capacity.
+#[test]
+fn a_projection_lands_within_a_quarter_of_a_measured_capacity() {
+    let run = fixture();
+    let record::config::RunConfig {
+        rate, server_cpus, ..
+    } = &run.config;
+    let fleet::Rate::Hz(hz) = *rate else {
+        panic!("the fixture runs at a fixed rate")
+    };
+    let mut checked = 0;
+    for r in run
+        .capacities
+        .iter()
+        .filter(|r| r.workload == "cpu" && r.limited_by == record::capacity::LimitedBy::Server)
+    {
+        let Some(p) = r
+            .probes
+            .iter()
+            .filter(|p| p.workers == r.workers && p.outcome == Outcome::Pass)
+            .filter(|p| f64::from(p.clients) <= 0.85 * f64::from(r.clients))
+            .max_by_key(|p| p.clients)
+        else {
+            continue;
+        };
+        let cpu_us = run.cells[p.cell].derived.cpu_us_per_packet;
+        let projected = record::capacity::Projection::clients_at(cpu_us, server_cpus.len(), hz);
+        let off = (f64::from(projected) / f64::from(r.clients) - 1.0).abs();
+        assert!(
+            off <= 0.25,
+            "{}: projected {projected} from {} clients at {cpu_us:.2} us/frame, measured {}",
+            r.model,
+            p.clients,
+            r.clients
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} cpu capacities to check");
+}

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use fleet::Rate;
 use record::capacity::{
-    io_waits_at_knee, CapacityRecord, LimitedBy, Outcome, ProbeRecord, SweepPoint, MACHINE_PAUSE,
-    MACHINE_RETRIES, MAX_WORKERS,
+    io_waits_at_knee, CapacityRecord, LimitedBy, Outcome, ProbeRecord, Projection, SweepPoint,
+    MACHINE_PAUSE, MACHINE_RETRIES, MAX_WORKERS,
 };
 use record::cell::{CellKey, CellResult};
 use record::config::{RunConfig, SearchSettings};
@@ -450,6 +450,13 @@ impl<P: Probes> Pair<'_, P> {
             .collect();
         let range =
             |f: fn(&CellResult) -> f64| Range::of(&knee.iter().map(|c| f(c)).collect::<Vec<_>>());
+        let cpu_us = range(|c| c.derived.cpu_us_per_packet);
+        let projected = match (limited_by, self.config.rate) {
+            (LimitedBy::Generator, Rate::Hz(hz)) => {
+                Projection::of(clients, cpu_us.median, self.config.server_cpus.len(), hz)
+            }
+            _ => None,
+        };
         CapacityRecord {
             model: self.model.to_string(),
             workload: self.workload.to_string(),
@@ -460,7 +467,7 @@ impl<P: Probes> Pair<'_, P> {
             slo: self.slo.label(),
             p99_ns: range(|c| c.derived.p99_ns as f64).median as u64,
             service_p99_ns: range(|c| c.derived.service_p99_ns as f64).median as u64,
-            cpu_us: range(|c| c.derived.cpu_us_per_packet),
+            cpu_us,
             pss_kib: range(|c| c.derived.peak_pss_kib as f64),
             io_waits: searched.io_waits,
             sweep: searched.sweep,
@@ -468,6 +475,7 @@ impl<P: Probes> Pair<'_, P> {
             rounds_left,
             probes: self.probes,
             equal_load: None,
+            projected,
         }
     }
 

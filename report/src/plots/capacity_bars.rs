@@ -122,7 +122,11 @@ fn bar(
         "{} w={}{}",
         r.interval.label(r.clients),
         r.workers,
-        if generator { " (generator)" } else { "" }
+        match (&r.projected, generator) {
+            (Some(p), true) => format!(" (generator; projected {})", p.clients),
+            (None, true) => " (generator)".to_string(),
+            _ => String::new(),
+        }
     );
     chart
         .draw_series(std::iter::once(Text::new(
