@@ -125,6 +125,20 @@ fn server_paths(c: &mut Criterion) {
             }
         })
     });
+    // What `threads` pays per accepted connection: starting (and ending)
+    // one thread with its stack.
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("thread_spawn_join", |b| {
+        b.iter(|| {
+            std::thread::Builder::new()
+                .stack_size(models::impls::threads::STACK)
+                .spawn(|| black_box(1))
+                .expect("a thread")
+                .join()
+                .expect("joined")
+        })
+    });
+    g.throughput(Throughput::Elements(512));
     // The pool's hand-off: batches of 16 frames through its channel.
     let (btx, brx) = flume::bounded::<Vec<Frame>>(64);
     g.bench_function("channel_send_recv_512_frames_in_batches_of_16", |b| {
