@@ -129,8 +129,15 @@ splice("docs/models.md", "prefork",
 def capacity(name):
     run = json.loads(next((out / name / "results").glob("*/run.json")).read_text())
     (r,) = run["capacities"]
-    iv = r["interval"]
-    return (f"{r['clients']} ({iv['low']}-{iv['high']})" if iv["high"] is not None else f">= {r['clients']}"), r["clients"]
+    point, low, high = r["clients"], r["interval"]["low"], r["interval"]["high"]
+    # As the tool labels it (record::interval::Interval::label).
+    if point == 0:
+        label = "< 1"
+    elif high is not None:
+        label = f"{point}" if high == low == point else f"{point} ({low}-{high})"
+    else:
+        label = f">= {point}" if point == low else f">= {point} ({low}-)"
+    return label, point
 rows = []
 for m in ("prefork", "percore"):
     (h, hn), (l, ln) = capacity(f"placement-{m}-hash"), capacity(f"placement-{m}-least")
