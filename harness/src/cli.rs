@@ -191,6 +191,9 @@ pub struct RunArgs {
     /// Finish the interrupted run with this id (in the results directory).
     #[arg(long)]
     pub resume: Option<String>,
+    /// Capacity against server cores: the search once per server CPU count (1, 2, 4, ... up to half the CPUs, the fleet on the other half), then a table and a plot per workload; says where and why it stops (on 2 CPUs: the 1-CPU point only).
+    #[arg(long, conflicts_with_all = ["resume", "server_cpus", "fleet_cpus", "clients"])]
+    pub scaling: bool,
     /// CPUs for the server (e.g. 0 or 0-3) [default: first half of the allowed CPUs].
     #[arg(long)]
     pub server_cpus: Option<String>,

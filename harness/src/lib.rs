@@ -1,7 +1,8 @@
 //! The `harness` binary's library: the command line ([`cli`]), the server
 //! front-end ([`serve`]), a benchmark run of pinned server and fleet
 //! processes ([`mod@bench`]), the capacity search on real probes
-//! ([`capacity`]), the fleet calibration ([`calibration`]), and the
+//! ([`capacity`]), capacity against server cores ([`scaling`]), the fleet
+//! calibration ([`calibration`]), and the
 //! fleet, merge and Kubernetes commands. What a run is lives in the
 //! `record` crate, the search's rules in `search`, the reports in `report`.
 
@@ -15,6 +16,7 @@ pub mod k8s;
 pub mod kernel_calibration;
 pub mod merged;
 pub mod parent;
+pub mod scaling;
 pub mod serve;
 
 pub use fleet;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use harness::bench::{self, Outcome};
 use harness::cli::{Cli, Command};
-use harness::{commands, merged, serve};
+use harness::{commands, merged, scaling, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,16 +27,25 @@ fn main() -> ExitCode {
                 Command::Capacity(a) => {
                     let mut a = (**a).clone();
                     a.capacity = true;
-                    bench::run(&a).map(exit_code)
+                    search(&a).map(exit_code)
                 }
             }
         }
-        None => bench::run(&cli.run).map(exit_code),
+        None => search(&cli.run).map(exit_code),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+/// A benchmark run, or with `--scaling` one per server CPU count.
+fn search(args: &harness::cli::RunArgs) -> anyhow::Result<Outcome> {
+    if args.scaling {
+        scaling::run(args)
+    } else {
+        bench::run(args)
+    }
 }
 
 /// The exit code of a benchmark run: 2 on SLO breaches, 130 when interrupted.

@@ -13,6 +13,7 @@ pub mod labels;
 pub mod links;
 pub mod output;
 pub mod plots;
+pub mod scaling;
 pub mod summary;
 pub mod table;
 pub mod view;

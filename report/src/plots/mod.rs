@@ -3,16 +3,18 @@
 //! valid points are filled circles, overloaded ones hollow circles, invalid
 //! ones crosses that no line passes through. A fixed matrix gets
 //! `panels`, `spectrum` and `timeseries`; a capacity search gets
-//! `capacity_bars`, `load` and `sweep`.
+//! `capacity_bars`, `load` and `sweep`; `--scaling` gets `scaling`.
 
 mod capacity_bars;
 mod load;
 mod panels;
+mod scaling;
 mod spectrum;
 mod style;
 mod sweep;
 mod timeseries;
 
+pub(crate) use scaling::Series;
 pub use style::{colour, SIZE};
 
 use std::path::{Path, PathBuf};
@@ -104,6 +106,35 @@ pub(crate) fn search(run: &RunFile, dir: &Path) -> Result<Vec<PathBuf>> {
         if sweep::sweep(&file, &ctx, &run.config.models, &records)? {
             out.push(file);
         }
+    }
+    Ok(out)
+}
+
+/// Renders capacity against server CPUs per workload of `runs` (one
+/// search per CPU count) into `dir`.
+pub(crate) fn scaling(
+    runs: &[RunFile],
+    per_workload: Vec<(String, scaling::Series<'_>)>,
+    dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    register_font();
+    let Some(first) = runs.first() else {
+        return Ok(Vec::new());
+    };
+    let cpus: Vec<usize> = runs.iter().map(|r| r.config.server_cpus.len()).collect();
+    let mut out = Vec::new();
+    for (workload, series) in per_workload {
+        let spec = first
+            .config
+            .workload(&workload)
+            .map_or(String::new(), |w| w.plan.spec.clone());
+        let ctx = format!(
+            "workload {workload} ({spec}); {} ({} CPUs), {} Hz/client",
+            first.environment.hostname, first.environment.logical_cpus, first.config.rate
+        );
+        let file = dir.join(format!("scaling-{}.png", slug(&workload)));
+        scaling::scaling(&file, &ctx, &first.config.models, &cpus, &series)?;
+        out.push(file);
     }
     Ok(out)
 }
