@@ -134,6 +134,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         .unwrap_or_default();
     let written = report::render(&run, &dir, &args.plots_dir)?;
     println!("summary: {}", written.summary.display());
+    println!("report:  {}", written.html.display());
     println!(
         "plots:   {} ({} files)",
         written.plots_dir.display(),

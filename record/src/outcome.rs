@@ -21,6 +21,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Its name as run.json spells it: `pass`, `fail`, `server_failed`,
+    /// `generator`, `machine`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::ServerFailed => "server_failed",
+            Outcome::Generator => "generator",
+            Outcome::Machine => "machine",
+        }
+    }
+
     /// A failure on the server's account.
     pub fn servers(self) -> bool {
         matches!(self, Outcome::Fail | Outcome::ServerFailed)

@@ -8,6 +8,14 @@ pub enum Error {
     /// A plot could not be drawn.
     #[error("plotting failed: {0}")]
     Plot(String),
+    /// Data could not be encoded.
+    #[error("encode {what}: {source}")]
+    Encode {
+        /// What.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
     /// A file or folder could not be written.
     #[error("{what} {}: {source}", path.display())]
     Io {

@@ -1,14 +1,15 @@
 //! Reports rendered from a saved run only, so any past run can be
 //! re-rendered. Each output implements [`Output`] over one [`View`] of the
 //! run (fixed matrix or capacity search, decided once from the data): the
-//! terminal [`Table`], the PNG [`Plots`] (one file per chart family) and
-//! [`Summary`] (summary.md). Run-to-run comparison is [`compare`];
+//! terminal [`Table`], the PNG [`Plots`] (one file per chart family),
+//! [`Summary`] (summary.md) and [`html::Html`] (report.html, self-contained). Run-to-run comparison is [`compare`];
 //! [`aggregate`] folds repeats.
 
 pub mod aggregate;
 pub mod capacity_summary;
 pub mod compare;
 pub mod error;
+pub mod html;
 pub mod labels;
 pub mod links;
 pub mod output;
@@ -31,13 +32,16 @@ pub use view::View;
 pub struct Written {
     /// The summary.md path.
     pub summary: PathBuf,
+    /// The report.html path.
+    pub html: PathBuf,
     /// The plots folder.
     pub plots_dir: PathBuf,
     /// Each plot written.
     pub plots: Vec<PathBuf>,
 }
 
-/// Renders plots into `<plots_root>/<run-id>/` and `summary.md` into `run_dir`.
+/// Renders plots into `<plots_root>/<run-id>/`, and `summary.md` and
+/// `report.html` into `run_dir`.
 pub fn render(run: &RunFile, run_dir: &Path, plots_root: &Path) -> Result<Written> {
     let view = View::of(run);
     let mut out = Rendered {
@@ -45,11 +49,12 @@ pub fn render(run: &RunFile, run_dir: &Path, plots_root: &Path) -> Result<Writte
         plots_dir: plots_root.join(&run.run_id),
         ..Rendered::default()
     };
-    for output in [&Plots as &dyn Output, &Summary] {
+    for output in [&Plots as &dyn Output, &Summary, &html::Html] {
         output.render(&view, &mut out)?;
     }
     Ok(Written {
         summary: out.summary.unwrap_or_else(|| run_dir.join("summary.md")),
+        html: out.html.unwrap_or_else(|| run_dir.join("report.html")),
         plots_dir: out.plots_dir,
         plots: out.plots,
     })

@@ -1,7 +1,8 @@
 //! Every output of a run behind one trait ([`Output`], as hyperfine's
-//! exporters): the terminal table ([`Table`]), the PNG plots ([`Plots`])
-//! and summary.md ([`Summary`]). Each renders one [`View`]; what one
-//! writes is in [`Rendered`] for the next (summary.md links the plots).
+//! exporters): the terminal table ([`Table`]), the PNG plots ([`Plots`]),
+//! summary.md ([`Summary`]) and report.html ([`crate::html::Html`]). Each
+//! renders one [`View`]; what one writes is in [`Rendered`] for the next
+//! (summary.md links the plots, report.html inlines both).
 //! run.json is the run's data, saved by `record::run::RunFile::save`.
 
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ pub struct Rendered {
     pub plots: Vec<PathBuf>,
     /// summary.md, once written.
     pub summary: Option<PathBuf>,
+    /// report.html, once written.
+    pub html: Option<PathBuf>,
     /// Text for the terminal.
     pub terminal: String,
 }

@@ -183,6 +183,7 @@ fn print_outputs(run: &RunFile, run_dir: &Path, plots_dir: &Path) {
     match report::render(run, run_dir, plots_dir) {
         Ok(written) => {
             println!("summary: {}", written.summary.display());
+            println!("report:  {}", written.html.display());
             println!(
                 "plots:   {} ({} files)",
                 written.plots_dir.display(),
