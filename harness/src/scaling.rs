@@ -93,7 +93,10 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
     let dir = args.results_dir.join(&id);
     let written = report::scaling::render(&runs, &why, &dir, &args.plots_dir.join(&id))
         .context("write the scaling report")?;
-    println!("capacity against server CPUs:\n{}", report::scaling::table(&runs));
+    println!(
+        "capacity against server CPUs:\n{}",
+        report::scaling::table(&runs)
+    );
     println!("scaling: {}", written.summary.display());
     Ok(Outcome::Complete {
         run_dir: dir,
@@ -110,9 +113,19 @@ mod tests {
         // (allowed CPUs, server CPU counts, fleet CPUs, why names)
         let table: [(usize, &[usize], usize, &str); 6] = [
             (1, &[1], 1, "share"),
-            (2, &[1], 1, "stops at 1 CPU: 2 CPUs would be more than half of the 2 CPUs"),
+            (
+                2,
+                &[1],
+                1,
+                "stops at 1 CPU: 2 CPUs would be more than half of the 2 CPUs",
+            ),
             (3, &[1], 2, "stops at 1 CPU"),
-            (4, &[1, 2], 2, "stops at 2 CPUs: 4 CPUs would be more than half of the 4 CPUs"),
+            (
+                4,
+                &[1, 2],
+                2,
+                "stops at 2 CPUs: 4 CPUs would be more than half of the 4 CPUs",
+            ),
             (16, &[1, 2, 4, 8], 8, "stops at 8 CPUs"),
             (12, &[1, 2, 4], 6, "stops at 4 CPUs"),
         ];
@@ -124,7 +137,10 @@ mod tests {
             for p in &points {
                 assert_eq!(p.fleet.len(), fleet, "{n} CPUs");
                 if n > 1 {
-                    assert!(p.server.iter().all(|c| !p.fleet.contains(c)), "{n} CPUs: {p:?}");
+                    assert!(
+                        p.server.iter().all(|c| !p.fleet.contains(c)),
+                        "{n} CPUs: {p:?}"
+                    );
                 }
             }
             assert!(said.contains(why), "{n} CPUs: {said}");

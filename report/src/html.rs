@@ -22,7 +22,7 @@ use crate::view::View;
 /// The page's styles: readable tables, nothing fetched.
 const STYLE: &str = "body{font-family:sans-serif;max-width:1250px;margin:1em auto;padding:0 1em;line-height:1.4}\
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #bbb;padding:2px 6px;text-align:right}\
-th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}\
+th:first-child,td:first-child,th:nth-child(2),td:nth-child(2),th:last-child,td:last-child{text-align:left}\
 img{max-width:100%}details{margin:.3em 0}summary{cursor:pointer}code{background:#f3f3f3}";
 
 /// `report.html`, into `run_dir`, after summary.md and the plots.
@@ -30,7 +30,10 @@ pub struct Html;
 
 impl Output for Html {
     fn render(&self, view: &View<'_>, out: &mut Rendered) -> Result<()> {
-        let summary = out.summary.clone().unwrap_or_else(|| out.run_dir.join("summary.md"));
+        let summary = out
+            .summary
+            .clone()
+            .unwrap_or_else(|| out.run_dir.join("summary.md"));
         let md = std::fs::read_to_string(&summary).map_err(|source| Error::Io {
             what: "read",
             path: summary.clone(),
@@ -40,7 +43,9 @@ impl Output for Html {
         pulldown_cmark::html::push_html(&mut body, Parser::new_ext(&md, Options::ENABLE_TABLES));
         let link_base = crate::links::relative(&out.run_dir, &out.plots_dir);
         for plot in &out.plots {
-            let Some(name) = plot.file_name() else { continue };
+            let Some(name) = plot.file_name() else {
+                continue;
+            };
             let link = link_base.join(name).display().to_string();
             let png = std::fs::read(plot).map_err(|source| Error::Io {
                 what: "read",
@@ -128,9 +133,15 @@ fn capacity_probes(html: &mut String, run: &RunFile, r: &CapacityRecord) {
     );
     html.push_str("<table><tr><th>#</th><th>clients</th><th>workers</th><th>outcome</th><th>round</th><th>p99</th><th>CPU us/pkt</th><th>why</th></tr>\n");
     for (i, p) in r.probes.iter().enumerate() {
-        let (p99, cpu) = run.cells.get(p.cell).map_or((String::new(), String::new()), |c| {
-            (fmt_ns(c.derived.p99_ns), format!("{:.2}", c.derived.cpu_us_per_packet))
-        });
+        let (p99, cpu) = run
+            .cells
+            .get(p.cell)
+            .map_or((String::new(), String::new()), |c| {
+                (
+                    fmt_ns(c.derived.p99_ns),
+                    format!("{:.2}", c.derived.cpu_us_per_packet),
+                )
+            });
         let _ = writeln!(
             html,
             "<tr class=\"probe\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{p99}</td><td>{cpu}</td><td>{}</td></tr>",

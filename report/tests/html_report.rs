@@ -16,7 +16,10 @@ fn fixture() -> RunFile {
 /// The text between `open` and the next `close` after it.
 fn between<'a>(s: &'a str, open: &str, close: &str) -> &'a str {
     let start = s.find(open).unwrap_or_else(|| panic!("no {open:?}")) + open.len();
-    let end = s[start..].find(close).unwrap_or_else(|| panic!("no {close:?}")) + start;
+    let end = s[start..]
+        .find(close)
+        .unwrap_or_else(|| panic!("no {close:?}"))
+        + start;
     &s[start..end]
 }
 
@@ -46,7 +49,10 @@ fn the_html_report_is_self_contained_and_holds_every_probe() {
     // summary.md's recommendation, rendered.
     assert!(html.contains("<h2>Recommendation</h2>"));
     for (workload, rec) in record::run::recommendations(&run) {
-        assert!(html.contains(&format!("<strong>{workload}</strong>")), "{workload}");
+        assert!(
+            html.contains(&format!("<strong>{workload}</strong>")),
+            "{workload}"
+        );
         assert!(!rec.headline().is_empty());
     }
     // Every probe of every capacity, one click away.
@@ -71,7 +77,11 @@ fn the_html_report_is_self_contained_and_holds_every_probe() {
         );
     }
     // The data, as JSON that parses back to the same capacities.
-    let json = between(&html, "<script type=\"application/json\" id=\"run-data\">", "</script>");
+    let json = between(
+        &html,
+        "<script type=\"application/json\" id=\"run-data\">",
+        "</script>",
+    );
     let data: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(data["run_id"], run.run_id.as_str());
     assert_eq!(

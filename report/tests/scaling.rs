@@ -21,7 +21,10 @@ fn capacity_against_cores_has_a_column_per_count_and_a_plot_per_workload() {
     two.run_id = "two".into();
     let runs = [one, two];
     let table = report::scaling::table(&runs);
-    assert!(table.starts_with("| workload | model | 1 CPU | 2 CPUs |"), "{table}");
+    assert!(
+        table.starts_with("| workload | model | 1 CPU | 2 CPUs |"),
+        "{table}"
+    );
     for r in &runs[0].capacities {
         let label = r.interval.label(r.clients);
         let row = format!("| {} | `{}` | {label} | {label} |", r.workload, r.model);
@@ -36,7 +39,10 @@ fn capacity_against_cores_has_a_column_per_count_and_a_plot_per_workload() {
     )
     .unwrap();
     let md = std::fs::read_to_string(&written.summary).unwrap();
-    assert!(md.contains("The scaling stops at 2 server CPUs: a test."), "{md}");
+    assert!(
+        md.contains("The scaling stops at 2 server CPUs: a test."),
+        "{md}"
+    );
     assert!(md.contains(&table), "{md}");
     assert_eq!(written.plots.len(), runs[0].config.workloads.len());
     for p in &written.plots {
