@@ -1,9 +1,9 @@
 //! Capacity at an SLO on real probes: runs (or resumes) the search of
 //! every (model, workload) of a run (the `search` crate's rules) on fresh,
-//! warmed-up cells, saving the run after every probe; searches again a pair
-//! whose search ended on the machine's noise; then confirms every pair's
-//! knee in rounds over all pairs, so that its repeats fall at different
-//! times of the run. The machine's speed is checked at the start and
+//! warmed-up cells, saving the run as it goes (at most every 2 s, and when
+//! it ends or stops); searches again a pair whose search ended on the
+//! machine's noise; then confirms every pair's knee in rounds over all
+//! pairs, so that its repeats fall at different times of the run. The machine's speed is checked at the start and
 //! before each round, and every interval allows for its spread.
 
 use std::collections::VecDeque;
@@ -55,7 +55,7 @@ impl Progress {
 const FIRST_ESTIMATE: u64 = 20;
 
 /// Runs (or resumes) the capacity search of every (model, workload) in a
-/// seeded shuffled order, saving after every probe. `Ok(false)`: stopped
+/// seeded shuffled order, saving as it goes. `Ok(false)`: stopped
 /// by a signal.
 pub fn run(ctx: &CellContext, run: &mut RunFile, run_dir: &Path, bar: ProgressBar) -> Result<bool> {
     let mut saver = Saver::new(run_dir);

@@ -12,6 +12,7 @@ use record::run::RunFile;
 use crate::bench::{self, Outcome};
 use crate::cli::RunArgs;
 use crate::cpus;
+use report::scaling::cpus_label;
 
 /// One point of the scaling: the server's CPUs and the fleet's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,11 +21,6 @@ pub struct Point {
     pub server: Vec<usize>,
     /// Fleet CPUs (the same for every point).
     pub fleet: Vec<usize>,
-}
-
-/// `1 CPU`, `2 CPUs`.
-fn cpus_label(n: usize) -> String {
-    format!("{n} CPU{}", if n == 1 { "" } else { "s" })
 }
 
 /// The points for the `allowed` CPUs, and why they stop where they do.

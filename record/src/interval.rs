@@ -46,9 +46,12 @@ impl Interval {
     }
 
     /// The interval around the capacity `point`: `4`, `40 (38-44)`,
-    /// `>= 150` (bounded by the generator), `< 1` (not even one client).
+    /// `>= 150` (bounded by the generator), `< 1` (not even one client),
+    /// `>= 0` (nothing passed and nothing failed on the server's account:
+    /// the generator could not offer even one client).
     pub fn label(&self, point: u32) -> String {
         match self.high {
+            None if point == 0 => ">= 0".to_string(),
             _ if point == 0 => "< 1".to_string(),
             Some(h) if h == self.low && h == point => format!("{point}"),
             Some(h) => format!("{point} ({}-{h})", self.low),
@@ -456,5 +459,8 @@ mod tests {
         assert_eq!(iv(150, None).label(150), ">= 150");
         assert_eq!(iv(84, None).label(96), ">= 96 (84-)");
         assert_eq!(iv(0, Some(0)).label(0), "< 1");
+        // Never `< 1` beside "limited by the generator": nothing was
+        // measured on the server's account.
+        assert_eq!(iv(0, None).label(0), ">= 0");
     }
 }

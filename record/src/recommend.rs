@@ -184,8 +184,15 @@ pub fn recommend(contenders: &[Contender]) -> Recommendation {
     let ranked = ranked(contenders);
     let tied = tied(contenders);
     let Some(&leader) = tied.first() else {
+        // Nothing passed: the server's failing is an answer, the
+        // generator's bound is not.
+        let reason = if contenders.iter().any(|c| c.interval.high.is_some()) {
+            "no model met the SLO with one client"
+        } else {
+            "no model was measured: the fleet could not offer even one client on time here (a busy machine?); run it again on a quiet one"
+        };
         return Recommendation::Nothing {
-            reason: "no model met the SLO with one client".to_string(),
+            reason: reason.to_string(),
         };
     };
     if tied.len() == 1 {
@@ -535,6 +542,15 @@ mod tests {
         assert_eq!(rec.model(), Some("single"), "{rec:?}");
         let none = recommend(&[c("pool", 0, Some(0), (1.0, 1.0), (1.0, 1.0))]);
         assert!(matches!(none, Recommendation::Nothing { .. }), "{none:?}");
+        assert!(none.reason().contains("met the SLO"), "{none:?}");
+        // Every model bounded by the generator at nothing: not measured,
+        // never "no model met the SLO".
+        let unmeasured = recommend(&[c("pool", 0, None, (1.0, 1.0), (1.0, 1.0))]);
+        assert!(matches!(unmeasured, Recommendation::Nothing { .. }));
+        assert!(
+            unmeasured.reason().contains("was measured"),
+            "{unmeasured:?}"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn series(runs: &[RunFile]) -> Vec<(String, Series<'_>)> {
 }
 
 /// `1 CPU`, `2 CPUs`.
-fn cpus_label(n: usize) -> String {
+pub fn cpus_label(n: usize) -> String {
     format!("{n} CPU{}", if n == 1 { "" } else { "s" })
 }
 
