@@ -14,7 +14,7 @@ cargo run --release -q -- "${args[@]}" \
 run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
 mkdir -p docs/example
 rm -f docs/example/*.png
-for p in capacity-io load-io workers-io; do
+for p in capacity-io load-io workers-io stages-io; do
   [ ! -f "$out/plots/$run/$p.png" ] || cp "$out/plots/$run/$p.png" "docs/example/$p.png"
 done
 python3 - "$out/results/$run" "${args[*]}" <<'PY'
@@ -29,6 +29,16 @@ def section(title):
 io = section("Workload `io`")
 io = re.sub(r"^!\[.*$\n?", "", io, flags=re.M)
 io = re.sub(r"<details>.*?</details>\n?", "", io, flags=re.S).strip()
+io = re.sub(r"^\*\*Where the time went\*\*.*?(?=^\*\*What this shows)", "", io, flags=re.S | re.M)
+# Where the time went, for every workload: the rule once, then each
+# workload's table and sentences.
+stages, rule = [], "(not recorded in this run)"
+for w in re.findall(r"^## Workload `([^`]+)`", md, re.M):
+    m = re.search(r"^\*\*Where the time went\*\*.*?(?=^\*\*What this shows)", section(f"Workload `{w}`"), re.S | re.M)
+    if m:
+        block = m.group(0).strip()
+        rule = block[:block.index("| model |")].strip()
+        stages.append(f"#### Workload `{w}`\n\n" + block[block.index("| model |"):])
 excerpt = "\n".join([
     "<!-- example:start -->",
     f"From `harness {sys.argv[2]}` on `{env['hostname']}` ({env['cpu_model']}, {env['logical_cpus']} CPUs), "
@@ -44,6 +54,14 @@ excerpt = "\n".join([
     "![io latency against load](docs/example/load-io.png)",
     "",
     "![io capacity against workers](docs/example/workers-io.png)",
+    "",
+    "### Where the time went, per workload",
+    "",
+    rule,
+    "",
+    "\n\n".join(stages),
+    "",
+    "![io: where the time went](docs/example/stages-io.png)",
     "<!-- example:end -->",
 ])
 readme = pathlib.Path("README.md")

@@ -319,6 +319,8 @@ impl Client {
                 amount,
                 warmup: schedule.is_warmup(due),
                 ack: self.acks.is_some(),
+                received_ns: 0,
+                started_ns: 0,
             };
             self.buf.extend_from_slice(&frame.encode());
             self.dues.push(due);

@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-frame hot paths: wire encode/decode, CRC, the
 //! reference kernel (its ns per iteration is the calibration figure), HDR
-//! recording, the server's ingest path, the pool's channel hand-off, and
+//! recording, the stage stamps and their record, the server's ingest path, the pool's channel hand-off, and
 //! ack mode's cost on both sides (records built, written, read and checked;
 //! a loopback round with and without acks).
 //! Compare figures side by side from one run; absolute numbers depend on
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use models::ingest::ConnIngest;
+use models::stages::Stages;
 use models::stats::{IngestStats, ProcessStats};
 use models::{ServeConfig, Shutdown};
 use workloads::kernel::cpu_kernel;
@@ -21,6 +22,8 @@ use workloads::{Frame, FrameReader, Limits, WorkKind};
 fn acked(seq: u32) -> Frame {
     Frame {
         ack: true,
+        received_ns: 0,
+        started_ns: 0,
         ..frame(seq)
     }
 }
@@ -35,6 +38,8 @@ fn frame(seq: u32) -> Frame {
         amount: 0,
         warmup: false,
         ack: false,
+        received_ns: 0,
+        started_ns: 0,
     }
 }
 
@@ -107,7 +112,33 @@ fn server_paths(c: &mut Criterion) {
         let mut stats = ProcessStats::default();
         b.iter(|| {
             for f in &frames {
-                stats.record(f, 2_000_000, None); // both histograms
+                stats.record(f, 2_000_000, None); // latency, service and stages
+            }
+        })
+    });
+    // The cost of knowing where time went: the stages alone (four stage
+    // histograms and a bucket's sums per frame) and the clock read that
+    // stamps a frame's start; `record_512_frames` includes the former.
+    let stamped: Vec<Frame> = frames
+        .iter()
+        .map(|f| Frame {
+            received_ns: 1_500_000,
+            started_ns: 1_700_000,
+            ..*f
+        })
+        .collect();
+    g.bench_function("stages_record_512_frames", |b| {
+        let mut stages = Stages::default();
+        b.iter(|| {
+            for f in &stamped {
+                stages.record(f, 2_000_000);
+            }
+        })
+    });
+    g.bench_function("stamp_start_512_frames", |b| {
+        b.iter(|| {
+            for f in &frames {
+                black_box(models::work::start(*f));
             }
         })
     });

@@ -82,7 +82,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         return Ok(());
     }
     let (cpu, max_rss_kib) = tree_usage();
-    let mut report = ServerReport::new(model.name(), &config, &stats, cpu, max_rss_kib);
+    let mut report = ServerReport::new(model, &config, &stats, cpu, max_rss_kib);
     report.fd_limit = fd_limit;
     let json = serde_json::to_string_pretty(&report).context("encode the report")?;
     match &args.report {

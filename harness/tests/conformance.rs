@@ -59,6 +59,37 @@ fn exact_counts_and_digest_with(model: &str, extra: &[&str]) {
     assert_eq!(r.errors.total(), 0);
     assert_eq!(r.connections.accepted, 4);
     assert_eq!(r.connections.closed, 4);
+    stages_account_for_every_frame(&r, &sent);
+}
+
+/// Every measured frame is in every stage, its cpu or io service apart,
+/// and the stage sums per latency bucket; io frames served no shorter than
+/// asked; the model says what its queue is.
+fn stages_account_for_every_frame(r: &models::ServerReport, sent: &[workloads::Frame]) {
+    let measured = |k: WorkKind| sent.iter().filter(|f| !f.warmup && f.kind == k).count() as u64;
+    let st = &r.stages;
+    assert!(!st.queue_is.is_empty());
+    assert_eq!(st.stage_ns.len(), 4);
+    for s in &st.stage_ns {
+        assert_eq!(s.count, r.packets.measured);
+    }
+    assert_eq!(st.work_cpu_ns.count, measured(WorkKind::Cpu));
+    assert_eq!(st.work_io_ns.count, measured(WorkKind::Io));
+    assert!(
+        st.work_io_ns.min >= 20_000,
+        "io:20us served in {} ns",
+        st.work_io_ns.min
+    );
+    let frames: u64 = st.by_latency.iter().map(|b| b.sums.frames).sum();
+    assert_eq!(frames, r.packets.measured);
+    // Every bucket's stages add up to latencies inside the bucket.
+    for b in &st.by_latency {
+        let mean = b.sums.ns.iter().sum::<u64>() / b.sums.frames;
+        assert!(
+            mean >= b.low_ns && mean as f64 <= b.low_ns as f64 * 1.13 + 8.0,
+            "{b:?}"
+        );
+    }
 }
 
 /// Each invalid-frame reason is counted once, closes only its connection,

@@ -64,6 +64,8 @@ fn burst(client: u32, kind: WorkKind, amount: u32) -> Vec<u8> {
             amount,
             warmup: false,
             ack: false,
+            received_ns: 0,
+            started_ns: 0,
         };
         out.extend_from_slice(&f.encode());
     }

@@ -245,6 +245,8 @@ mod tests {
             amount: 0,
             warmup: false,
             ack: false,
+            received_ns: 0,
+            started_ns: 0,
         };
         b.push(&f);
         assert!(b.is_empty());

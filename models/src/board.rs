@@ -244,6 +244,8 @@ mod tests {
             amount: 0,
             warmup: false,
             ack: false,
+            received_ns: 0,
+            started_ns: 0,
         };
         let mut next = None;
         for seq in 0..3 {

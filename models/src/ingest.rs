@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use workloads::clock::monotonic_ns;
 use workloads::{Frame, FrameError, FrameReader, Limits};
 
 use crate::stats::IngestStats;
@@ -22,9 +23,11 @@ impl ConnIngest {
         Self::default()
     }
 
-    /// Accounts `data` just read and hands every valid frame to `dispatch`.
-    /// On the first invalid frame its reason is counted and returned: the
-    /// caller must close the connection and ignore the rest.
+    /// Accounts `data` just read and hands every valid frame to `dispatch`,
+    /// stamped as received now (one clock read per call: the caller calls
+    /// it as its read returns). On the first invalid frame its reason is
+    /// counted and returned: the caller must close the connection and
+    /// ignore the rest.
     pub fn on_bytes(
         &mut self,
         data: &[u8],
@@ -33,10 +36,12 @@ impl ConnIngest {
         mut dispatch: impl FnMut(Frame),
     ) -> Result<(), FrameError> {
         stats.bytes += data.len() as u64;
+        let received_ns = monotonic_ns();
         let next_seq = &mut self.next_seq;
         let mut completed = false;
-        let result = self.reader.feed(data, limits, |frame| {
+        let result = self.reader.feed(data, limits, |mut frame| {
             completed = true;
+            frame.received_ns = received_ns;
             stats.count_frame(&frame, next_seq);
             dispatch(frame);
         });
@@ -100,6 +105,8 @@ mod tests {
             amount: 0,
             warmup: false,
             ack: false,
+            received_ns: 0,
+            started_ns: 0,
         }
         .encode();
         let timeout = Duration::from_millis(30);

@@ -15,6 +15,7 @@ mod reactor;
 pub mod server_report;
 pub mod shed;
 pub mod slots;
+pub mod stages;
 pub mod stats;
 pub mod timer;
 pub mod work;

@@ -151,6 +151,10 @@ pub trait Model: Send + Sync {
     fn name(&self) -> &'static str;
     /// One line on how the model is built and treats cpu and io work.
     fn describe(&self) -> &'static str;
+    /// What a frame waits for between its read and the start of its work,
+    /// in this model (its queue stage), ending in the remedy when that
+    /// stage dominates: "a free worker: more workers or less work per frame".
+    fn queue_is(&self) -> &'static str;
     /// Workers used when `--workers` is not given, for `cpus` usable CPUs.
     fn default_workers(&self, cpus: usize) -> usize;
     /// Worker counts worth trying when the capacity search looks for the

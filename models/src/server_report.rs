@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 pub use common::{CpuTimes, LatencySummary};
 
-use crate::model::ServeConfig;
+use crate::model::{Model, ServeConfig};
+use crate::stages::StageReport;
 use crate::stats::{ChildDeath, ChildSummary, ConnectionCounts, ErrorCounts, Stats};
 
 /// Frame counts processed.
@@ -144,6 +145,9 @@ pub struct ServerReport {
     /// Ack mode: records and frames acknowledged, acks dropped.
     #[serde(default)]
     pub acks: crate::ack::AckCounts,
+    /// Where measured frames' time went, stage by stage.
+    #[serde(default)]
+    pub stages: StageReport,
 }
 
 /// The server's open-file limit (`RLIMIT_NOFILE`): it raises its soft
@@ -162,7 +166,7 @@ pub struct FdLimit {
 impl ServerReport {
     /// Builds the report from a model's merged statistics.
     pub fn new(
-        model: &str,
+        model: &dyn Model,
         config: &ServeConfig,
         stats: &Stats,
         cpu: CpuTimes,
@@ -182,7 +186,7 @@ impl ServerReport {
             })
             .collect();
         ServerReport {
-            model: model.to_string(),
+            model: model.name().to_string(),
             workers: config.workers,
             config: config.clone(),
             packets: PacketCounts {
@@ -205,6 +209,7 @@ impl ServerReport {
             deaths: stats.deaths.clone(),
             fd_limit: FdLimit::default(),
             acks: stats.ingest.acks,
+            stages: StageReport::new(model.queue_is(), &stats.process.stages),
             cpu,
             max_rss_kib,
         }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use workloads::{Frame, FrameError};
 
 use crate::ack::AckCounts;
+use crate::stages::Stages;
 
 /// Width of a timeline bucket: fine enough that a measured window's edges
 /// cut at most 10 ms of frames (1% of a 1 s window) when interpolated.
@@ -207,6 +208,9 @@ pub struct ProcessStats {
     /// Frames processed per [`TIMELINE_BUCKET_NS`] bucket of CLOCK_MONOTONIC.
     #[serde(default)]
     pub timeline: BTreeMap<u64, u64>,
+    /// Where measured frames' time went, stage by stage.
+    #[serde(default)]
+    pub stages: Stages,
 }
 
 impl Default for ProcessStats {
@@ -218,6 +222,7 @@ impl Default for ProcessStats {
             latency: new_latency_histogram(),
             service: new_latency_histogram(),
             timeline: BTreeMap::new(),
+            stages: Stages::default(),
         }
     }
 }
@@ -245,6 +250,7 @@ impl ProcessStats {
                 .saturating_record(frame.latency_ns(done_ns).max(1));
             self.service
                 .saturating_record(frame.service_latency_ns(done_ns).max(1));
+            self.stages.record(frame, done_ns);
         }
     }
 
@@ -259,6 +265,7 @@ impl ProcessStats {
         self.service
             .add(&o.service)
             .expect("histograms share bounds");
+        self.stages.merge(&o.stages);
         for (&bucket, &n) in &o.timeline {
             if self.timeline.len() < MAX_TIMELINE_BUCKETS || self.timeline.contains_key(&bucket) {
                 *self.timeline.entry(bucket).or_default() += n;
@@ -336,6 +343,8 @@ mod tests {
             amount: 0,
             warmup,
             ack: false,
+            received_ns: 0,
+            started_ns: 0,
         }
     }
 

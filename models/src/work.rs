@@ -1,5 +1,6 @@
 //! Doing a frame's work: the reference kernel for cpu frames, a wait for io
-//! frames. Blocking flavour for the thread-based models.
+//! frames. Blocking flavour for the thread-based models; every model stamps
+//! a frame's start with [`start`] (here, for the blocking ones).
 
 use std::time::Duration;
 
@@ -16,12 +17,44 @@ pub fn cpu_digest(frame: &Frame) -> Option<u64> {
         .then(|| cpu_kernel(frame.seq as u64, frame.client_id, frame.amount))
 }
 
-/// Does `frame`'s work on this thread (an io wait blocks it) and records it.
+/// `frame`, stamped as its work starting now.
 #[inline]
-pub fn process_blocking(frame: &Frame, stats: &mut ProcessStats) {
+pub fn start(mut frame: Frame) -> Frame {
+    frame.started_ns = monotonic_ns();
+    frame
+}
+
+/// A frame whose work is done: the frame (its start stamped), when it
+/// finished, and its kernel result for a cpu frame; what
+/// [`ProcessStats::record`] takes.
+pub type Done = (Frame, u64, Option<u64>);
+
+/// Does `frame`'s work on this thread (an io wait blocks it). A frame with
+/// no work starts and finishes at one clock read.
+#[inline]
+pub fn run_blocking(frame: &Frame) -> Done {
+    if frame.kind == WorkKind::None {
+        let now = monotonic_ns();
+        return (
+            Frame {
+                started_ns: now,
+                ..*frame
+            },
+            now,
+            None,
+        );
+    }
+    let frame = start(*frame);
     if frame.kind == WorkKind::Io && frame.amount > 0 {
         std::thread::sleep(Duration::from_micros(frame.amount as u64));
     }
-    let digest = cpu_digest(frame);
-    stats.record(frame, monotonic_ns(), digest);
+    let digest = cpu_digest(&frame);
+    (frame, monotonic_ns(), digest)
+}
+
+/// Does `frame`'s work on this thread and records it.
+#[inline]
+pub fn process_blocking(frame: &Frame, stats: &mut ProcessStats) {
+    let (frame, done_ns, digest) = run_blocking(frame);
+    stats.record(&frame, done_ns, digest);
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use workloads::WorkPlan;
 
+use crate::attribution::Attribution;
+
 use crate::cell::CellResult;
 use crate::interval::Interval;
 pub use crate::outcome::{LimitedBy, Outcome};
@@ -130,6 +132,10 @@ pub struct CapacityRecord {
     /// CPU per frame there projects ([`Projection`]).
     #[serde(default)]
     pub projected: Option<Projection>,
+    /// Where the time of the frames at the capacity went (its passing
+    /// repeats together), and the work as measured against as asked.
+    #[serde(default)]
+    pub attribution: Option<Attribution>,
 }
 
 impl CapacityRecord {

@@ -6,6 +6,7 @@ use models::server_report::LatencySummary;
 use models::ServerReport;
 use serde::{Deserialize, Serialize};
 
+use crate::attribution::Attribution;
 use crate::samples::{growth, HostSample, Sample, Samples};
 use fleet::fleet_report::FleetReport;
 
@@ -80,6 +81,10 @@ pub struct Figures {
     pub involuntary_ctxt: u64,
     /// Steal above [`NOISY_STEAL_PCT`].
     pub noisy: bool,
+    /// Where the measured frames' time went, stage by stage, and the work
+    /// as measured against as asked (`None`: no stages recorded).
+    #[serde(default)]
+    pub attribution: Option<Attribution>,
 }
 
 fn cpu_ns(s: &Sample) -> f64 {
@@ -119,6 +124,7 @@ pub fn derive(
         .unwrap_or(0);
     let Some(f) = fleet else { return d };
     d.batch_window_us = f.config.batch_window.as_micros() as u64;
+    d.attribution = server.and_then(|s| Attribution::of(&[s], &f.config.work));
     if let Some(a) = &f.acks {
         (d.round_trip_p50_ns, d.round_trip_p99_ns) = (a.round_trip_ns.p50, a.round_trip_ns.p99);
     }

@@ -7,6 +7,7 @@
 //! one [`run::RunFile`]. Types and pure functions: no I/O beyond reading
 //! and writing a run file.
 
+pub mod attribution;
 pub mod calibration;
 pub mod canary;
 pub mod capacity;

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use record::attribution::Attribution;
 use record::capacity::CapacityRecord;
 use record::capacity::{LimitedBy, Outcome};
 use record::recommend::{times_beyond_noise, Recommendation};
@@ -59,6 +60,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         }
         md.push('\n');
         equal_load(&mut md, &ranked);
+        where_time_went(&mut md, &ranked);
         let _ = writeln!(md, "**What this shows.**\n");
         for pair in ranked.windows(2) {
             compare_pair(&mut md, pair[0], pair[1]);
@@ -153,6 +155,66 @@ fn equal_load(md: &mut String, ranked: &[&&CapacityRecord]) {
             fmt_ns(e.p99_ns.min as u64),
             fmt_ns(e.p99_ns.max as u64)
         );
+    }
+    md.push('\n');
+}
+
+/// Each model's stage shares at its capacity, and its sentence.
+fn where_time_went(md: &mut String, ranked: &[&&CapacityRecord]) {
+    let with: Vec<(&CapacityRecord, &Attribution)> = ranked
+        .iter()
+        .filter_map(|r| r.attribution.as_ref().map(|a| (**r, a)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Where the time went** at each model's capacity (its passing repeats together). A frame's latency is four stages: fleet = due to written (the generator's batching and lateness), network = written to read (kernel, loopback and the socket's buffer until the server's read returned), queue = read to the start of its work, service = the work. Slowest 1% = the frames from the p99's latency bucket up (buckets 1/8 octave wide); the work is flagged where its median is more than {:.0}% off what was asked:\n",
+        record::attribution::WORK_TOLERANCE * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "| model | clients | slowest 1%: mean | fleet | network | queue | service | median: mean | work as measured / asked |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let pct = |x: f64| format!("{:.0}%", x * 100.0);
+    for (r, a) in &with {
+        let t = &a.tail;
+        let work: Vec<String> = a
+            .work
+            .iter()
+            .map(|w| {
+                let flag = if w.flagged() { " **off**" } else { "" };
+                format!(
+                    "{} {} / {} ({:+.0}%){flag}",
+                    w.kind,
+                    fmt_ns(w.p50_ns),
+                    fmt_ns(w.asked_ns as u64),
+                    w.off_pct()
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.model,
+            r.clients,
+            fmt_ns(t.mean_ns as u64),
+            pct(t.share[0]),
+            pct(t.share[1]),
+            pct(t.share[2]),
+            pct(t.share[3]),
+            fmt_ns(a.median.mean_ns as u64),
+            if work.is_empty() {
+                "-".to_string()
+            } else {
+                work.join("; ")
+            }
+        );
+    }
+    md.push('\n');
+    for (r, a) in &with {
+        let _ = writeln!(md, "- `{}`: {}.", r.model, a.sentence());
     }
     md.push('\n');
 }

@@ -278,3 +278,34 @@ fn a_projection_lands_within_a_quarter_of_a_measured_capacity() {
     }
     assert!(checked >= 3, "only {checked} cpu capacities to check");
 }
+
+/// Every capacity of a real run carries its attribution: the slowest 1%
+/// and the median frames split over the four stages (the shares add up to
+/// one), the work as measured against as asked where the workload asks
+/// for work, and its sentence in summary.md.
+#[test]
+fn every_capacity_says_where_its_time_went() {
+    let run = fixture();
+    let md = report::capacity_summary::render(&run, &[], std::path::Path::new("."));
+    for c in &run.capacities {
+        let who = format!("{}/{}", c.workload, c.model);
+        let a = c
+            .attribution
+            .as_ref()
+            .unwrap_or_else(|| panic!("{who}: no attribution"));
+        for s in [&a.tail, &a.median] {
+            assert!(s.frames > 0, "{who}");
+            assert!(
+                (s.share.iter().sum::<f64>() - 1.0).abs() < 1e-6,
+                "{who}: {s:?}"
+            );
+        }
+        assert!(a.tail.mean_ns >= a.median.mean_ns, "{who}: {a:?}");
+        let kinds: Vec<&str> = a.work.iter().map(|w| w.kind.as_str()).collect();
+        assert_eq!(kinds, [c.workload.as_str()], "{who}: the work asked");
+        assert!(
+            md.contains(&format!("- `{}`: {}.", c.model, a.sentence())),
+            "{who}: no sentence"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use fleet::Rate;
+use record::attribution::Attribution;
 use record::capacity::{
     io_waits_at_knee, CapacityRecord, LimitedBy, Outcome, ProbeRecord, Projection, SweepPoint,
     MACHINE_PAUSE, MACHINE_RETRIES, MAX_WORKERS,
@@ -457,6 +458,13 @@ impl<P: Probes> Pair<'_, P> {
             }
             _ => None,
         };
+        let attribution = Attribution::of(
+            &knee
+                .iter()
+                .filter_map(|c| c.server.as_ref())
+                .collect::<Vec<_>>(),
+            &self.plan,
+        );
         CapacityRecord {
             model: self.model.to_string(),
             workload: self.workload.to_string(),
@@ -476,6 +484,7 @@ impl<P: Probes> Pair<'_, P> {
             probes: self.probes,
             equal_load: None,
             projected,
+            attribution,
         }
     }
 

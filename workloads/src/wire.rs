@@ -29,10 +29,11 @@ const KIND_MASK: u8 = 0x03;
 const RESERVED_MASK: u8 = 0x3C;
 
 /// What a frame asks the server to do before it counts as processed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkKind {
     /// Nothing.
+    #[default]
     None,
     /// `amount` iterations of the reference kernel.
     Cpu,
@@ -51,7 +52,7 @@ impl WorkKind {
 }
 
 /// One decoded, checksum-verified frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
     /// Sender's client id.
     pub client_id: u32,
@@ -70,6 +71,13 @@ pub struct Frame {
     pub warmup: bool,
     /// The sender wants an acknowledgement once the frame is processed.
     pub ack: bool,
+    /// Server side, never on the wire: CLOCK_MONOTONIC ns when the read,
+    /// receive or completion that delivered the frame's last byte returned
+    /// (0 until the server's ingest stamps it).
+    pub received_ns: u64,
+    /// Server side, never on the wire: CLOCK_MONOTONIC ns when the frame's
+    /// work began, on whatever thread (0 until the model stamps it).
+    pub started_ns: u64,
 }
 
 /// Why a frame was rejected; displays as the report's counter name. The
@@ -160,6 +168,8 @@ impl Frame {
             amount: u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes")),
             warmup: flags & FLAG_WARMUP != 0,
             ack: flags & FLAG_ACK != 0,
+            received_ns: 0,
+            started_ns: 0,
         };
         let over = match kind {
             WorkKind::None => false,
@@ -311,6 +321,8 @@ mod tests {
             amount: 100,
             warmup: seq.is_multiple_of(2),
             ack: seq.is_multiple_of(3),
+            received_ns: 0,
+            started_ns: 0,
         }
     }
 
@@ -442,6 +454,8 @@ mod tests {
                     amount,
                     warmup,
                     ack,
+                    received_ns: 0,
+                    started_ns: 0,
                 },
             )
     }

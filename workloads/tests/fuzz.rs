@@ -37,6 +37,8 @@ fn valid_frame(rng: &mut StdRng) -> [u8; FRAME_LEN] {
         amount: rng.gen_range(0..2_000),
         warmup: rng.gen(),
         ack: rng.gen(),
+        received_ns: 0,
+        started_ns: 0,
     }
     .encode()
 }

@@ -162,6 +162,8 @@ pub fn frame(id: u32, seq: u32, kind: WorkKind, amount: u32, warmup: bool) -> Fr
         amount,
         warmup,
         ack: false,
+        received_ns: 0,
+        started_ns: 0,
     }
 }
 

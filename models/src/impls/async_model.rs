@@ -33,7 +33,7 @@ use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::timer::Timer;
-use crate::work::cpu_digest;
+use crate::work::{cpu_digest, start, Done};
 
 /// Frames read but not yet processed, per connection, before it stops reading.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -43,9 +43,6 @@ const FLUSH_EVERY: usize = 512;
 /// Tokio, a task per connection.
 pub struct Async;
 
-/// A processed frame: when it finished and its kernel result.
-type Done = (Frame, u64, Option<u64>);
-
 impl Model for Async {
     fn name(&self) -> &'static str {
         "async"
@@ -53,6 +50,10 @@ impl Model for Async {
 
     fn describe(&self) -> &'static str {
         "tokio multi-thread runtime, a task per connection; io waits overlap on a timerfd watched by the runtime, cpu work runs in per-read batches on a blocking pool of N threads"
+    }
+
+    fn queue_is(&self) -> &'static str {
+        "the runtime to run its connection's task or its cpu batch: more runtime threads, or long work off the runtime"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -298,11 +299,22 @@ impl Work {
                 let wait = Duration::from_micros(frame.amount as u64);
                 let timer = timer.clone();
                 self.in_flight.spawn(async move {
+                    let frame = start(frame);
                     timer.sleep(wait).await;
                     vec![(frame, monotonic_ns(), None)]
                 });
             }
-            _ => self.done_one((frame, monotonic_ns(), None)),
+            _ => {
+                let now = monotonic_ns();
+                self.done_one((
+                    Frame {
+                        started_ns: now,
+                        ..frame
+                    },
+                    now,
+                    None,
+                ));
+            }
         }
     }
 
@@ -315,6 +327,7 @@ impl Work {
         let iters: u64 = self.cpu_batch.iter().map(|f| u64::from(f.amount)).sum();
         if iters <= self.inline_iters {
             for f in std::mem::take(&mut self.cpu_batch) {
+                let f = start(f);
                 let digest = cpu_digest(&f);
                 self.done_one((f, monotonic_ns(), digest));
             }
@@ -326,6 +339,7 @@ impl Work {
             batch
                 .into_iter()
                 .map(|f| {
+                    let f = start(f);
                     let digest = cpu_digest(&f);
                     (f, monotonic_ns(), digest)
                 })

@@ -26,6 +26,10 @@ impl Model for PerCore {
         "N threads, each with its own readiness loop and the connections placed on it (the fewest open first; shared nothing, no hand-off of frames); work runs inline, so an io wait stalls that thread's connections"
     }
 
+    fn queue_is(&self) -> &'static str {
+        "the frames ahead of it on its core's loop (head-of-line blocking): more cores, or connections spread by load"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }

@@ -75,6 +75,10 @@ impl Model for Pool {
         "one mio reader thread hands each read's frames, in batches of up to 16, through a bounded (mutex-and-park) channel to N worker threads; io waits block a worker, so N bounds concurrent io"
     }
 
+    fn queue_is(&self) -> &'static str {
+        "a free worker: more workers or less work per frame"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         (4 * cpus).max(4)
     }

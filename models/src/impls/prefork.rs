@@ -64,6 +64,10 @@ impl Model for Prefork {
         "a parent forks N single-threaded children, each with its own readiness loop over the connections the parent places on it (the fewest open first; work inline, an io wait stalls that child); counts survive a child's death and dead children are replaced"
     }
 
+    fn queue_is(&self) -> &'static str {
+        "the frames ahead of it in its child's loop (head-of-line blocking): more children, or connections spread by load"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }

@@ -82,6 +82,10 @@ impl Model for Rayon {
         "one mio reader thread hands each read's frames, in batches of up to 16, to a work-stealing rayon pool of N threads; io waits block a pool thread, so N bounds concurrent io"
     }
 
+    fn queue_is(&self) -> &'static str {
+        "a free thread in rayon's pool: more threads or less work per frame"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }

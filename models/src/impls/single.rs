@@ -41,6 +41,10 @@ impl Model for Single {
         "one thread, mio readiness loop; cpu and io work run inline, so an io wait stalls every connection"
     }
 
+    fn queue_is(&self) -> &'static str {
+        "the frames read before it on the one loop (head-of-line blocking): a model that overlaps waits or runs more loops"
+    }
+
     fn default_workers(&self, _cpus: usize) -> usize {
         1
     }

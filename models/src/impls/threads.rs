@@ -10,7 +10,7 @@
 use std::io::{ErrorKind, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -23,14 +23,18 @@ use crate::ingest::ConnIngest;
 use crate::model::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
-use crate::stats::{IngestStats, Stats};
-use crate::work::process_blocking;
+use crate::stats::{IngestStats, ProcessStats, Stats};
+use crate::work::{run_blocking, Done};
 
 /// Bytes read at once.
 const READ_CHUNK: usize = 8 * 1024;
 /// Stack of a connection thread: the loop keeps its buffers on the heap.
 /// What one costs to start is benchmarked (`server/thread_spawn_join`).
 pub const STACK: usize = 256 * 1024;
+/// Frames a connection thread works before it records them into the
+/// shared statistics (one lock per batch; at most 64 frames' records
+/// held, about 4.5 KiB).
+const RECORD_EVERY: usize = 64;
 
 /// Thread per connection.
 pub struct Threads;
@@ -42,6 +46,10 @@ impl Model for Threads {
 
     fn describe(&self) -> &'static str {
         "one blocking std thread per connection (at most N; more wait in the accept queue); cpu and io work run on the connection's thread, so an io wait stalls only that connection"
+    }
+
+    fn queue_is(&self) -> &'static str {
+        "its connection's earlier frames (one thread per connection works them in order): a model that overlaps a connection's waits"
     }
 
     fn default_workers(&self, _cpus: usize) -> usize {
@@ -67,19 +75,20 @@ impl Model for Threads {
         let slots = Slots::local(config.max_clients);
         let mut reserve = Reserve::new(&listener);
         let mut merged = Stats::default();
+        let processed = Mutex::new(ProcessStats::default());
         let mut accepts = IngestStats::default();
         thread::scope(|scope| -> Result<(), ServeError> {
-            let (done_tx, done_rx) = mpsc::channel::<Stats>();
+            let (done_tx, done_rx) = mpsc::channel::<IngestStats>();
             let mut active = 0usize;
             while !shutdown.is_triggered() {
                 while let Ok(s) = done_rx.try_recv() {
                     active -= 1;
-                    merged.merge(&s);
+                    merged.ingest.merge(&s);
                 }
                 if active >= workers {
                     if let Ok(s) = done_rx.recv_timeout(SHUTDOWN_POLL) {
                         active -= 1;
-                        merged.merge(&s);
+                        merged.ingest.merge(&s);
                     }
                     continue;
                 }
@@ -106,12 +115,12 @@ impl Model for Threads {
                         continue; // dropping the stream closes it at once
                     }
                     let tx = done_tx.clone();
-                    let slots = &slots;
+                    let (slots, processed) = (&slots, &processed);
                     let spawned = thread::Builder::new()
                         .name("conn".into())
                         .stack_size(STACK)
                         .spawn_scoped(scope, move || {
-                            let stats = connection(stream, config, shutdown);
+                            let stats = connection(stream, config, shutdown, processed);
                             slots.release();
                             let _ = tx.send(stats);
                         });
@@ -131,11 +140,12 @@ impl Model for Threads {
             // Shutdown: every thread finishes what it has read.
             drop(done_tx);
             for s in done_rx.iter() {
-                merged.merge(&s);
+                merged.ingest.merge(&s);
             }
             Ok(())
         })?;
         merged.ingest.merge(&accepts);
+        merged.process = processed.into_inner().expect("stats lock");
         Ok(merged)
     }
 }
@@ -148,9 +158,18 @@ fn readable(listener: &TcpListener) -> bool {
 }
 
 /// Serves one connection until end of stream, an invalid frame, the idle
-/// timeout or shutdown; every frame read is processed before it returns.
-fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) -> Stats {
-    let mut stats = Stats::default();
+/// timeout or shutdown; every frame read is processed before it returns,
+/// and recorded into `processed` in batches of up to [`RECORD_EVERY`] (a
+/// connection keeps no histograms of its own: hundreds of threads would
+/// each hold them).
+fn connection(
+    mut stream: TcpStream,
+    config: &ServeConfig,
+    shutdown: &Shutdown,
+    processed: &Mutex<ProcessStats>,
+) -> IngestStats {
+    let mut ingest = IngestStats::default();
+    let mut done: Vec<Done> = Vec::with_capacity(RECORD_EVERY);
     let _ = stream.set_nonblocking(false);
     // Acks go out as written, not held back by Nagle.
     let _ = stream.set_nodelay(true);
@@ -167,7 +186,7 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
             flush_acks(&stream, &mut acks);
             let idle = config.idle_timeout;
             if !readable && !idle.is_zero() && last_active.elapsed() >= idle {
-                stats.ingest.connections.idle_timeouts += 1;
+                ingest.connections.idle_timeouts += 1;
                 break;
             }
             if !readable {
@@ -176,17 +195,18 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
         }
         match stream.read(&mut buf) {
             Ok(0) => {
-                conn.on_eof(&mut stats.ingest);
+                conn.on_eof(&mut ingest);
                 break;
             }
             Ok(n) => {
                 last_active = Instant::now();
-                let fed = conn.on_bytes(&buf[..n], &config.limits, &mut stats.ingest, |f| {
-                    frames.push(f)
-                });
+                let fed = conn.on_bytes(&buf[..n], &config.limits, &mut ingest, |f| frames.push(f));
                 for f in frames.drain(..) {
-                    process_blocking(&f, &mut stats.process);
+                    done.push(run_blocking(&f));
                     acks.push(&f);
+                    if done.len() >= RECORD_EVERY {
+                        record(processed, &mut done);
+                    }
                 }
                 flush_acks(&stream, &mut acks);
                 if fed.is_err() {
@@ -196,18 +216,18 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 let idle = config.idle_timeout;
                 if !idle.is_zero() && last_active.elapsed() >= idle {
-                    stats.ingest.connections.idle_timeouts += 1;
+                    ingest.connections.idle_timeouts += 1;
                     break;
                 }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {
-                conn.on_reset(&mut stats.ingest);
+                conn.on_reset(&mut ingest);
                 break;
             }
         }
         if conn.frame_overdue(config.frame_timeout) {
-            stats.ingest.connections.frame_timeouts += 1;
+            ingest.connections.frame_timeouts += 1;
             break;
         }
     }
@@ -223,9 +243,21 @@ fn connection(mut stream: TcpStream, config: &ServeConfig, shutdown: &Shutdown) 
     } else {
         acks.abandon();
     }
-    stats.ingest.acks.merge(&acks.counts);
-    stats.ingest.connections.closed += 1;
-    stats
+    record(processed, &mut done);
+    ingest.acks.merge(&acks.counts);
+    ingest.connections.closed += 1;
+    ingest
+}
+
+/// Records the frames in `done` into `processed`, emptying it.
+fn record(processed: &Mutex<ProcessStats>, done: &mut Vec<Done>) {
+    if done.is_empty() {
+        return;
+    }
+    let mut p = processed.lock().expect("stats lock");
+    for (frame, done_ns, digest) in done.drain(..) {
+        p.record(&frame, done_ns, digest);
+    }
 }
 
 /// Waits up to `timeout` for `stream` to be writable (and readable, if

@@ -34,7 +34,7 @@ use crate::net;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::Stats;
-use crate::work::process_blocking;
+use crate::work::{process_blocking, start};
 
 const RING_ENTRIES: u32 = 1024;
 /// Provided buffers per ring, and their size.
@@ -69,6 +69,10 @@ impl Model for Uring {
 
     fn describe(&self) -> &'static str {
         "N threads, each with its own io_uring and SO_REUSEPORT listener: multishot accept and receive into a provided-buffer ring; cpu work inline, io waits as io_uring timeouts so a wait never stalls the ring"
+    }
+
+    fn queue_is(&self) -> &'static str {
+        "the completions ahead of it on the ring's one thread: more rings or less work per frame"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
@@ -522,7 +526,8 @@ impl RingLoop<'_> {
             });
         for f in self.frames.drain(..) {
             if f.kind == WorkKind::Io && f.amount > 0 {
-                let deadline = monotonic_ns() + f.amount as u64 * 1000;
+                let f = start(f);
+                let deadline = f.started_ns + f.amount as u64 * 1000;
                 let ts = Box::new(
                     Timespec::new()
                         .sec(deadline / 1_000_000_000)

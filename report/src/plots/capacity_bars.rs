@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::style::{colour, err, FONT, SIZE};
+use super::style::{bar_label, colour, err, FONT, SIZE};
 use crate::error::Result;
 use record::capacity::CapacityRecord;
 use record::capacity::LimitedBy;
@@ -47,14 +47,7 @@ pub(super) fn bars(
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(n.max(1) * 2 + 1)
-        .x_label_formatter(&|x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                names[i as usize].clone()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x: &f64| bar_label(&names, *x))
         .y_desc("clients at the SLO")
         .label_style((FONT, 14))
         .draw()

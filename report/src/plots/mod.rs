@@ -3,13 +3,14 @@
 //! valid points are filled circles, overloaded ones hollow circles, invalid
 //! ones crosses that no line passes through. A fixed matrix gets
 //! `panels`, `spectrum` and `timeseries`; a capacity search gets
-//! `capacity_bars`, `load` and `sweep`; `--scaling` gets `scaling`.
+//! `capacity_bars`, `load`, `sweep` and `stages`; `--scaling` gets `scaling`.
 
 mod capacity_bars;
 mod load;
 mod panels;
 mod scaling;
 mod spectrum;
+mod stages;
 mod style;
 mod sweep;
 mod timeseries;
@@ -104,6 +105,10 @@ pub(crate) fn search(run: &RunFile, dir: &Path) -> Result<Vec<PathBuf>> {
         out.push(file);
         let file = dir.join(format!("workers-{base}.png"));
         if sweep::sweep(&file, &ctx, &run.config.models, &records)? {
+            out.push(file);
+        }
+        let file = dir.join(format!("stages-{base}.png"));
+        if stages::stages(&file, &ctx, &records)? {
             out.push(file);
         }
     }

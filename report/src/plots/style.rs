@@ -79,3 +79,14 @@ pub(super) fn footer(area: &DrawingArea<BitMapBackend, Shift>, pts: &[&Point]) -
     area.draw(&Text::new(text, (10, 6), (FONT, 14).into_font()))
         .map_err(err)
 }
+
+/// The label under bar `x` of a chart with one bar per name at 0, 1, ...:
+/// the name at a whole `x`, nothing between bars.
+pub(super) fn bar_label(names: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+        names[i as usize].clone()
+    } else {
+        String::new()
+    }
+}
