@@ -15,10 +15,13 @@ use anyhow::{anyhow, Context, Result};
 use indicatif::ProgressBar;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use record::capacity::{ended_on_noise, equal_load_of, ProbeRecord, EQUAL_LOAD_REPEATS};
+use record::capacity::{
+    ended_on_noise, equal_load_of, LimitedBy, Outcome, ProbeRecord, EQUAL_LOAD_REPEATS,
+};
 use record::cell::{CellKey, CellResult};
 use record::config::SearchSettings;
 use record::kernel_calibration::{SpeedCheck, KERNEL_ROUNDS};
+use record::past_knee::{self, LoadPoint, PastKnee};
 use record::recommend;
 use record::run::RunFile;
 use search::pair::{repeats_of, Pair, Probes, Stop};
@@ -152,9 +155,82 @@ fn search_all(
         progress.pair_done();
     }
     let done = confirm_rounds(ctx, run, saver, &settings, &mut progress)?
-        && equal_loads(ctx, run, saver, &mut progress)?;
+        && equal_loads(ctx, run, saver, &mut progress)?
+        && past_knees(ctx, run, saver, &settings, &mut progress)?;
     progress.bar.finish_and_clear();
     Ok(done)
+}
+
+/// Probes every server-limited capacity at 1.5x and 2x its clients (within
+/// the search's bound, at its worker count; a search's probe at that size
+/// is used as it is) and records what it processed there and how evenly.
+fn past_knees(
+    ctx: &CellContext,
+    run: &mut RunFile,
+    saver: &mut Saver,
+    settings: &SearchSettings,
+    progress: &mut Progress,
+) -> Result<bool> {
+    for i in 0..run.capacities.len() {
+        let record = &run.capacities[i];
+        let at = record.probes.iter().find(|p| {
+            p.clients == record.clients && p.workers == record.workers && p.outcome == Outcome::Pass
+        });
+        let (Some(at), LimitedBy::Server) = (at, record.limited_by) else {
+            continue;
+        };
+        let (model, workload, workers, at) = (
+            record.model.clone(),
+            record.workload.clone(),
+            record.workers,
+            at.cell,
+        );
+        let searched = |clients: u32| {
+            record
+                .probes
+                .iter()
+                .find(|p| p.clients == clients && p.workers == workers)
+                .map(|p| p.cell)
+        };
+        let sizes = past_knee::sizes(record.clients, settings.params.max_clients);
+        let known: Vec<(u32, Option<usize>)> = sizes.iter().map(|&n| (n, searched(n))).collect();
+        let mut cells = Cells {
+            ctx,
+            run: &mut *run,
+            saver: &mut *saver,
+            progress: &mut *progress,
+            model: pair_inputs(ctx.config, &model, &workload)?.0,
+        };
+        let mut past = Vec::new();
+        for (clients, cell) in known {
+            let cell = match cell {
+                Some(c) => c,
+                None => {
+                    let key = CellKey {
+                        model: model.clone(),
+                        workload: workload.clone(),
+                        clients,
+                        workers: Some(workers),
+                        repeat: 0,
+                    };
+                    match cells.cell(&key) {
+                        Ok((cell, _)) => cell,
+                        Err(Stop::Interrupted) => return Ok(false),
+                        Err(Stop::Failed(e)) => return Err(e),
+                    }
+                }
+            };
+            cells
+                .probe_done(&|| format!("{model} {workload} at {clients} clients (past the knee)"));
+            past.push(LoadPoint::of(cell, cells.cells()));
+        }
+        run.capacities[i].past_knee = Some(PastKnee {
+            at: LoadPoint::of(at, &run.cells),
+            past,
+        });
+        saver.soon(run)?;
+    }
+    Ok(true)
 }
 
 /// What a (model, workload) pair of the run is searched with: the model,

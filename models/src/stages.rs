@@ -1,7 +1,8 @@
 //! Where each frame's time went: its latency split into four stages from
 //! the stamps every model takes alike (due, written, received, started,
-//! finished), one HDR histogram per stage, and per latency bucket the sum
-//! of each stage, so the slowest frames' split can be read after the run.
+//! finished), one HDR histogram per stage, and per bucket of its time in
+//! the server's hands (written to finished: the service latency) the sum of
+//! each stage, so the slowest frames' split can be read after the run.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,13 @@ pub fn split(frame: &Frame, done_ns: u64) -> [u64; 4] {
     ]
 }
 
+/// A frame's time in the server's hands, from its stages: written to
+/// finished (network, queue and service), the service latency.
+#[inline]
+pub fn server_ns(parts: &[u64; 4]) -> u64 {
+    parts[1] + parts[2] + parts[3]
+}
+
 /// The bucket of a latency of `ns`: exact below 8 ns, then 1/8 octave.
 #[inline]
 pub fn bucket_of(ns: u64) -> usize {
@@ -80,10 +88,10 @@ pub fn bucket_low(i: usize) -> u64 {
     (1u64 << octave) + (sub << (octave - 3))
 }
 
-/// Frames and their stage sums in one latency bucket.
+/// Frames and their stage sums in one bucket of service latency.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketSums {
-    /// Frames whose latency fell in the bucket.
+    /// Frames whose service latency (written to finished) fell in it.
     pub frames: u64,
     /// Sum of each stage over them, ns, in [`STAGES`] order.
     pub ns: [u64; 4],
@@ -98,7 +106,8 @@ impl BucketSums {
     }
 }
 
-/// Stage sums per latency bucket; serialized as the non-empty buckets.
+/// Stage sums per bucket of service latency; serialized as the non-empty
+/// buckets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StageSums(Box<[BucketSums; BUCKETS]>);
 
@@ -111,7 +120,7 @@ impl Default for StageSums {
 /// One non-empty bucket as reports carry it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencyBucket {
-    /// Smallest latency in the bucket, ns.
+    /// Smallest service latency in the bucket, ns.
     pub low_ns: u64,
     /// Frames and stage sums.
     #[serde(flatten)]
@@ -156,7 +165,7 @@ impl<'de> Deserialize<'de> for StageSums {
 
 /// Every measured frame's stages: a histogram per stage, the service time
 /// of cpu and of io frames apart (the work as asked), and the stage sums
-/// per latency bucket.
+/// per bucket of service latency.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stages {
     /// One histogram per stage, in [`STAGES`] order, ns.
@@ -168,7 +177,7 @@ pub struct Stages {
     /// Service time of io frames, ns.
     #[serde(with = "hdr_base64")]
     pub work_io: Histogram<u64>,
-    /// Stage sums per latency bucket.
+    /// Stage sums per bucket of service latency.
     pub by_latency: StageSums,
 }
 
@@ -196,8 +205,7 @@ impl Stages {
             WorkKind::Io => self.work_io.saturating_record(parts[3].max(1)),
             WorkKind::None => {}
         }
-        let latency = parts.iter().sum::<u64>();
-        let b = &mut self.by_latency.0[bucket_of(latency)];
+        let b = &mut self.by_latency.0[bucket_of(server_ns(&parts))];
         b.frames += 1;
         for (a, v) in b.ns.iter_mut().zip(parts) {
             *a = a.saturating_add(v);
@@ -233,7 +241,8 @@ pub struct StageReport {
     pub work_cpu_ns: LatencySummary,
     /// Service time of io frames, ns.
     pub work_io_ns: LatencySummary,
-    /// Stage sums per latency bucket, fastest first, non-empty only.
+    /// Stage sums per bucket of service latency, fastest first, non-empty
+    /// only.
     pub by_latency: Vec<LatencyBucket>,
 }
 

@@ -1,11 +1,17 @@
-//! Why a model's slow frames were slow: the share of each stage (fleet,
-//! network, queue, service: [`models::stages`]) in its slowest 1% and in
-//! its median frames, the work as measured against the work as asked, and
-//! the one sentence summary.md prints for it, by tested rules.
+//! Why a model's slow frames were slow: of its slowest 1% and its median
+//! frames by time in the server's hands (written to finished: the service
+//! latency), the share of each server stage (network, queue, service:
+//! [`models::stages`]) and the mean time before the write (the fleet's
+//! batching and lateness, shown apart: the model cannot change it), the
+//! work as measured against the work as asked, and the one sentence
+//! summary.md prints for it, by tested rules.
 
 use hdrhistogram::Histogram;
 use models::server_report::LatencySummary;
 pub use models::stages::STAGES;
+
+/// The stages in the server's hands, in [`Shares::share`] order.
+pub const SERVER_STAGES: [&str; 3] = ["network", "queue", "service"];
 use models::stages::{bucket_of, LatencyBucket, StageSums};
 use models::ServerReport;
 use serde::{Deserialize, Serialize};
@@ -20,16 +26,18 @@ pub const MENTION: f64 = 0.1;
 /// Work measured this far from the work asked (either way) is flagged.
 pub const WORK_TOLERANCE: f64 = 0.10;
 
-/// The mean split of some frames' latency over the stages.
+/// The mean split of some frames' time in the server's hands.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Shares {
     /// Frames behind the shares.
     pub frames: u64,
-    /// Their mean latency, ns.
+    /// Their mean service latency (written to finished), ns.
     pub mean_ns: f64,
-    /// Each stage's share of their total latency, in [`STAGES`] order
-    /// (they add up to 1 when any time was spent).
-    pub share: [f64; 4],
+    /// Their mean time from due to written (the fleet stage), ns.
+    pub fleet_mean_ns: f64,
+    /// Each server stage's share of their service latency, in
+    /// [`SERVER_STAGES`] order (they add up to 1 when any time was spent).
+    pub share: [f64; 3],
 }
 
 impl Shares {
@@ -42,25 +50,24 @@ impl Shares {
                 *a += v as f64;
             }
         }
-        let total: f64 = ns.iter().sum();
+        let server: f64 = ns[1..].iter().sum();
+        let mean = |v: f64| if frames == 0 { 0.0 } else { v / frames as f64 };
         Shares {
             frames,
-            mean_ns: if frames == 0 {
-                0.0
-            } else {
-                total / frames as f64
-            },
-            share: ns.map(|v| if total > 0.0 { v / total } else { 0.0 }),
+            mean_ns: mean(server),
+            fleet_mean_ns: mean(ns[0]),
+            share: [ns[1], ns[2], ns[3]].map(|v| if server > 0.0 { v / server } else { 0.0 }),
         }
     }
 
-    /// The stage with the largest share, and the share.
+    /// The server stage with the largest share (index into
+    /// [`SERVER_STAGES`]), and the share.
     pub fn top(&self) -> (usize, f64) {
         self.share
             .iter()
             .copied()
             .enumerate()
-            .fold((3, f64::MIN), |a, (i, s)| if s > a.1 { (i, s) } else { a })
+            .fold((2, f64::MIN), |a, (i, s)| if s > a.1 { (i, s) } else { a })
     }
 }
 
@@ -96,8 +103,8 @@ impl WorkCheck {
 pub struct Attribution {
     /// What a frame waits for in this model's queue stage, and the remedy.
     pub queue_is: String,
-    /// The slowest 1%: the frames in the latency buckets from the one
-    /// holding the p99 up (a bucket is 1/8 of an octave).
+    /// The slowest 1% by service latency: the frames in the buckets from
+    /// the one holding its p99 up (a bucket is 1/8 of an octave).
     pub tail: Shares,
     /// The middle: the buckets holding the 40th to the 60th percentile.
     pub median: Shares,
@@ -110,7 +117,7 @@ impl Attribution {
     /// of one capacity) served under `plan`; `None` without measured
     /// frames or stages (a server that wrote none).
     pub fn of(reports: &[&ServerReport], plan: &WorkPlan) -> Option<Attribution> {
-        let latency = merged(reports.iter().map(|r| &r.latency_ns))?;
+        let latency = merged(reports.iter().map(|r| &r.service_latency_ns))?;
         let buckets = StageSums::from_buckets(
             &reports
                 .iter()
@@ -155,7 +162,7 @@ impl Attribution {
             s.push_str(&format!(
                 "; at the median, {} {}",
                 pct(mshare),
-                STAGES[mtop]
+                SERVER_STAGES[mtop]
             ));
         }
         for w in self.work.iter().filter(|w| w.flagged()) {
@@ -172,10 +179,9 @@ impl Attribution {
     }
 }
 
-/// What a dominant stage means, as the sentence says it.
+/// What a dominant server stage means, as the sentence says it.
 fn cause(stage: usize, queue_is: &str) -> String {
-    match STAGES[stage] {
-        "fleet" => "was the generator's own lateness before the write: not the server's doing".into(),
+    match SERVER_STAGES[stage] {
         "network" => "sat in the kernel and its socket until the server read it: the reading side was busy elsewhere or too slow to come back".into(),
         "queue" => format!("waited after the read for {queue_is}"),
         _ => "was the work itself: only less work per frame shortens it".into(),
@@ -188,7 +194,7 @@ fn split(s: &Shares) -> String {
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v.iter()
         .filter(|(_, x)| *x >= MENTION)
-        .map(|(i, x)| format!("{} {}", STAGES[*i], pct(*x)))
+        .map(|(i, x)| format!("{} {}", SERVER_STAGES[*i], pct(*x)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -256,15 +262,16 @@ fn work_checks(reports: &[&ServerReport], plan: &WorkPlan) -> Vec<WorkCheck> {
 mod tests {
     use super::*;
 
-    fn shares(share: [f64; 4]) -> Shares {
+    fn shares(share: [f64; 3]) -> Shares {
         Shares {
             frames: 10,
             mean_ns: 1e6,
+            fleet_mean_ns: 5e5,
             share,
         }
     }
 
-    fn attribution(tail: [f64; 4], median: [f64; 4], work: Vec<WorkCheck>) -> Attribution {
+    fn attribution(tail: [f64; 3], median: [f64; 3], work: Vec<WorkCheck>) -> Attribution {
         Attribution {
             queue_is: "a free worker: more workers or less work per frame".into(),
             tail: shares(tail),
@@ -281,43 +288,30 @@ mod tests {
             p50_ns,
             frames: 100,
         };
-        let cases: [(Attribution, &str); 6] = [
+        let cases: [(Attribution, &str); 5] = [
             (
-                attribution(
-                    [0.0, 0.1, 0.78, 0.12],
-                    [0.0, 0.2, 0.1, 0.7],
-                    vec![cpu(19_600)],
-                ),
+                attribution([0.1, 0.78, 0.12], [0.2, 0.1, 0.7], vec![cpu(19_600)]),
                 "78% of its slowest 1% waited after the read for a free worker: more workers or \
                  less work per frame; at the median, 70% service",
             ),
             (
-                attribution([0.0, 0.05, 0.05, 0.9], [0.0, 0.0, 0.0, 1.0], vec![]),
+                attribution([0.05, 0.05, 0.9], [0.0, 0.0, 1.0], vec![]),
                 "90% of its slowest 1% was the work itself: only less work per frame shortens \
                  it; at the median, 100% service",
             ),
             (
-                attribution([0.0, 0.6, 0.2, 0.2], [0.0, 0.5, 0.0, 0.5], vec![]),
+                attribution([0.6, 0.2, 0.2], [0.5, 0.0, 0.5], vec![]),
                 "60% of its slowest 1% sat in the kernel and its socket until the server read \
                  it: the reading side was busy elsewhere or too slow to come back; at the \
                  median, 50% network",
             ),
             (
-                attribution([0.55, 0.15, 0.15, 0.15], [0.1, 0.3, 0.3, 0.3], vec![]),
-                "55% of its slowest 1% was the generator's own lateness before the write: not \
-                 the server's doing; at the median, 30% network",
-            ),
-            (
-                attribution([0.05, 0.25, 0.4, 0.3], [0.0, 0.2, 0.1, 0.7], vec![]),
-                "its slowest 1% is split: queue 40%, service 30%, network 25%; at the median, \
+                attribution([0.25, 0.45, 0.3], [0.2, 0.1, 0.7], vec![]),
+                "its slowest 1% is split: queue 45%, service 30%, network 25%; at the median, \
                  70% service",
             ),
             (
-                attribution(
-                    [0.0, 0.0, 0.0, 1.0],
-                    [0.0, 0.0, 0.0, 1.0],
-                    vec![cpu(23_000)],
-                ),
+                attribution([0.0, 0.0, 1.0], [0.0, 0.0, 1.0], vec![cpu(23_000)]),
                 "100% of its slowest 1% was the work itself: only less work per frame shortens \
                  it; at the median, 100% service; its cpu work took 23.0 us at the median \
                  where 20.0 us was asked (+15%): the work, not the model, moved",
@@ -348,17 +342,17 @@ mod tests {
     }
 
     #[test]
-    fn shares_add_up_and_name_the_top_stage() {
+    fn shares_add_up_over_the_server_stages_and_name_the_top_one() {
         let b = |frames, ns| LatencyBucket {
             low_ns: 1_000,
             sums: models::stages::BucketSums { frames, ns },
         };
-        let s = Shares::of([b(2, [0, 100, 300, 600]), b(2, [0, 0, 0, 1_000])].iter());
+        let s = Shares::of([b(2, [400, 100, 300, 600]), b(2, [0, 0, 0, 1_000])].iter());
         assert_eq!(s.frames, 4);
-        assert_eq!(s.mean_ns, 500.0);
-        assert_eq!(s.share, [0.0, 0.05, 0.15, 0.8]);
-        assert_eq!(s.top(), (3, 0.8));
+        assert_eq!((s.mean_ns, s.fleet_mean_ns), (500.0, 100.0));
+        assert_eq!(s.share, [0.05, 0.15, 0.8]);
+        assert_eq!(s.top(), (2, 0.8));
         let empty = Shares::of([].iter());
-        assert_eq!((empty.frames, empty.share), (0, [0.0; 4]));
+        assert_eq!((empty.frames, empty.share), (0, [0.0; 3]));
     }
 }

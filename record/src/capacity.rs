@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use workloads::WorkPlan;
 
 use crate::attribution::Attribution;
+use crate::past_knee::PastKnee;
 
 use crate::cell::CellResult;
 use crate::interval::Interval;
@@ -136,6 +137,10 @@ pub struct CapacityRecord {
     /// repeats together), and the work as measured against as asked.
     #[serde(default)]
     pub attribution: Option<Attribution>,
+    /// A server-limited capacity probed past its knee (1.5x and 2x its
+    /// clients, within the search's bound), after every round.
+    #[serde(default)]
+    pub past_knee: Option<PastKnee>,
 }
 
 impl CapacityRecord {

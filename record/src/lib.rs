@@ -18,6 +18,7 @@ pub mod figures;
 pub mod interval;
 pub mod kernel_calibration;
 pub mod outcome;
+pub mod past_knee;
 pub mod recommend;
 pub mod run;
 pub mod samples;

@@ -61,6 +61,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         md.push('\n');
         equal_load(&mut md, &ranked);
         where_time_went(&mut md, &ranked);
+        past_the_knee(&mut md, &ranked);
         let _ = writeln!(md, "**What this shows.**\n");
         for pair in ranked.windows(2) {
             compare_pair(&mut md, pair[0], pair[1]);
@@ -170,12 +171,12 @@ fn where_time_went(md: &mut String, ranked: &[&&CapacityRecord]) {
     }
     let _ = writeln!(
         md,
-        "**Where the time went** at each model's capacity (its passing repeats together). A frame's latency is four stages: fleet = due to written (the generator's batching and lateness), network = written to read (kernel, loopback and the socket's buffer until the server's read returned), queue = read to the start of its work, service = the work. Slowest 1% = the frames from the p99's latency bucket up (buckets 1/8 octave wide); the work is flagged where its median is more than {:.0}% off what was asked:\n",
+        "**Where the time went** at each model's capacity (its passing repeats together). A frame's latency is four stages: fleet = due to written (the generator's batching and lateness: the model cannot change it, shown apart as a mean), then, in the server's hands, network = written to read (kernel, loopback and the socket's buffer until the server's read returned), queue = read to the start of its work, service = the work. Slowest 1% = the frames from the bucket of the service latency's p99 up (written to finished; buckets 1/8 octave wide), with each server stage's share of their time in the server; the work is flagged where its median is more than {:.0}% off what was asked:\n",
         record::attribution::WORK_TOLERANCE * 100.0
     );
     let _ = writeln!(
         md,
-        "| model | clients | slowest 1%: mean | fleet | network | queue | service | median: mean | work as measured / asked |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| model | clients | slowest 1%: in the server | network | queue | service | before the write | median: in the server | work as measured / asked |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let pct = |x: f64| format!("{:.0}%", x * 100.0);
     for (r, a) in &with {
@@ -203,7 +204,7 @@ fn where_time_went(md: &mut String, ranked: &[&&CapacityRecord]) {
             pct(t.share[0]),
             pct(t.share[1]),
             pct(t.share[2]),
-            pct(t.share[3]),
+            fmt_ns(t.fleet_mean_ns as u64),
             fmt_ns(a.median.mean_ns as u64),
             if work.is_empty() {
                 "-".to_string()
@@ -215,6 +216,60 @@ fn where_time_went(md: &mut String, ranked: &[&&CapacityRecord]) {
     md.push('\n');
     for (r, a) in &with {
         let _ = writeln!(md, "- `{}`: {}.", r.model, a.sentence());
+    }
+    md.push('\n');
+}
+
+/// Each server-limited capacity probed past its knee: what it processed
+/// there against what was offered, and how evenly.
+fn past_the_knee(md: &mut String, ranked: &[&&CapacityRecord]) {
+    let with: Vec<(&CapacityRecord, &record::past_knee::PastKnee)> = ranked
+        .iter()
+        .filter_map(|r| r.past_knee.as_ref().map(|p| (**r, p)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Past the knee** (each server-limited capacity probed once more at {} its clients, within the search's bound; processed = frames the server finished per second of the window; fairness = Jain's index over the clients' shares of the frames read, 1 = even; the rate holds at >= {:.0}% of its rate at the capacity, collapses below {:.0}%):\n",
+        record::past_knee::MULTIPLES.map(|m| format!("{m}x")).join(" and "),
+        record::past_knee::HOLDS * 100.0,
+        record::past_knee::COLLAPSES * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "| model | at capacity | past it: clients, processed of offered, fairness |\n|---|---:|---|"
+    );
+    for (r, p) in &with {
+        let past: Vec<String> = p
+            .past
+            .iter()
+            .map(|x| {
+                format!(
+                    "{}: {:.0}/s of {:.0}/s, {:.2}",
+                    x.clients, x.processed_pps, x.offered_pps, x.fairness
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| `{}` | {}: {:.0}/s of {:.0}/s, {:.2} | {} |",
+            r.model,
+            p.at.clients,
+            p.at.processed_pps,
+            p.at.offered_pps,
+            p.at.fairness,
+            if past.is_empty() {
+                "-".to_string()
+            } else {
+                past.join("; ")
+            }
+        );
+    }
+    md.push('\n');
+    for (r, p) in &with {
+        let _ = writeln!(md, "- `{}`: {}.", r.model, p.sentence());
     }
     md.push('\n');
 }

@@ -485,6 +485,7 @@ impl<P: Probes> Pair<'_, P> {
             equal_load: None,
             projected,
             attribution,
+            past_knee: None,
         }
     }
 

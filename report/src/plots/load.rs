@@ -1,5 +1,5 @@
 //! A search's latency against load per model, with the SLO and the knee
-//! (the hockey stick).
+//! (the hockey stick), and what it processed past the knee.
 
 use std::path::Path;
 
@@ -179,6 +179,15 @@ fn model_panel(
             ))
             .map_err(err)?;
     }
+    if let Some(text) = past_knee_label(r) {
+        chart
+            .draw_series(std::iter::once(Text::new(
+                text,
+                (1.0, ymax / 1.6),
+                (FONT, 11).into_font(),
+            )))
+            .map_err(err)?;
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -188,6 +197,27 @@ fn model_panel(
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// What a model processed past its knee, as its panel says it.
+fn past_knee_label(r: &CapacityRecord) -> Option<String> {
+    let p = r.past_knee.as_ref().filter(|p| !p.past.is_empty())?;
+    let each: Vec<String> = p
+        .past
+        .iter()
+        .map(|x| {
+            format!(
+                "{}c {:.0}%",
+                x.clients,
+                x.processed_pps / x.offered_pps.max(1.0) * 100.0
+            )
+        })
+        .collect();
+    let worst = p.past.iter().map(|x| x.fairness).fold(1.0, f64::min);
+    Some(format!(
+        "past the knee, processed of offered: {}; Jain >= {worst:.2}",
+        each.join(", ")
+    ))
 }
 
 /// The four latency lines of a model's panel: (name, figure, style).

@@ -1,6 +1,6 @@
-//! Where the slowest frames' time went: per workload, one stacked bar per
-//! model at its capacity (the stage shares of its slowest 1%), with the
-//! median frames' shares beside it for contrast.
+//! Where the slowest frames' time in the server went: per workload, one
+//! stacked bar per model at its capacity (the server stages' shares of its
+//! slowest 1%), with the median frames' shares beside it for contrast.
 
 use std::path::Path;
 
@@ -9,12 +9,11 @@ use plotters::prelude::*;
 use super::style::{bar_label, err, FONT, SIZE};
 use crate::error::Result;
 use record::attribution::Shares;
-use record::attribution::STAGES;
+use record::attribution::SERVER_STAGES;
 use record::capacity::CapacityRecord;
 
-/// One colour per stage, the same in every run.
-const STAGE_COLOURS: [RGBColor; 4] = [
-    RGBColor(127, 127, 127),
+/// One colour per server stage, the same in every run.
+const STAGE_COLOURS: [RGBColor; 3] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -33,7 +32,7 @@ pub(super) fn stages(file: &Path, ctx: &str, records: &[&CapacityRecord]) -> Res
     root.fill(&WHITE).map_err(err)?;
     let (body, foot) = root.split_vertically(SIZE.1 - 30);
     foot.draw(&Text::new(
-        "each model at its capacity: left bar = its slowest 1% (from the p99's 1/8-octave bucket up), right bar = its median frames; label = their mean latency",
+        "each model at its capacity, frames by time in the server (written to finished): left = slowest 1%, right = median; label = their mean time in the server",
         (10, 6),
         (FONT, 14).into_font(),
     ))
@@ -45,7 +44,10 @@ pub(super) fn stages(file: &Path, ctx: &str, records: &[&CapacityRecord]) -> Res
         .map(|(r, _)| format!("{} ({} clients)", r.model, r.clients))
         .collect();
     let mut chart = ChartBuilder::on(&body)
-        .caption("where the time went: share of each stage", (FONT, 20))
+        .caption(
+            "where the time in the server went: share of each stage",
+            (FONT, 20),
+        )
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -56,7 +58,7 @@ pub(super) fn stages(file: &Path, ctx: &str, records: &[&CapacityRecord]) -> Res
         .disable_x_mesh()
         .x_labels(n.max(1) * 2 + 1)
         .x_label_formatter(&|x: &f64| bar_label(&names, *x))
-        .y_desc("% of the frames' latency")
+        .y_desc("% of the frames' time in the server")
         .label_style((FONT, 13))
         .draw()
         .map_err(err)?;
@@ -64,7 +66,7 @@ pub(super) fn stages(file: &Path, ctx: &str, records: &[&CapacityRecord]) -> Res
         stack(&mut chart, i as f64 - 0.2, &a.tail)?;
         stack(&mut chart, i as f64 + 0.2, &a.median)?;
     }
-    for (s, c) in STAGES.iter().zip(STAGE_COLOURS) {
+    for (s, c) in SERVER_STAGES.iter().zip(STAGE_COLOURS) {
         chart
             .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
             .map_err(err)?
