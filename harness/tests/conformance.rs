@@ -68,7 +68,7 @@ fn exact_counts_and_digest_with(model: &str, extra: &[&str]) {
 fn stages_account_for_every_frame(r: &models::ServerReport, sent: &[workloads::Frame]) {
     let measured = |k: WorkKind| sent.iter().filter(|f| !f.warmup && f.kind == k).count() as u64;
     let st = &r.stages;
-    assert!(!st.queue_is.is_empty());
+    assert!(!st.queue_is.is_empty() && !st.read_late_is.is_empty());
     assert_eq!(st.stage_ns.len(), 4);
     for s in &st.stage_ns {
         assert_eq!(s.count, r.packets.measured);

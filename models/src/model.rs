@@ -155,6 +155,10 @@ pub trait Model: Send + Sync {
     /// in this model (its queue stage), ending in the remedy when that
     /// stage dominates: "a free worker: more workers or less work per frame".
     fn queue_is(&self) -> &'static str;
+    /// What keeps this model from reading a frame as soon as it arrives
+    /// (its socket stage: the frame waits in the socket's buffer), ending
+    /// in the remedy when that stage dominates.
+    fn read_late_is(&self) -> &'static str;
     /// Workers used when `--workers` is not given, for `cpus` usable CPUs.
     fn default_workers(&self, cpus: usize) -> usize;
     /// Worker counts worth trying when the capacity search looks for the

@@ -12,7 +12,7 @@ use common::latency::{hdr_base64, new_latency_histogram};
 use common::LatencySummary;
 
 /// The stages, in the order a frame passes them.
-pub const STAGES: [&str; 4] = ["fleet", "network", "queue", "service"];
+pub const STAGES: [&str; 4] = ["fleet", "socket", "queue", "service"];
 /// Latency buckets per octave in [`StageSums`]: a bucket is 1/8 of a
 /// doubling wide (9% at most), so a percentile's bucket holds little else.
 pub const SUB_BUCKETS: u32 = 8;
@@ -21,9 +21,10 @@ pub const BUCKETS: usize = 41 * SUB_BUCKETS as usize;
 
 /// One frame's four stage durations, ns; they add up to its latency.
 ///
-/// fleet = written - due (the fleet's batching and lateness); network =
-/// received - written (kernel, loopback and the socket's buffer until the
-/// server's read returned); queue = started - received (a channel, a task's
+/// fleet = written - due (the fleet's batching and lateness); socket =
+/// received - written (the kernel, the network, and the socket's buffer
+/// until the server's read returned: a frame waits there while the model
+/// does something else); queue = started - received (a channel, a task's
 /// scheduling, other frames ahead on the same loop); service = finished -
 /// started (the work). Each stamp is clamped between its neighbours, so a
 /// stamp out of order (clocks never are on one host) moves time between
@@ -54,7 +55,7 @@ pub fn split(frame: &Frame, done_ns: u64) -> [u64; 4] {
 }
 
 /// A frame's time in the server's hands, from its stages: written to
-/// finished (network, queue and service), the service latency.
+/// finished (socket, queue and service), the service latency.
 #[inline]
 pub fn server_ns(parts: &[u64; 4]) -> u64 {
     parts[1] + parts[2] + parts[3]
@@ -235,6 +236,10 @@ pub struct StageReport {
     /// What a frame waits for in this model between its read and the
     /// start of its work (the model's own words: [`crate::Model::queue_is`]).
     pub queue_is: String,
+    /// What keeps this model from reading a frame as it arrives
+    /// ([`crate::Model::read_late_is`]).
+    #[serde(default)]
+    pub read_late_is: String,
     /// One summary per stage, in [`STAGES`] order, ns.
     pub stage_ns: Vec<LatencySummary>,
     /// Service time of cpu frames, ns (the work as asked).
@@ -247,10 +252,11 @@ pub struct StageReport {
 }
 
 impl StageReport {
-    /// Summarises `stages` for a model whose queue is `queue_is`.
-    pub fn new(queue_is: &str, stages: &Stages) -> Self {
+    /// Summarises `stages` for `model`.
+    pub fn new(model: &dyn crate::Model, stages: &Stages) -> Self {
         StageReport {
-            queue_is: queue_is.to_string(),
+            queue_is: model.queue_is().to_string(),
+            read_late_is: model.read_late_is().to_string(),
             stage_ns: stages.stage.iter().map(LatencySummary::of).collect(),
             work_cpu_ns: LatencySummary::of(&stages.work_cpu),
             work_io_ns: LatencySummary::of(&stages.work_io),
@@ -301,7 +307,7 @@ mod tests {
         type Stamps = (u64, u32, u64, u64, u64);
         let cases: [(Stamps, [u64; 4]); 5] = [
             ((1_000, 100, 1_300, 1_600, 2_000), [100, 200, 300, 400]),
-            // Nothing stamped: all after the write is network.
+            // Nothing stamped: all after the write is socket.
             ((1_000, 100, 0, 0, 2_000), [100, 900, 0, 0]),
             // Started before received (never on one host): no queue.
             ((1_000, 0, 1_500, 1_200, 2_000), [0, 500, 0, 500]),

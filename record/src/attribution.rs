@@ -1,6 +1,6 @@
 //! Why a model's slow frames were slow: of its slowest 1% and its median
 //! frames by time in the server's hands (written to finished: the service
-//! latency), the share of each server stage (network, queue, service:
+//! latency), the share of each server stage (socket, queue, service:
 //! [`models::stages`]) and the mean time before the write (the fleet's
 //! batching and lateness, shown apart: the model cannot change it), the
 //! work as measured against the work as asked, and the one sentence
@@ -11,7 +11,7 @@ use models::server_report::LatencySummary;
 pub use models::stages::STAGES;
 
 /// The stages in the server's hands, in [`Shares::share`] order.
-pub const SERVER_STAGES: [&str; 3] = ["network", "queue", "service"];
+pub const SERVER_STAGES: [&str; 3] = ["socket", "queue", "service"];
 use models::stages::{bucket_of, LatencyBucket, StageSums};
 use models::ServerReport;
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,10 @@ impl WorkCheck {
 pub struct Attribution {
     /// What a frame waits for in this model's queue stage, and the remedy.
     pub queue_is: String,
+    /// What keeps this model from reading a frame as it arrives (its
+    /// socket stage), and the remedy.
+    #[serde(default)]
+    pub read_late_is: String,
     /// The slowest 1% by service latency: the frames in the buckets from
     /// the one holding its p99 up (a bucket is 1/8 of an octave).
     pub tail: Shares,
@@ -138,6 +142,7 @@ impl Attribution {
         }
         Some(Attribution {
             queue_is: reports[0].stages.queue_is.clone(),
+            read_late_is: reports[0].stages.read_late_is.clone(),
             tail,
             median,
             work: work_checks(reports, plan),
@@ -149,11 +154,7 @@ impl Attribution {
     pub fn sentence(&self) -> String {
         let (top, share) = self.tail.top();
         let mut s = if share >= DOMINANT {
-            format!(
-                "{} of its slowest 1% {}",
-                pct(share),
-                cause(top, &self.queue_is)
-            )
+            format!("{} of its slowest 1% {}", pct(share), cause(top, self))
         } else {
             format!("its slowest 1% is split: {}", split(&self.tail))
         };
@@ -179,11 +180,15 @@ impl Attribution {
     }
 }
 
-/// What a dominant server stage means, as the sentence says it.
-fn cause(stage: usize, queue_is: &str) -> String {
+/// What a dominant server stage means, as the sentence says it, in the
+/// model's own words where the stage is the model's doing.
+fn cause(stage: usize, a: &Attribution) -> String {
     match SERVER_STAGES[stage] {
-        "network" => "sat in the kernel and its socket until the server read it: the reading side was busy elsewhere or too slow to come back".into(),
-        "queue" => format!("waited after the read for {queue_is}"),
+        "socket" => format!(
+            "waited in its socket until the server read it: {}",
+            a.read_late_is
+        ),
+        "queue" => format!("waited after the read for {}", a.queue_is),
         _ => "was the work itself: only less work per frame shortens it".into(),
     }
 }
@@ -274,6 +279,7 @@ mod tests {
     fn attribution(tail: [f64; 3], median: [f64; 3], work: Vec<WorkCheck>) -> Attribution {
         Attribution {
             queue_is: "a free worker: more workers or less work per frame".into(),
+            read_late_is: "its one reading loop is busy: more workers".into(),
             tail: shares(tail),
             median: shares(median),
             work,
@@ -301,13 +307,12 @@ mod tests {
             ),
             (
                 attribution([0.6, 0.2, 0.2], [0.5, 0.0, 0.5], vec![]),
-                "60% of its slowest 1% sat in the kernel and its socket until the server read \
-                 it: the reading side was busy elsewhere or too slow to come back; at the \
-                 median, 50% network",
+                "60% of its slowest 1% waited in its socket until the server read it: its one \
+                 reading loop is busy: more workers; at the median, 50% socket",
             ),
             (
                 attribution([0.25, 0.45, 0.3], [0.2, 0.1, 0.7], vec![]),
-                "its slowest 1% is split: queue 45%, service 30%, network 25%; at the median, \
+                "its slowest 1% is split: queue 45%, service 30%, socket 25%; at the median, \
                  70% service",
             ),
             (

@@ -171,12 +171,12 @@ fn where_time_went(md: &mut String, ranked: &[&&CapacityRecord]) {
     }
     let _ = writeln!(
         md,
-        "**Where the time went** at each model's capacity (its passing repeats together). A frame's latency is four stages: fleet = due to written (the generator's batching and lateness: the model cannot change it, shown apart as a mean), then, in the server's hands, network = written to read (kernel, loopback and the socket's buffer until the server's read returned), queue = read to the start of its work, service = the work. Slowest 1% = the frames from the bucket of the service latency's p99 up (written to finished; buckets 1/8 octave wide), with each server stage's share of their time in the server; the work is flagged where its median is more than {:.0}% off what was asked:\n",
+        "**Where the time went** at each model's capacity (its passing repeats together). A frame's latency is four stages: fleet = due to written (the generator's batching and lateness: the model cannot change it, shown apart as a mean), then, in the server's hands, socket = written to read (the kernel, the network and the socket's buffer until the server's read returned: a frame waits there while the model does something else), queue = read to the start of its work, service = the work. Slowest 1% = the frames from the bucket of the service latency's p99 up (written to finished; buckets 1/8 octave wide), with each server stage's share of their time in the server; the work is flagged where its median is more than {:.0}% off what was asked:\n",
         record::attribution::WORK_TOLERANCE * 100.0
     );
     let _ = writeln!(
         md,
-        "| model | clients | slowest 1%: in the server | network | queue | service | before the write | median: in the server | work as measured / asked |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| model | clients | slowest 1%: in the server | socket | queue | service | before the write | median: in the server | work as measured / asked |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let pct = |x: f64| format!("{:.0}%", x * 100.0);
     for (r, a) in &with {

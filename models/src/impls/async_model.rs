@@ -56,6 +56,10 @@ impl Model for Async {
         "the runtime to run its connection's task or its cpu batch: more runtime threads, or long work off the runtime"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "its connection's task is not polled while the runtime's threads are busy: more runtime threads, or long work off the runtime"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }

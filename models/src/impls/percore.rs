@@ -30,6 +30,10 @@ impl Model for PerCore {
         "the frames ahead of it on its core's loop (head-of-line blocking): more cores, or connections spread by load"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "its core's one loop works the frames it already read before it reads again (head-of-line blocking): more cores, or connections spread by load"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }

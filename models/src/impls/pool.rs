@@ -79,6 +79,10 @@ impl Model for Pool {
         "a free worker: more workers or less work per frame"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "its one reading loop is busy, or has stopped reading while the workers' queue is full: more workers or less work per frame"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         (4 * cpus).max(4)
     }

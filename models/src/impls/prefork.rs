@@ -68,6 +68,10 @@ impl Model for Prefork {
         "the frames ahead of it in its child's loop (head-of-line blocking): more children, or connections spread by load"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "its child's one loop works the frames it already read before it reads again (head-of-line blocking): more children, or connections spread by load"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }

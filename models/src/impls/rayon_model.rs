@@ -86,6 +86,10 @@ impl Model for Rayon {
         "a free thread in rayon's pool: more threads or less work per frame"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "its one reading loop is busy, or has stopped reading while rayon's queue is full: more threads or less work per frame"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }

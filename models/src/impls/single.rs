@@ -45,6 +45,10 @@ impl Model for Single {
         "the frames read before it on the one loop (head-of-line blocking): a model that overlaps waits or runs more loops"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "its one loop works the frames it already read before it reads again (head-of-line blocking): a model that overlaps waits or runs more loops"
+    }
+
     fn default_workers(&self, _cpus: usize) -> usize {
         1
     }

@@ -52,6 +52,10 @@ impl Model for Threads {
         "its connection's earlier frames (one thread per connection works them in order): a model that overlaps a connection's waits"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "its connection's thread reads only between frames, and works them in order: a model that overlaps a connection's waits"
+    }
+
     fn default_workers(&self, _cpus: usize) -> usize {
         512
     }

@@ -75,6 +75,10 @@ impl Model for Uring {
         "the completions ahead of it on the ring's one thread: more rings or less work per frame"
     }
 
+    fn read_late_is(&self) -> &'static str {
+        "the ring's one thread is busy with other completions: more rings or less work per frame"
+    }
+
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
     }
