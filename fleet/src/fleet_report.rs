@@ -300,6 +300,8 @@ pub fn process_cpu() -> CpuTimes {
         Ok(u) => CpuTimes {
             user_s: tv_secs(u.user_time()),
             sys_s: tv_secs(u.system_time()),
+            voluntary_ctxt: u.voluntary_context_switches().max(0) as u64,
+            involuntary_ctxt: u.involuntary_context_switches().max(0) as u64,
         },
         Err(_) => CpuTimes::default(),
     }

@@ -120,6 +120,8 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
         cpu: CpuTimes {
             user_s: reports.iter().map(|r| r.cpu.user_s).sum(),
             sys_s: reports.iter().map(|r| r.cpu.sys_s).sum(),
+            voluntary_ctxt: reports.iter().map(|r| r.cpu.voluntary_ctxt).sum(),
+            involuntary_ctxt: reports.iter().map(|r| r.cpu.involuntary_ctxt).sum(),
         },
         acks: None,
     };

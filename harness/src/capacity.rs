@@ -20,6 +20,7 @@ use record::capacity::{
 };
 use record::cell::{CellKey, CellResult};
 use record::config::SearchSettings;
+use record::efficiency::{self, FloorPoint};
 use record::kernel_calibration::{SpeedCheck, KERNEL_ROUNDS};
 use record::past_knee::{self, LoadPoint, PastKnee};
 use record::recommend;
@@ -156,7 +157,8 @@ fn search_all(
     }
     let done = confirm_rounds(ctx, run, saver, &settings, &mut progress)?
         && equal_loads(ctx, run, saver, &mut progress)?
-        && past_knees(ctx, run, saver, &settings, &mut progress)?;
+        && past_knees(ctx, run, saver, &settings, &mut progress)?
+        && floor(ctx, run, saver, &settings, &mut progress)?;
     progress.bar.finish_and_clear();
     Ok(done)
 }
@@ -230,6 +232,59 @@ fn past_knees(
         });
         saver.soon(run)?;
     }
+    Ok(true)
+}
+
+/// Probes the bare loop (`models::baseline`) at the floor's loads, under
+/// the run's first workload (it does no work, so any gives the same
+/// frames), and records its CPU per frame at each.
+fn floor(
+    ctx: &CellContext,
+    run: &mut RunFile,
+    saver: &mut Saver,
+    settings: &SearchSettings,
+    progress: &mut Progress,
+) -> Result<bool> {
+    let Some(workload) = ctx.config.workloads.first().map(|w| w.name.clone()) else {
+        return Ok(true);
+    };
+    let bare = models::baseline::BASELINE;
+    let mut cells = Cells {
+        ctx,
+        run: &mut *run,
+        saver: &mut *saver,
+        progress: &mut *progress,
+        model: bare,
+    };
+    let mut points = Vec::new();
+    for clients in efficiency::floor_loads(settings.params.max_clients) {
+        let key = CellKey {
+            model: bare.name().to_string(),
+            workload: workload.clone(),
+            clients,
+            workers: Some(1),
+            repeat: 0,
+        };
+        let cell = match cells.cell(&key) {
+            Ok((cell, _)) => cell,
+            Err(Stop::Interrupted) => return Ok(false),
+            Err(Stop::Failed(e)) => return Err(e),
+        };
+        cells.probe_done(&|| format!("the bare loop at {clients} clients (the floor)"));
+        let c = &cells.cells()[cell];
+        let valid = c.verdict.status == record::verdict::Status::Valid;
+        points.push(FloorPoint {
+            clients,
+            cell,
+            cpu_us: if valid {
+                c.derived.cpu_us_per_packet
+            } else {
+                0.0
+            },
+        });
+    }
+    run.floor = points;
+    saver.soon(run)?;
     Ok(true)
 }
 

@@ -114,7 +114,8 @@ pub fn raise_fd_limit() -> FdLimit {
     }
 }
 
-/// CPU of this process plus its reaped children, and the largest peak RSS.
+/// CPU and context switches of this process plus its reaped children, and
+/// the largest peak RSS.
 /// This process's peak is its own address space's high-water mark
 /// (`VmHWM`): `getrusage` would also count whatever the process that
 /// started it held before `exec` (Linux keeps `ru_maxrss` across it).
@@ -130,6 +131,8 @@ fn tree_usage() -> (CpuTimes, u64) {
         if let Ok(u) = getrusage(who) {
             cpu.user_s += tv_secs(u.user_time());
             cpu.sys_s += tv_secs(u.system_time());
+            cpu.voluntary_ctxt += u.voluntary_context_switches().max(0) as u64;
+            cpu.involuntary_ctxt += u.involuntary_context_switches().max(0) as u64;
             if who == UsageWho::RUSAGE_CHILDREN {
                 rss = rss.max(u.max_rss().max(0) as u64);
             }

@@ -36,6 +36,7 @@ impl ConnIngest {
         mut dispatch: impl FnMut(Frame),
     ) -> Result<(), FrameError> {
         stats.bytes += data.len() as u64;
+        stats.reads += 1;
         let received_ns = monotonic_ns();
         let next_seq = &mut self.next_seq;
         let mut completed = false;

@@ -5,6 +5,7 @@
 //! model is one new file in [`impls`] plus one line in [`REGISTRY`].
 
 pub mod ack;
+pub mod baseline;
 pub mod board;
 pub mod impls;
 pub mod ingest;
@@ -45,9 +46,13 @@ pub fn registry() -> &'static [&'static dyn Model] {
     REGISTRY
 }
 
-/// The model registered as `name`.
+/// The model registered as `name`, or the baseline ([`baseline::Bare`]).
 pub fn find(name: &str) -> Option<&'static dyn Model> {
-    REGISTRY.iter().copied().find(|m| m.name() == name)
+    REGISTRY
+        .iter()
+        .copied()
+        .chain([baseline::BASELINE])
+        .find(|m| m.name() == name)
 }
 
 /// Registered model names, in order.

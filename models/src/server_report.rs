@@ -111,6 +111,9 @@ pub struct ServerReport {
     pub packets: PacketCounts,
     /// Bytes read.
     pub bytes: u64,
+    /// Reads (receives, completions) that returned bytes.
+    #[serde(default)]
+    pub reads: u64,
     /// Connection counters.
     pub connections: ConnectionCounts,
     /// Protocol errors.
@@ -194,6 +197,7 @@ impl ServerReport {
                 warmup: stats.process.warmup,
             },
             bytes: stats.ingest.bytes,
+            reads: stats.ingest.reads,
             connections: stats.ingest.connections,
             errors: stats.ingest.errors,
             clients,

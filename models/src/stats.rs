@@ -130,6 +130,9 @@ impl ErrorCounts {
 pub struct IngestStats {
     /// Bytes read.
     pub bytes: u64,
+    /// Reads (receives, completions) that returned bytes.
+    #[serde(default)]
+    pub reads: u64,
     /// Connection counters.
     pub connections: ConnectionCounts,
     /// Protocol errors.
@@ -173,6 +176,7 @@ impl IngestStats {
     /// Adds `o` into `self`.
     pub fn merge(&mut self, o: &IngestStats) {
         self.bytes += o.bytes;
+        self.reads += o.reads;
         self.connections.accepted += o.connections.accepted;
         self.connections.rejected += o.connections.rejected;
         self.connections.closed += o.connections.closed;

@@ -7,6 +7,7 @@ use models::ServerReport;
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::Attribution;
+use crate::efficiency::Counts;
 use crate::samples::{growth, HostSample, Sample, Samples};
 use fleet::fleet_report::FleetReport;
 
@@ -85,6 +86,9 @@ pub struct Figures {
     /// as measured against as asked (`None`: no stages recorded).
     #[serde(default)]
     pub attribution: Option<Attribution>,
+    /// The server's own counts per frame over its whole run.
+    #[serde(default)]
+    pub counts: Option<Counts>,
 }
 
 fn cpu_ns(s: &Sample) -> f64 {
@@ -105,6 +109,7 @@ pub fn derive(
         sampler_cpu_ms: samples.sampler_cpu_ns as f64 / 1e6,
         ..Figures::default()
     };
+    d.counts = server.and_then(Counts::of);
     if let Some(s) = server {
         (d.p50_ns, d.p90_ns, d.p99_ns, d.p999_ns, d.max_ns) = percentiles(&s.latency_ns);
         d.p99_ci_ns = s

@@ -13,6 +13,7 @@ pub mod canary;
 pub mod capacity;
 pub mod cell;
 pub mod config;
+pub mod efficiency;
 pub mod environment;
 pub mod figures;
 pub mod interval;

@@ -74,6 +74,10 @@ pub struct RunFile {
     /// spread every interval is widened by ([`RunFile::speed_spread`]).
     #[serde(default)]
     pub speed_checks: Vec<SpeedCheck>,
+    /// A capacity search: the bare loop's CPU per frame at loads up to the
+    /// search's bound (the floor each model's cost is a multiple of).
+    #[serde(default)]
+    pub floor: Vec<crate::efficiency::FloorPoint>,
 }
 
 impl RunFile {

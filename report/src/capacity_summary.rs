@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use record::attribution::Attribution;
 use record::capacity::CapacityRecord;
 use record::capacity::{LimitedBy, Outcome};
+use record::efficiency;
 use record::recommend::{times_beyond_noise, Recommendation};
 use record::run::RunFile;
 use record::run::{by_workload, recommendations};
@@ -60,7 +61,12 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         }
         md.push('\n');
         equal_load(&mut md, &ranked);
-        where_time_went(&mut md, &ranked);
+        let work = c
+            .workload(workload)
+            .map_or(0.0, |w| efficiency::work_us_per_frame(&w.plan));
+        let floor = |r: &CapacityRecord| cost_of(run, work, r);
+        where_time_went(&mut md, &ranked, &floor);
+        cost(&mut md, run, &ranked, &floor);
         past_the_knee(&mut md, &ranked);
         let _ = writeln!(md, "**What this shows.**\n");
         for pair in ranked.windows(2) {
@@ -160,8 +166,77 @@ fn equal_load(md: &mut String, ranked: &[&&CapacityRecord]) {
     md.push('\n');
 }
 
-/// Each model's stage shares at its capacity, and its sentence.
-fn where_time_went(md: &mut String, ranked: &[&&CapacityRecord]) {
+/// A capacity's CPU per frame against the floor: (work asked per frame,
+/// the bare loop's at its load, the multiple).
+type Cost = (f64, Option<f64>, Option<f64>);
+
+fn cost_of(run: &RunFile, work: f64, r: &CapacityRecord) -> Cost {
+    let floor = efficiency::floor_at(&run.floor, r.clients);
+    (
+        work,
+        floor,
+        efficiency::multiple(r.cpu_us.median, work, floor),
+    )
+}
+
+/// Each model's CPU per frame beyond its work as a multiple of the bare
+/// loop's at the same load, and the server's own counts per frame.
+fn cost(
+    md: &mut String,
+    run: &RunFile,
+    ranked: &[&&CapacityRecord],
+    floor: &dyn Fn(&CapacityRecord) -> Cost,
+) {
+    if run.floor.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Cost against the bare loop** (`bare`: the readiness loop of `single` reading, checking, counting and acking every frame and doing no work, probed at {} clients and interpolated in log(clients); multiple = (CPU per frame - the work asked per frame) / the bare loop's CPU per frame at the same load; the counts are the server's own over its whole run, per frame, at the capacity's first passing probe):\n",
+        run.floor.iter().map(|p| p.clients.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        md,
+        "| model | clients | CPU us/frame | work asked us/frame | bare loop us/frame | multiple | frames/read | user / sys us/frame | voluntary / involuntary switches/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in ranked {
+        let (work, at, multiple) = floor(r);
+        let counts = r
+            .probes
+            .iter()
+            .find(|p| {
+                p.clients == r.clients && p.workers == r.workers && p.outcome == Outcome::Pass
+            })
+            .and_then(|p| run.cells.get(p.cell))
+            .and_then(|c| c.derived.counts.clone());
+        let (fpr, cpu, ctxt) = counts.map_or(("-".into(), "-".into(), "-".into()), |k| {
+            (
+                format!("{:.1}", k.frames_per_read),
+                format!("{:.2} / {:.2}", k.user_us, k.sys_us),
+                format!("{:.3} / {:.3}", k.voluntary_ctxt, k.involuntary_ctxt),
+            )
+        });
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {:.2} | {:.2} | {} | {} | {fpr} | {cpu} | {ctxt} |",
+            r.model,
+            r.clients,
+            r.cpu_us.median,
+            work,
+            at.map_or("-".into(), |f| format!("{f:.2}")),
+            multiple.map_or("-".into(), |m| format!("{m:.1}x")),
+        );
+    }
+    md.push('\n');
+}
+
+/// Each model's stage shares at its capacity, and its sentence with its
+/// cost against the floor.
+fn where_time_went(
+    md: &mut String,
+    ranked: &[&&CapacityRecord],
+    floor: &dyn Fn(&CapacityRecord) -> Cost,
+) {
     let with: Vec<(&CapacityRecord, &Attribution)> = ranked
         .iter()
         .filter_map(|r| r.attribution.as_ref().map(|a| (**r, a)))
@@ -215,7 +290,14 @@ fn where_time_went(md: &mut String, ranked: &[&&CapacityRecord]) {
     }
     md.push('\n');
     for (r, a) in &with {
-        let _ = writeln!(md, "- `{}`: {}.", r.model, a.sentence());
+        let cost = match floor(r).2 {
+            Some(m) => format!(
+                "; its CPU per frame beyond the work is {m:.1}x the bare loop's at {} clients",
+                r.clients
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(md, "- `{}`: {}{cost}.", r.model, a.sentence());
     }
     md.push('\n');
 }

@@ -117,6 +117,13 @@ fn models_of(args: &RunArgs, single_model: bool) -> Result<(Vec<String>, Skipped
         (None, false) => args.models.clone(),
         (None, true) => models::names().iter().map(|s| s.to_string()).collect(),
     };
+    if models.len() > 1
+        && models
+            .iter()
+            .any(|m| m == models::baseline::BASELINE.name())
+    {
+        bail!("`bare` is the baseline every search probes beside the models, never one of them; leave it out of --models (or run it alone with --model bare)");
+    }
     let mut skipped_models = Vec::new();
     for m in &models {
         match models::find(m).map(|model| model.available()) {

@@ -143,6 +143,7 @@ fn new_run(args: &RunArgs) -> Result<RunFile> {
         cells: Vec::new(),
         capacities: Vec::new(),
         speed_checks: Vec::new(),
+        floor: Vec::new(),
     })
 }
 

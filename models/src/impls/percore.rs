@@ -31,7 +31,7 @@ impl Model for PerCore {
     }
 
     fn read_late_is(&self) -> &'static str {
-        "its core's one loop works the frames it already read before it reads again (head-of-line blocking): more cores, or connections spread by load"
+        "its core's one loop reads the core's other connections and works the frames it read before it comes back (head-of-line blocking): more cores, or connections spread by load"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {

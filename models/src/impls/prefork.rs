@@ -69,7 +69,7 @@ impl Model for Prefork {
     }
 
     fn read_late_is(&self) -> &'static str {
-        "its child's one loop works the frames it already read before it reads again (head-of-line blocking): more children, or connections spread by load"
+        "its child's one loop reads the child's other connections and works the frames it read before it comes back (head-of-line blocking): more children, or connections spread by load"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {

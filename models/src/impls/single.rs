@@ -46,7 +46,7 @@ impl Model for Single {
     }
 
     fn read_late_is(&self) -> &'static str {
-        "its one loop works the frames it already read before it reads again (head-of-line blocking): a model that overlaps waits or runs more loops"
+        "its one loop reads the other connections and works the frames it read before it comes back (head-of-line blocking): more loops, or a model that overlaps waits"
     }
 
     fn default_workers(&self, _cpus: usize) -> usize {

@@ -3,9 +3,10 @@
 //! valid points are filled circles, overloaded ones hollow circles, invalid
 //! ones crosses that no line passes through. A fixed matrix gets
 //! `panels`, `spectrum` and `timeseries`; a capacity search gets
-//! `capacity_bars`, `load`, `sweep` and `stages`; `--scaling` gets `scaling`.
+//! `capacity_bars`, `load`, `sweep`, `stages` and `cost`; `--scaling` gets `scaling`.
 
 mod capacity_bars;
+mod cost;
 mod load;
 mod panels;
 mod scaling;
@@ -109,6 +110,10 @@ pub(crate) fn search(run: &RunFile, dir: &Path) -> Result<Vec<PathBuf>> {
         }
         let file = dir.join(format!("stages-{base}.png"));
         if stages::stages(&file, &ctx, &records)? {
+            out.push(file);
+        }
+        let file = dir.join(format!("cost-{base}.png"));
+        if cost::cost(&file, &ctx, run, &records)? {
             out.push(file);
         }
     }
