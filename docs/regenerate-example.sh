@@ -14,7 +14,7 @@ cargo run --release -q -- "${args[@]}" \
 run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
 mkdir -p docs/example
 rm -f docs/example/*.png
-for p in capacity-io load-io workers-io stages-io; do
+for p in capacity-io load-io workers-io stages-io cost-io; do
   [ ! -f "$out/plots/$run/$p.png" ] || cp "$out/plots/$run/$p.png" "docs/example/$p.png"
 done
 python3 - "$out/results/$run" "${args[*]}" <<'PY'
@@ -62,6 +62,8 @@ excerpt = "\n".join([
     "\n\n".join(stages),
     "",
     "![io: where the time went](docs/example/stages-io.png)",
+    "",
+    "![io: CPU per frame against load, and the bare loop](docs/example/cost-io.png)",
     "<!-- example:end -->",
 ])
 readme = pathlib.Path("README.md")

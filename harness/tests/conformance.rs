@@ -634,3 +634,42 @@ fn async_cpu_work_inline_or_on_the_pool_counts_exactly() {
     exact_counts_and_digest_with("async", &["--inline-cpu", "0"]);
     exact_counts_and_digest_with("async", &["--inline-cpu", "1s", "--iters-per-us", "100"]);
 }
+
+/// The bare loop, the floor every model's cost is measured against: found
+/// by name though not registered, it reads, checks and counts every frame
+/// exactly, does no work (no digest), and records every frame's stages.
+#[test]
+fn the_bare_loop_counts_every_frame_and_does_no_work() {
+    assert!(
+        !models::names().contains(&"bare"),
+        "never a model to recommend"
+    );
+    let server = Server::start("bare", &[]);
+    let addr = server.addr;
+    let handles: Vec<_> = (0..3u32)
+        .map(|id| {
+            thread::spawn(move || {
+                let fs = frames(id + 100, 300, 40);
+                let mut s = connect(addr);
+                assert!(write_split(&mut s, &encode(&fs), &[7, 64]));
+                assert!(finish(s), "server did not close after end of stream");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let r = server.stop();
+    assert_eq!(r.model, "bare");
+    assert_eq!((r.packets.measured, r.packets.warmup), (3 * 260, 3 * 40));
+    assert_eq!(r.work_digest, format!("{:016x}", 0));
+    assert!(r.reads > 0 && r.reads <= 3 * 300);
+    for c in &r.clients {
+        assert_eq!((c.received, c.missing, c.duplicates), (300, 0, 0));
+    }
+    for s in &r.stages.stage_ns {
+        assert_eq!(s.count, r.packets.measured);
+    }
+    // No work: nothing after the read.
+    assert!(r.stages.stage_ns[2].max <= 1 && r.stages.stage_ns[3].max <= 1);
+}

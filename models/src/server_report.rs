@@ -213,7 +213,11 @@ impl ServerReport {
             deaths: stats.deaths.clone(),
             fd_limit: FdLimit::default(),
             acks: stats.ingest.acks,
-            stages: StageReport::new(model, &stats.process.stages),
+            stages: StageReport::new(
+                model.queue_is(),
+                model.read_late_is(),
+                &stats.process.stages,
+            ),
             cpu,
             max_rss_kib,
         }

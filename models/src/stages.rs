@@ -234,10 +234,10 @@ impl Stages {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageReport {
     /// What a frame waits for in this model between its read and the
-    /// start of its work (the model's own words: [`crate::Model::queue_is`]).
+    /// start of its work (the model's own words: [`crate::model::Model::queue_is`]).
     pub queue_is: String,
     /// What keeps this model from reading a frame as it arrives
-    /// ([`crate::Model::read_late_is`]).
+    /// ([`crate::model::Model::read_late_is`]).
     #[serde(default)]
     pub read_late_is: String,
     /// One summary per stage, in [`STAGES`] order, ns.
@@ -252,11 +252,12 @@ pub struct StageReport {
 }
 
 impl StageReport {
-    /// Summarises `stages` for `model`.
-    pub fn new(model: &dyn crate::Model, stages: &Stages) -> Self {
+    /// Summarises `stages` for a model whose queue and socket stages are
+    /// as its `queue_is` and `read_late_is` say.
+    pub fn new(queue_is: &str, read_late_is: &str, stages: &Stages) -> Self {
         StageReport {
-            queue_is: model.queue_is().to_string(),
-            read_late_is: model.read_late_is().to_string(),
+            queue_is: queue_is.to_string(),
+            read_late_is: read_late_is.to_string(),
             stage_ns: stages.stage.iter().map(LatencySummary::of).collect(),
             work_cpu_ns: LatencySummary::of(&stages.work_cpu),
             work_io_ns: LatencySummary::of(&stages.work_io),

@@ -304,8 +304,46 @@ fn every_capacity_says_where_its_time_went() {
         let kinds: Vec<&str> = a.work.iter().map(|w| w.kind.as_str()).collect();
         assert_eq!(kinds, [c.workload.as_str()], "{who}: the work asked");
         assert!(
-            md.contains(&format!("- `{}`: {}.", c.model, a.sentence())),
-            "{who}: no sentence"
+            md.contains(&format!(
+                "- `{}`: {}; its CPU per frame beyond the work is",
+                c.model,
+                a.sentence()
+            )),
+            "{who}: no sentence with its cost against the bare loop"
         );
     }
+    assert!(run.floor.iter().all(|p| p.cpu_us > 0.0), "{:?}", run.floor);
+    assert!(
+        run.floor.len() >= 3,
+        "the floor was probed: {:?}",
+        run.floor
+    );
+}
+
+/// Past the knee on a real run: every server-limited capacity whose 1.5x
+/// is within the bound was probed there, at its worker count, and the
+/// summary says how its rate behaved.
+#[test]
+fn server_limited_capacities_are_probed_past_their_knee() {
+    let run = fixture();
+    let md = report::capacity_summary::render(&run, &[], std::path::Path::new("."));
+    let mut probed = 0;
+    for c in &run.capacities {
+        let Some(p) = &c.past_knee else { continue };
+        for x in &p.past {
+            let k = &run.cells[x.cell].key;
+            assert_eq!(
+                (k.model.as_str(), k.workers),
+                (c.model.as_str(), Some(c.workers))
+            );
+            assert!(x.clients > c.clients && x.offered_pps > p.at.offered_pps);
+            assert!((0.0..=1.0 + 1e-9).contains(&x.fairness));
+            probed += 1;
+        }
+        assert!(md.contains(&format!("- `{}`: {}.", c.model, p.sentence())));
+    }
+    assert!(
+        probed > 0,
+        "no capacity of the fixture was probed past its knee"
+    );
 }

@@ -11,33 +11,6 @@ use crate::error::Result;
 use record::capacity::CapacityRecord;
 use record::run::RunFile;
 
-/// (clients, median CPU us per frame) of `r`'s probes at its best worker
-/// count.
-fn per_size(run: &RunFile, r: &CapacityRecord) -> Vec<(f64, f64)> {
-    let mut sizes: Vec<u32> = r
-        .probes
-        .iter()
-        .filter(|p| p.workers == r.workers)
-        .map(|p| p.clients)
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    sizes
-        .into_iter()
-        .filter_map(|n| {
-            let mut v: Vec<f64> = r
-                .probes
-                .iter()
-                .filter(|p| p.workers == r.workers && p.clients == n)
-                .map(|p| run.cells[p.cell].derived.cpu_us_per_packet)
-                .filter(|v| *v > 0.0)
-                .collect();
-            v.sort_by(f64::total_cmp);
-            Some((f64::from(n), *v.get(v.len() / 2)?))
-        })
-        .collect()
-}
-
 /// Draws the plot; false (no file) without a floor or any model's points.
 pub(super) fn cost(
     file: &Path,
@@ -51,8 +24,13 @@ pub(super) fn cost(
         .filter(|p| p.cpu_us > 0.0)
         .map(|p| (f64::from(p.clients), p.cpu_us))
         .collect();
-    let lines: Vec<(&CapacityRecord, Vec<(f64, f64)>)> =
-        records.iter().map(|r| (*r, per_size(run, r))).collect();
+    let lines: Vec<(&CapacityRecord, Vec<(f64, f64)>)> = records
+        .iter()
+        .map(|r| {
+            let pts = super::load::per_size(run, r, &|d| d.cpu_us_per_packet);
+            (*r, pts.into_iter().map(|p| (p.0, p.1)).collect())
+        })
+        .collect();
     let all: Vec<(f64, f64)> = lines
         .iter()
         .flat_map(|l| l.1.iter().copied())

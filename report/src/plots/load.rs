@@ -17,12 +17,12 @@ use record::units::fmt_ns;
 /// One latency figure of a cell.
 pub(super) type Field = fn(&record::figures::Figures) -> u64;
 
-/// Median of a latency field per fleet size over the probes at the best
-/// worker count: (clients, value, all passed).
+/// Median of a cell figure per fleet size over the probes at the best
+/// worker count, zeros left out: (clients, value, all passed).
 pub(super) fn per_size(
     run: &RunFile,
     r: &CapacityRecord,
-    f: fn(&record::figures::Figures) -> u64,
+    f: &dyn Fn(&record::figures::Figures) -> f64,
 ) -> Vec<(f64, f64, bool)> {
     let mut sizes: Vec<u32> = r
         .probes
@@ -40,18 +40,14 @@ pub(super) fn per_size(
                 .iter()
                 .filter(|p| p.workers == r.workers && p.clients == n)
                 .collect();
-            let mut v: Vec<u64> = at
+            let mut v: Vec<f64> = at
                 .iter()
                 .map(|p| f(&run.cells[p.cell].derived))
-                .filter(|&v| v > 0)
+                .filter(|&v| v > 0.0)
                 .collect();
-            v.sort_unstable();
+            v.sort_by(f64::total_cmp);
             let m = *v.get(v.len() / 2)?;
-            Some((
-                n as f64,
-                m as f64 / 1e3,
-                at.iter().all(|p| p.outcome == Outcome::Pass),
-            ))
+            Some((n as f64, m, at.iter().all(|p| p.outcome == Outcome::Pass)))
         })
         .collect()
 }
@@ -101,7 +97,7 @@ fn model_panel(
     let series = series(&run.config.models, r);
     let data: Vec<Vec<(f64, f64, bool)>> = series
         .iter()
-        .map(|(_, f, _)| per_size(run, r, *f))
+        .map(|(_, f, _)| per_size(run, r, &|d| f(d) as f64 / 1e3))
         .collect();
     let xs: Vec<f64> = data.iter().flatten().map(|p| p.0).collect();
     let ys: Vec<f64> = data
