@@ -4,14 +4,29 @@
 # machine, then copies the io plots to docs/example/ and splices the summary's
 # recommendation and io sections into README.md between the example markers.
 # Never edit that part of the README by hand: run this instead.
+#
+# `--from DIR ARGS...` renders an earlier run of this script again instead
+# (DIR: the folder holding its results/ and plots/, printed at the end; ARGS:
+# the harness arguments it ran with): for a change to the report alone, the
+# measurements stay those of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(mktemp -d)
+if [ "${1:-}" = --from ]; then
+  out=$2
+  shift 2
+  cargo build --release -q
+  run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
+  target/release/harness report "$out/results/$run" --plots-dir "$out/plots" >/dev/null
+else
+  out=$(mktemp -d)
+fi
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--all --quick)
-cargo run --release -q -- "${args[@]}" \
-  --results-dir "$out/results" --plots-dir "$out/plots" --logs-dir "$out/logs" >/dev/null
-run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
+if [ -z "${run:-}" ]; then
+  cargo run --release -q -- "${args[@]}" \
+    --results-dir "$out/results" --plots-dir "$out/plots" --logs-dir "$out/logs" >/dev/null
+  run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
+fi
 mkdir -p docs/example
 rm -f docs/example/*.png
 for p in capacity-io load-io workers-io stages-io cost-io; do
@@ -70,5 +85,5 @@ readme = pathlib.Path("README.md")
 text = readme.read_text()
 text = re.sub(r"<!-- example:start -->.*?<!-- example:end -->", lambda _: excerpt, text, flags=re.S)
 readme.write_text(text)
-print("README example updated from run", run["run_id"])
+print("README example updated from run", run["run_id"], "in", run_dir.parent.parent)
 PY

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use workloads::{Frame, WorkKind};
 
-use common::latency::{hdr_base64, new_latency_histogram};
+use common::latency::{hdr_base64, LATENCY_MAX_NS};
 use common::LatencySummary;
 
 /// The stages, in the order a frame passes them.
@@ -18,6 +18,14 @@ pub const STAGES: [&str; 4] = ["fleet", "socket", "queue", "service"];
 pub const SUB_BUCKETS: u32 = 8;
 /// Buckets in [`StageSums`]: octaves up to 2^40 ns (18 minutes).
 pub const BUCKETS: usize = 41 * SUB_BUCKETS as usize;
+
+/// A stage's histogram: 1 ns to [`common::latency::LATENCY_MAX_NS`], 2
+/// significant digits (1%: plenty for a share, and an eighth of the
+/// latency histogram's memory, so the six a server records per frame stay
+/// in its caches).
+pub fn new_stage_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 2).expect("static bounds are valid")
+}
 
 /// One frame's four stage durations, ns; they add up to its latency.
 ///
@@ -185,9 +193,9 @@ pub struct Stages {
 impl Default for Stages {
     fn default() -> Self {
         Stages {
-            stage: std::array::from_fn(|_| new_latency_histogram()),
-            work_cpu: new_latency_histogram(),
-            work_io: new_latency_histogram(),
+            stage: std::array::from_fn(|_| new_stage_histogram()),
+            work_cpu: new_stage_histogram(),
+            work_io: new_stage_histogram(),
             by_latency: StageSums::default(),
         }
     }

@@ -89,21 +89,32 @@ pub fn floor_at(points: &[FloorPoint], clients: u32) -> Option<f64> {
     Some(a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0))
 }
 
-/// CPU per frame the workload itself asks (its cpu frames' kernel time
-/// at the calibrated speed, over all frames), us.
-pub fn work_us_per_frame(plan: &WorkPlan) -> f64 {
-    let cpu_share = match plan.mode {
+/// The share of frames that carry cpu work under `plan`.
+pub fn cpu_share(plan: &WorkPlan) -> f64 {
+    let share = match plan.mode {
         PlanMode::Cpu => 1.0,
         PlanMode::Mixed => plan.cpu_ratio,
         _ => return 0.0,
-    } / f64::from(plan.every.max(1));
-    plan.iters_per_us
-        .filter(|&r| r > 0.0)
-        .map_or(0.0, |r| cpu_share * f64::from(plan.cpu_iters) / r)
+    };
+    share / f64::from(plan.every.max(1))
 }
 
-/// A model's CPU per frame beyond the work asked, as a multiple of the
-/// bare loop's at the same load (`None`: no floor there).
+/// CPU per frame the workload's own work takes, us: its cpu frames' share
+/// of all frames times a cpu frame's kernel time, as measured (the median
+/// service time of its cpu frames, `measured_us`) where it was, else as
+/// asked (its iterations at the calibrated speed). The measured time is
+/// the one the server spent: where the calibration is off, the asked one
+/// would charge the model for the difference.
+pub fn work_us_per_frame(plan: &WorkPlan, measured_us: Option<f64>) -> f64 {
+    let asked = plan
+        .iters_per_us
+        .filter(|&r| r > 0.0)
+        .map_or(0.0, |r| f64::from(plan.cpu_iters) / r);
+    cpu_share(plan) * measured_us.unwrap_or(asked)
+}
+
+/// A model's CPU per frame beyond the work, as a multiple of the bare
+/// loop's at the same load (`None`: no floor there).
 pub fn multiple(cpu_us: f64, work_us: f64, floor_us: Option<f64>) -> Option<f64> {
     let floor = floor_us.filter(|&f| f > 0.0)?;
     Some((cpu_us - work_us).max(0.0) / floor)
@@ -162,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn work_per_frame_counts_only_cpu_frames() {
+    fn work_per_frame_counts_only_cpu_frames_as_measured_where_it_was() {
         let plan = |spec: &str| {
             use std::str::FromStr;
             workloads::WorkSpec::from_str(spec)
@@ -171,16 +182,16 @@ mod tests {
                 .unwrap()
         };
         let cases = [
-            ("none", 0.0),
-            ("io:1ms", 0.0),
-            ("cpu:5us", 5.0),
-            ("cpu:5us,every=5", 1.0),
+            (("none", None), 0.0),
+            (("io:1ms", Some(4.0)), 0.0),
+            (("cpu:5us", None), 5.0),
+            (("cpu:5us", Some(4.2)), 4.2),
+            (("cpu:5us,every=5", None), 1.0),
+            (("mixed:cpu=5us,io=1ms,ratio=0.5", Some(4.0)), 2.0),
         ];
-        for (spec, want) in cases {
-            assert!(
-                (work_us_per_frame(&plan(spec)) - want).abs() < 1e-9,
-                "{spec}"
-            );
+        for ((spec, measured), want) in cases {
+            let got = work_us_per_frame(&plan(spec), measured);
+            assert!((got - want).abs() < 1e-9, "{spec} {measured:?}: {got}");
         }
     }
 }

@@ -61,10 +61,8 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         }
         md.push('\n');
         equal_load(&mut md, &ranked);
-        let work = c
-            .workload(workload)
-            .map_or(0.0, |w| efficiency::work_us_per_frame(&w.plan));
-        let floor = |r: &CapacityRecord| cost_of(run, work, r);
+        let defined = c.workload(workload);
+        let floor = |r: &CapacityRecord| cost_of(run, defined, r);
         where_time_went(&mut md, &ranked, &floor);
         cost(&mut md, run, &ranked, &floor);
         past_the_knee(&mut md, &ranked);
@@ -166,11 +164,17 @@ fn equal_load(md: &mut String, ranked: &[&&CapacityRecord]) {
     md.push('\n');
 }
 
-/// A capacity's CPU per frame against the floor: (work asked per frame,
-/// the bare loop's at its load, the multiple).
+/// A capacity's CPU per frame against the floor: (its work per frame, the
+/// bare loop's at its load, the multiple).
 type Cost = (f64, Option<f64>, Option<f64>);
 
-fn cost_of(run: &RunFile, work: f64, r: &CapacityRecord) -> Cost {
+fn cost_of(run: &RunFile, w: Option<&record::config::Workload>, r: &CapacityRecord) -> Cost {
+    let measured = r
+        .attribution
+        .as_ref()
+        .and_then(|a| a.work.iter().find(|w| w.kind == "cpu"))
+        .map(|w| w.p50_ns as f64 / 1e3);
+    let work = w.map_or(0.0, |w| efficiency::work_us_per_frame(&w.plan, measured));
     let floor = efficiency::floor_at(&run.floor, r.clients);
     (
         work,
@@ -192,12 +196,12 @@ fn cost(
     }
     let _ = writeln!(
         md,
-        "**Cost against the bare loop** (`bare`: the readiness loop of `single` reading, checking, counting and acking every frame and doing no work, probed at {} clients and interpolated in log(clients); multiple = (CPU per frame - the work asked per frame) / the bare loop's CPU per frame at the same load; the counts are the server's own over its whole run, per frame, at the capacity's first passing probe):\n",
+        "**Cost against the bare loop** (`bare`: the readiness loop of `single` reading, checking, counting and acking every frame and doing no work, probed at {} clients and interpolated in log(clients); multiple = (CPU per frame - the work's CPU per frame) / the bare loop's CPU per frame at the same load, the work's being its cpu frames' share times their median service time as measured (as asked where none was measured); the counts are the server's own over its whole run, per frame, at the capacity's first passing probe, the user/system split being the kernel's tick sampling, coarse for a lightly loaded server):\n",
         run.floor.iter().map(|p| p.clients.to_string()).collect::<Vec<_>>().join(", ")
     );
     let _ = writeln!(
         md,
-        "| model | clients | CPU us/frame | work asked us/frame | bare loop us/frame | multiple | frames/read | user / sys us/frame | voluntary / involuntary switches/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| model | clients | CPU us/frame | work us/frame | bare loop us/frame | multiple | frames/read | user / sys us/frame | voluntary / involuntary switches/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in ranked {
         let (work, at, multiple) = floor(r);
