@@ -1,7 +1,12 @@
 //! A capacity run rendered from a checked-in `run.json` (a real `--all
 //! --quick` run, trimmed to four models and two workloads by
 //! `record/tests/fixtures/trim_capacity_run.py`): the terminal table, summary.md,
-//! the recommendation and the recorded rules never disagree.
+//! the recommendation and the recorded rules never disagree. A later run
+//! (`capacity-run-stages.json`) has the stages, the loads past the knee and
+//! the floor; the earlier one keeps the checks of the projection and the
+//! tie-break (on the later run the projection misses `pool` under cpu by
+//! 32%: its CPU per frame falls 13% between 15 and 19 clients, an open
+//! point of issue 23).
 
 use std::path::Path;
 
@@ -11,8 +16,18 @@ use record::recommend::Recommendation;
 use record::run::RunFile;
 
 fn fixture() -> RunFile {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../record/tests/fixtures/capacity-run.json");
+    fixture_named("capacity-run.json")
+}
+
+/// The later run, with stages, loads past the knee and the floor.
+fn stages_fixture() -> RunFile {
+    fixture_named("capacity-run-stages.json")
+}
+
+fn fixture_named(name: &str) -> RunFile {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../record/tests/fixtures")
+        .join(name);
     RunFile::load(&path).unwrap()
 }
 
@@ -285,7 +300,7 @@ fn a_projection_lands_within_a_quarter_of_a_measured_capacity() {
 /// for work, and its sentence in summary.md.
 #[test]
 fn every_capacity_says_where_its_time_went() {
-    let run = fixture();
+    let run = stages_fixture();
     let md = report::capacity_summary::render(&run, &[], std::path::Path::new("."));
     for c in &run.capacities {
         let who = format!("{}/{}", c.workload, c.model);
@@ -325,7 +340,7 @@ fn every_capacity_says_where_its_time_went() {
 /// summary says how its rate behaved.
 #[test]
 fn server_limited_capacities_are_probed_past_their_knee() {
-    let run = fixture();
+    let run = stages_fixture();
     let md = report::capacity_summary::render(&run, &[], std::path::Path::new("."));
     let mut probed = 0;
     for c in &run.capacities {
