@@ -102,13 +102,20 @@ fn tally(probes: &[Seen]) -> BTreeMap<u32, Count> {
 /// The interval from every probe of one search, the search's own and its
 /// confirmation repeats; `knee` is the search's answer, above which a pass
 /// does not raise the low end. The low end passed every probe, at least
-/// one of them clearly; the high end is one below the smallest size above
+/// one of them clearly, and lies below every size that failed on the
+/// server's account at some time (a failure below a pass means the server
+/// was slower then: the interval reaches down past it, as it reaches up
+/// past every pass); the high end is one below the smallest size above
 /// it, and above every size that passed at some time (within the margin
 /// too), that failed every probe clearly.
 pub fn interval_of(probes: &[Seen], knee: u32) -> Interval {
     let by_size = tally(probes);
+    let below_fails = by_size
+        .iter()
+        .find(|(_, c)| c.fail > 0)
+        .map_or(u32::MAX, |(&n, _)| n.saturating_sub(1));
     let low = by_size
-        .range(..=knee)
+        .range(..=knee.min(below_fails))
         .rev()
         .find(|(_, c)| c.fail == 0 && c.pass > c.marginal_pass)
         .map_or(0, |(&n, _)| n);
@@ -167,7 +174,7 @@ mod tests {
     #[test]
     fn interval_table() {
         // (probes, knee, low, high)
-        let table: [(Probes, u32, u32, Option<u32>); 11] = [
+        let table: [(Probes, u32, u32, Option<u32>); 12] = [
             // Confirmed knee and next step.
             (
                 &[
@@ -254,6 +261,27 @@ mod tests {
             (&[(1, Fail), (1, Fail)], 0, 0, Some(0)),
             // A generator-limited probe between does not count as a failure.
             (&[(8, Pass), (12, Generator), (16, Fail)], 8, 8, Some(15)),
+            // A failure below a size that passed every probe (`uring` io,
+            // a confirmation's step down failing late in the run): the low
+            // end goes below it.
+            (
+                &[
+                    (1, Pass),
+                    (16, Pass),
+                    (105, Pass),
+                    (192, Fail),
+                    (192, Fail),
+                    (148, Pass),
+                    (170, Fail),
+                    (170, Pass),
+                    (170, Fail),
+                    (192, Fail),
+                    (128, Fail),
+                ],
+                148,
+                105,
+                Some(191),
+            ),
         ];
         for (i, (probes, knee, low, high)) in table.into_iter().enumerate() {
             assert_eq!(interval(probes, knee), Interval { low, high }, "case {i}");
