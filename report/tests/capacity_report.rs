@@ -2,7 +2,7 @@
 //! --quick` run, trimmed to four models and two workloads by
 //! `record/tests/fixtures/trim_capacity_run.py`): the terminal table, summary.md,
 //! the recommendation and the recorded rules never disagree. A later run
-//! (`capacity-run-stages.json`) has the stages, the loads past the knee and
+//! (`capacity-run-stages.json`, its `cpu` workload) has the stages, the loads past the knee and
 //! the floor; the earlier one keeps the checks of the projection and the
 //! tie-break (on the later run the projection misses `pool` under cpu by
 //! 32%: its CPU per frame falls 13% between 15 and 19 clients, an open
