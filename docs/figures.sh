@@ -13,6 +13,8 @@
 #                                capacity with hash vs least-loaded placement
 #   inline   docs/models.md      CPU per frame of `single` and of `async` with
 #                                its cpu work on the blocking pool vs inline
+#   coalesce docs/models.md      CPU per frame of `single` and of `pool` with
+#                                each turn's frames handed over at once vs held back
 #   oneshot  docs/deployment.md  docker/oneshot.sh's summary (only with
 #                                --docker: it builds the image; needs dockerd)
 # Never edit those parts by hand: run this instead (about 3 minutes, plus
@@ -44,6 +46,14 @@ eq=(--work cpu:5us --clients 3 --batch-window 0 --repeat 2 --duration 2s --warmu
 run inline-single --model single "${eq[@]}"
 run inline-pool --model async --inline-cpu 0 "${eq[@]}"
 run inline-inline --model async "${eq[@]}"
+# pool's hand-off with and without holding frames back, against single,
+# each round the three side by side (the same minutes of this machine)
+for r in 1 2 3; do
+  for c in single:0 pool:0 pool:100us; do
+    run "coalesce-${c%%:*}-${c##*:}-$r" --all --models "${c%%:*}" --works none --clients 100 \
+      --batch-window 1ms --duration 3s --warmup 1s --coalesce "${c##*:}"
+  done
+done
 for m in prefork percore; do
   for p in hash least; do
     run "placement-$m-$p" capacity --model "$m" --work io:1ms,every=20 --workers 8 --quick --placement "$p"
@@ -164,6 +174,33 @@ splice("docs/models.md", "inline",
        f"| `single` | {rng(single)} | 1 |\n"
        f"| `async --inline-cpu 0` (every batch on the blocking pool, as before) | {rng(pool)} | {ratio(pool)} |\n"
        f"| `async` (batches up to 100 us inline, the default) | {rng(inline)} | {ratio(inline)} |")
+
+# pool's hand-off: each turn's frames at once, or held back while reads come fast
+def rounds(prefix):
+    v = []
+    for r in (1, 2, 3):
+        (c,) = json.loads(next((out / f"{prefix}-{r}" / "results").glob("*/run.json")).read_text())["cells"]
+        k = c["derived"].get("counts") or {}
+        v.append((c["derived"]["cpu_us_per_packet"], k.get("voluntary_ctxt", 0) + k.get("involuntary_ctxt", 0),
+                  c["derived"]["p99_ns"] / 1e3, c["verdict"]["status"]))
+    return v
+base = rounds("coalesce-single-0")
+rows = []
+for name, label in (("coalesce-pool-0", "`pool --coalesce 0` (each turn's frames handed over at once)"),
+                    ("coalesce-pool-100us", "`pool` (held back up to 100 us while reads come fast, the default)")):
+    v = rounds(name)
+    ratios = sorted(a[0] / b[0] for a, b in zip(v, base))
+    cpu, sw, p99 = (sorted(x[i] for x in v) for i in range(3))
+    rows.append(f"| {label} | {cpu[1]:.3f} ({cpu[0]:.3f}-{cpu[2]:.3f}) | {ratios[1]:.2f}x ({ratios[0]:.2f}-{ratios[2]:.2f}) "
+                f"| {sw[1]:.3f} | {p99[1]:.0f} us | {', '.join(sorted({x[3] for x in v}))} |")
+cpu, sw, p99 = (sorted(x[i] for x in base) for i in range(3))
+splice("docs/models.md", "coalesce",
+       f"Measured by `docs/figures.sh` ({stamp}): `none`, 100 clients at 10 kHz in 1 ms batches, 3 s cells, three rounds "
+       "of the three side by side; CPU us per frame (median, range), its ratio to `single`'s in the same round "
+       "(median, range), context switches per frame (median), p99:\n\n"
+       "| server | CPU us/frame | vs `single` | switches/frame | p99 | verdicts |\n|---|---:|---:|---:|---:|---|\n"
+       f"| `single` | {cpu[1]:.3f} ({cpu[0]:.3f}-{cpu[2]:.3f}) | 1 | {sw[1]:.3f} | {p99[1]:.0f} us | "
+       f"{', '.join(sorted({x[3] for x in base}))} |\n" + "\n".join(rows))
 
 oneshot = out / "oneshot-summary.txt"
 if oneshot.exists():

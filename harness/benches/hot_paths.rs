@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-frame hot paths: wire encode/decode, CRC, the
 //! reference kernel (its ns per iteration is the calibration figure), HDR
-//! recording, the stage stamps and their record, the server's ingest path, the pool's channel hand-off, and
+//! recording, the stage stamps and their record, the server's ingest path, the pool's queue hand-off, and
 //! ack mode's cost on both sides (records built, written, read and checked;
 //! a loopback round with and without acks).
 //! Compare figures side by side from one run; absolute numbers depend on
@@ -170,15 +170,14 @@ fn server_paths(c: &mut Criterion) {
         })
     });
     g.throughput(Throughput::Elements(512));
-    // The pool's hand-off: batches of 16 frames through its channel.
-    let (btx, brx) = flume::bounded::<Vec<Frame>>(64);
-    g.bench_function("channel_send_recv_512_frames_in_batches_of_16", |b| {
+    // The pool's hand-off: batches of 16 frames through its queue (one
+    // running worker, so no wake-up: the lock, the copy and the queue).
+    let queue = models::work_queue::WorkQueue::<Vec<Frame>>::new(64, 1, 1);
+    g.bench_function("pool_queue_push_pop_512_frames_in_batches_of_16", |b| {
         b.iter(|| {
             for chunk in frames.chunks(16) {
-                btx.send(chunk.to_vec()).unwrap();
-                while let Ok(batch) = brx.try_recv() {
-                    black_box(batch);
-                }
+                queue.push(chunk.to_vec()).unwrap();
+                black_box(queue.pop());
             }
         })
     });
@@ -252,6 +251,8 @@ fn loopback_group(c: &mut Criterion, group: &str, bytes: &[u8]) {
         placement: models::Placement::default(),
         inline_cpu: models::DEFAULT_INLINE_CPU,
         iters_per_us: None,
+        client_latency: false,
+        coalesce: models::DEFAULT_COALESCE,
     };
     for model in models::registry().iter().filter(|m| m.name() != "prefork") {
         // SO_REUSEPORT, as `harness serve` binds: percore and uring add listeners.

@@ -212,6 +212,9 @@ pub struct RunArgs {
     /// `async`: the cpu work of one read up to this long runs inline on a runtime thread, longer on the blocking pool (0: always the pool).
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub inline_cpu: Duration,
+    /// `pool`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
+    #[arg(long, value_parser = parse_duration, default_value = "100us")]
+    pub coalesce: Duration,
     /// The SLO, e.g. p99=2ms,loss=0. A capacity search uses it for every workload instead of the default (p99 <= batch window + 1 ms + 2 x the longest work of one frame, no loss); a fixed matrix fails (exit 2) when a valid cell breaches it.
     #[arg(long)]
     pub slo: Option<String>,
@@ -303,6 +306,12 @@ pub struct ServeArgs {
     /// Kernel iterations per microsecond, to turn --inline-cpu into work (the harness passes its calibration) [default: measured at start by the model that needs it].
     #[arg(long)]
     pub iters_per_us: Option<f64>,
+    /// `pool`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
+    #[arg(long, value_parser = parse_duration, default_value = "100us")]
+    pub coalesce: Duration,
+    /// Record each client's latency apart, for its p99 in the report (a histogram per client per worker: a few KiB each).
+    #[arg(long)]
+    pub client_latency: bool,
     /// Write the JSON report here instead of stdout.
     #[arg(long, conflicts_with = "no_report")]
     pub report: Option<PathBuf>,

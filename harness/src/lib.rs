@@ -6,6 +6,7 @@
 //! fleet, merge and Kubernetes commands. What a run is lives in the
 //! `record` crate, the search's rules in `search`, the reports in `report`.
 
+pub mod after_search;
 pub mod bench;
 pub mod calibration;
 pub mod capacity;
@@ -16,6 +17,7 @@ pub mod k8s;
 pub mod kernel_calibration;
 pub mod merged;
 pub mod parent;
+pub mod probing;
 pub mod scaling;
 pub mod serve;
 

@@ -47,6 +47,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         placement: args.placement,
         inline_cpu: args.inline_cpu,
         iters_per_us: args.iters_per_us,
+        client_latency: args.client_latency,
+        coalesce: args.coalesce,
     };
     // Measured before listening, so no client waits for it.
     if config.iters_per_us.is_none() && model.needs_kernel_speed() {

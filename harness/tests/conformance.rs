@@ -15,11 +15,32 @@ use workloads::{WorkKind, FRAME_LEN};
 /// Several concurrent clients, frames split at odd byte boundaries: exact
 /// per-client counts, warm-up vs measured, and the work digest.
 fn exact_counts_and_digest(model: &str) {
-    exact_counts_and_digest_with(model, &[]);
+    let r = exact_counts_and_digest_with(model, &[]);
+    assert!(r.clients.iter().all(|c| c.p99_ns.is_none()));
 }
 
-/// [`exact_counts_and_digest`] with extra server flags.
-fn exact_counts_and_digest_with(model: &str, extra: &[&str]) {
+/// `--client-latency`: every client's own p99, within the server's
+/// latencies, on top of the same exact counts.
+fn client_latency(model: &str) {
+    let r = exact_counts_and_digest_with(model, &["--client-latency"]);
+    for c in &r.clients {
+        let p99 = c
+            .p99_ns
+            .unwrap_or_else(|| panic!("{model}: client {} has no p99", c.id));
+        // 1 significant digit: within 10% of the server's own range.
+        assert!(
+            p99 as f64 >= r.latency_ns.min as f64 * 0.9
+                && p99 as f64 <= r.latency_ns.max as f64 * 1.1,
+            "{model}: client {} p99 {p99} outside {}-{}",
+            c.id,
+            r.latency_ns.min,
+            r.latency_ns.max
+        );
+    }
+}
+
+/// [`exact_counts_and_digest`] with extra server flags; the report.
+fn exact_counts_and_digest_with(model: &str, extra: &[&str]) -> models::ServerReport {
     let server = Server::start(model, extra);
     let addr = server.addr;
     let splits: [&[usize]; 4] = [&[1, 31, 33], &[7], &[64, 5, 27], &[32]];
@@ -59,7 +80,14 @@ fn exact_counts_and_digest_with(model: &str, extra: &[&str]) {
     assert_eq!(r.errors.total(), 0);
     assert_eq!(r.connections.accepted, 4);
     assert_eq!(r.connections.closed, 4);
+    // An event loop counts its readiness waits; threads block in reads.
+    if model == "threads" {
+        assert_eq!(r.waits, 0);
+    } else {
+        assert!(r.waits > 0, "{model}: no readiness wait counted");
+    }
     stages_account_for_every_frame(&r, &sent);
+    r
 }
 
 /// Every measured frame is in every stage, its cpu or io service apart,
@@ -449,6 +477,8 @@ fn acks_exactly_once(model: &str) {
     assert_eq!(r.acks.frames, asked);
     assert_eq!((r.acks.dropped, r.acks.unsent_at_stop), (0, 0));
     assert!(r.acks.records > 0 && r.acks.records <= asked);
+    // Every record went out in some write; a write carries one or more.
+    assert!(r.acks.writes > 0 && r.acks.writes <= r.acks.records + 3);
     assert_eq!(r.packets.measured + r.packets.warmup, 3 * 400);
 }
 
@@ -550,6 +580,7 @@ macro_rules! conformance {
             #[test] fn truncated_tail() { super::truncated_tail($name) }
             #[test] fn idle_connection() { super::idle_connection($name) }
             #[test] fn stalled_frame() { super::stalled_frame($name) }
+            #[test] fn client_latency() { super::client_latency($name) }
             #[test] fn random_bytes() { super::random_bytes($name) }
             #[test] fn over_limit_clients() { super::over_limit_clients($name) }
             #[test] fn odd_fields() { super::odd_fields($name) }

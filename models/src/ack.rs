@@ -33,6 +33,9 @@ pub struct AckCounts {
     /// clients had not finished: the fleet counts them unacknowledged).
     #[serde(default)]
     pub unsent_at_stop: u64,
+    /// Write (send) system calls that carried acks, or returned would-block.
+    #[serde(default)]
+    pub writes: u64,
 }
 
 impl AckCounts {
@@ -41,6 +44,7 @@ impl AckCounts {
         self.records += o.records;
         self.frames += o.frames;
         self.dropped += o.dropped;
+        self.writes += o.writes;
         self.unsent_at_stop += o.unsent_at_stop;
     }
 }
@@ -140,11 +144,11 @@ impl AckBuf {
         mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
     ) -> std::io::Result<bool> {
         loop {
-            let unsent = self.unsent();
-            if unsent.is_empty() {
+            if self.unsent().is_empty() {
                 return Ok(true);
             }
-            match write(unsent) {
+            self.counts.writes += 1;
+            match write(self.unsent()) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => self.consumed(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),

@@ -51,7 +51,7 @@ impl Model for Bare {
         config: &ServeConfig,
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
-        let mut stats = Stats::default();
+        let mut stats = Stats::new(config.client_latency);
         let Stats {
             ingest, process, ..
         } = &mut stats;

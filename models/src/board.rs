@@ -140,6 +140,7 @@ impl Board {
         if json.len() > SNAPSHOT_BYTES {
             let mut lean = process.clone();
             lean.timeline.clear();
+            lean.by_client.clients.clear();
             match serde_json::to_vec(&lean) {
                 Ok(j) if j.len() <= SNAPSHOT_BYTES => json = j,
                 _ => return false,

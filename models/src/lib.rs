@@ -7,6 +7,7 @@
 pub mod ack;
 pub mod baseline;
 pub mod board;
+pub mod client_latency;
 pub mod impls;
 pub mod ingest;
 pub mod model;
@@ -20,11 +21,12 @@ pub mod stages;
 pub mod stats;
 pub mod timer;
 pub mod work;
+pub mod work_queue;
 
 pub use common::duration_ms;
 pub use model::{
-    Model, Placement, ServeConfig, ServeError, Shutdown, DEFAULT_FRAME_TIMEOUT, DEFAULT_INLINE_CPU,
-    SHUTDOWN_POLL,
+    Model, Placement, ServeConfig, ServeError, Shutdown, DEFAULT_COALESCE, DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_INLINE_CPU, SHUTDOWN_POLL,
 };
 pub use server_report::ServerReport;
 pub use stats::Stats;

@@ -46,13 +46,30 @@ pub struct ServeConfig {
     /// no batch runs inline).
     #[serde(default)]
     pub iters_per_us: Option<f64>,
+    /// Record each client's latency apart (`--client-latency`: a histogram
+    /// per client in every recorder, so a few KiB per client per worker;
+    /// the harness asks for it past the knee, where fairness is judged).
+    #[serde(default)]
+    pub client_latency: bool,
+    /// `pool`: while reads come fast and no worker is running, a read's
+    /// frames may wait this long for more before a worker is woken for
+    /// them all (0: every turn's frames are handed over at once).
+    #[serde(with = "duration_ms", default = "default_coalesce")]
+    pub coalesce: Duration,
 }
 
 /// `--inline-cpu`'s default.
 pub const DEFAULT_INLINE_CPU: Duration = Duration::from_micros(100);
 
+/// `--coalesce`'s default.
+pub const DEFAULT_COALESCE: Duration = Duration::from_micros(100);
+
 fn default_inline_cpu() -> Duration {
     DEFAULT_INLINE_CPU
+}
+
+fn default_coalesce() -> Duration {
+    DEFAULT_COALESCE
 }
 
 /// How `prefork` and `percore` spread connections over their workers.

@@ -59,6 +59,11 @@ pub(crate) trait Dispatch {
     /// Called after every turn of the loop with the reading side's counts
     /// (prefork children publish them here).
     fn turn(&mut self, _ingest: &IngestStats) {}
+    /// The longest the loop may wait for events before its next turn (a
+    /// dispatcher holding frames back says when they are due).
+    fn wait_at_most(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Frames of one connection handed to other threads but not yet
@@ -341,6 +346,8 @@ pub(crate) fn run<D: Dispatch>(
         } else {
             SHUTDOWN_POLL
         };
+        let timeout = sink.wait_at_most().map_or(timeout, |d| d.min(timeout));
+        stats.waits += 1;
         if !wait(&mut poll, &mut events, timeout)? {
             continue;
         }

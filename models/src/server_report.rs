@@ -33,6 +33,10 @@ pub struct ClientReport {
     pub missing: u64,
     /// Repeated sequence numbers.
     pub duplicates: u64,
+    /// p99 of its measured frames' latency, ns, when the server recorded
+    /// each client apart (`--client-latency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ns: Option<u64>,
 }
 
 /// Frames processed per fixed-width bucket of CLOCK_MONOTONIC, dense from
@@ -114,6 +118,9 @@ pub struct ServerReport {
     /// Reads (receives, completions) that returned bytes.
     #[serde(default)]
     pub reads: u64,
+    /// Readiness waits ([`crate::stats::IngestStats::waits`]).
+    #[serde(default)]
+    pub waits: u64,
     /// Connection counters.
     pub connections: ConnectionCounts,
     /// Protocol errors.
@@ -186,6 +193,7 @@ impl ServerReport {
                 max_seq: c.max_seq,
                 missing: c.missing(),
                 duplicates: c.duplicates,
+                p99_ns: stats.process.by_client.p99_ns(id),
             })
             .collect();
         ServerReport {
@@ -198,6 +206,7 @@ impl ServerReport {
             },
             bytes: stats.ingest.bytes,
             reads: stats.ingest.reads,
+            waits: stats.ingest.waits,
             connections: stats.ingest.connections,
             errors: stats.ingest.errors,
             clients,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use workloads::{Frame, FrameError};
 
 use crate::ack::AckCounts;
+use crate::client_latency::ClientLatency;
 use crate::stages::Stages;
 
 /// Width of a timeline bucket: fine enough that a measured window's edges
@@ -133,6 +134,11 @@ pub struct IngestStats {
     /// Reads (receives, completions) that returned bytes.
     #[serde(default)]
     pub reads: u64,
+    /// Readiness waits: the event loop's waits for events (`epoll_wait`,
+    /// a ring's wait for completions, a runtime worker's park); 0 where a
+    /// thread blocks in its read instead.
+    #[serde(default)]
+    pub waits: u64,
     /// Connection counters.
     pub connections: ConnectionCounts,
     /// Protocol errors.
@@ -177,6 +183,7 @@ impl IngestStats {
     pub fn merge(&mut self, o: &IngestStats) {
         self.bytes += o.bytes;
         self.reads += o.reads;
+        self.waits += o.waits;
         self.connections.accepted += o.connections.accepted;
         self.connections.rejected += o.connections.rejected;
         self.connections.closed += o.connections.closed;
@@ -215,6 +222,9 @@ pub struct ProcessStats {
     /// Where measured frames' time went, stage by stage.
     #[serde(default)]
     pub stages: Stages,
+    /// Each client's latency apart, when asked for.
+    #[serde(default)]
+    pub by_client: ClientLatency,
 }
 
 impl Default for ProcessStats {
@@ -227,11 +237,20 @@ impl Default for ProcessStats {
             service: new_latency_histogram(),
             timeline: BTreeMap::new(),
             stages: Stages::default(),
+            by_client: ClientLatency::default(),
         }
     }
 }
 
 impl ProcessStats {
+    /// Empty, recording each client's latency apart when `by_client`.
+    pub fn new(by_client: bool) -> Self {
+        ProcessStats {
+            by_client: ClientLatency::new(by_client),
+            ..ProcessStats::default()
+        }
+    }
+
     /// Records a frame whose work finished at `done_ns`, with the kernel
     /// result `digest` for a cpu frame.
     #[inline]
@@ -250,8 +269,9 @@ impl ProcessStats {
             self.warmup += 1;
         } else {
             self.measured += 1;
-            self.latency
-                .saturating_record(frame.latency_ns(done_ns).max(1));
+            let latency = frame.latency_ns(done_ns).max(1);
+            self.latency.saturating_record(latency);
+            self.by_client.record(frame.client_id, latency);
             self.service
                 .saturating_record(frame.service_latency_ns(done_ns).max(1));
             self.stages.record(frame, done_ns);
@@ -270,6 +290,7 @@ impl ProcessStats {
             .add(&o.service)
             .expect("histograms share bounds");
         self.stages.merge(&o.stages);
+        self.by_client.merge(&o.by_client);
         for (&bucket, &n) in &o.timeline {
             if self.timeline.len() < MAX_TIMELINE_BUCKETS || self.timeline.contains_key(&bucket) {
                 *self.timeline.entry(bucket).or_default() += n;
@@ -323,6 +344,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Empty, recording each client's latency apart when `by_client`.
+    pub fn new(by_client: bool) -> Self {
+        Stats {
+            process: ProcessStats::new(by_client),
+            ..Stats::default()
+        }
+    }
+
     /// Adds `o` into `self`.
     pub fn merge(&mut self, o: &Stats) {
         self.ingest.merge(&o.ingest);

@@ -141,6 +141,11 @@ pub struct CapacityRecord {
     /// clients, within the search's bound), after every round.
     #[serde(default)]
     pub past_knee: Option<PastKnee>,
+    /// Every model of the workload probed at one common load, the largest
+    /// all of them passed, after every round: its figures there (one
+    /// probe; `cells` empty when it was not valid).
+    #[serde(default)]
+    pub common_load: Option<EqualLoad>,
 }
 
 impl CapacityRecord {

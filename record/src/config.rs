@@ -102,6 +102,10 @@ pub struct RunConfig {
     /// `async`: cpu work of one read up to this long ran inline.
     #[serde(with = "models::duration_ms", default = "default_inline_cpu")]
     pub inline_cpu: Duration,
+    /// `pool`: how long a read's frames could wait for more before a
+    /// worker was woken.
+    #[serde(with = "models::duration_ms", default = "default_coalesce")]
+    pub coalesce: Duration,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond: what `cpu:DUR` specs were
@@ -168,6 +172,10 @@ mod opt_ms {
 
 fn default_inline_cpu() -> Duration {
     models::DEFAULT_INLINE_CPU
+}
+
+fn default_coalesce() -> Duration {
+    models::DEFAULT_COALESCE
 }
 
 fn one_shard() -> u32 {

@@ -16,6 +16,13 @@ use workloads::WorkPlan;
 pub struct Counts {
     /// Frames per read (receive, completion) that returned bytes.
     pub frames_per_read: f64,
+    /// Readiness waits per frame (`epoll_wait`, a ring's wait, a runtime
+    /// worker's park; 0 where threads block in their reads).
+    #[serde(default)]
+    pub waits: f64,
+    /// Writes (sends) of acks per frame; 0 unless acks are asked for.
+    #[serde(default)]
+    pub writes: f64,
     /// User CPU per frame, us.
     pub user_us: f64,
     /// System CPU per frame, us.
@@ -36,6 +43,8 @@ impl Counts {
         }
         Some(Counts {
             frames_per_read: frames / server.reads as f64,
+            waits: server.waits as f64 / frames,
+            writes: server.acks.writes as f64 / frames,
             user_us: server.cpu.user_s * 1e6 / frames,
             sys_us: server.cpu.sys_s * 1e6 / frames,
             voluntary_ctxt: server.cpu.voluntary_ctxt as f64 / frames,

@@ -1,7 +1,8 @@
 //! Past the knee: each server-limited capacity probed again at 1.5x and
 //! 2x its clients, the processed rate against the offered one there (does
 //! it hold or collapse?) and how evenly the clients were served (Jain's
-//! index over their shares), with the rules that name the shape.
+//! index over their shares of the frames, and over their p99 latencies),
+//! with the rules that name the shape.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,14 @@ pub struct LoadPoint {
     /// Jain's index over the clients' shares of the frames the server read
     /// (a client it never read from counts as 0).
     pub fairness: f64,
+    /// Jain's index over the clients' p99 latencies (1: every client's
+    /// tail alike), when the server recorded each client apart and every
+    /// client has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_fairness: Option<f64>,
+    /// The lowest and the highest client p99, ns, with `p99_fairness`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_p99_ns: Option<(u64, u64)>,
     /// The cell's verdict.
     pub status: String,
 }
@@ -65,7 +74,24 @@ impl LoadPoint {
             s.clients.iter().map(|x| x.measured as f64).collect()
         });
         shares.resize(shares.len().max(c.key.clients as usize), 0.0);
+        let p99s: Option<Vec<u64>> = c.server.as_ref().and_then(|s| {
+            (s.clients.len() >= c.key.clients as usize)
+                .then(|| {
+                    s.clients
+                        .iter()
+                        .map(|x| x.p99_ns)
+                        .collect::<Option<Vec<u64>>>()
+                })
+                .flatten()
+                .filter(|v| !v.is_empty())
+        });
         LoadPoint {
+            p99_fairness: p99s
+                .as_ref()
+                .map(|v| jain(&v.iter().map(|&x| x as f64).collect::<Vec<_>>())),
+            client_p99_ns: p99s
+                .as_ref()
+                .and_then(|v| Some((*v.iter().min()?, *v.iter().max()?))),
             clients: c.key.clients,
             cell: index,
             offered_pps: c.derived.offered_pps,
@@ -116,8 +142,12 @@ impl PastKnee {
 
     /// The sentence summary.md prints for it.
     pub fn sentence(&self) -> String {
-        let Some(shape) = self.shape() else {
+        if self.past.is_empty() {
             return "not probed past its knee (the generator's bound is there)".into();
+        }
+        let Some(shape) = self.shape() else {
+            return "probed past its knee, but it processed nothing at its capacity to compare with"
+                .into();
         };
         let each: Vec<String> = self
             .past
@@ -130,12 +160,7 @@ impl PastKnee {
                 )
             })
             .collect();
-        let worst = self.past.iter().map(|p| p.fairness).fold(1.0, f64::min);
-        let fairness = if worst >= EVEN {
-            format!("clients served evenly (Jain's index >= {worst:.2})")
-        } else {
-            format!("clients served unevenly (Jain's index down to {worst:.2}: some starve)")
-        };
+        let fairness = fairness_clause(&self.past);
         let how = match shape {
             Shape::Holds => "its processed rate holds",
             Shape::Sags => "its processed rate sags",
@@ -146,6 +171,40 @@ impl PastKnee {
             self.at.processed_pps,
             each.join(", ")
         )
+    }
+}
+
+/// How evenly `past`'s loads served their clients: their shares of the
+/// frames, and their p99s where measured.
+fn fairness_clause(past: &[LoadPoint]) -> String {
+    let shares = past.iter().map(|p| p.fairness).fold(1.0, f64::min);
+    let tails = past.iter().filter_map(|p| p.p99_fairness).reduce(f64::min);
+    let spread = past
+        .iter()
+        .filter_map(|p| p.client_p99_ns)
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+        .map_or(String::new(), |(lo, hi)| {
+            format!(
+                ", client p99s {}-{}",
+                crate::units::fmt_ns(lo),
+                crate::units::fmt_ns(hi)
+            )
+        });
+    let tails_text = tails.map_or(String::new(), |t| {
+        format!(", {t:.2} over their p99s{spread}")
+    });
+    let even = shares >= EVEN && tails.is_none_or(|t| t >= EVEN);
+    match (even, shares >= EVEN) {
+        (true, _) => format!(
+            "clients served evenly (Jain's index >= {shares:.2} over their shares of the frames{tails_text})"
+        ),
+        (false, false) => format!(
+            "clients served unevenly (Jain's index down to {shares:.2} over their shares of the frames: some starve{tails_text})"
+        ),
+        (false, true) => format!(
+            "clients' frames served evenly (Jain's index >= {shares:.2}) but their tails not ({tails_text}: some clients wait far longer)",
+            tails_text = tails_text.trim_start_matches(", ")
+        ),
     }
 }
 
@@ -233,13 +292,57 @@ mod tests {
             p.sentence(),
             "past its knee its processed rate collapses (100000/s at its capacity); at 15 \
              clients it processed 66% of the offered frames, at 20 clients it processed 20% \
-             of the offered frames; clients served unevenly (Jain's index down to 0.50: some \
-             starve)"
+             of the offered frames; clients served unevenly (Jain's index down to 0.50 over \
+             their shares of the frames: some starve)"
         );
         let none = PastKnee {
             at: point(10, 1.0, 1.0, 1.0),
             past: vec![],
         };
         assert!(none.sentence().contains("not probed"));
+        let nothing = PastKnee {
+            at: point(10, 1.0, 0.0, 1.0),
+            past: vec![point(15, 1.0, 0.0, 1.0)],
+        };
+        assert!(nothing
+            .sentence()
+            .contains("processed nothing at its capacity"));
+    }
+
+    #[test]
+    fn fairness_rules_over_shares_and_tails() {
+        let tail = |fairness: f64, p99: Option<(f64, u64, u64)>| LoadPoint {
+            fairness,
+            p99_fairness: p99.map(|p| p.0),
+            client_p99_ns: p99.map(|p| (p.1, p.2)),
+            ..LoadPoint::default()
+        };
+        let cases = [
+            (
+                vec![tail(1.0, None)],
+                "clients served evenly (Jain's index >= 1.00 over their shares of the frames)",
+            ),
+            (
+                vec![tail(0.99, Some((0.98, 1_000_000, 1_200_000)))],
+                "clients served evenly (Jain's index >= 0.99 over their shares of the frames, \
+                 0.98 over their p99s, client p99s 1.00ms-1.20ms)",
+            ),
+            (
+                vec![
+                    tail(0.99, Some((0.98, 1_000_000, 1_200_000))),
+                    tail(0.95, Some((0.60, 900_000, 9_000_000))),
+                ],
+                "clients' frames served evenly (Jain's index >= 0.95) but their tails not (0.60 \
+                 over their p99s, client p99s 900.0us-9.00ms: some clients wait far longer)",
+            ),
+            (
+                vec![tail(0.5, Some((0.7, 1_000_000, 5_000_000)))],
+                "clients served unevenly (Jain's index down to 0.50 over their shares of the \
+                 frames: some starve, 0.70 over their p99s, client p99s 1.00ms-5.00ms)",
+            ),
+        ];
+        for (past, want) in cases {
+            assert_eq!(fairness_clause(&past), want);
+        }
     }
 }

@@ -64,6 +64,8 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
         let defined = c.workload(workload);
         let floor = |r: &CapacityRecord| cost_of(run, defined, r);
         where_time_went(&mut md, &ranked, &floor);
+        let in_rank: Vec<&CapacityRecord> = ranked.iter().map(|r| **r).collect();
+        crate::common_load::section(&mut md, run, defined, &in_rank);
         cost(&mut md, run, &ranked, &floor);
         past_the_knee(&mut md, &ranked);
         let _ = writeln!(md, "**What this shows.**\n");
@@ -196,12 +198,12 @@ fn cost(
     }
     let _ = writeln!(
         md,
-        "**Cost against the bare loop** (`bare`: the readiness loop of `single` reading, checking, counting and acking every frame and doing no work, probed at {} clients and interpolated in log(clients); multiple = (CPU per frame - the work's CPU per frame) / the bare loop's CPU per frame at the same load, the work's being its cpu frames' share times their median service time as measured (as asked where none was measured); the counts are the server's own over its whole run, per frame, at the capacity's first passing probe, the user/system split being the kernel's tick sampling, coarse for a lightly loaded server):\n",
+        "**Cost against the bare loop** (`bare`: the readiness loop of `single` reading, checking, counting and acking every frame and doing no work, probed at {} clients and interpolated in log(clients); multiple = (CPU per frame - the work's CPU per frame) / the bare loop's CPU per frame at the same load, the work's being its cpu frames' share times their median service time as measured (as asked where none was measured); the counts are the server's own over its whole run, per frame, at the capacity's first passing probe, the user/system split being the kernel's tick sampling, coarse for a lightly loaded server; waits are the model's readiness waits (`epoll_wait`, an io_uring wait, a tokio worker's park; 0 where threads block in their reads), writes its ack writes (0 unless acks are asked for)):\n",
         run.floor.iter().map(|p| p.clients.to_string()).collect::<Vec<_>>().join(", ")
     );
     let _ = writeln!(
         md,
-        "| model | clients | CPU us/frame | work us/frame | bare loop us/frame | multiple | frames/read | user / sys us/frame | voluntary / involuntary switches/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| model | clients | CPU us/frame | work us/frame | bare loop us/frame | multiple | frames/read / waits/frame / writes/frame | user / sys us/frame | voluntary / involuntary switches/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in ranked {
         let (work, at, multiple) = floor(r);
@@ -215,7 +217,10 @@ fn cost(
             .and_then(|c| c.derived.counts.clone());
         let (fpr, cpu, ctxt) = counts.map_or(("-".into(), "-".into(), "-".into()), |k| {
             (
-                format!("{:.1}", k.frames_per_read),
+                format!(
+                    "{:.1} / {:.3} / {:.3}",
+                    k.frames_per_read, k.waits, k.writes
+                ),
                 format!("{:.2} / {:.2}", k.user_us, k.sys_us),
                 format!("{:.3} / {:.3}", k.voluntary_ctxt, k.involuntary_ctxt),
             )
@@ -318,22 +323,28 @@ fn past_the_knee(md: &mut String, ranked: &[&&CapacityRecord]) {
     }
     let _ = writeln!(
         md,
-        "**Past the knee** (each server-limited capacity probed once more at {} its clients, within the search's bound; processed = frames the server finished per second of the window; fairness = Jain's index over the clients' shares of the frames read, 1 = even; the rate holds at >= {:.0}% of its rate at the capacity, collapses below {:.0}%):\n",
+        "**Past the knee** (each server-limited capacity probed once more at {} its clients, within the search's bound; processed = frames the server finished per second of the window; fairness = Jain's index over the clients' shares of the frames read, 1 = even; client p99s = the lowest and the highest client's own p99 and Jain's index over them, measured past the knee only, where the server records each client apart; the rate holds at >= {:.0}% of its rate at the capacity, collapses below {:.0}%):\n",
         record::past_knee::MULTIPLES.map(|m| format!("{m}x")).join(" and "),
         record::past_knee::HOLDS * 100.0,
         record::past_knee::COLLAPSES * 100.0
     );
     let _ = writeln!(
         md,
-        "| model | at capacity | past it: clients, processed of offered, fairness |\n|---|---:|---|"
+        "| model | at capacity | past it: clients, processed of offered, fairness, client p99s |\n|---|---:|---|"
     );
     for (r, p) in &with {
         let past: Vec<String> = p
             .past
             .iter()
             .map(|x| {
+                let tails = match (x.client_p99_ns, x.p99_fairness) {
+                    (Some((lo, hi)), Some(j)) => {
+                        format!(", {}-{} ({j:.2})", fmt_ns(lo), fmt_ns(hi))
+                    }
+                    _ => String::new(),
+                };
                 format!(
-                    "{}: {:.0}/s of {:.0}/s, {:.2}",
+                    "{}: {:.0}/s of {:.0}/s, {:.2}{tails}",
                     x.clients, x.processed_pps, x.offered_pps, x.fairness
                 )
             })

@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod capacity_summary;
+pub mod common_load;
 pub mod compare;
 pub mod error;
 pub mod html;

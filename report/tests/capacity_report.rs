@@ -2,11 +2,9 @@
 //! --quick` run, trimmed to four models and two workloads by
 //! `record/tests/fixtures/trim_capacity_run.py`): the terminal table, summary.md,
 //! the recommendation and the recorded rules never disagree. A later run
-//! (`capacity-run-stages.json`, its `cpu` workload) has the stages, the loads past the knee and
-//! the floor; the earlier one keeps the checks of the projection and the
-//! tie-break (on the later run the projection misses `pool` under cpu by
-//! 32%: its CPU per frame falls 13% between 15 and 19 clients, an open
-//! point of issue 23).
+//! (`capacity-run-stages.json`, its `cpu` workload) has the stages, the common load, the
+//! loads past the knee with each client's p99, the server's counts and the floor; the earlier one
+//! keeps the check of the tie-break; the projection is checked on both.
 
 use std::path::Path;
 
@@ -257,7 +255,12 @@ fn ties_are_compared_at_one_load_for_every_tied_model() {
 /// stopped the search there, it lands within 25% of the capacity.
 #[test]
 fn a_projection_lands_within_a_quarter_of_a_measured_capacity() {
-    let run = fixture();
+    for run in [fixture(), stages_fixture()] {
+        projection_lands_within_a_quarter(&run);
+    }
+}
+
+fn projection_lands_within_a_quarter(run: &RunFile) {
     let record::config::RunConfig {
         rate, server_cpus, ..
     } = &run.config;
@@ -284,7 +287,8 @@ fn a_projection_lands_within_a_quarter_of_a_measured_capacity() {
         let off = (f64::from(projected) / f64::from(r.clients) - 1.0).abs();
         assert!(
             off <= 0.25,
-            "{}: projected {projected} from {} clients at {cpu_us:.2} us/frame, measured {}",
+            "{} {}: projected {projected} from {} clients at {cpu_us:.2} us/frame, measured {}",
+            run.run_id,
             r.model,
             p.clients,
             r.clients
@@ -361,4 +365,89 @@ fn server_limited_capacities_are_probed_past_their_knee() {
         probed > 0,
         "no capacity of the fixture was probed past its knee"
     );
+}
+
+/// Every model of the workload probed once more at one common load, the
+/// largest all of them passed, at its capacity's worker count; summary.md
+/// lists each there.
+#[test]
+fn every_model_is_probed_at_one_common_load() {
+    let run = stages_fixture();
+    let md = report::capacity_summary::render(&run, &[], std::path::Path::new("."));
+    let lows: Vec<u32> = run
+        .capacities
+        .iter()
+        .map(|c| c.interval.low)
+        .filter(|&l| l > 0)
+        .collect();
+    let load = lows.iter().copied().min().unwrap_or(1).max(1);
+    let section = md
+        .split(&format!("**All at {load} clients**"))
+        .nth(1)
+        .expect("an \"All at N clients\" section")
+        .split("\n\n")
+        .nth(1)
+        .expect("its table");
+    for c in &run.capacities {
+        let e = c
+            .common_load
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: not probed at the common load", c.model));
+        assert_eq!(e.clients, load, "{}", c.model);
+        for &i in &e.cells {
+            let k = &run.cells[i].key;
+            assert_eq!(
+                (k.model.as_str(), k.clients, k.workers),
+                (c.model.as_str(), load, Some(c.workers))
+            );
+        }
+        assert!(
+            section.contains(&format!("| `{}` |", c.model)),
+            "{}: no row at the common load",
+            c.model
+        );
+    }
+}
+
+/// Past the knee each client's own p99 was recorded (a probe of the
+/// search's own reused there has none), and the server counted its reads
+/// and readiness waits (none for `threads`, which blocks in its reads).
+#[test]
+fn past_the_knee_has_each_clients_tail_and_the_counts_are_the_servers() {
+    let run = stages_fixture();
+    let mut tails = 0;
+    for c in &run.capacities {
+        for x in c.past_knee.iter().flat_map(|p| &p.past) {
+            let server = run.cells[x.cell].server.as_ref().expect("a server report");
+            if !server.config.client_latency {
+                continue; // a search's own probe, reused
+            }
+            let (lo, hi) = x
+                .client_p99_ns
+                .unwrap_or_else(|| panic!("{} at {}: no client p99s", c.model, x.clients));
+            assert!(lo > 0 && lo <= hi);
+            assert!(x.p99_fairness.is_some_and(|j| j > 0.0 && j <= 1.0 + 1e-9));
+            tails += 1;
+        }
+        let at = c
+            .probes
+            .iter()
+            .find(|p| {
+                p.clients == c.clients && p.workers == c.workers && p.outcome == Outcome::Pass
+            })
+            .expect("a passing probe at the capacity");
+        let k = run.cells[at.cell]
+            .derived
+            .counts
+            .clone()
+            .unwrap_or_else(|| panic!("{}: no counts", c.model));
+        assert!(k.frames_per_read >= 1.0, "{}: {k:?}", c.model);
+        if c.model == "threads" {
+            assert_eq!(k.waits, 0.0, "{k:?}");
+        } else {
+            assert!(k.waits > 0.0, "{}: {k:?}", c.model);
+        }
+        assert_eq!(k.writes, 0.0, "{}: no acks were asked for", c.model);
+    }
+    assert!(tails > 0, "no fresh probe past a knee");
 }

@@ -486,6 +486,7 @@ impl<P: Probes> Pair<'_, P> {
             projected,
             attribution,
             past_knee: None,
+            common_load: None,
         }
     }
 

@@ -32,6 +32,7 @@ const SERVER_GRACE: Duration = Duration::from_secs(5);
 const FLEET_SLACK: Duration = Duration::from_secs(15);
 
 /// Paths and settings shared by the cells of a run.
+#[derive(Clone)]
 pub struct CellContext<'a> {
     /// The run configuration.
     pub config: &'a RunConfig,
@@ -41,6 +42,8 @@ pub struct CellContext<'a> {
     pub log_dir: PathBuf,
     /// Set by SIGINT/SIGTERM: stop the cell's children and return.
     pub stop: Arc<AtomicBool>,
+    /// The server records each client's latency apart (past the knee).
+    pub client_latency: bool,
 }
 
 /// Runs one cell. Errors only when the cell could not be started at all.
@@ -169,7 +172,12 @@ fn start_server(
         .arg("--iters-per-us")
         .arg(config.iters_per_us.to_string())
         .arg("--inline-cpu")
-        .arg(format!("{}us", config.inline_cpu.as_micros()));
+        .arg(format!("{}us", config.inline_cpu.as_micros()))
+        .arg("--coalesce")
+        .arg(format!("{}us", config.coalesce.as_micros()));
+    if ctx.client_latency {
+        serve.arg("--client-latency");
+    }
     let mut server = serve.spawn().context("start `harness serve`")?;
     let addr = match wait_listening(&mut server) {
         Ok(a) => a,

@@ -95,6 +95,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         ack: args.ack,
         placement: args.placement,
         inline_cpu: args.inline_cpu,
+        coalesce: args.coalesce,
         harness_cpus,
         iters_per_us,
         kernel_calibration: Some(kernel),

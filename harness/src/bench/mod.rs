@@ -78,6 +78,7 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         exe: std::env::current_exe().context("locate the harness executable")?,
         log_dir: log_dir.clone(),
         stop: stop.clone(),
+        client_latency: false,
     };
     let finished = match run.config.search {
         Some(_) => {

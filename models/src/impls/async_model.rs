@@ -33,7 +33,7 @@ use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::timer::Timer;
-use crate::work::{cpu_digest, start, Done};
+use crate::work::{cpu_digest, run_blocking, start, Done};
 
 /// Frames read but not yet processed, per connection, before it stops reading.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -87,7 +87,7 @@ impl Model for Async {
             .enable_all()
             .build()
             .map_err(ServeError::io("build the tokio runtime"))?;
-        let shared = Arc::new(Mutex::new(Stats::default()));
+        let shared = Arc::new(Mutex::new(Stats::new(config.client_latency)));
         runtime.block_on(async {
             let timer = Timer::start().map_err(ServeError::io("create the timerfd"))?;
             accept_loop(
@@ -99,8 +99,15 @@ impl Model for Async {
             )
             .await
         })?;
+        // The runtime's readiness waits are its workers' parks (on the io
+        // driver's epoll, or for another worker to hold it).
+        let metrics = runtime.metrics();
+        let parks: u64 = (0..metrics.num_workers())
+            .map(|w| metrics.worker_park_count(w))
+            .sum();
         runtime.shutdown_timeout(Duration::from_secs(1));
-        let stats = shared.lock().expect("stats lock").clone();
+        let mut stats = shared.lock().expect("stats lock").clone();
+        stats.ingest.waits += parks;
         Ok(stats)
     }
 }
@@ -224,9 +231,20 @@ async fn connection(
     let idle = config.idle_timeout;
     let far = Duration::from_secs(86_400 * 365);
     let mut deadline = Instant::now() + if idle.is_zero() { far } else { idle };
+    // One timer for the connection, moved only when it fires early or a
+    // half-read frame is due before it: a timer made afresh per read cost
+    // a registration in the runtime's timer wheel per read.
+    let timeout = sleep_until(deadline);
+    tokio::pin!(timeout);
     loop {
         if !acks_blocked && !work.acks.is_empty() {
             acks_blocked = flush_acks(&stream, &mut work.acks);
+        }
+        let due = conn
+            .frame_deadline(config.frame_timeout)
+            .map_or(deadline, |d| deadline.min(d.into()));
+        if due < timeout.deadline() {
+            timeout.as_mut().reset(due);
         }
         tokio::select! {
             biased;
@@ -240,7 +258,12 @@ async fn connection(
                 acks_blocked = ready.is_ok() && flush_acks(&stream, &mut work.acks);
             }
             _ = stop.changed() => break,
-            _ = sleep_until(conn.frame_deadline(config.frame_timeout).map_or(deadline, |d| deadline.min(d.into()))) => {
+            () = &mut timeout => {
+                if due > Instant::now() {
+                    // Read since it was set: wait for the moved deadline.
+                    timeout.as_mut().reset(due);
+                    continue;
+                }
                 if conn.frame_overdue(config.frame_timeout) {
                     ingest.connections.frame_timeouts += 1;
                 } else {
@@ -308,17 +331,7 @@ impl Work {
                     vec![(frame, monotonic_ns(), None)]
                 });
             }
-            _ => {
-                let now = monotonic_ns();
-                self.done_one((
-                    Frame {
-                        started_ns: now,
-                        ..frame
-                    },
-                    now,
-                    None,
-                ));
-            }
+            _ => self.done_one(run_blocking(&frame)),
         }
     }
 

@@ -1,11 +1,14 @@
 //! `pool`: a mio acceptor/reader front decodes frames and hands the frames
-//! of each read, as one bounded batch, through a bounded channel to a fixed
-//! pool of std threads that do the work. The channel is `flume`'s, whose
-//! waiting threads block on a mutex and park: a lock-free channel whose
-//! receivers spin while a send is half done (crossbeam's) stalled the whole
-//! server for 20-130 ms at a time here once the workers outnumbered the
-//! CPUs, every worker spinning through its time slice while the preempted
-//! reader waited for its turn. A full queue blocks the
+//! of each read, as one bounded batch, through a bounded queue to a fixed
+//! pool of std threads that do the work. The queue
+//! ([`crate::work_queue::WorkQueue`]) wakes a parked worker only when no
+//! running one can take the batch and a CPU is free, and a worker waiting
+//! out an io frame steps aside so that a parked one takes over: a channel
+//! that wakes a receiver per batch (`flume`) paid a wake-up and a context
+//! switch per read. Its waiting workers park on a condition variable and
+//! never spin: a lock-free channel whose receivers spin while a send is
+//! half done (crossbeam's) stalled the whole server for 20-130 ms at a time
+//! here once the workers outnumbered the CPUs. A full queue blocks the
 //! front, so TCP backpressure reaches the clients and memory stays bounded.
 //! A connection at end of stream stays open until its queued frames are
 //! processed (the last worker to finish one wakes the front).
@@ -13,15 +16,17 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
-use workloads::Frame;
+use workloads::{Frame, WorkKind};
 
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor::{self, Dispatch, Pending, Socket};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
+use crate::work_queue::WorkQueue;
 
 /// Most frames in one hand-off: a read's frames are split into batches of
 /// this size, so one worker never serializes a whole read's io waits.
@@ -36,8 +41,48 @@ pub struct Pool;
 /// A batch of one connection's frames.
 pub(crate) type Batch = (Vec<Frame>, Arc<Pending>, Arc<Socket>);
 
-/// Hands batches to the workers through a bounded channel.
-pub(crate) struct HandOff(pub flume::Sender<Batch>);
+/// Frames held back that are worth a worker's wake-up at once.
+pub const COALESCE_FRAMES: usize = 64;
+/// Reads must come at least this often (their mean gap) for frames to be
+/// held back: then the next read is due well inside the hold; rarer
+/// reads are handed over at once (the loop's wait for events is rounded up
+/// to a millisecond, so a hold with no read after it would cost that).
+pub const COALESCE_GAP: Duration = Duration::from_micros(25);
+
+/// Hands batches to the workers through the bounded queue, at the end of
+/// each turn of the loop. Where that would wake a parked worker (none is
+/// running to take them) and reads come fast, the batches are held back,
+/// up to `--coalesce` or [`COALESCE_FRAMES`], so that one wake-up and its
+/// two context switches serve several reads: reads come one per turn (at
+/// 100 clients one every 10 us or so), and a wake-up per read cost a third
+/// of the CPU per frame at `none`.
+pub(crate) struct HandOff {
+    queue: Arc<WorkQueue<Batch>>,
+    /// The longest hold (`--coalesce`; zero: none).
+    coalesce: Duration,
+    /// Batches not yet queued.
+    held: Vec<Batch>,
+    /// Their frames.
+    held_frames: usize,
+    /// When the oldest of them was read.
+    held_since: Option<Instant>,
+    /// When the last read was dispatched.
+    last_read: Option<Instant>,
+    /// Mean gap between reads (exponentially weighted, 1/8), ns.
+    gap_ns: f64,
+}
+
+impl HandOff {
+    /// Queues every batch held.
+    fn flush(&mut self) {
+        self.held_since = None;
+        self.held_frames = 0;
+        // Refused only once closed; joining the workers reports why.
+        for (frames, pending, _) in self.queue.push_all(self.held.drain(..)) {
+            pending.done(frames.len());
+        }
+    }
+}
 
 impl Dispatch for HandOff {
     type Conn = Arc<Pending>;
@@ -49,16 +94,34 @@ impl Dispatch for HandOff {
     fn dispatch(&mut self, conn: &Arc<Pending>, socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
         for chunk in frames.chunks(MAX_BATCH) {
             conn.add(chunk.len());
-            // Fails only if every worker died; joining reports that.
-            if self
-                .0
-                .send((chunk.to_vec(), conn.clone(), socket.clone()))
-                .is_err()
-            {
-                conn.done(chunk.len());
-            }
+            self.held_frames += chunk.len();
+            self.held
+                .push((chunk.to_vec(), conn.clone(), socket.clone()));
         }
+        let now = Instant::now();
+        if let Some(last) = self.last_read {
+            let gap = now.duration_since(last).as_nanos() as f64;
+            self.gap_ns += (gap - self.gap_ns) / 8.0;
+        }
+        self.last_read = Some(now);
+        self.held_since.get_or_insert(now);
         frames.clear();
+    }
+
+    fn turn(&mut self, _ingest: &IngestStats) {
+        let Some(since) = self.held_since else {
+            return;
+        };
+        let reads_fast = self.gap_ns < COALESCE_GAP.as_nanos() as f64;
+        let worth_waking = self.held_frames >= COALESCE_FRAMES || since.elapsed() >= self.coalesce;
+        if !reads_fast || worth_waking || !self.queue.would_wake() {
+            self.flush();
+        }
+    }
+
+    fn wait_at_most(&self) -> Option<Duration> {
+        self.held_since
+            .map(|t| self.coalesce.saturating_sub(t.elapsed()))
     }
 
     fn try_close(&mut self, conn: &Arc<Pending>) -> bool {
@@ -72,7 +135,7 @@ impl Model for Pool {
     }
 
     fn describe(&self) -> &'static str {
-        "one mio reader thread hands each read's frames, in batches of up to 16, through a bounded (mutex-and-park) channel to N worker threads; io waits block a worker, so N bounds concurrent io"
+        "one mio reader thread hands each read's frames, in batches of up to 16, through a bounded queue to N worker threads, waking one only when no running worker can take a batch and a CPU is free; io waits block a worker (a parked one takes over), so N bounds concurrent io"
     }
 
     fn queue_is(&self) -> &'static str {
@@ -94,30 +157,34 @@ impl Model for Pool {
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
         let workers = config.workers.max(1);
-        let (tx, rx) = flume::bounded::<Batch>(QUEUE_PER_WORKER * workers);
+        // The CPUs this process may run on (its affinity, as pinned).
+        let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+        let queue = Arc::new(WorkQueue::<Batch>::new(
+            QUEUE_PER_WORKER * workers,
+            workers,
+            cpus,
+        ));
         let handles = (0..workers)
             .map(|i| {
-                let rx = rx.clone();
+                let queue = queue.clone();
+                let by_client = config.client_latency;
                 thread::Builder::new()
                     .name(format!("pool-{i}"))
-                    .spawn(move || {
-                        let mut stats = ProcessStats::default();
-                        for (frames, pending, socket) in rx.iter() {
-                            for frame in &frames {
-                                process_blocking(frame, &mut stats);
-                            }
-                            socket.record_and_write(&frames);
-                            pending.done(frames.len());
-                        }
-                        stats
-                    })
+                    .spawn(move || worker(&queue, ProcessStats::new(by_client)))
                     .map_err(ServeError::io("spawn a pool worker"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        drop(rx);
         let mut ingest = IngestStats::default();
         let slots = Slots::local(config.max_clients);
-        let mut hand_off = HandOff(tx);
+        let mut hand_off = HandOff {
+            queue,
+            coalesce: config.coalesce,
+            held: Vec::new(),
+            held_frames: 0,
+            held_since: None,
+            last_read: None,
+            gap_ns: f64::from(u32::MAX),
+        };
         let served = reactor::run(
             listener.into(),
             config,
@@ -126,7 +193,8 @@ impl Model for Pool {
             &mut ingest,
             &mut hand_off,
         );
-        drop(hand_off); // workers finish the queue, then stop
+        hand_off.flush(); // what was read is done
+        hand_off.queue.close(); // workers finish the queue, then stop
         let mut stats = Stats {
             ingest,
             ..Stats::default()
@@ -139,4 +207,22 @@ impl Model for Pool {
         }
         served.map(|()| stats)
     }
+}
+
+/// A worker: takes batches until the queue is closed and drained, stepping
+/// aside for each io wait.
+fn worker(queue: &WorkQueue<Batch>, mut stats: ProcessStats) -> ProcessStats {
+    while let Some((frames, pending, socket)) = queue.pop() {
+        for frame in &frames {
+            if frame.kind == WorkKind::Io && frame.amount > 0 {
+                let _away = queue.away();
+                process_blocking(frame, &mut stats);
+            } else {
+                process_blocking(frame, &mut stats);
+            }
+        }
+        socket.record_and_write(&frames);
+        pending.done(frames.len());
+    }
+    stats
 }

@@ -338,7 +338,7 @@ fn run_child(entrance: Entrance, slot: usize, ctx: &ChildContext, report: OwnedF
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     let mut ingest = IngestStats::default();
     let mut sink = Published {
-        process: ProcessStats::default(),
+        process: ProcessStats::new(ctx.config.client_latency),
         board: ctx.board,
         slot,
         last_snapshot: Instant::now(),
@@ -417,6 +417,8 @@ mod tests {
             placement: crate::model::Placement::Least,
             inline_cpu: crate::model::DEFAULT_INLINE_CPU,
             iters_per_us: None,
+            client_latency: false,
+            coalesce: crate::model::DEFAULT_COALESCE,
         };
         let err = Prefork
             .serve(listener, &config, &Shutdown::default())

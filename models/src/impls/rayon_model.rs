@@ -109,7 +109,11 @@ impl Model for Rayon {
         let (tokens, done) = crossbeam_channel::bounded(JOBS_PER_THREAD * workers);
         let mut jobs = Jobs {
             pool: Arc::new(pool),
-            stats: Arc::new((0..workers).map(|_| Mutex::default()).collect()),
+            stats: Arc::new(
+                (0..workers)
+                    .map(|_| Mutex::new(ProcessStats::new(config.client_latency)))
+                    .collect(),
+            ),
             tokens,
             done,
         };

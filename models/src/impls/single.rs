@@ -23,7 +23,7 @@ pub fn serve_inline(
     shutdown: &Shutdown,
     slots: &Slots,
 ) -> Result<Stats, ServeError> {
-    let mut stats = Stats::default();
+    let mut stats = Stats::new(config.client_latency);
     let Stats {
         ingest, process, ..
     } = &mut stats;

@@ -79,7 +79,7 @@ impl Model for Threads {
         let slots = Slots::local(config.max_clients);
         let mut reserve = Reserve::new(&listener);
         let mut merged = Stats::default();
-        let processed = Mutex::new(ProcessStats::default());
+        let processed = Mutex::new(ProcessStats::new(config.client_latency));
         let mut accepts = IngestStats::default();
         thread::scope(|scope| -> Result<(), ServeError> {
             let (done_tx, done_rx) = mpsc::channel::<IngestStats>();

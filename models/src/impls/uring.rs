@@ -273,6 +273,7 @@ impl Conn {
         .build()
         .user_data(user_data(SEND, id));
         r.push(send).map_err(ring_err("submit a send"))?;
+        self.acks.counts.writes += 1;
         self.sending = true;
         Ok(())
     }
@@ -304,7 +305,7 @@ fn ring_loop(
         listener,
         config,
         slots,
-        stats: Stats::default(),
+        stats: Stats::new(config.client_latency),
         conns: HashMap::new(),
         timers: HashMap::new(),
         next_conn: 0,
@@ -408,6 +409,7 @@ impl RingLoop<'_> {
 
     /// Submits what is queued and waits for a completion or the poll tick.
     fn wait(&mut self, tick: &Timespec) -> Result<(), ServeError> {
+        self.stats.ingest.waits += 1;
         let args = SubmitArgs::new().timespec(tick);
         match self.r.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),

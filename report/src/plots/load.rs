@@ -210,8 +210,16 @@ fn past_knee_label(r: &CapacityRecord) -> Option<String> {
         })
         .collect();
     let worst = p.past.iter().map(|x| x.fairness).fold(1.0, f64::min);
+    let tail = p
+        .past
+        .iter()
+        .filter_map(|x| x.client_p99_ns.map(|t| t.1))
+        .max()
+        .map_or(String::new(), |hi| {
+            format!(", client p99 <= {}", record::units::fmt_ns(hi))
+        });
     Some(format!(
-        "past the knee, processed of offered: {}; Jain >= {worst:.2}",
+        "past the knee, processed of offered: {}; Jain >= {worst:.2}{tail}",
         each.join(", ")
     ))
 }

@@ -109,7 +109,7 @@ pub(crate) fn search(run: &RunFile, dir: &Path) -> Result<Vec<PathBuf>> {
             out.push(file);
         }
         let file = dir.join(format!("stages-{base}.png"));
-        if stages::stages(&file, &ctx, &records)? {
+        if stages::stages(&file, &ctx, run, &records)? {
             out.push(file);
         }
         let file = dir.join(format!("cost-{base}.png"));

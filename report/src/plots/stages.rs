@@ -1,6 +1,7 @@
 //! Where the slowest frames' time in the server went: per workload, one
 //! stacked bar per model at its capacity (the server stages' shares of its
-//! slowest 1%), with the median frames' shares beside it for contrast.
+//! slowest 1%), with the median frames' shares beside it for contrast; and
+//! below that panel the same for every model at one common load.
 
 use std::path::Path;
 
@@ -8,9 +9,9 @@ use plotters::prelude::*;
 
 use super::style::{bar_label, err, FONT, SIZE};
 use crate::error::Result;
-use record::attribution::Shares;
-use record::attribution::SERVER_STAGES;
+use record::attribution::{Attribution, Shares, SERVER_STAGES};
 use record::capacity::CapacityRecord;
+use record::run::RunFile;
 
 /// One colour per server stage, the same in every run.
 const STAGE_COLOURS: [RGBColor; 3] = [
@@ -20,51 +21,102 @@ const STAGE_COLOURS: [RGBColor; 3] = [
 ];
 
 /// Draws the plot; false (no file) when no record has an attribution.
-pub(super) fn stages(file: &Path, ctx: &str, records: &[&CapacityRecord]) -> Result<bool> {
-    let with: Vec<(&CapacityRecord, &record::attribution::Attribution)> = records
+/// Above: each model at its capacity; below, when probed: all of them at
+/// one common load.
+pub(super) fn stages(
+    file: &Path,
+    ctx: &str,
+    run: &RunFile,
+    records: &[&CapacityRecord],
+) -> Result<bool> {
+    let at_capacity: Vec<(String, &Attribution)> = records
         .iter()
-        .filter_map(|r| r.attribution.as_ref().map(|a| (*r, a)))
+        .filter_map(|r| {
+            r.attribution
+                .as_ref()
+                .map(|a| (format!("{} ({} clients)", r.model, r.clients), a))
+        })
         .collect();
-    if with.is_empty() {
+    if at_capacity.is_empty() {
         return Ok(false);
     }
+    let common = crate::common_load::models_at(run, records).map(|(clients, at)| {
+        let bars: Vec<(String, &Attribution)> = at
+            .iter()
+            .filter_map(|m| m.attribution.map(|a| (m.record.model.clone(), a)))
+            .collect();
+        (clients, bars)
+    });
     let root = BitMapBackend::new(file, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (body, foot) = root.split_vertically(SIZE.1 - 30);
     foot.draw(&Text::new(
-        "each model at its capacity, frames by time in the server (written to finished): left = slowest 1%, right = median; label = their mean time in the server",
+        "frames by time in the server (written to finished): left bar = slowest 1%, right bar = median; label = their mean time in the server",
         (10, 6),
         (FONT, 14).into_font(),
     ))
     .map_err(err)?;
     let body = body.titled(ctx, (FONT, 18)).map_err(err)?;
-    let n = with.len();
-    let names: Vec<String> = with
-        .iter()
-        .map(|(r, _)| format!("{} ({} clients)", r.model, r.clients))
-        .collect();
-    let mut chart = ChartBuilder::on(&body)
+    match common.filter(|(_, bars)| !bars.is_empty()) {
+        Some((clients, bars)) => {
+            let (top, bottom) = body.split_vertically((SIZE.1 - 60) / 2);
+            panel(&top, "each model at its capacity", &at_capacity, true)?;
+            panel(
+                &bottom,
+                &format!("all at {clients} clients (the largest load all passed)"),
+                &bars,
+                false,
+            )?;
+        }
+        None => panel(&body, "each model at its capacity", &at_capacity, true)?,
+    }
+    root.present().map_err(err)?;
+    Ok(true)
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// One panel: a pair of stacked bars per model; the legend where asked.
+fn panel(
+    area: &Area<'_>,
+    caption: &str,
+    bars: &[(String, &Attribution)],
+    legend: bool,
+) -> Result<()> {
+    let n = bars.len();
+    let names: Vec<String> = bars.iter().map(|(name, _)| name.clone()).collect();
+    let mut chart = ChartBuilder::on(area)
         .caption(
-            "where the time in the server went: share of each stage",
-            (FONT, 20),
+            format!("where the time in the server went: {caption}"),
+            (FONT, 16),
         )
         .margin(12)
-        .x_label_area_size(45)
+        .x_label_area_size(30)
         .y_label_area_size(70)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..115f64)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..145f64)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(n.max(1) * 2 + 1)
         .x_label_formatter(&|x: &f64| bar_label(&names, *x))
-        .y_desc("% of the frames' time in the server")
-        .label_style((FONT, 13))
+        .y_label_formatter(&|y: &f64| {
+            if *y <= 100.0 {
+                format!("{y:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("% of time in the server")
+        .label_style((FONT, 12))
         .draw()
         .map_err(err)?;
-    for (i, (_, a)) in with.iter().enumerate() {
+    for (i, (_, a)) in bars.iter().enumerate() {
         stack(&mut chart, i as f64 - 0.2, &a.tail)?;
         stack(&mut chart, i as f64 + 0.2, &a.median)?;
+    }
+    if !legend {
+        return Ok(());
     }
     for (s, c) in SERVER_STAGES.iter().zip(STAGE_COLOURS) {
         chart
@@ -81,8 +133,7 @@ pub(super) fn stages(file: &Path, ctx: &str, records: &[&CapacityRecord]) -> Res
         .label_font((FONT, 14))
         .draw()
         .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(true)
+    Ok(())
 }
 
 type Chart<'a, 'b> = ChartContext<
