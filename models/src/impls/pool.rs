@@ -214,12 +214,9 @@ impl Model for Pool {
 fn worker(queue: &WorkQueue<Batch>, mut stats: ProcessStats) -> ProcessStats {
     while let Some((frames, pending, socket)) = queue.pop() {
         for frame in &frames {
-            if frame.kind == WorkKind::Io && frame.amount > 0 {
-                let _away = queue.away();
-                process_blocking(frame, &mut stats);
-            } else {
-                process_blocking(frame, &mut stats);
-            }
+            let blocks = frame.kind == WorkKind::Io && frame.amount > 0;
+            let _away = blocks.then(|| queue.away());
+            process_blocking(frame, &mut stats);
         }
         socket.record_and_write(&frames);
         pending.done(frames.len());
