@@ -120,14 +120,21 @@ impl Server {
         }
     }
 
-    /// SIGTERMs the server, checks it exits 0 and returns its report.
-    pub fn stop(mut self) -> ServerReport {
+    /// SIGTERMs the server, checks it exits 0 within 20 s and returns its
+    /// report.
+    pub fn stop(self) -> ServerReport {
+        self.stop_within(Duration::from_secs(20))
+    }
+
+    /// [`Server::stop`], allowing `limit` for the exit (a server that must
+    /// first finish a full queue of blocking waits).
+    pub fn stop_within(mut self, limit: Duration) -> ServerReport {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
