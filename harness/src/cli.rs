@@ -215,6 +215,9 @@ pub struct RunArgs {
     /// `pool`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub coalesce: Duration,
+    /// Servers stamp no reads and record no stages (no attribution in the report): to measure what knowing where the time went costs, with the same build (`docs/stage-cost.sh`).
+    #[arg(long)]
+    pub no_stages: bool,
     /// The SLO, e.g. p99=2ms,loss=0. A capacity search uses it for every workload instead of the default (p99 <= batch window + 1 ms + 2 x the longest work of one frame, no loss); a fixed matrix fails (exit 2) when a valid cell breaches it.
     #[arg(long)]
     pub slo: Option<String>,
@@ -312,6 +315,9 @@ pub struct ServeArgs {
     /// Record each client's latency apart, for its p99 in the report (a histogram per client per worker: a few KiB each).
     #[arg(long)]
     pub client_latency: bool,
+    /// Stamp no reads and record no stages (what knowing costs: `docs/stage-cost.sh`).
+    #[arg(long)]
+    pub no_stages: bool,
     /// Write the JSON report here instead of stdout.
     #[arg(long, conflicts_with = "no_report")]
     pub report: Option<PathBuf>,

@@ -50,6 +50,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         client_latency: args.client_latency,
         coalesce: args.coalesce,
     };
+    models::stages::set_recording(!args.no_stages);
     // Measured before listening, so no client waits for it.
     if config.iters_per_us.is_none() && model.needs_kernel_speed() {
         config.iters_per_us = Some(workloads::kernel::iters_per_us(1));

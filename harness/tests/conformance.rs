@@ -15,14 +15,28 @@ use workloads::{WorkKind, FRAME_LEN};
 /// Several concurrent clients, frames split at odd byte boundaries: exact
 /// per-client counts, warm-up vs measured, and the work digest.
 fn exact_counts_and_digest(model: &str) {
-    let r = exact_counts_and_digest_with(model, &[]);
+    let (r, sent) = exact_counts_and_digest_with(model, &[]);
     assert!(r.clients.iter().all(|c| c.p99_ns.is_none()));
+    stages_account_for_every_frame(&r, &sent);
+}
+
+/// `--no-stages`: the same exact counts, and no stage recorded (what
+/// `docs/stage-cost.sh` compares against).
+fn no_stages(model: &str) {
+    let (r, _) = exact_counts_and_digest_with(model, &["--no-stages"]);
+    for s in &r.stages.stage_ns {
+        assert_eq!(s.count, 0, "{model}: a stage recorded with --no-stages");
+    }
+    assert_eq!(r.stages.work_cpu_ns.count + r.stages.work_io_ns.count, 0);
+    assert!(r.stages.by_latency.is_empty());
+    assert_eq!(r.latency_ns.count, 4 * 260);
 }
 
 /// `--client-latency`: every client's own p99, within the server's
 /// latencies, on top of the same exact counts.
 fn client_latency(model: &str) {
-    let r = exact_counts_and_digest_with(model, &["--client-latency"]);
+    let (r, sent) = exact_counts_and_digest_with(model, &["--client-latency"]);
+    stages_account_for_every_frame(&r, &sent);
     for c in &r.clients {
         let p99 = c
             .p99_ns
@@ -39,8 +53,12 @@ fn client_latency(model: &str) {
     }
 }
 
-/// [`exact_counts_and_digest`] with extra server flags; the report.
-fn exact_counts_and_digest_with(model: &str, extra: &[&str]) -> models::ServerReport {
+/// [`exact_counts_and_digest`] with extra server flags; the report and the
+/// frames sent.
+fn exact_counts_and_digest_with(
+    model: &str,
+    extra: &[&str],
+) -> (models::ServerReport, Vec<workloads::Frame>) {
     let server = Server::start(model, extra);
     let addr = server.addr;
     let splits: [&[usize]; 4] = [&[1, 31, 33], &[7], &[64, 5, 27], &[32]];
@@ -86,8 +104,7 @@ fn exact_counts_and_digest_with(model: &str, extra: &[&str]) -> models::ServerRe
     } else {
         assert!(r.waits > 0, "{model}: no readiness wait counted");
     }
-    stages_account_for_every_frame(&r, &sent);
-    r
+    (r, sent)
 }
 
 /// Every measured frame is in every stage, its cpu or io service apart,
@@ -581,6 +598,7 @@ macro_rules! conformance {
             #[test] fn idle_connection() { super::idle_connection($name) }
             #[test] fn stalled_frame() { super::stalled_frame($name) }
             #[test] fn client_latency() { super::client_latency($name) }
+            #[test] fn no_stages() { super::no_stages($name) }
             #[test] fn random_bytes() { super::random_bytes($name) }
             #[test] fn over_limit_clients() { super::over_limit_clients($name) }
             #[test] fn odd_fields() { super::odd_fields($name) }
@@ -662,8 +680,13 @@ fn hash_placement_serves_every_frame() {
 /// same exact counts and digest either way.
 #[test]
 fn async_cpu_work_inline_or_on_the_pool_counts_exactly() {
-    exact_counts_and_digest_with("async", &["--inline-cpu", "0"]);
-    exact_counts_and_digest_with("async", &["--inline-cpu", "1s", "--iters-per-us", "100"]);
+    for extra in [
+        &["--inline-cpu", "0"][..],
+        &["--inline-cpu", "1s", "--iters-per-us", "100"],
+    ] {
+        let (r, sent) = exact_counts_and_digest_with("async", extra);
+        stages_account_for_every_frame(&r, &sent);
+    }
 }
 
 /// The bare loop, the floor every model's cost is measured against: found

@@ -25,7 +25,8 @@ impl ConnIngest {
 
     /// Accounts `data` just read and hands every valid frame to `dispatch`,
     /// stamped as received now (one clock read per call: the caller calls
-    /// it as its read returns). On the first invalid frame its reason is
+    /// it as its read returns; none while [`crate::stages::recording`] is
+    /// off). On the first invalid frame its reason is
     /// counted and returned: the caller must close the connection and
     /// ignore the rest.
     pub fn on_bytes(
@@ -37,7 +38,11 @@ impl ConnIngest {
     ) -> Result<(), FrameError> {
         stats.bytes += data.len() as u64;
         stats.reads += 1;
-        let received_ns = monotonic_ns();
+        let received_ns = if crate::stages::recording() {
+            monotonic_ns()
+        } else {
+            0
+        };
         let next_seq = &mut self.next_seq;
         let mut completed = false;
         let result = self.reader.feed(data, limits, |mut frame| {

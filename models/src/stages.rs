@@ -4,12 +4,33 @@
 //! the server's hands (written to finished: the service latency) the sum of
 //! each stage, so the slowest frames' split can be read after the run.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use workloads::{Frame, WorkKind};
 
 use common::latency::{hdr_base64, LATENCY_MAX_NS};
 use common::LatencySummary;
+
+/// Whether this process stamps reads and records stages (on unless
+/// `harness serve --no-stages` turned it off).
+static RECORDING: AtomicBool = AtomicBool::new(true);
+
+/// Turns the stages on or off for this process, before its workers start:
+/// off, a read is not stamped and no frame's stages are recorded (the start
+/// stamp stays: io timers run from it, and at `none` a frame's start and
+/// finish are one clock read anyway), so the same build shows what knowing
+/// costs (`docs/stage-cost.sh`).
+pub fn set_recording(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+}
+
+/// Whether stages are stamped and recorded ([`set_recording`]).
+#[inline]
+pub fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
 
 /// The stages, in the order a frame passes them.
 pub const STAGES: [&str; 4] = ["fleet", "socket", "queue", "service"];

@@ -274,7 +274,9 @@ impl ProcessStats {
             self.by_client.record(frame.client_id, latency);
             self.service
                 .saturating_record(frame.service_latency_ns(done_ns).max(1));
-            self.stages.record(frame, done_ns);
+            if crate::stages::recording() {
+                self.stages.record(frame, done_ns);
+            }
         }
     }
 

@@ -106,6 +106,10 @@ pub struct RunConfig {
     /// worker was woken.
     #[serde(with = "models::duration_ms", default = "default_coalesce")]
     pub coalesce: Duration,
+    /// Whether servers stamped and recorded every frame's stages (off only
+    /// with `--no-stages`, to measure their cost).
+    #[serde(default = "default_stages")]
+    pub stages: bool,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond: what `cpu:DUR` specs were
@@ -172,6 +176,10 @@ mod opt_ms {
 
 fn default_inline_cpu() -> Duration {
     models::DEFAULT_INLINE_CPU
+}
+
+fn default_stages() -> bool {
+    true
 }
 
 fn default_coalesce() -> Duration {

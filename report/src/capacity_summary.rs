@@ -516,6 +516,9 @@ fn method(md: &mut String, run: &RunFile) {
     if let Some(note) = crate::labels::kernel_note(c) {
         let _ = writeln!(md, "- **cpu work**: {note}.");
     }
+    if let Some(note) = crate::labels::stages_off_note(c) {
+        let _ = writeln!(md, "- {note}");
+    }
     search_method(md, run);
     let _ = writeln!(
         md,

@@ -36,6 +36,13 @@ pub fn status_word(s: Status) -> &'static str {
 }
 
 /// Where a run's cpu work came from, when the run recorded its kernel
+/// What a run with `--no-stages` leaves out, for its method section.
+pub fn stages_off_note(c: &record::config::RunConfig) -> Option<&'static str> {
+    (!c.stages).then_some(
+        "**Stages off** (`--no-stages`): the servers stamped no reads and recorded no frame's stages, so nothing here says where the time went; such a run measures what knowing it costs.",
+    )
+}
+
 /// calibration: the cached median, its spread and when it was measured.
 pub fn kernel_note(c: &record::config::RunConfig) -> Option<String> {
     let k = c.kernel_calibration.as_ref()?;

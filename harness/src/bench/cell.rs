@@ -178,6 +178,9 @@ fn start_server(
     if ctx.client_latency {
         serve.arg("--client-latency");
     }
+    if !config.stages {
+        serve.arg("--no-stages");
+    }
     let mut server = serve.spawn().context("start `harness serve`")?;
     let addr = match wait_listening(&mut server) {
         Ok(a) => a,

@@ -96,6 +96,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         placement: args.placement,
         inline_cpu: args.inline_cpu,
         coalesce: args.coalesce,
+        stages: !args.no_stages,
         harness_cpus,
         iters_per_us,
         kernel_calibration: Some(kernel),
