@@ -119,19 +119,31 @@ fn server_paths(c: &mut Criterion) {
     // The cost of knowing where time went: the stages alone (four stage
     // histograms and a bucket's sums per frame) and the clock read that
     // stamps a frame's start; `record_512_frames` includes the former.
-    let stamped: Vec<Frame> = frames
+    // Frames as a readiness loop meets them at `none`: reads of ten frames
+    // from one write of a 1 ms window (due 100 us apart, one write time,
+    // one read time), each done 50 ns after the one before.
+    let stamped: Vec<(Frame, u64)> = frames
         .iter()
-        .map(|f| Frame {
-            received_ns: 1_500_000,
-            started_ns: 1_700_000,
-            ..*f
+        .map(|f| {
+            let (read, k) = (u64::from(f.seq) / 10, u64::from(f.seq) % 10);
+            let written = 2_000_000 + read * 1_000_000;
+            let delay = (9 - k) * 100_000;
+            let done = written + 20_000 + 50 * (k + 1);
+            let frame = Frame {
+                due_ns: written - delay,
+                send_delay_ns: delay as u32,
+                received_ns: written + 20_000,
+                started_ns: done,
+                ..*f
+            };
+            (frame, done)
         })
         .collect();
     g.bench_function("stages_record_512_frames", |b| {
         let mut stages = Stages::default();
         b.iter(|| {
-            for f in &stamped {
-                stages.record(f, 2_000_000);
+            for (f, done) in &stamped {
+                stages.record(f, *done);
             }
         })
     });

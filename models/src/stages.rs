@@ -193,14 +193,87 @@ impl<'de> Deserialize<'de> for StageSums {
     }
 }
 
+/// The four stage histograms, each with its run of equal values not yet
+/// recorded: the frames of one read share their socket stage (one write,
+/// one read) and, without work, their service stage, so a run costs one
+/// record instead of one per frame. Every reader sees the runs recorded
+/// ([`StageHistograms::get`], serde, merge).
+#[derive(Clone, Debug)]
+pub struct StageHistograms {
+    hist: [Histogram<u64>; 4],
+    /// (value, frames) per stage, recorded when the value changes.
+    runs: [(u64, u64); 4],
+}
+
+impl Default for StageHistograms {
+    fn default() -> Self {
+        StageHistograms {
+            hist: std::array::from_fn(|_| new_stage_histogram()),
+            runs: [(0, 0); 4],
+        }
+    }
+}
+
+impl StageHistograms {
+    /// Counts one frame's stages.
+    #[inline]
+    fn record(&mut self, parts: &[u64; 4]) {
+        for ((h, run), &v) in self.hist.iter_mut().zip(&mut self.runs).zip(parts) {
+            let v = v.max(1);
+            if run.0 == v {
+                run.1 += 1;
+            } else {
+                if run.1 > 0 {
+                    h.saturating_record_n(run.0, run.1);
+                }
+                *run = (v, 1);
+            }
+        }
+    }
+
+    /// The histograms with every run recorded, in [`STAGES`] order.
+    pub fn get(&self) -> [Histogram<u64>; 4] {
+        let mut out = self.hist.clone();
+        for (h, &(v, n)) in out.iter_mut().zip(&self.runs) {
+            if n > 0 {
+                h.saturating_record_n(v, n);
+            }
+        }
+        out
+    }
+
+    fn merge(&mut self, o: &StageHistograms) {
+        for ((a, b), &(v, n)) in self.hist.iter_mut().zip(&o.hist).zip(&o.runs) {
+            a.add(b).expect("histograms share bounds");
+            if n > 0 {
+                a.saturating_record_n(v, n);
+            }
+        }
+    }
+}
+
+impl Serialize for StageHistograms {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        four_histograms::serialize(&self.get(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StageHistograms {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(StageHistograms {
+            hist: four_histograms::deserialize(d)?,
+            runs: [(0, 0); 4],
+        })
+    }
+}
+
 /// Every measured frame's stages: a histogram per stage, the service time
 /// of cpu and of io frames apart (the work as asked), and the stage sums
 /// per bucket of service latency.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stages {
     /// One histogram per stage, in [`STAGES`] order, ns.
-    #[serde(with = "four_histograms")]
-    pub stage: [Histogram<u64>; 4],
+    pub stage: StageHistograms,
     /// Service time of cpu frames, ns.
     #[serde(with = "hdr_base64")]
     pub work_cpu: Histogram<u64>,
@@ -214,7 +287,7 @@ pub struct Stages {
 impl Default for Stages {
     fn default() -> Self {
         Stages {
-            stage: std::array::from_fn(|_| new_stage_histogram()),
+            stage: StageHistograms::default(),
             work_cpu: new_stage_histogram(),
             work_io: new_stage_histogram(),
             by_latency: StageSums::default(),
@@ -227,9 +300,7 @@ impl Stages {
     #[inline]
     pub fn record(&mut self, frame: &Frame, done_ns: u64) {
         let parts = split(frame, done_ns);
-        for (h, &v) in self.stage.iter_mut().zip(&parts) {
-            h.saturating_record(v.max(1));
-        }
+        self.stage.record(&parts);
         match frame.kind {
             WorkKind::Cpu => self.work_cpu.saturating_record(parts[3].max(1)),
             WorkKind::Io => self.work_io.saturating_record(parts[3].max(1)),
@@ -244,9 +315,7 @@ impl Stages {
 
     /// Adds `o` into `self`.
     pub fn merge(&mut self, o: &Stages) {
-        for (a, b) in self.stage.iter_mut().zip(&o.stage) {
-            a.add(b).expect("histograms share bounds");
-        }
+        self.stage.merge(&o.stage);
         self.work_cpu
             .add(&o.work_cpu)
             .expect("histograms share bounds");
@@ -287,7 +356,7 @@ impl StageReport {
         StageReport {
             queue_is: queue_is.to_string(),
             read_late_is: read_late_is.to_string(),
-            stage_ns: stages.stage.iter().map(LatencySummary::of).collect(),
+            stage_ns: stages.stage.get().iter().map(LatencySummary::of).collect(),
             work_cpu_ns: LatencySummary::of(&stages.work_cpu),
             work_io_ns: LatencySummary::of(&stages.work_io),
             by_latency: stages.by_latency.buckets(),
@@ -379,6 +448,39 @@ mod tests {
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
     }
 
+    /// Runs of equal values count exactly what a record per frame would,
+    /// whoever reads them: `get`, merge (runs pending on both sides) and
+    /// serde.
+    #[test]
+    fn runs_of_equal_stages_count_as_one_record_per_frame() {
+        let cases: [&[[u64; 4]]; 4] = [
+            &[],
+            &[[5, 7, 0, 0]],
+            &[[5, 7, 0, 0], [6, 7, 0, 0], [6, 7, 1, 0], [9, 8, 3, 2]],
+            &[[1, 1, 1, 1]; 10],
+        ];
+        for parts in cases {
+            let mut runs = StageHistograms::default();
+            let mut each: [Histogram<u64>; 4] = std::array::from_fn(|_| new_stage_histogram());
+            for p in parts {
+                runs.record(p);
+                for (h, &v) in each.iter_mut().zip(p) {
+                    h.record(v.max(1)).unwrap();
+                }
+            }
+            assert_eq!(runs.get(), each, "{parts:?}");
+            let mut merged = runs.clone();
+            merged.merge(&runs);
+            for (m, e) in merged.get().iter().zip(&each) {
+                assert_eq!(m.len(), 2 * e.len());
+                assert_eq!(m.max(), e.max());
+            }
+            let json = serde_json::to_string(&runs).unwrap();
+            let back: StageHistograms = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.get(), each);
+        }
+    }
+
     #[test]
     fn stages_merge_and_round_trip_through_json() {
         let mut a = Stages::default();
@@ -395,7 +497,7 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let back: Stages = serde_json::from_str(&json).unwrap();
         assert_eq!(back.by_latency, a.by_latency);
-        assert_eq!(back.stage[3].len(), 2);
+        assert_eq!(back.stage.get()[3].len(), 2);
         assert_eq!(back.work_cpu.len(), 1);
         let sums: u64 = back
             .by_latency
