@@ -318,6 +318,9 @@ pub struct ServeArgs {
     /// Stamp no reads and record no stages (what knowing costs: `docs/stage-cost.sh`).
     #[arg(long)]
     pub no_stages: bool,
+    /// Serve live metrics (OpenMetrics text, `GET /metrics`, for Prometheus) on this address, e.g. 127.0.0.1:9464, from a process of their own.
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Write the JSON report here instead of stdout.
     #[arg(long, conflicts_with = "no_report")]
     pub report: Option<PathBuf>,

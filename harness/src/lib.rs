@@ -16,6 +16,7 @@ pub mod cpus;
 pub mod k8s;
 pub mod kernel_calibration;
 pub mod merged;
+pub mod metrics;
 pub mod parent;
 pub mod probing;
 pub mod scaling;

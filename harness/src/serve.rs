@@ -59,6 +59,12 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     // Every server thread (and forked child) inherits this: io waits then
     // overshoot by scheduling latency only, not by the 50 us default slack.
     let _ = nix::sys::prctl::set_timerslack(1);
+    if let Some(addr) = args.metrics {
+        // Before the signal handlers: the exporter keeps the default
+        // actions (and dies with this process).
+        let bound = crate::metrics::start_server_exporter(addr, model.name())?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, flag.clone()).context("install signal handlers")?;

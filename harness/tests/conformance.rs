@@ -53,6 +53,78 @@ fn client_latency(model: &str) {
     }
 }
 
+/// `--metrics`: while the server runs, a scrape of its endpoint counts
+/// exactly what its report does once it stops: frames, bytes, reads,
+/// protocol errors, connections, latencies.
+fn live_metrics(model: &str) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(model, &["--metrics", &metrics]);
+    let url = format!("http://{metrics}/metrics");
+    let handles: Vec<_> = (0..3u32)
+        .map(|id| {
+            let addr = server.addr;
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                assert!(write_split(
+                    &mut s,
+                    &encode(&frames(id + 100, 200, 20)),
+                    &[45]
+                ));
+                assert!(finish(s));
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // A client that breaks the protocol: one bad-magic error.
+    let mut bad = frames(7, 1, 0)[0].encode();
+    bad[0] = b'X';
+    let mut s = connect(server.addr);
+    let _ = s.write_all(&bad);
+    assert!(wait_closed(&mut s));
+    let series = |name: &str, labels: &str| {
+        let sep = if labels.is_empty() { "" } else { "," };
+        format!("ingest_server_{name}{{model=\"{model}\"{sep}{labels}}}")
+    };
+    let mut body = String::new();
+    wait_until("the scrape counts every frame and close", || {
+        body = http_get(&url).unwrap_or_default();
+        sample(&body, &series("frames_processed_total", "")) == Some(600.0)
+            && sample(&body, &series("connections_total", "event=\"closed\"")) == Some(4.0)
+    });
+    let r = server.stop();
+    let get = |name: &str, labels: &str| {
+        sample(&body, &series(name, labels))
+            .unwrap_or_else(|| panic!("{model}: no {name}{{{labels}}} in\n{body}"))
+    };
+    assert_eq!(get("frames_received_total", ""), 600.0);
+    assert_eq!(get("backlog_frames", ""), 0.0);
+    assert_eq!(get("read_bytes_total", "") as u64, r.bytes);
+    assert_eq!(get("reads_total", "") as u64, r.reads);
+    assert_eq!(
+        get("protocol_errors_total", "reason=\"bad_magic\"") as u64,
+        r.errors.bad_magic
+    );
+    assert_eq!(r.errors.bad_magic, 1);
+    assert_eq!(
+        get("connections_total", "event=\"accepted\"") as u64,
+        r.connections.accepted
+    );
+    assert_eq!(get("connections_open", ""), 0.0);
+    assert_eq!(get("latency_seconds_count", "") as u64, r.latency_ns.count);
+    assert_eq!(
+        get("latency_seconds_bucket", "le=\"+Inf\"") as u64,
+        r.latency_ns.count
+    );
+    assert_eq!(
+        get("stage_seconds_count", "stage=\"queue\"") as u64,
+        r.latency_ns.count
+    );
+    assert!(get("cpu_seconds_total", "") > 0.0);
+    assert!(get("resident_memory_bytes", "") > 0.0);
+}
+
 /// [`exact_counts_and_digest`] with extra server flags; the report and the
 /// frames sent.
 fn exact_counts_and_digest_with(
@@ -599,6 +671,7 @@ macro_rules! conformance {
             #[test] fn stalled_frame() { super::stalled_frame($name) }
             #[test] fn client_latency() { super::client_latency($name) }
             #[test] fn no_stages() { super::no_stages($name) }
+            #[test] fn live_metrics() { super::live_metrics($name) }
             #[test] fn random_bytes() { super::random_bytes($name) }
             #[test] fn over_limit_clients() { super::over_limit_clients($name) }
             #[test] fn odd_fields() { super::odd_fields($name) }

@@ -127,8 +127,10 @@ impl AckBuf {
         let end = (self.sent + n).min(self.out.len());
         // Records whose last byte went out now.
         for k in self.sent / ACK_LEN..end / ACK_LEN {
+            let frames = u64::from(Ack::count_of(&self.out[k * ACK_LEN..]));
             self.counts.records += 1;
-            self.counts.frames += u64::from(Ack::count_of(&self.out[k * ACK_LEN..]));
+            self.counts.frames += frames;
+            crate::live::count(crate::live::Counter::AckedFrames, frames);
         }
         self.sent = end;
         if self.sent == self.out.len() {

@@ -38,6 +38,7 @@ impl ConnIngest {
     ) -> Result<(), FrameError> {
         stats.bytes += data.len() as u64;
         stats.reads += 1;
+        crate::live::read(data.len() as u64);
         let received_ns = if crate::stages::recording() {
             monotonic_ns()
         } else {
@@ -82,14 +83,14 @@ impl ConnIngest {
     /// counted once as `truncated`.
     pub fn on_eof(&mut self, stats: &mut IngestStats) {
         if self.reader.has_partial() {
-            stats.errors.truncated += 1;
+            stats.errors.count_truncated();
         }
     }
 
     /// Accounts a connection the peer aborted (reset, or any read error): a
     /// partial frame left is not a protocol error, the abort is counted.
     pub fn on_reset(&mut self, stats: &mut IngestStats) {
-        stats.connections.resets += 1;
+        stats.connections.add(crate::live::Conn::Reset, 1);
     }
 }
 

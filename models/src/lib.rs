@@ -10,6 +10,7 @@ pub mod board;
 pub mod client_latency;
 pub mod impls;
 pub mod ingest;
+pub mod live;
 pub mod model;
 pub mod net;
 pub mod placement;

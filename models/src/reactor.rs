@@ -245,7 +245,7 @@ impl<C> Closing<C> {
         }
         stats.acks.merge(&self.socket.counts());
         slots.release();
-        stats.connections.closed += 1;
+        stats.connections.add(crate::live::Conn::Closed, 1);
         true
     }
 }
@@ -436,10 +436,10 @@ fn expired<C>(
         .iter()
         .filter_map(|(&id, c)| {
             if !idle.is_zero() && c.last_active.elapsed() >= idle {
-                stats.connections.idle_timeouts += 1;
+                stats.connections.add(crate::live::Conn::IdleTimeout, 1);
                 Some(id)
             } else if c.ingest.frame_overdue(config.frame_timeout) {
-                stats.connections.frame_timeouts += 1;
+                stats.connections.add(crate::live::Conn::FrameTimeout, 1);
                 Some(id)
             } else {
                 None
@@ -464,7 +464,7 @@ fn stop_all<C>(
         socket.stop();
         stats.acks.merge(&socket.counts());
         slots.release();
-        stats.connections.closed += 1;
+        stats.connections.add(crate::live::Conn::Closed, 1);
     }
 }
 
@@ -582,7 +582,7 @@ fn accept_all<C>(
         match door.next() {
             Ok(mut stream) => {
                 if !slots.try_acquire() {
-                    stats.connections.rejected += 1;
+                    stats.connections.add(crate::live::Conn::Rejected, 1);
                     continue; // dropping the stream closes it at once
                 }
                 let id = *next_token;
@@ -595,7 +595,7 @@ fn accept_all<C>(
                     slots.release();
                     continue;
                 }
-                stats.connections.accepted += 1;
+                stats.connections.add(crate::live::Conn::Accepted, 1);
                 // Acks go out as written, not held back by Nagle.
                 let _ = stream.set_nodelay(true);
                 let socket = Arc::new(Socket {

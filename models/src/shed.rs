@@ -65,6 +65,7 @@ impl Reserve {
             self.fd = listener.as_fd().try_clone_to_owned().ok();
         }
         if shed > 0 {
+            crate::live::conn(crate::live::Conn::Shed, shed);
             // Counted in the report (`connections.shed`); a flood would
             // make a warning per event a flood of lines.
             tracing::debug!(shed, "out of file descriptors: shed pending connections");

@@ -302,9 +302,9 @@ impl Default for Stages {
 }
 
 impl Stages {
-    /// Records one measured frame finished at `done_ns`.
+    /// Records one measured frame finished at `done_ns`; its stages.
     #[inline]
-    pub fn record(&mut self, frame: &Frame, done_ns: u64) {
+    pub fn record(&mut self, frame: &Frame, done_ns: u64) -> [u64; 4] {
         let parts = split(frame, done_ns);
         self.stage.record(&parts);
         match frame.kind {
@@ -317,6 +317,7 @@ impl Stages {
         for (a, v) in b.ns.iter_mut().zip(parts) {
             *a = a.saturating_add(v);
         }
+        parts
     }
 
     /// Adds `o` into `self`.

@@ -9,6 +9,7 @@ use workloads::{Frame, FrameError};
 
 use crate::ack::AckCounts;
 use crate::client_latency::ClientLatency;
+use crate::live::{self, Conn};
 use crate::stages::Stages;
 
 /// Width of a timeline bucket: fine enough that a measured window's edges
@@ -77,6 +78,23 @@ pub struct ConnectionCounts {
     pub shed: u64,
 }
 
+impl ConnectionCounts {
+    /// Counts `n` connection events `e`, in the live view too.
+    #[inline]
+    pub fn add(&mut self, e: Conn, n: u64) {
+        *match e {
+            Conn::Accepted => &mut self.accepted,
+            Conn::Rejected => &mut self.rejected,
+            Conn::Closed => &mut self.closed,
+            Conn::IdleTimeout => &mut self.idle_timeouts,
+            Conn::FrameTimeout => &mut self.frame_timeouts,
+            Conn::Reset => &mut self.resets,
+            Conn::Shed => &mut self.shed,
+        } += n;
+        live::conn(e, n);
+    }
+}
+
 /// Protocol error counters, one per reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorCounts {
@@ -95,15 +113,23 @@ pub struct ErrorCounts {
 }
 
 impl ErrorCounts {
-    /// Counts one error of `e`'s reason.
+    /// Counts one error of `e`'s reason, in the live view too.
     pub fn count(&mut self, e: FrameError) {
-        *match e {
-            FrameError::BadMagic => &mut self.bad_magic,
-            FrameError::BadVersion => &mut self.bad_version,
-            FrameError::BadFlags => &mut self.bad_flags,
-            FrameError::BadChecksum => &mut self.bad_checksum,
-            FrameError::WorkOverLimit => &mut self.work_over_limit,
-        } += 1;
+        let (field, i) = match e {
+            FrameError::BadMagic => (&mut self.bad_magic, 0),
+            FrameError::BadVersion => (&mut self.bad_version, 1),
+            FrameError::BadFlags => (&mut self.bad_flags, 2),
+            FrameError::BadChecksum => (&mut self.bad_checksum, 3),
+            FrameError::WorkOverLimit => (&mut self.work_over_limit, 4),
+        };
+        *field += 1;
+        live::error(i);
+    }
+
+    /// Counts a frame cut short by the peer's orderly close.
+    pub fn count_truncated(&mut self) {
+        self.truncated += 1;
+        live::error(5);
     }
 
     /// All errors together.
@@ -156,6 +182,7 @@ impl IngestStats {
     /// Accounts one valid frame; `next_seq` is the connection's expected
     /// next sequence number for this client, updated here.
     pub fn count_frame(&mut self, frame: &Frame, next_seq: &mut Option<(u32, u64)>) {
+        live::count(live::Counter::Received, 1);
         let seq = u64::from(frame.seq);
         let tracked =
             self.clients.len() < MAX_TRACKED_CLIENTS || self.clients.contains_key(&frame.client_id);
@@ -267,16 +294,16 @@ impl ProcessStats {
         }
         if frame.warmup {
             self.warmup += 1;
+            live::processed(None, None);
         } else {
             self.measured += 1;
             let latency = frame.latency_ns(done_ns).max(1);
+            let service = frame.service_latency_ns(done_ns).max(1);
             self.latency.saturating_record(latency);
             self.by_client.record(frame.client_id, latency);
-            self.service
-                .saturating_record(frame.service_latency_ns(done_ns).max(1));
-            if crate::stages::recording() {
-                self.stages.record(frame, done_ns);
-            }
+            self.service.saturating_record(service);
+            let stages = crate::stages::recording().then(|| self.stages.record(frame, done_ns));
+            live::processed(Some((latency, service)), stages.as_ref());
         }
     }
 

@@ -91,7 +91,7 @@ impl Sampler {
 /// The process and all its descendants, from each main thread's
 /// `children` file (one read per process, whatever its thread count; the
 /// servers fork from their main thread).
-fn tree(root: u32) -> Vec<u32> {
+pub(crate) fn tree(root: u32) -> Vec<u32> {
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {
@@ -108,7 +108,7 @@ fn tree(root: u32) -> Vec<u32> {
 }
 
 /// CPU time of a whole process (all its threads, exited ones included), ns.
-fn process_cpu_ns(pid: u32) -> Option<u64> {
+pub(crate) fn process_cpu_ns(pid: u32) -> Option<u64> {
     let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid as i32)).ok()?;
     let t = clock_gettime(clock).ok()?;
     Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)

@@ -308,3 +308,31 @@ pub fn fleet_config(
         shared_clock: true,
     }
 }
+
+/// A loopback port free now (for a listener a child opens next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `GET url`, or why not.
+pub fn http_get(url: &str) -> Result<String, String> {
+    ureq::get(url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|e| e.to_string())
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed,
+/// e.g. `ingest_server_connections_total{event="closed",model="single"}`)
+/// in an OpenMetrics text body.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}

@@ -136,10 +136,10 @@ async fn accept_loop(
                 Ok((stream, _)) => {
                     let mut s = shared.lock().expect("stats lock");
                     if !slots.try_acquire() {
-                        s.ingest.connections.rejected += 1;
+                        s.ingest.connections.add(crate::live::Conn::Rejected, 1);
                         continue;
                     }
-                    s.ingest.connections.accepted += 1;
+                    s.ingest.connections.add(crate::live::Conn::Accepted, 1);
                     // Acks go out as written, not held back by Nagle.
                     let _ = stream.set_nodelay(true);
                     conns.spawn(connection(
@@ -265,9 +265,9 @@ async fn connection(
                     continue;
                 }
                 if conn.frame_overdue(config.frame_timeout) {
-                    ingest.connections.frame_timeouts += 1;
+                    ingest.connections.add(crate::live::Conn::FrameTimeout, 1);
                 } else {
-                    ingest.connections.idle_timeouts += 1;
+                    ingest.connections.add(crate::live::Conn::IdleTimeout, 1);
                 }
                 break;
             }
@@ -296,7 +296,7 @@ async fn connection(
     }
     let stopping = *stop.borrow();
     work.finish(stream, stopping, &mut ingest).await;
-    ingest.connections.closed += 1;
+    ingest.connections.add(crate::live::Conn::Closed, 1);
     shared.lock().expect("stats lock").ingest.merge(&ingest);
     slots.release();
 }

@@ -336,6 +336,8 @@ impl Dispatch for Published<'_> {
 fn run_child(entrance: Entrance, slot: usize, ctx: &ChildContext, report: OwnedFd) -> ! {
     // If the parent dies without forwarding a signal, stop anyway.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    // The parent's live slot is the parent's; this child counts in its own.
+    crate::live::forget_inherited_slot();
     let mut ingest = IngestStats::default();
     let mut sink = Published {
         process: ProcessStats::new(ctx.config.client_latency),

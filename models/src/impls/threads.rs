@@ -115,7 +115,7 @@ impl Model for Threads {
                         }
                     };
                     if !slots.try_acquire() {
-                        accepts.connections.rejected += 1;
+                        accepts.connections.add(crate::live::Conn::Rejected, 1);
                         continue; // dropping the stream closes it at once
                     }
                     let tx = done_tx.clone();
@@ -130,13 +130,13 @@ impl Model for Threads {
                         });
                     match spawned {
                         Ok(_) => {
-                            accepts.connections.accepted += 1;
+                            accepts.connections.add(crate::live::Conn::Accepted, 1);
                             active += 1;
                         }
                         Err(e) => {
                             tracing::warn!("cannot start a connection thread: {e}");
                             slots.release();
-                            accepts.connections.rejected += 1;
+                            accepts.connections.add(crate::live::Conn::Rejected, 1);
                         }
                     }
                 }
@@ -190,7 +190,7 @@ fn connection(
             flush_acks(&stream, &mut acks);
             let idle = config.idle_timeout;
             if !readable && !idle.is_zero() && last_active.elapsed() >= idle {
-                ingest.connections.idle_timeouts += 1;
+                ingest.connections.add(crate::live::Conn::IdleTimeout, 1);
                 break;
             }
             if !readable {
@@ -220,7 +220,7 @@ fn connection(
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 let idle = config.idle_timeout;
                 if !idle.is_zero() && last_active.elapsed() >= idle {
-                    ingest.connections.idle_timeouts += 1;
+                    ingest.connections.add(crate::live::Conn::IdleTimeout, 1);
                     break;
                 }
             }
@@ -231,7 +231,7 @@ fn connection(
             }
         }
         if conn.frame_overdue(config.frame_timeout) {
-            ingest.connections.frame_timeouts += 1;
+            ingest.connections.add(crate::live::Conn::FrameTimeout, 1);
             break;
         }
     }
@@ -249,7 +249,7 @@ fn connection(
     }
     record(processed, &mut done);
     ingest.acks.merge(&acks.counts);
-    ingest.connections.closed += 1;
+    ingest.connections.add(crate::live::Conn::Closed, 1);
     ingest
 }
 

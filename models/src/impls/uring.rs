@@ -429,7 +429,10 @@ impl RingLoop<'_> {
             // descriptor that nothing else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
             if self.stopping || !self.slots.try_acquire() {
-                self.stats.ingest.connections.rejected += 1;
+                self.stats
+                    .ingest
+                    .connections
+                    .add(crate::live::Conn::Rejected, 1);
                 return Ok(()); // dropping `fd` closes it at once
             }
             self.admit(fd)?;
@@ -455,7 +458,10 @@ impl RingLoop<'_> {
 
     /// Takes an accepted connection in and starts receiving on it.
     fn admit(&mut self, fd: OwnedFd) -> Result<(), ServeError> {
-        self.stats.ingest.connections.accepted += 1;
+        self.stats
+            .ingest
+            .connections
+            .add(crate::live::Conn::Accepted, 1);
         // Acks go out as written, not held back by Nagle.
         let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::TcpNoDelay, &true);
         let conn_id = self.next_conn;
@@ -623,10 +629,16 @@ impl RingLoop<'_> {
         let idle = self.config.idle_timeout;
         for c in self.conns.values_mut().filter(|c| !c.closing) {
             if !idle.is_zero() && c.last_active.elapsed() >= idle {
-                self.stats.ingest.connections.idle_timeouts += 1;
+                self.stats
+                    .ingest
+                    .connections
+                    .add(crate::live::Conn::IdleTimeout, 1);
                 c.closing = true;
             } else if c.ingest.frame_overdue(self.config.frame_timeout) {
-                self.stats.ingest.connections.frame_timeouts += 1;
+                self.stats
+                    .ingest
+                    .connections
+                    .add(crate::live::Conn::FrameTimeout, 1);
                 c.closing = true;
             }
         }
@@ -650,7 +662,7 @@ impl RingLoop<'_> {
             if done {
                 close(&c.fd);
                 slots.release();
-                stats.ingest.connections.closed += 1;
+                stats.ingest.connections.add(crate::live::Conn::Closed, 1);
                 stats.ingest.acks.merge(&c.acks.counts);
             }
             !done
@@ -665,7 +677,10 @@ impl RingLoop<'_> {
             c.acks.stop();
             self.stats.ingest.acks.merge(&c.acks.counts);
         }
-        self.stats.ingest.connections.closed += self.conns.len() as u64;
+        self.stats
+            .ingest
+            .connections
+            .add(crate::live::Conn::Closed, self.conns.len() as u64);
         self.stats
     }
 }
