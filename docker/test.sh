@@ -151,6 +151,9 @@ print(f"   single, 2 clients: {cell['verdict']['status']}, "
 PY
 check_owned "$work/run/results"
 
+step "compose file, the prometheus profile included, as docker-compose reads it"
+docker-compose --profile prometheus config -q
+
 step "compose one-shot as a non-root user: server + 2 fleet containers"
 # A real unprivileged user runs it: nobody, with the docker group (the
 # socket's) for access, in a project folder it owns; its results/ is its own.

@@ -3,6 +3,7 @@
 //! nanoseconds are printed, and files written whole ([`fs`]). Shared so that a fleet links neither the server
 //! models nor the harness.
 
+pub mod buckets;
 pub mod cpu;
 pub mod cpu_list;
 pub mod fs;

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod fleet_report;
 pub mod link;
+pub mod live;
 pub mod merge;
 pub mod on_schedule;
 pub mod options;
@@ -23,4 +24,4 @@ pub mod watch;
 
 pub use config::{FleetConfig, Rate, Shard, DEFAULT_CONNECT_TRIES};
 pub use options::FleetOptions;
-pub use pacing::{run, unix_ns_after, FleetError};
+pub use pacing::{run, run_live, unix_ns_after, FleetError};

@@ -4,6 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use workloads::clock::monotonic_ns;
 use crate::client::{self, Client, Step};
 use crate::config::FleetConfig;
 use crate::fleet_report::FleetReport;
+use crate::live::{FleetLive, ThreadView, PUBLISH_EVERY_NS};
 use crate::on_schedule;
 use crate::schedule::{self, Schedule, SPIN_NS};
 use crate::totals::ThreadTotals;
@@ -48,6 +50,14 @@ pub enum FleetError {
 
 /// Runs the fleet to completion (schedule, then drain) and reports.
 pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
+    run_live(config, None)
+}
+
+/// [`run`], its pacing threads publishing on `live` as they go.
+pub fn run_live(
+    config: &FleetConfig,
+    live: Option<Arc<FleetLive>>,
+) -> Result<FleetReport, FleetError> {
     if let Some(n) = Schedule::new(config, 0)
         .longest()
         .filter(|&n| n > schedule::MAX_FRAMES_PER_CLIENT)
@@ -80,10 +90,12 @@ pub fn run(config: &FleetConfig) -> Result<FleetReport, FleetError> {
     }
     let handles: Vec<_> = groups
         .into_iter()
-        .map(|group| {
+        .enumerate()
+        .map(|(t, group)| {
             let schedule = schedule.clone();
             let config = config.clone();
-            thread::spawn(move || pace(group, &schedule, &config, start, spacing))
+            let live = live.clone().map(|l| (l, t));
+            thread::spawn(move || pace(group, &schedule, &config, (start, spacing), live))
         })
         .collect();
     let mut totals = ThreadTotals::default();
@@ -118,9 +130,10 @@ fn pace(
     mut clients: Vec<Client>,
     schedule: &Schedule,
     config: &FleetConfig,
-    start: u64,
-    spacing: u64,
+    (start, spacing): (u64, u64),
+    live: Option<(Arc<FleetLive>, usize)>,
 ) -> Result<(Vec<Client>, ThreadTotals), FleetError> {
+    let mut next_publish = 0;
     let mut totals = ThreadTotals::default();
     let mut watch = match config.ack {
         true => Some(AckWatch::new(clients.len()).map_err(FleetError::Watch)?),
@@ -147,6 +160,16 @@ fn pace(
         if let Some(w) = &mut watch {
             w.watch(i, &mut clients[i]);
         }
+        if let Some((live, t)) = live.as_ref().filter(|_| now >= next_publish) {
+            live.publish(*t, ThreadView::of(&clients, schedule, &totals, now));
+            next_publish = now + PUBLISH_EVERY_NS;
+        }
+    }
+    if let Some((live, t)) = &live {
+        live.publish(
+            *t,
+            ThreadView::of(&clients, schedule, &totals, monotonic_ns()),
+        );
     }
     Ok((clients, totals))
 }

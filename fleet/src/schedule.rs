@@ -100,6 +100,24 @@ impl Schedule {
         Some(i)
     }
 
+    /// Frames of the client with index `index` due at or before `now` (0
+    /// in `max` mode, which has no due times).
+    pub fn due_by(&self, index: u32, now: u64) -> u64 {
+        let Some(hz) = self.rate else {
+            return 0;
+        };
+        let total = self.total(index).unwrap_or(u64::MAX);
+        let start = self.t0 + self.phase(index);
+        if now < start {
+            return 0;
+        }
+        let mut i = ((now - start) as u128 * hz as u128 / 1_000_000_000) as u64;
+        while self.due(index, i) <= now && i < total {
+            i += 1;
+        }
+        i.min(total)
+    }
+
     /// The most frames any client is scheduled to send (`None`: unbounded).
     pub fn longest(&self) -> Option<u64> {
         (0..self.clients.min(u32::MAX as u64) as u32)
@@ -181,6 +199,29 @@ mod tests {
         assert_eq!(s.total(3), Some(300));
         let warm = (0..300).filter(|&i| s.is_warmup(s.due(2, i))).count();
         assert_eq!(warm, 100);
+    }
+
+    /// Frames due by a time: none before the first, each on its due time,
+    /// never more than the client sends, none in `max` mode.
+    #[test]
+    fn frames_due_by_a_time() {
+        let s = Schedule::new(&config(Rate::Hz(10_000), 0), 1_000);
+        // (client index, now) -> frames due; client 1's phase is 25 us.
+        let cases = [
+            ((0, 0), 0),
+            ((0, 999), 0),
+            ((0, 1_000), 1),
+            ((0, 101_000), 2),
+            ((0, 100_999), 1),
+            ((1, 26_000), 1),
+            ((1, 25_999), 0),
+            ((0, u64::MAX / 2), 300),
+        ];
+        for ((index, now), want) in cases {
+            assert_eq!(s.due_by(index, now), want, "{index} {now}");
+        }
+        let max = Schedule::new(&config(Rate::Max, 0), 1_000);
+        assert_eq!(max.due_by(0, 10_000_000), 0);
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! Per pacing thread accumulators of the fleet (send lag, pacing lateness,
 //! round trips), merged into the report at the end.
 
+use common::buckets::BucketCounts;
 use common::latency::new_latency_histogram;
 use hdrhistogram::Histogram;
 
-/// Per-thread accumulators merged at the end.
+/// Per-thread accumulators merged at the end; the same in Prometheus
+/// buckets for the live view ([`crate::live`]).
 pub struct ThreadTotals {
     pub(crate) lag: Histogram<u64>,
     pub(crate) pacing: Histogram<u64>,
     pub(crate) round_trip: Histogram<u64>,
+    pub(crate) lag_buckets: BucketCounts,
+    pub(crate) pacing_buckets: BucketCounts,
+    pub(crate) round_trip_buckets: BucketCounts,
 }
 
 impl Default for ThreadTotals {
@@ -17,6 +22,9 @@ impl Default for ThreadTotals {
             lag: new_latency_histogram(),
             pacing: new_latency_histogram(),
             round_trip: new_latency_histogram(),
+            lag_buckets: BucketCounts::default(),
+            pacing_buckets: BucketCounts::default(),
+            round_trip_buckets: BucketCounts::default(),
         }
     }
 }
@@ -26,18 +34,21 @@ impl ThreadTotals {
     #[inline]
     pub fn record_lag(&mut self, ns: u64) {
         self.lag.saturating_record(ns.max(1));
+        self.lag_buckets.record(ns);
     }
 
     /// Records how late a pacing thread woke for a scheduled write.
     #[inline]
     pub fn record_pacing(&mut self, ns: u64) {
         self.pacing.saturating_record(ns.max(1));
+        self.pacing_buckets.record(ns);
     }
 
     /// Records one measured frame's round trip (due time to its ack).
     #[inline]
     pub fn record_round_trip(&mut self, ns: u64) {
         self.round_trip.saturating_record(ns.max(1));
+        self.round_trip_buckets.record(ns);
     }
 
     /// Adds another thread's totals.
@@ -45,5 +56,8 @@ impl ThreadTotals {
         self.lag.add(&o.lag).expect("same bounds");
         self.pacing.add(&o.pacing).expect("same bounds");
         self.round_trip.add(&o.round_trip).expect("same bounds");
+        self.lag_buckets.add(&o.lag_buckets);
+        self.pacing_buckets.add(&o.pacing_buckets);
+        self.round_trip_buckets.add(&o.round_trip_buckets);
     }
 }

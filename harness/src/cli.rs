@@ -344,6 +344,12 @@ pub struct FleetArgs {
     /// Run the fleet as N processes on this machine (shards on one shared start, pacing threads split among them) and merge their reports into this one.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "shard")]
     pub local_shards: u32,
+    /// Serve the fleet's live metrics (OpenMetrics text, `GET /metrics`, for Prometheus) on this address, e.g. 0.0.0.0:9465, while it runs.
+    #[arg(long, conflicts_with = "local_shards")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// With --metrics: keep serving them this long after the report is written, so the last counts are scraped.
+    #[arg(long, value_parser = parse_duration, default_value = "2s", requires = "metrics")]
+    pub metrics_linger: Duration,
     /// Write the JSON report here instead of stdout.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -51,16 +51,31 @@ pub fn fleet(args: &FleetArgs) -> Result<()> {
     }
     // One descriptor per client: a large fleet needs more than the usual 1024.
     crate::serve::raise_fd_limit();
+    let live = match args.metrics {
+        Some(addr) => {
+            let live = std::sync::Arc::new(fleet::live::FleetLive::default());
+            let shard = config
+                .shard
+                .map_or_else(|| "0/1".to_string(), |s| s.to_string());
+            let bound = crate::metrics::start_fleet_exporter(addr, live.clone(), shard)?;
+            eprintln!("metrics on http://{bound}/metrics");
+            Some(live)
+        }
+        None => None,
+    };
     let report = if args.local_shards > 1 {
         local_shards(args.local_shards, &config)?
     } else {
-        fleet::run(&config)?
+        fleet::run_live(&config, live)?
     };
     let json = serde_json::to_string_pretty(&report).context("encode the report")?;
     match &args.report {
         Some(path) => write_atomic(path, json.as_bytes())
             .with_context(|| format!("write {}", path.display()))?,
         None => println!("{json}"),
+    }
+    if args.metrics.is_some() {
+        std::thread::sleep(args.metrics_linger);
     }
     Ok(())
 }

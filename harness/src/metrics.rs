@@ -1,12 +1,15 @@
-//! `harness serve --metrics ADDR`: the server's live counts as an
-//! OpenMetrics text endpoint (`GET /metrics`) for Prometheus.
+//! `--metrics ADDR`: live counts as an OpenMetrics text endpoint (`GET
+//! /metrics`) for Prometheus, the server's (`harness serve`) and the
+//! fleet's (`harness fleet`).
 //!
 //! `harness serve` forks the exporter before its model starts, so no
 //! server thread serves HTTP and `prefork` still forks from a
 //! single-threaded parent. The exporter reads the counts the server's
 //! threads and children keep in shared memory ([`models::live`]) and the
 //! server's process tree in `/proc`; scraping costs the server nothing but
-//! the memory those counts are read from.
+//! the memory those counts are read from. The fleet's exporter is a thread
+//! of the fleet, reading what its pacing threads publish
+//! ([`fleet::live`]).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -70,15 +73,34 @@ pub fn start_server_exporter(addr: SocketAddr, model: &'static str) -> Result<So
     }
 }
 
-/// The exporter process: serves `/metrics` until the server ends.
-fn exporter_main(listener: TcpListener, model: &'static str, server: Pid) -> Result<()> {
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-        .context("ask to end with the server")?;
-    if nix::unistd::getppid() != server {
-        return Ok(()); // the server ended before the request took
-    }
-    live::forget_inherited_slot();
-    let registry = Arc::new(server_registry(model, server.as_raw() as u32));
+/// Serves the fleet's live view on `addr` from a thread of its own,
+/// labelled with `shard` (`I/N`); returns the address it listens on.
+pub fn start_fleet_exporter(
+    addr: SocketAddr,
+    live: Arc<fleet::live::FleetLive>,
+    shard: String,
+) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} for --metrics; pick another address"))?;
+    let bound = listener.local_addr().context("read the metrics address")?;
+    let mut registry = Registry::with_prefix_and_labels(
+        "ingest_fleet",
+        [("shard".into(), shard.into())].into_iter(),
+    );
+    registry.register_collector(Box::new(FleetCollector(live)));
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            if let Err(e) = serve_http(listener, Arc::new(registry)) {
+                eprintln!("fleet metrics: {e:#}");
+            }
+        })
+        .context("start the metrics thread")?;
+    Ok(bound)
+}
+
+/// Serves `GET /metrics` from `registry` on a runtime of this thread's own.
+fn serve_http(listener: TcpListener, registry: Arc<Registry>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,6 +114,20 @@ fn exporter_main(listener: TcpListener, model: &'static str, server: Pid) -> Res
         axum::serve(listener, app).await
     })?;
     Ok(())
+}
+
+/// The exporter process: serves `/metrics` until the server ends.
+fn exporter_main(listener: TcpListener, model: &'static str, server: Pid) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+        .context("ask to end with the server")?;
+    if nix::unistd::getppid() != server {
+        return Ok(()); // the server ended before the request took
+    }
+    live::forget_inherited_slot();
+    serve_http(
+        listener,
+        Arc::new(server_registry(model, server.as_raw() as u32)),
+    )
 }
 
 async fn scrape(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
@@ -328,4 +364,64 @@ fn labelled_counters(
         ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+/// Encodes the fleet's live view on each scrape.
+#[derive(Debug)]
+struct FleetCollector(Arc<fleet::live::FleetLive>);
+
+impl Collector for FleetCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let v = self.0.total();
+        let mut sent = enc.encode_descriptor(
+            "frames_sent",
+            "Frames fully written",
+            None,
+            MetricType::Counter,
+        )?;
+        for (phase, n) in [("warmup", v.sent_warmup), ("measured", v.sent_measured)] {
+            let labels = [("phase", phase)];
+            ConstCounter::new(n).encode(sent.encode_family(&labels)?)?;
+        }
+        gauge(
+            &mut enc,
+            "frames_behind",
+            "Frames due by now and not yet written",
+            None,
+            v.behind as f64,
+        )?;
+        counter(&mut enc, "connects", "Connects started", None, v.tries)?;
+        counter(
+            &mut enc,
+            "connect_failures",
+            "Connects that failed",
+            None,
+            v.connect_failures,
+        )?;
+        counter(
+            &mut enc,
+            "refusals",
+            "Connections the server closed before the first frame",
+            None,
+            v.refusals,
+        )?;
+        counter(
+            &mut enc,
+            "connections_established",
+            "Connections that came up and were written to",
+            None,
+            v.established,
+        )?;
+        let hists = [
+            ("send_lag", "How long after the oldest frame it carried was due each write was issued (measured window)", &v.send_lag),
+            ("pacing_lag", "How late a pacing thread woke for a scheduled write", &v.pacing_lag),
+            ("round_trip", "Due time to ack of measured frames (ack mode)", &v.round_trip),
+        ];
+        for (name, help, h) in hists {
+            let mut m =
+                enc.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+            histogram(&mut m, h)?;
+        }
+        Ok(())
+    }
 }

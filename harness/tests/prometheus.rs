@@ -1,6 +1,8 @@
 //! A real Prometheus (Debian's `prometheus`, which `.ci/run` installs)
 //! scrapes `harness serve --metrics` during a short run; through its HTTP
-//! API, the frames counter it stored equals the server's own report.
+//! API, the frames counter it stored equals the server's own report. With
+//! the checked-in recording rules (`deploy/prometheus/rules.yml`) it sums
+//! two fleet shards' counters into the frames the server processed.
 
 mod util;
 
@@ -24,9 +26,13 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Debian's `prometheus` scraping `targets` every 250 ms, or
-    /// says why it cannot.
+    /// Starts Debian's `prometheus` scraping `targets` every 250 ms with
+    /// the checked-in recording rules, or says why it cannot.
     fn start(targets: &[String]) -> Result<Prometheus, String> {
+        let rules = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/prometheus/rules.yml"
+        );
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let config = dir.path().join("prometheus.yml");
         let list = targets
@@ -38,6 +44,7 @@ impl Prometheus {
             &config,
             format!(
                 "global:\n  scrape_interval: 250ms\n  evaluation_interval: 250ms\n\
+                 rule_files: ['{rules}']\n\
                  scrape_configs:\n  - job_name: harness\n    static_configs:\n      - targets: [{list}]\n"
             ),
         )
@@ -107,4 +114,98 @@ fn prometheus_scrapes_the_frames_the_server_reports() {
     let r = server.stop();
     assert_eq!(r.packets.measured + r.packets.warmup, 12_000);
     assert_eq!(stored, Some((r.packets.measured + r.packets.warmup) as f64));
+}
+
+/// Two fleet shards, each with its own endpoint: the recording rule's sum
+/// over them is every frame the server processed, and what the shards'
+/// reports say they sent.
+#[test]
+fn the_recording_rule_sums_the_fleet_shards() {
+    let server_metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start("single", &["--metrics", &server_metrics]);
+    let shard_metrics: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut targets = shard_metrics.clone();
+    targets.push(server_metrics);
+    let prometheus = match Prometheus::start(&targets) {
+        Ok(p) => p,
+        Err(why) => return cannot_run(&why),
+    };
+    wait_until("prometheus scrapes the server", || {
+        prometheus.query("up{job=\"harness\"} == 1").is_some()
+    });
+    let start_at = fleet::unix_ns_after(Duration::from_secs(2)).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let shards: Vec<_> = shard_metrics
+        .iter()
+        .enumerate()
+        .map(|(i, metrics)| {
+            Command::new(harness_bin())
+                .args([
+                    "fleet",
+                    "--target",
+                    &server.addr.to_string(),
+                    "--clients",
+                    "4",
+                ])
+                .args([
+                    "--count",
+                    "2000",
+                    "--batch-window",
+                    "1ms",
+                    "--start-at",
+                    &start_at,
+                ])
+                .args(["--shard", &format!("{i}/2"), "--metrics", metrics])
+                .args(["--metrics-linger", "10s", "--report"])
+                .arg(dir.path().join(format!("shard-{i}.json")))
+                .spawn()
+                .expect("start a fleet shard")
+        })
+        .collect();
+    // While the shards linger, their last counts are scraped and summed.
+    wait_until("the recorded sum of the shards reaches every frame", || {
+        prometheus.query("ingest:fleet_frames_sent:sum") == Some(8_000.0)
+    });
+    let rate = prometheus.query("ingest:fleet_frames_sent:rate5s");
+    assert!(rate.is_some_and(|r| r > 0.0), "no fleet rate: {rate:?}");
+    let mut sent = 0;
+    for (i, mut shard) in shards.into_iter().enumerate() {
+        assert!(shard.wait().unwrap().success(), "shard {i} failed");
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("shard-{i}.json"))).unwrap(),
+        )
+        .unwrap();
+        for c in report["clients"].as_array().unwrap() {
+            sent += c["sent"]["measured"].as_u64().unwrap() + c["sent"]["warmup"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(sent, 8_000, "the shards' reports");
+    let r = server.stop();
+    assert_eq!(r.packets.measured + r.packets.warmup, 8_000);
+}
+
+/// The compose profile's Prometheus configuration and its rules, checked
+/// by Prometheus's own `promtool`.
+#[test]
+fn the_compose_profile_config_is_valid() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/prometheus.yml"
+    );
+    let out = match Command::new("promtool")
+        .args(["check", "config", config])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return cannot_run(&format!("no promtool ({e}): apt-get install prometheus")),
+    };
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 rules found"));
 }

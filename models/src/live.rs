@@ -20,11 +20,7 @@ use std::sync::OnceLock;
 
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
-/// Latency buckets: upper bounds 10 us x 2^i for i in 0..21 (10 us to
-/// 10.5 s), then +Inf.
-pub const BUCKETS: usize = 22;
-/// The first bucket's upper bound, ns.
-pub const FIRST_BOUND_NS: u64 = 10_000;
+pub use common::buckets::{bound_seconds, bucket_of, BucketCounts, BUCKETS};
 
 /// A counter of a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,22 +235,6 @@ pub fn conn(e: Conn, n: u64) {
     });
 }
 
-/// The bucket of a latency of `ns`: the first whose bound is not below it.
-#[inline]
-pub fn bucket_of(ns: u64) -> usize {
-    let steps = ns.saturating_sub(1) / FIRST_BOUND_NS;
-    ((64 - steps.leading_zeros()) as usize).min(BUCKETS - 1)
-}
-
-/// Bucket `i`'s upper bound in seconds (+Inf for the last).
-pub fn bound_seconds(i: usize) -> f64 {
-    if i + 1 >= BUCKETS {
-        f64::INFINITY
-    } else {
-        (FIRST_BOUND_NS << i) as f64 / 1e9
-    }
-}
-
 /// Counts one processed frame: `latency` and `service` (ns) when it was
 /// measured, its `stages` (ns) when they were recorded.
 #[inline]
@@ -274,22 +254,6 @@ pub fn processed(measured: Option<(u64, u64)>, stages: Option<&[u64; 4]>) {
             put(Hist::Stage as usize + i, ns);
         }
     });
-}
-
-/// A latency histogram as summed over the slots.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BucketCounts {
-    /// Frames per bucket (not cumulative), [`BUCKETS`] of them.
-    pub counts: Vec<u64>,
-    /// Sum of the latencies, ns.
-    pub sum_ns: u64,
-}
-
-impl BucketCounts {
-    /// Frames counted.
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
 }
 
 /// Every slot summed: what a scrape reports.
@@ -316,13 +280,7 @@ impl Snapshot {
 pub fn snapshot() -> Option<Snapshot> {
     let board = BOARD.get()?;
     let mut out = Snapshot {
-        hists: vec![
-            BucketCounts {
-                counts: vec![0; BUCKETS],
-                sum_ns: 0
-            };
-            HISTS
-        ],
+        hists: vec![BucketCounts::default(); HISTS],
         ..Snapshot::default()
     };
     for s in board.iter() {
@@ -340,7 +298,7 @@ pub fn snapshot() -> Option<Snapshot> {
             for (a, b) in o.counts.iter_mut().zip(&h.counts) {
                 *a += b.load(Relaxed);
             }
-            o.sum_ns += h.sum_ns.load(Relaxed);
+            o.sum_ns = o.sum_ns.wrapping_add(h.sum_ns.load(Relaxed));
         }
     }
     Some(out)
@@ -349,30 +307,6 @@ pub fn snapshot() -> Option<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_double_from_ten_microseconds() {
-        let cases = [
-            (0, 0),
-            (1, 0),
-            (10_000, 0),
-            (10_001, 1),
-            (20_000, 1),
-            (20_001, 2),
-            (40_000, 2),
-            (1_000_000, 7), // 1 ms <= 1.28 ms
-            (10_240_000_000, 20),
-            (10_240_000_001, 21),
-            (u64::MAX, 21),
-        ];
-        for (ns, want) in cases {
-            assert_eq!(bucket_of(ns), want, "{ns}");
-            assert!(ns as f64 / 1e9 <= bound_seconds(want), "{ns}");
-            if want > 0 {
-                assert!(ns as f64 / 1e9 > bound_seconds(want - 1), "{ns}");
-            }
-        }
-    }
 
     /// Threads that count, end, and count again (reusing slots), and more
     /// threads than slots (sharing slot 0): the sum is exact.
