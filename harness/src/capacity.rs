@@ -66,6 +66,7 @@ fn search_all(
         pairs_total: pairs.len(),
         pairs_done: 0,
         probes_done: 0,
+        live: ctx.live.clone(),
     };
     // A search that ended on the machine's noise is searched once more at
     // the end of the run, after the noisy stretch, its probes kept.
@@ -119,6 +120,9 @@ fn search_all(
             continue;
         }
         tracing::info!(%model, %workload, capacity = %record.interval.label(record.clients), workers = record.workers, "searched; to be confirmed");
+        if let Some(live) = &ctx.live {
+            live.capacity(&record);
+        }
         run.capacities.push(record);
         saver.soon(run)?;
         progress.pair_done();

@@ -215,6 +215,9 @@ pub struct RunArgs {
     /// `pool`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub coalesce: Duration,
+    /// Follow the run on a local web page (progress, each probe's verdict as it lands, the current probe's rate, p99 and CPU, the capacities) at this address [default: 127.0.0.1:8089]; other than loopback only when asked for (e.g. 0.0.0.0:8089). Servers then run with --metrics, scraped every 250 ms.
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8089")]
+    pub live: Option<std::net::SocketAddr>,
     /// Servers stamp no reads and record no stages (no attribution in the report): to measure what knowing where the time went costs, with the same build (`docs/stage-cost.sh`).
     #[arg(long)]
     pub no_stages: bool,

@@ -15,6 +15,8 @@ pub mod commands;
 pub mod cpus;
 pub mod k8s;
 pub mod kernel_calibration;
+pub mod live;
+pub mod live_scrape;
 pub mod merged;
 pub mod metrics;
 pub mod parent;

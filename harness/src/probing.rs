@@ -21,12 +21,15 @@ pub(crate) struct Progress {
     pub(crate) pairs_total: usize,
     pub(crate) pairs_done: usize,
     pub(crate) probes_done: u64,
+    /// The live page, told of the progress too.
+    pub(crate) live: Option<std::sync::Arc<crate::live::Live>>,
 }
 
 impl Progress {
     pub(crate) fn probe_done(&mut self, line: &dyn Fn() -> String) {
         self.probes_done += 1;
         self.bar.inc(1);
+        self.tell_live();
         if self.bar.is_hidden() {
             eprintln!("[probe {}] {}", self.probes_done, line());
         }
@@ -37,6 +40,13 @@ impl Progress {
         let per_pair = self.probes_done as f64 / self.pairs_done as f64;
         let left = (self.pairs_total - self.pairs_done) as f64 * per_pair;
         self.bar.set_length(self.probes_done + left.round() as u64);
+        self.tell_live();
+    }
+
+    fn tell_live(&self) {
+        if let Some(live) = &self.live {
+            live.progress(self.probes_done, self.bar.length().unwrap_or(0));
+        }
     }
 }
 

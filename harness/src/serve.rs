@@ -1,4 +1,5 @@
-//! `harness serve`: binds, prints `listening on ADDR`, serves one model
+//! `harness serve`: binds, prints `listening on ADDR` (after `metrics on
+//! ADDR` with `--metrics`), serves one model
 //! until SIGTERM/SIGINT and writes the report. Installs its signal flags
 //! without starting threads, so `prefork` can still fork.
 
@@ -63,7 +64,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         // Before the signal handlers: the exporter keeps the default
         // actions (and dies with this process).
         let bound = crate::metrics::start_server_exporter(addr, model.name())?;
-        eprintln!("metrics on http://{bound}/metrics");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "metrics on {bound}").context("write to stdout")?;
+        out.flush().context("flush stdout")?;
     }
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

@@ -57,9 +57,8 @@ fn client_latency(model: &str) {
 /// exactly what its report does once it stops: frames, bytes, reads,
 /// protocol errors, connections, latencies.
 fn live_metrics(model: &str) {
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let server = Server::start(model, &["--metrics", &metrics]);
-    let url = format!("http://{metrics}/metrics");
+    let server = Server::start(model, &["--metrics", "127.0.0.1:0"]);
+    let url = format!("http://{}/metrics", server.metrics.unwrap());
     let handles: Vec<_> = (0..3u32)
         .map(|id| {
             let addr = server.addr;

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::harness_bin;
+use util::{cannot_run, chromium, free_port, harness_bin, headless, http_get};
 
 /// Every test's cells pin their server and fleet to the same CPUs: run one
 /// at a time, or two tests' cells compete for them and read as a late
@@ -550,4 +550,78 @@ fn an_ack_mode_cell_acknowledges_every_frame_once() {
     assert_eq!(cell["server"]["acks"]["dropped"], 0);
     assert!(cell["derived"]["round_trip_p99_ns"].as_u64().unwrap() > 0);
     assert_eq!(cell["reconciliation"]["lost"], 0);
+}
+
+/// `--live`: while a capacity run goes, headless Chromium loads the live
+/// page; its DOM has the probes landed so far and the capacity table, and a
+/// screenshot is saved as a CI artefact (`target/ci-artefacts/live-page.png`).
+#[test]
+fn the_live_page_shows_probes_and_capacities_as_they_land() {
+    let Some(browser) = chromium() else {
+        return cannot_run("no chromium on PATH (apt-get install chromium)");
+    };
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let live = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "--all",
+        "--quick",
+        "--models",
+        "single,pool,async",
+        "--works",
+        "none,cpu",
+        "--live",
+        &live,
+    ];
+    let mut run = run_args(dir.path(), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut state = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while state["capacities"].as_array().is_none_or(|c| c.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "no capacity on the live page: {state}"
+        );
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before a capacity was shown"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        state = http_get(&format!("http://{live}/state"))
+            .ok()
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(Value::Null);
+    }
+    let probes = state["probes"].as_array().unwrap().len();
+    let profile = dir.path().join("profile");
+    let url = format!("http://{live}/");
+    let dom = headless(&browser, &profile, &url, 3_000, &["--dump-dom"]);
+    assert!(
+        dom.matches("<tr class=\"probe\">").count() >= probes,
+        "{dom:.3000}"
+    );
+    assert!(dom.contains("<tr class=\"capacity\">"), "{dom:.3000}");
+    assert!(dom.contains(state["run_id"].as_str().unwrap()));
+    let artefacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let shot = artefacts.join("live-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let arg = format!("--screenshot={}", shot.display());
+    headless(
+        &browser,
+        &profile,
+        &url,
+        3_000,
+        &[&arg, "--window-size=1100,1000"],
+    );
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = run.wait();
 }

@@ -88,8 +88,8 @@ fn encode_query(q: &str) -> String {
 
 #[test]
 fn prometheus_scrapes_the_frames_the_server_reports() {
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let server = Server::start("single", &["--metrics", &metrics]);
+    let server = Server::start("single", &["--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics.unwrap().to_string();
     let prometheus = match Prometheus::start(std::slice::from_ref(&metrics)) {
         Ok(p) => p,
         Err(why) => return cannot_run(&why),
@@ -121,8 +121,8 @@ fn prometheus_scrapes_the_frames_the_server_reports() {
 /// reports say they sent.
 #[test]
 fn the_recording_rule_sums_the_fleet_shards() {
-    let server_metrics = format!("127.0.0.1:{}", free_port());
-    let server = Server::start("single", &["--metrics", &server_metrics]);
+    let server = Server::start("single", &["--metrics", "127.0.0.1:0"]);
+    let server_metrics = server.metrics.unwrap().to_string();
     let shard_metrics: Vec<String> = (0..2)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();

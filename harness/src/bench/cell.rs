@@ -44,6 +44,8 @@ pub struct CellContext<'a> {
     pub stop: Arc<AtomicBool>,
     /// The server records each client's latency apart (past the knee).
     pub client_latency: bool,
+    /// The live page (`--live`): each probe is shown, its server scraped.
+    pub live: Option<Arc<crate::live::Live>>,
 }
 
 /// Runs one cell. Errors only when the cell could not be started at all.
@@ -58,8 +60,11 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         let _ = std::fs::remove_file(p);
     }
     let config = ctx.config;
-
-    let (mut server, addr) = start_server(ctx, key, &server_json, &server_log)?;
+    if let Some(live) = &ctx.live {
+        live.probe_started(key);
+    }
+    let (mut server, addr, metrics) = start_server(ctx, key, &server_json, &server_log)?;
+    let follow = ctx.live.as_ref().zip(metrics).map(|(l, m)| l.follow(m));
     let fleet_config = config
         .fleet_config(key, addr)
         .ok_or_else(|| anyhow!("workload {} not in the run", key.workload))?;
@@ -114,6 +119,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
             let _ = fleet.wait();
         }
     }
+    drop(follow);
     // The last sample (PSS, fds, context switches too) sees the server as
     // the load left it, before it is asked to stop.
     let samples = sampler.stop();
@@ -140,16 +146,20 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         logs: vec![server_log, fleet_log],
     };
     cell.recompute();
+    if let Some(live) = &ctx.live {
+        live.probe_landed(&cell);
+    }
     Ok(cell)
 }
 
-/// Starts `harness serve` for the cell and waits for its address.
+/// Starts `harness serve` for the cell and waits for its address (and its
+/// metrics', for the live page).
 fn start_server(
     ctx: &CellContext,
     key: &CellKey,
     server_json: &Path,
     server_log: &Path,
-) -> Result<(Child, SocketAddr)> {
+) -> Result<(Child, SocketAddr, Option<SocketAddr>)> {
     let config = ctx.config;
     let mut serve = Command::new(&ctx.exe);
     serve
@@ -181,8 +191,11 @@ fn start_server(
     if !config.stages {
         serve.arg("--no-stages");
     }
+    if ctx.live.is_some() {
+        serve.args(["--metrics", "127.0.0.1:0"]);
+    }
     let mut server = serve.spawn().context("start `harness serve`")?;
-    let addr = match wait_listening(&mut server) {
+    let (addr, metrics) = match wait_listening_with_metrics(&mut server) {
         Ok(a) => a,
         Err(e) => {
             let _ = server.kill();
@@ -192,7 +205,7 @@ fn start_server(
         }
     };
 
-    Ok((server, addr))
+    Ok((server, addr, metrics))
 }
 
 /// Fault injection: once `after` has passed with the fleet still running,
@@ -265,20 +278,38 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 
 /// Reads the server's `listening on ADDR` line, with a timeout.
 pub(crate) fn wait_listening(server: &mut Child) -> Result<SocketAddr> {
+    wait_listening_with_metrics(server).map(|(addr, _)| addr)
+}
+
+/// Reads the server's first lines, with a timeout: its `metrics on ADDR`
+/// line (with `--metrics`) and its `listening on ADDR` line.
+pub(crate) fn wait_listening_with_metrics(
+    server: &mut Child,
+) -> Result<(SocketAddr, Option<SocketAddr>)> {
     let stdout = server
         .stdout
         .take()
         .ok_or_else(|| anyhow!("no server stdout"))?;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut metrics = None;
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        loop {
+            line.clear();
+            let _ = reader.read_line(&mut line);
+            match line.trim().strip_prefix("metrics on ") {
+                Some(m) if metrics.is_none() => metrics = m.parse::<SocketAddr>().ok(),
+                _ => break,
+            }
+        }
+        let _ = tx.send((line, metrics));
     });
-    let line = rx.recv_timeout(LISTEN_TIMEOUT).map_err(|_| {
+    let (line, metrics) = rx.recv_timeout(LISTEN_TIMEOUT).map_err(|_| {
         anyhow!("the server printed no `listening on` line within {LISTEN_TIMEOUT:?}")
     })?;
-    line.trim()
+    let addr = line
+        .trim()
         .strip_prefix("listening on ")
         .and_then(|a| a.parse().ok())
         .ok_or_else(|| {
@@ -286,7 +317,8 @@ pub(crate) fn wait_listening(server: &mut Child) -> Result<SocketAddr> {
                 "the server did not start (its first line was {:?})",
                 line.trim()
             )
-        })
+        })?;
+    Ok((addr, metrics))
 }
 
 /// Waits for `child` until `limit` or until `stop` is set (then `None`).

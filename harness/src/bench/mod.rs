@@ -79,6 +79,14 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         log_dir: log_dir.clone(),
         stop: stop.clone(),
         client_latency: false,
+        live: match args.live {
+            Some(addr) => {
+                let live = crate::live::Live::start(addr, &run.run_id)?;
+                println!("live:    http://{}/", live.addr());
+                Some(live)
+            }
+            None => None,
+        },
     };
     let finished = match run.config.search {
         Some(_) => {
@@ -87,6 +95,9 @@ pub fn run(args: &RunArgs) -> Result<Outcome> {
         }
         None => run_matrix(&ctx, &mut run, &run_dir)?,
     };
+    if let Some(live) = &ctx.live {
+        live.finished();
+    }
     if !finished {
         tracing::warn!("interrupted");
         return Ok(Outcome::Interrupted { run_id: run.run_id });

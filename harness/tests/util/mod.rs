@@ -72,6 +72,8 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its metrics are served (`--metrics`).
+    pub metrics: Option<SocketAddr>,
     report: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -102,10 +104,17 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start harness serve");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        reader.read_line(&mut line).unwrap();
+        let metrics = line
+            .trim()
+            .strip_prefix("metrics on ")
+            .map(|m| m.parse().unwrap());
+        if metrics.is_some() {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
         let addr = line
             .trim()
             .strip_prefix("listening on ")
@@ -115,6 +124,7 @@ impl Server {
         Server {
             child,
             addr,
+            metrics,
             report,
             _dir: dir,
         }
@@ -335,4 +345,43 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The first Chromium on PATH.
+pub fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// Headless Chromium on `url` with `args`, stopped after `stop_ms` (a page
+/// with a stream open never goes idle); its stdout.
+pub fn headless(
+    browser: &std::path::Path,
+    profile: &std::path::Path,
+    url: &str,
+    stop_ms: u32,
+    args: &[&str],
+) -> String {
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--timeout={stop_ms}"))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
