@@ -28,7 +28,7 @@ if [ -z "${run:-}" ]; then
   run=$(basename "$(dirname "$(ls "$out"/results/*/run.json)")")
 fi
 mkdir -p docs/example
-rm -f docs/example/*.png
+for p in capacity-io load-io workers-io stages-io cost-io; do rm -f "docs/example/$p.png"; done
 for p in capacity-io load-io workers-io stages-io cost-io; do
   [ ! -f "$out/plots/$run/$p.png" ] || cp "$out/plots/$run/$p.png" "docs/example/$p.png"
 done

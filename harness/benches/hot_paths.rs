@@ -293,5 +293,32 @@ fn loopback_group(c: &mut Criterion, group: &str, bytes: &[u8]) {
     g.finish();
 }
 
-criterion_group!(benches, wire, kernel, server_paths, acks, loopback);
+/// What `--metrics` adds to recording a frame: the same 512 records as
+/// `server/record_512_frames` with the live counts on (registered last:
+/// once on, they stay on in this process).
+fn live_counts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("server");
+    g.throughput(Throughput::Elements(512));
+    let frames: Vec<Frame> = (0..512).map(frame).collect();
+    g.bench_function("record_512_frames_live", |b| {
+        models::live::enable(64).unwrap();
+        let mut stats = ProcessStats::default();
+        b.iter(|| {
+            for f in &frames {
+                stats.record(f, 2_000_000, None);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    wire,
+    kernel,
+    server_paths,
+    acks,
+    loopback,
+    live_counts
+);
 criterion_main!(benches);

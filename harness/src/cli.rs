@@ -218,6 +218,9 @@ pub struct RunArgs {
     /// Follow the run on a local web page (progress, each probe's verdict as it lands, the current probe's rate, p99 and CPU, the capacities) at this address [default: 127.0.0.1:8089]; other than loopback only when asked for (e.g. 0.0.0.0:8089). Servers then run with --metrics, scraped every 250 ms.
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8089")]
     pub live: Option<std::net::SocketAddr>,
+    /// Servers run with --metrics and the harness scrapes them this often during each cell: what watching a server costs it (`docs/metrics-cost.sh`).
+    #[arg(long, value_parser = parse_duration)]
+    pub scrape_every: Option<Duration>,
     /// Servers stamp no reads and record no stages (no attribution in the report): to measure what knowing where the time went costs, with the same build (`docs/stage-cost.sh`).
     #[arg(long)]
     pub no_stages: bool,

@@ -206,33 +206,35 @@ impl Live {
             v.eta_s = Some(0.0);
         });
     }
+}
 
-    /// Scrapes the current probe's server at `metrics` every
-    /// [`SCRAPE_EVERY`] until the returned guard drops.
-    pub fn follow(self: &Arc<Self>, metrics: SocketAddr) -> Follow {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (live, done) = (self.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut last: Option<Scrape> = None;
-            while !done.load(Ordering::Relaxed) {
-                if last.is_some() {
-                    std::thread::sleep(SCRAPE_EVERY);
-                }
-                let Some(now) = Scrape::of(metrics) else {
-                    std::thread::sleep(SCRAPE_EVERY);
-                    continue;
-                };
-                if let Some(before) = &last {
-                    live.sample(now.since(before, started.elapsed().as_secs_f64()));
-                }
-                last = Some(now);
+/// Scrapes a probe's server at `metrics` every `every` until the returned
+/// guard drops, each change since the scrape before shown on `live` (if
+/// any): what `--live` does, and `--scrape-every` without a page (to
+/// measure what watching costs the server).
+pub fn follow(metrics: SocketAddr, every: Duration, live: Option<Arc<Live>>) -> Follow {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut last: Option<Scrape> = None;
+        while !done.load(Ordering::Relaxed) {
+            if last.is_some() {
+                std::thread::sleep(every);
             }
-        });
-        Follow {
-            stop,
-            thread: Some(thread),
+            let Some(now) = Scrape::of(metrics) else {
+                std::thread::sleep(every);
+                continue;
+            };
+            if let (Some(before), Some(live)) = (&last, &live) {
+                live.sample(now.since(before, started.elapsed().as_secs_f64()));
+            }
+            last = Some(now);
         }
+    });
+    Follow {
+        stop,
+        thread: Some(thread),
     }
 }
 

@@ -110,6 +110,11 @@ pub struct RunConfig {
     /// with `--no-stages`, to measure their cost).
     #[serde(default = "default_stages")]
     pub stages: bool,
+    /// Servers ran with `--metrics`, scraped this often (`--scrape-every`;
+    /// `--live` scrapes too, and is not recorded: a page changes no figure
+    /// beyond what this measures).
+    #[serde(default, with = "opt_ms")]
+    pub scrape_every: Option<Duration>,
     /// CPUs the harness and its sampler run on (off the server's).
     pub harness_cpus: Vec<usize>,
     /// Kernel iterations per microsecond: what `cpu:DUR` specs were

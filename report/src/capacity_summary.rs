@@ -516,7 +516,7 @@ fn method(md: &mut String, run: &RunFile) {
     if let Some(note) = crate::labels::kernel_note(c) {
         let _ = writeln!(md, "- **cpu work**: {note}.");
     }
-    if let Some(note) = crate::labels::stages_off_note(c) {
+    for note in crate::labels::cost_notes(c) {
         let _ = writeln!(md, "- {note}");
     }
     search_method(md, run);

@@ -36,11 +36,17 @@ pub fn status_word(s: Status) -> &'static str {
 }
 
 /// Where a run's cpu work came from, when the run recorded its kernel
-/// What a run with `--no-stages` leaves out, for its method section.
-pub fn stages_off_note(c: &record::config::RunConfig) -> Option<&'static str> {
-    (!c.stages).then_some(
-        "**Stages off** (`--no-stages`): the servers stamped no reads and recorded no frame's stages, so nothing here says where the time went; such a run measures what knowing it costs.",
-    )
+/// What a run measured with a setting that changes what the servers do
+/// (`--no-stages`, `--scrape-every`), for its method section.
+pub fn cost_notes(c: &record::config::RunConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !c.stages {
+        notes.push("**Stages off** (`--no-stages`): the servers stamped no reads and recorded no frame's stages, so nothing here says where the time went; such a run measures what knowing it costs.".to_string());
+    }
+    if let Some(every) = c.scrape_every {
+        notes.push(format!("**Watched** (`--scrape-every {}`): the servers ran with `--metrics` and were scraped that often during every cell; their CPU includes what watching costs (the exporter is a process of the server's tree).", humantime::format_duration(every)));
+    }
+    notes
 }
 
 /// calibration: the cached median, its spread and when it was measured.

@@ -97,7 +97,7 @@ fn method(md: &mut String, run: &RunFile) {
         "- **Achieved** is the frames the server finished processing inside the measured window, per second, from its own 10 ms processed-rate timeline (warm-up frames worked off late count too); **backlog** is the frames written but not yet processed when the load stopped. **Server CPU** is the CPU clock time (ns, every thread) of the whole server process tree inside the window; CPU per packet divides it by the frames processed in the window. The sampler runs off the server's CPUs (on CPUs {:?}).",
         c.harness_cpus
     );
-    if let Some(note) = crate::labels::stages_off_note(c) {
+    for note in crate::labels::cost_notes(c) {
         let _ = writeln!(md, "- {note}");
     }
     let _ = writeln!(

@@ -64,26 +64,11 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         live.probe_started(key);
     }
     let (mut server, addr, metrics) = start_server(ctx, key, &server_json, &server_log)?;
-    let follow = ctx.live.as_ref().zip(metrics).map(|(l, m)| l.follow(m));
+    let follow = follow_server(ctx, metrics);
     let fleet_config = config
         .fleet_config(key, addr)
         .ok_or_else(|| anyhow!("workload {} not in the run", key.workload))?;
-    let mut fleet_cmd = Command::new(&ctx.exe);
-    fleet_cmd
-        .arg("fleet")
-        .args(FleetOptions::from_config(&fleet_config).to_args())
-        .arg("--report")
-        .arg(&fleet_json)
-        .arg("--parent-pid")
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file(&fleet_log)?);
-    if config.fleet_shards > 1 {
-        fleet_cmd
-            .arg("--local-shards")
-            .arg(config.fleet_shards.to_string());
-    }
+    let mut fleet_cmd = fleet_command(ctx, &fleet_config, &fleet_json, &fleet_log)?;
     let mut fleet = match fleet_cmd.spawn() {
         Ok(f) => f,
         Err(e) => {
@@ -152,6 +137,44 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     Ok(cell)
 }
 
+/// Scrapes the cell's server (its `metrics` address) while the guard
+/// lives, for the live page or `--scrape-every`.
+fn follow_server(ctx: &CellContext, metrics: Option<SocketAddr>) -> Option<crate::live::Follow> {
+    let every = match &ctx.live {
+        Some(_) => Some(crate::live::SCRAPE_EVERY),
+        None => ctx.config.scrape_every,
+    };
+    metrics
+        .zip(every)
+        .map(|(m, every)| crate::live::follow(m, every, ctx.live.clone()))
+}
+
+/// The cell's `harness fleet` command.
+fn fleet_command(
+    ctx: &CellContext,
+    fleet_config: &fleet::FleetConfig,
+    fleet_json: &Path,
+    fleet_log: &Path,
+) -> Result<Command> {
+    let mut fleet_cmd = Command::new(&ctx.exe);
+    fleet_cmd
+        .arg("fleet")
+        .args(FleetOptions::from_config(fleet_config).to_args())
+        .arg("--report")
+        .arg(fleet_json)
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(fleet_log)?);
+    if ctx.config.fleet_shards > 1 {
+        fleet_cmd
+            .arg("--local-shards")
+            .arg(ctx.config.fleet_shards.to_string());
+    }
+    Ok(fleet_cmd)
+}
+
 /// Starts `harness serve` for the cell and waits for its address (and its
 /// metrics', for the live page).
 fn start_server(
@@ -191,7 +214,7 @@ fn start_server(
     if !config.stages {
         serve.arg("--no-stages");
     }
-    if ctx.live.is_some() {
+    if ctx.live.is_some() || config.scrape_every.is_some() {
         serve.args(["--metrics", "127.0.0.1:0"]);
     }
     let mut server = serve.spawn().context("start `harness serve`")?;

@@ -97,6 +97,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         inline_cpu: args.inline_cpu,
         coalesce: args.coalesce,
         stages: !args.no_stages,
+        scrape_every: args.scrape_every,
         harness_cpus,
         iters_per_us,
         kernel_calibration: Some(kernel),
