@@ -5,7 +5,7 @@
 //! at loads up to the search's bound (the floor).
 
 use anyhow::Result;
-use record::capacity::{equal_load_of, LimitedBy, Outcome, EQUAL_LOAD_REPEATS};
+use record::capacity::{equal_load_of, LimitedBy, EQUAL_LOAD_REPEATS};
 use record::cell::CellKey;
 use record::config::SearchSettings;
 use record::efficiency::{self, FloorPoint};
@@ -166,9 +166,7 @@ pub(crate) fn past_knees(
     };
     for i in 0..run.capacities.len() {
         let record = &run.capacities[i];
-        let at = record.probes.iter().find(|p| {
-            p.clients == record.clients && p.workers == record.workers && p.outcome == Outcome::Pass
-        });
+        let at = record.probe_at_capacity();
         let (Some(at), LimitedBy::Server) = (at.map(|p| p.cell), record.limited_by) else {
             continue;
         };

@@ -2,7 +2,7 @@
 //! search's progress and its estimate, every probe's verdict as it lands,
 //! the current probe's processed rate, p99 and CPU as moving charts (from
 //! the server's own `--metrics`, scraped every [`SCRAPE_EVERY`]), and the
-//! capacity table filling in. Served by axum from a thread of the harness
+//! capacity table and a capacity chart per workload filling in. Served by axum from a thread of the harness
 //! (never the server's CPUs); the page gets the run's state as server-sent
 //! events (`/events`), and the same JSON at `/state`.
 
@@ -87,6 +87,12 @@ pub struct CapacityRow {
     pub workload: String,
     /// The capacity with its interval, as summary.md writes it.
     pub capacity: String,
+    /// The capacity, clients.
+    pub clients: u32,
+    /// The interval's low end.
+    pub low: u32,
+    /// The interval's high end (`None`: the generator's bound).
+    pub high: Option<u32>,
     /// Its worker count.
     pub workers: usize,
     /// Probes behind it.
@@ -147,7 +153,7 @@ impl Live {
         self.update(|v| {
             v.probes_done = done;
             v.probes_expected = expected.max(done);
-            v.eta_s = (done > 0).then(|| elapsed / done as f64 * (v.probes_expected - done) as f64);
+            v.eta_s = eta(elapsed, done, expected);
         });
     }
 
@@ -192,6 +198,9 @@ impl Live {
             model: r.model.clone(),
             workload: r.workload.clone(),
             capacity: r.interval.label(r.clients),
+            clients: r.clients,
+            low: r.interval.low,
+            high: r.interval.high,
             workers: r.workers,
             probes: r.probes.len(),
         };
@@ -253,6 +262,12 @@ impl Drop for Follow {
     }
 }
 
+/// Seconds left after `done` probes of `expected` took `elapsed` seconds:
+/// the pace so far times the probes left; none before the first.
+fn eta(elapsed: f64, done: u64, expected: u64) -> Option<f64> {
+    (done > 0).then(|| elapsed / done as f64 * expected.saturating_sub(done) as f64)
+}
+
 fn label(key: &CellKey) -> String {
     format!(
         "{} {} w={} @ {} clients",
@@ -305,4 +320,27 @@ async fn events(
         Some((Ok(event), (live, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_is_the_pace_so_far_times_the_probes_left() {
+        // (elapsed s, done, expected) -> seconds left
+        let cases = [
+            ((10.0, 0, 20), None),
+            ((10.0, 5, 20), Some(30.0)),
+            ((10.0, 20, 20), Some(0.0)),
+            ((10.0, 25, 20), Some(0.0)), // the estimate was low: none left
+        ];
+        for ((elapsed, done, expected), want) in cases {
+            assert_eq!(
+                eta(elapsed, done, expected),
+                want,
+                "{elapsed} {done} {expected}"
+            );
+        }
+    }
 }

@@ -553,7 +553,8 @@ fn an_ack_mode_cell_acknowledges_every_frame_once() {
 }
 
 /// `--live`: while a capacity run goes, headless Chromium loads the live
-/// page; its DOM has the probes landed so far and the capacity table, and a
+/// page; its DOM has the probes landed so far, the capacity table and a
+/// capacity chart, and a
 /// screenshot is saved as a CI artefact (`target/ci-artefacts/live-page.png`).
 #[test]
 fn the_live_page_shows_probes_and_capacities_as_they_land() {
@@ -604,6 +605,10 @@ fn the_live_page_shows_probes_and_capacities_as_they_land() {
         "{dom:.3000}"
     );
     assert!(dom.contains("<tr class=\"capacity\">"), "{dom:.3000}");
+    assert!(
+        dom.contains("class=\"chart capacity-chart\""),
+        "{dom:.3000}"
+    );
     assert!(dom.contains(state["run_id"].as_str().unwrap()));
     let artefacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-artefacts");
     std::fs::create_dir_all(&artefacts).unwrap();

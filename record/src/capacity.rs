@@ -149,6 +149,14 @@ pub struct CapacityRecord {
 }
 
 impl CapacityRecord {
+    /// The first probe that passed at the capacity (its size and worker
+    /// count): the cell its figures at capacity come from.
+    pub fn probe_at_capacity(&self) -> Option<&ProbeRecord> {
+        self.probes.iter().find(|p| {
+            p.clients == self.clients && p.workers == self.workers && p.outcome == Outcome::Pass
+        })
+    }
+
     /// What limited the search, as the tables say it, with the projection
     /// where the generator stopped it.
     pub fn limit_label(&self) -> String {

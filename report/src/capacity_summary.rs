@@ -208,11 +208,7 @@ fn cost(
     for r in ranked {
         let (work, at, multiple) = floor(r);
         let counts = r
-            .probes
-            .iter()
-            .find(|p| {
-                p.clients == r.clients && p.workers == r.workers && p.outcome == Outcome::Pass
-            })
+            .probe_at_capacity()
             .and_then(|p| run.cells.get(p.cell))
             .and_then(|c| c.derived.counts.clone());
         let (fpr, cpu, ctxt) = counts.map_or(("-".into(), "-".into(), "-".into()), |k| {

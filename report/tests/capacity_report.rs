@@ -430,11 +430,7 @@ fn past_the_knee_has_each_clients_tail_and_the_counts_are_the_servers() {
             tails += 1;
         }
         let at = c
-            .probes
-            .iter()
-            .find(|p| {
-                p.clients == c.clients && p.workers == c.workers && p.outcome == Outcome::Pass
-            })
+            .probe_at_capacity()
             .expect("a passing probe at the capacity");
         let k = run.cells[at.cell]
             .derived
