@@ -18,12 +18,11 @@ target/release/harness --all --quick --models single,pool,async --works none,cpu
   --live "127.0.0.1:$port" --results-dir "$out/results" --plots-dir "$out/plots" \
   --logs-dir "$out/logs" >"$out/run.txt" 2>&1 &
 run_pid=$!
-# Part-way: once a capacity has landed and probes are still running.
+# Part-way: once two capacities have landed and a probe is running.
 for _ in $(seq 1 600); do
   sleep 0.5
   state=$(curl -sf "http://127.0.0.1:$port/state" || true)
-  if python3 -c 'import json,sys; v=json.loads(sys.argv[1]); sys.exit(0 if len(v["capacities"]) >= 2 and v["current"] else 1)' "$state" 2>/dev/null; then
-    sleep 2
+  if python3 -c 'import json,sys; v=json.loads(sys.argv[1]); sys.exit(0 if len(v["capacities"]) >= 2 and v["current"] and v["last"] else 1)' "$state" 2>/dev/null; then
     shoot "http://127.0.0.1:$port/" docs/example/live-page.png 1100,1000
     break
   fi

@@ -44,6 +44,10 @@ pub struct LiveView {
     pub eta_s: Option<f64>,
     /// The probe running now.
     pub current: Option<CurrentProbe>,
+    /// The probe that landed last, with its samples (the charts show it
+    /// while the one running now has too few: quick probes last a few
+    /// scrapes).
+    pub last: Option<CurrentProbe>,
     /// Every probe landed, in order.
     pub probes: Vec<ProbeRow>,
     /// Capacities found so far.
@@ -188,7 +192,7 @@ impl Live {
         };
         self.update(|v| {
             v.probes.push(row);
-            v.current = None;
+            v.last = v.current.take();
         });
     }
 
