@@ -11,7 +11,7 @@
 //! that finds every slot taken shares slot 0, with atomic adds. Latencies
 //! go into Prometheus buckets: cumulative counts need fixed bounds, and an
 //! HDR histogram cannot live in shared memory (the report keeps those).
-//! Off (the default), each hook costs one load of [`BOARD`]'s state.
+//! Off (the default), each hook costs one load of the mapping's state (set by [`enable`]).
 
 use std::cell::Cell;
 use std::num::NonZeroUsize;
