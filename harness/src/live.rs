@@ -283,21 +283,12 @@ fn label(key: &CellKey) -> String {
 }
 
 fn serve(listener: TcpListener, live: Arc<Live>) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the live page's runtime")?;
-    runtime.block_on(async move {
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = Router::new()
-            .route("/", get(page))
-            .route("/state", get(state))
-            .route("/events", get(events))
-            .with_state(live);
-        axum::serve(listener, app).await
-    })?;
-    Ok(())
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/state", get(state))
+        .route("/events", get(events))
+        .with_state(live);
+    crate::metrics::serve_router(listener, app)
 }
 
 /// The page, the state now written into it.

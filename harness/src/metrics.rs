@@ -101,16 +101,24 @@ pub fn start_fleet_exporter(
 
 /// Serves `GET /metrics` from `registry` on a runtime of this thread's own.
 fn serve_http(listener: TcpListener, registry: Arc<Registry>) -> Result<()> {
+    serve_router(
+        listener,
+        Router::new()
+            .route("/metrics", get(scrape))
+            .with_state(registry),
+    )
+}
+
+/// Serves `app` on `listener` from a single-threaded runtime of this
+/// thread's own, until the process ends (the exporters, the live page).
+pub(crate) fn serve_router(listener: TcpListener, app: Router) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("start the exporter's runtime")?;
+        .context("start an HTTP runtime")?;
     runtime.block_on(async move {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = Router::new()
-            .route("/metrics", get(scrape))
-            .with_state(registry);
         axum::serve(listener, app).await
     })?;
     Ok(())
