@@ -15,6 +15,8 @@
 #                                its cpu work on the blocking pool vs inline
 #   coalesce docs/models.md      CPU per frame of `single` and of `pool` with
 #                                each turn's frames handed over at once vs held back
+#   hand-off docs/models.md      `pool` and `rayon` against `single` (none, cpu)
+#                                and `threads` (io) at equal load: issue 23's targets
 #   oneshot  docs/deployment.md  docker/oneshot.sh's summary (only with
 #                                --docker: it builds the image; needs dockerd)
 # Never edit those parts by hand: run this instead (about 3 minutes, plus
@@ -52,6 +54,23 @@ for r in 1 2 3; do
   for c in single:0 pool:0 pool:100us; do
     run "coalesce-${c%%:*}-${c##*:}-$r" --all --models "${c%%:*}" --works none --clients 100 \
       --batch-window 1ms --duration 3s --warmup 1s --coalesce "${c##*:}"
+  done
+done
+# pool and rayon against the reference of each target, the same load, each
+# round all side by side
+for r in 1 2 3; do
+  for c in single:0 pool:100us rayon:0 rayon:100us; do
+    m=${c%%:*} h=${c##*:}
+    run "handoff-none-$m-$h-$r" --all --models "$m" --works none --clients 100 \
+      --batch-window 1ms --duration 3s --warmup 1s --coalesce "$h"
+    run "handoff-cpu-$m-$h-$r" --model "$m" --work cpu:5us --clients 3 --batch-window 0 \
+      --duration 2s --warmup 500ms --coalesce "$h"
+  done
+  for c in threads:0 pool:100us rayon:0 rayon:100us; do
+    m=${c%%:*} h=${c##*:} w=()
+    [ "$m" = threads ] || w=(--workers 64)
+    run "handoff-io-$m-$h-$r" --model "$m" --work io:1ms,every=20 --clients 60 "${w[@]}" \
+      --batch-window 1ms --duration 3s --warmup 1s --coalesce "$h"
   done
 done
 for m in prefork percore; do
@@ -201,6 +220,29 @@ splice("docs/models.md", "coalesce",
        "| server | CPU us/frame | vs `single` | switches/frame | p99 | verdicts |\n|---|---:|---:|---:|---:|---|\n"
        f"| `single` | {cpu[1]:.3f} ({cpu[0]:.3f}-{cpu[2]:.3f}) | 1 | {sw[1]:.3f} | {p99[1]:.0f} us | "
        f"{', '.join(sorted({x[3] for x in base}))} |\n" + "\n".join(rows))
+
+# pool and rayon at equal load against single (none, cpu) and threads (io)
+def one(name):
+    (c,) = json.loads(next((out / name / "results").glob("*/run.json")).read_text())["cells"]
+    assert c["verdict"]["status"] == "valid", (name, c["verdict"])
+    return c["derived"]["cpu_us_per_packet"]
+loads = (("none", "`none`, 100 clients, 1 ms batches", "single", 1.3),
+         ("cpu", "`cpu:5us`, 3 clients, one frame per write", "single", 1.3),
+         ("io", "`io:1ms,every=20`, 60 clients, 64 workers", "threads", 1.5))
+rows = []
+for w, label, ref, target in loads:
+    base = [one(f"handoff-{w}-{ref}-0-{r}") for r in (1, 2, 3)]
+    cols = []
+    for m, h in (("pool", "100us"), ("rayon", "0"), ("rayon", "100us")):
+        v = [one(f"handoff-{w}-{m}-{h}-{r}") for r in (1, 2, 3)]
+        q = sorted(a / b for a, b in zip(v, base))
+        cols.append(f"{sorted(v)[1]:.2f}: {q[1]:.2f}x ({q[0]:.2f}-{q[2]:.2f})")
+    rows.append(f"| {label} | `{ref}` {sorted(base)[1]:.2f} | {target}x | " + " | ".join(cols) + " |")
+splice("docs/models.md", "hand-off",
+       f"Measured by `docs/figures.sh` ({stamp}): three rounds of all side by side; CPU us per frame (median) and "
+       "its ratio to the reference's in the same round (median, range), with the issue's target:\n\n"
+       "| load | reference | target | `pool` | `rayon --coalesce 0` (each turn's batches at once) | `rayon` (held back, the default) |\n"
+       "|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
 
 oneshot = out / "oneshot-summary.txt"
 if oneshot.exists():

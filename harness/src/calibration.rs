@@ -14,8 +14,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use workloads::WorkPlan;
 
 use fleet::{FleetConfig, Rate};
+use nix::sys::resource::{getrusage, UsageWho};
 use record::calibration::{
-    capacities, paces_anyone, FleetCalibration, Step, CALIBRATION_FILE, CONFIRM, WINDOWS_US,
+    capacities, paces_anyone, FleetCalibration, Step, CALIBRATION_FILE, CONFIRM, QUIET_OTHER_CPUS,
+    WINDOWS_US,
 };
 use record::environment::Environment;
 use record::units::fmt_ns;
@@ -33,10 +35,12 @@ const RECALIBRATE_PAUSES: [Duration; 2] = [Duration::from_secs(5), Duration::fro
 
 /// Loads the cached calibration in `results_dir` if it fits this
 /// machine and was measured with steps of at least `step_ms`, else
-/// measures and caches a new one. One that paced no one is measured up
-/// to twice more after a pause; if it still paces no one it is an error
-/// when `required` (a search's bound), else returned uncached with a
-/// warning.
+/// measures and caches a new one. One that paced no one, or was measured
+/// while other processes kept more than [`QUIET_OTHER_CPUS`] busy, is
+/// measured up to twice more after a pause; if it still paces no one it is
+/// an error when `required` (a search's bound), else returned uncached with
+/// a warning; if the machine stayed busy it is used for this run, uncached,
+/// with a warning.
 pub fn load_or_measure(
     results_dir: &Path,
     env: &Environment,
@@ -61,29 +65,40 @@ pub fn load_or_measure(
     );
     let limit = Duration::from_micros(100);
     let measure = || {
-        sweep(
+        let before = OtherCpu::now();
+        let steps = sweep(
             server_cpus,
             fleet_cpu,
             Duration::from_millis(step_ms),
             limit,
             u32::MAX,
             |_| {},
-        )
+        )?;
+        Ok::<_, anyhow::Error>((steps, before.and_then(|b| b.since())))
     };
-    // A sweep in which no window paced even one client says the
-    // machine was stalled or busy, not what the fleet can do: wait out
-    // the stretch and measure again.
-    let mut steps = measure()?;
+    // A sweep in which no window paced even one client, or one beside
+    // other busy processes, says the machine was stalled or busy, not what
+    // the fleet can do: wait out the stretch and measure again.
+    let (mut steps, mut other_cpus) = measure()?;
     for pause in RECALIBRATE_PAUSES {
-        if paces_anyone(&capacities(&steps)) {
+        let busy = other_cpus.is_some_and(|c| c > QUIET_OTHER_CPUS);
+        if paces_anyone(&capacities(&steps)) && !busy {
             break;
         }
         eprintln!(
-            "the fleet kept no window on time, not even with one client (a noisy stretch of the machine?); measuring again in {}",
+            "{}; measuring again in {}",
+            if busy {
+                format!(
+                    "other processes kept {:.2} CPUs busy while the fleet was calibrated",
+                    other_cpus.unwrap_or(0.0)
+                )
+            } else {
+                "the fleet kept no window on time, not even with one client (a noisy stretch of the machine?)".into()
+            },
             humantime::format_duration(pause)
         );
         std::thread::sleep(pause);
-        steps = measure()?;
+        (steps, other_cpus) = measure()?;
     }
     let failed = !paces_anyone(&capacities(&steps));
     let why = format!("one fleet core kept not even one 10 kHz client on time at any batch window (pacing-lag p99 over {}) in {} tries. Is something else busy on CPUs {server_cpus:?} and {fleet_cpu}?", fmt_ns(limit.as_nanos() as u64), RECALIBRATE_PAUSES.len() + 1);
@@ -98,9 +113,14 @@ pub fn load_or_measure(
         limit_ns: limit.as_nanos() as u64,
         step_ms,
         windows: capacities(&steps),
+        other_cpus,
     };
     if failed {
         eprintln!("warning: the fleet calibration failed ({why}); not cached. Every cell gets the largest window, and each cell's verdict says whether the fleet kept up");
+        return Ok(cal);
+    }
+    if !cal.quiet() {
+        eprintln!("warning: other processes kept {:.2} CPUs busy while the fleet was calibrated (at most {QUIET_OTHER_CPUS} for a calibration to be kept); it is used for this run only and not cached, and its windows and bound are what a busy machine allowed. Rerun on a quiet machine.", other_cpus.unwrap_or(0.0));
         return Ok(cal);
     }
     std::fs::create_dir_all(results_dir)
@@ -108,6 +128,46 @@ pub fn load_or_measure(
     let json = serde_json::to_vec_pretty(&cal).context("encode the calibration")?;
     common::fs::write_atomic(&path, &json).with_context(|| format!("write {}", path.display()))?;
     Ok(cal)
+}
+
+/// CPU time the machine spent busy, and the part of it this process and
+/// its waited-for children spent, at one moment.
+struct OtherCpu {
+    at: std::time::Instant,
+    machine_s: f64,
+    ours_s: f64,
+}
+
+impl OtherCpu {
+    /// Now (`None` where `/proc/stat` or `getrusage` cannot be read).
+    fn now() -> Option<Self> {
+        use procfs::CurrentSI;
+        let t = procfs::KernelStats::current().ok()?.total;
+        let ticks = t.user + t.nice + t.system + t.irq.unwrap_or(0) + t.softirq.unwrap_or(0);
+        let ours_s = [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN]
+            .into_iter()
+            .map(|who| getrusage(who).map(|u| seconds(u.user_time()) + seconds(u.system_time())))
+            .sum::<Result<f64, _>>()
+            .ok()?;
+        Some(OtherCpu {
+            at: std::time::Instant::now(),
+            machine_s: ticks as f64 / procfs::ticks_per_second() as f64,
+            ours_s,
+        })
+    }
+
+    /// CPUs other processes kept busy on average since `self` (the
+    /// calibration's sink child must have been waited for).
+    fn since(&self) -> Option<f64> {
+        let now = OtherCpu::now()?;
+        let wall = now.at.duration_since(self.at).as_secs_f64();
+        let other = (now.machine_s - self.machine_s) - (now.ours_s - self.ours_s);
+        (wall > 0.0).then(|| (other / wall).max(0.0))
+    }
+}
+
+fn seconds(t: nix::sys::time::TimeVal) -> f64 {
+    t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
 }
 
 /// Measures every window: sizes ascending, from the previous window's

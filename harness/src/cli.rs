@@ -206,13 +206,13 @@ pub struct RunArgs {
     /// Ack mode: the server acknowledges every frame once processed and the fleet measures each frame's round trip (due time to ack) on its own clock, and checks every frame is acknowledged exactly once.
     #[arg(long)]
     pub ack: bool,
-    /// How `prefork` and `percore` spread connections over their workers: `least` (one acceptor hands each to the worker with the fewest open ones) or `hash` (a SO_REUSEPORT listener per worker; the kernel hashes the addresses).
+    /// How `prefork`, `percore` and `uring` spread connections over their workers: `least` (one acceptor hands each to the worker with the fewest open ones) or `hash` (a SO_REUSEPORT listener per worker; the kernel hashes the addresses).
     #[arg(long, default_value_t = Placement::Least)]
     pub placement: Placement,
     /// `async`: the cpu work of one read up to this long runs inline on a runtime thread, longer on the blocking pool (0: always the pool).
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub inline_cpu: Duration,
-    /// `pool`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
+    /// `pool` and `rayon`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub coalesce: Duration,
     /// Follow the run on a local web page (progress, each probe's verdict as it lands, the current probe's rate, p99 and CPU, the capacities) at this address [default: 127.0.0.1:8089]; other than loopback only when asked for (e.g. 0.0.0.0:8089). Servers then run with --metrics, scraped every 250 ms.
@@ -306,7 +306,7 @@ pub struct ServeArgs {
     /// Largest io wait accepted, microseconds.
     #[arg(long, default_value_t = 100_000)]
     pub max_io_us: u32,
-    /// How `prefork` and `percore` spread connections over their workers: `least` or `hash` (see `harness run --help`).
+    /// How `prefork`, `percore` and `uring` spread connections over their workers: `least` or `hash` (see `harness run --help`).
     #[arg(long, default_value_t = Placement::Least)]
     pub placement: Placement,
     /// `async`: the cpu work of one read up to this long runs inline on a runtime thread; longer goes to the blocking pool (0: always the pool).
@@ -315,7 +315,7 @@ pub struct ServeArgs {
     /// Kernel iterations per microsecond, to turn --inline-cpu into work (the harness passes its calibration) [default: measured at start by the model that needs it].
     #[arg(long)]
     pub iters_per_us: Option<f64>,
-    /// `pool`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
+    /// `pool` and `rayon`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub coalesce: Duration,
     /// Record each client's latency apart, for its p99 in the report (a histogram per client per worker: a few KiB each).

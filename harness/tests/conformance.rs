@@ -727,7 +727,7 @@ fn prefork_places_connections_evenly() {
 /// what the kernel's placement costs) still serves every frame exactly.
 #[test]
 fn hash_placement_serves_every_frame() {
-    for model in ["prefork", "percore"] {
+    for model in ["prefork", "percore", "uring"] {
         let server = Server::start(model, &["--workers", "4", "--placement", "hash"]);
         let mut held = Vec::new();
         for id in 0..8 {
@@ -744,6 +744,19 @@ fn hash_placement_serves_every_frame() {
             (8, 80, 0),
             "{model}"
         );
+    }
+}
+
+/// `pool` and `rayon` with each turn's frames handed over at once
+/// (`--coalesce 0`) and held back as long as a second: the same exact
+/// counts and digest either way (a hold ends when the connection does).
+#[test]
+fn held_back_or_not_the_hand_off_counts_exactly() {
+    for model in ["pool", "rayon"] {
+        for hold in ["0", "1s"] {
+            let (r, sent) = exact_counts_and_digest_with(model, &["--coalesce", hold]);
+            stages_account_for_every_frame(&r, &sent);
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod ack;
 pub mod baseline;
 pub mod board;
 pub mod client_latency;
+pub(crate) mod hand_off;
 pub mod impls;
 pub mod ingest;
 pub mod live;

@@ -32,7 +32,7 @@ pub struct ServeConfig {
     pub frame_timeout: Duration,
     /// Caps on requested work.
     pub limits: Limits,
-    /// How `prefork` and `percore` spread connections over their workers.
+    /// How `prefork`, `percore` and `uring` spread connections over their workers.
     #[serde(default)]
     pub placement: Placement,
     /// `async`: the cpu work of one read up to this long runs inline on a
@@ -51,7 +51,7 @@ pub struct ServeConfig {
     /// the harness asks for it past the knee, where fairness is judged).
     #[serde(default)]
     pub client_latency: bool,
-    /// `pool`: while reads come fast and no worker is running, a read's
+    /// `pool` and `rayon`: while reads come fast and no worker is running, a read's
     /// frames may wait this long for more before a worker is woken for
     /// them all (0: every turn's frames are handed over at once).
     #[serde(with = "duration_ms", default = "default_coalesce")]
@@ -72,7 +72,7 @@ fn default_coalesce() -> Duration {
     DEFAULT_COALESCE
 }
 
-/// How `prefork` and `percore` spread connections over their workers.
+/// How `prefork`, `percore` and `uring` spread connections over their workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {

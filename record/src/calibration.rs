@@ -79,7 +79,18 @@ pub struct FleetCalibration {
     pub step_ms: u64,
     /// Per window, smallest first.
     pub windows: Vec<WindowCapacity>,
+    /// CPUs other processes kept busy on average while it was measured
+    /// (the machine's busy time less the calibration's own); absent when
+    /// it could not be read, or in a calibration from before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpus: Option<f64>,
 }
+
+/// Other processes may keep at most this many CPUs busy on average while
+/// the fleet is calibrated: a calibration on a busier machine measures
+/// that machine's spare time, not what the fleet can do, so it is used for
+/// its run only and never cached.
+pub const QUIET_OTHER_CPUS: f64 = 0.2;
 
 /// Step length of a full run's calibration, ms.
 pub const FULL_STEP_MS: u64 = 500;
@@ -120,6 +131,12 @@ impl FleetCalibration {
             .max()
             .unwrap_or(0);
         ((per_thread as f64 * HEADROOM).floor() as u32 * threads.max(1)).max(1)
+    }
+
+    /// Whether the machine was quiet while it was measured (see
+    /// [`QUIET_OTHER_CPUS`]; unknown counts as quiet).
+    pub fn quiet(&self) -> bool {
+        self.other_cpus.is_none_or(|c| c <= QUIET_OTHER_CPUS)
     }
 
     /// Whether it was measured on this machine by this very binary.
@@ -216,6 +233,26 @@ mod tests {
                     first_pass: clients_per_core,
                 })
                 .collect(),
+            other_cpus: None,
+        }
+    }
+
+    #[test]
+    fn only_a_calibration_on_a_quiet_machine_is_quiet() {
+        // (other processes' CPUs while it was measured, quiet)
+        let table = [
+            (None, true),
+            (Some(0.0), true),
+            (Some(QUIET_OTHER_CPUS), true),
+            (Some(0.21), false),
+            (Some(1.5), false),
+        ];
+        for (other_cpus, want) in table {
+            let c = FleetCalibration {
+                other_cpus,
+                ..cal(&[(0, 16)])
+            };
+            assert_eq!(c.quiet(), want, "{other_cpus:?}");
         }
     }
 

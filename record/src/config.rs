@@ -96,7 +96,7 @@ pub struct RunConfig {
     /// Ack mode: round trips measured by the fleet, every frame acked.
     #[serde(default)]
     pub ack: bool,
-    /// How `prefork` and `percore` placed connections.
+    /// How `prefork`, `percore` and `uring` placed connections.
     #[serde(default)]
     pub placement: Placement,
     /// `async`: cpu work of one read up to this long ran inline.

@@ -598,8 +598,8 @@ fn search_method(md: &mut String, run: &RunFile) {
             "- **Placement** (`--placement {}`): {}",
             c.placement,
             match c.placement {
-                record::config::Placement::Least => "`prefork` and `percore` accept in one place and hand each connection to the worker with the fewest open ones.",
-                record::config::Placement::Hash => "`prefork` and `percore` give each worker its own `SO_REUSEPORT` listener, and the kernel places each connection by a hash of its addresses (two clients may share a worker while another has none).",
+                record::config::Placement::Least => "`prefork`, `percore` and `uring` accept in one place and hand each connection to the worker with the fewest open ones.",
+                record::config::Placement::Hash => "`prefork`, `percore` and `uring` give each worker its own `SO_REUSEPORT` listener, and the kernel places each connection by a hash of its addresses (two clients may share a worker while another has none).",
             }
         );
     }

@@ -16,116 +16,31 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
 
-use mio::Waker;
-use workloads::{Frame, WorkKind};
+use workloads::WorkKind;
 
+use crate::hand_off::{Batch, HandOff, Workers, COALESCE_GAP};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::reactor::{self, Dispatch, Pending, Socket};
+use crate::reactor;
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
 use crate::work_queue::WorkQueue;
 
-/// Most frames in one hand-off: a read's frames are split into batches of
-/// this size, so one worker never serializes a whole read's io waits.
-pub const MAX_BATCH: usize = 16;
 /// Queued batches allowed per worker before the front blocks (at most
-/// `MAX_BATCH * QUEUE_PER_WORKER` frames per worker).
+/// `hand_off::MAX_BATCH * QUEUE_PER_WORKER` frames per worker).
 const QUEUE_PER_WORKER: usize = 64;
 
 /// Reader front plus worker pool.
 pub struct Pool;
 
-/// A batch of one connection's frames.
-pub(crate) type Batch = (Vec<Frame>, Arc<Pending>, Arc<Socket>);
-
-/// Frames held back that are worth a worker's wake-up at once.
-pub const COALESCE_FRAMES: usize = 64;
-/// Reads must come at least this often (their mean gap) for frames to be
-/// held back: then the next read is due well inside the hold; rarer
-/// reads are handed over at once (the loop's wait for events is rounded up
-/// to a millisecond, so a hold with no read after it would cost that).
-pub const COALESCE_GAP: Duration = Duration::from_micros(25);
-
-/// Hands batches to the workers through the bounded queue, at the end of
-/// each turn of the loop. Where that would wake a parked worker (none is
-/// running to take them) and reads come fast, the batches are held back,
-/// up to `--coalesce` or [`COALESCE_FRAMES`], so that one wake-up and its
-/// two context switches serve several reads: reads come one per turn (at
-/// 100 clients one every 10 us or so), and a wake-up per read cost a third
-/// of the CPU per frame at `none`.
-pub(crate) struct HandOff {
-    queue: Arc<WorkQueue<Batch>>,
-    /// The longest hold (`--coalesce`; zero: none).
-    coalesce: Duration,
-    /// Batches not yet queued.
-    held: Vec<Batch>,
-    /// Their frames.
-    held_frames: usize,
-    /// When the oldest of them was read.
-    held_since: Option<Instant>,
-    /// When the last read was dispatched.
-    last_read: Option<Instant>,
-    /// Mean gap between reads (exponentially weighted, 1/8), ns.
-    gap_ns: f64,
-}
-
-impl HandOff {
-    /// Queues every batch held.
-    fn flush(&mut self) {
-        self.held_since = None;
-        self.held_frames = 0;
-        // Refused only once closed; joining the workers reports why.
-        for (frames, pending, _) in self.queue.push_all(self.held.drain(..)) {
-            pending.done(frames.len());
-        }
-    }
-}
-
-impl Dispatch for HandOff {
-    type Conn = Arc<Pending>;
-
-    fn open(&mut self, waker: &Arc<Waker>) -> Arc<Pending> {
-        Pending::new(waker)
+impl Workers for Arc<WorkQueue<Batch>> {
+    fn would_wake(&self) -> bool {
+        WorkQueue::would_wake(self)
     }
 
-    fn dispatch(&mut self, conn: &Arc<Pending>, socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
-        for chunk in frames.chunks(MAX_BATCH) {
-            conn.add(chunk.len());
-            self.held_frames += chunk.len();
-            self.held
-                .push((chunk.to_vec(), conn.clone(), socket.clone()));
-        }
-        let now = Instant::now();
-        if let Some(last) = self.last_read {
-            let gap = now.duration_since(last).as_nanos() as f64;
-            self.gap_ns += (gap - self.gap_ns) / 8.0;
-        }
-        self.last_read = Some(now);
-        self.held_since.get_or_insert(now);
-        frames.clear();
-    }
-
-    fn turn(&mut self, _ingest: &IngestStats) {
-        let Some(since) = self.held_since else {
-            return;
-        };
-        let reads_fast = self.gap_ns < COALESCE_GAP.as_nanos() as f64;
-        let worth_waking = self.held_frames >= COALESCE_FRAMES || since.elapsed() >= self.coalesce;
-        if !reads_fast || worth_waking || !self.queue.would_wake() {
-            self.flush();
-        }
-    }
-
-    fn wait_at_most(&self) -> Option<Duration> {
-        self.held_since
-            .map(|t| self.coalesce.saturating_sub(t.elapsed()))
-    }
-
-    fn try_close(&mut self, conn: &Arc<Pending>) -> bool {
-        conn.try_close()
+    fn hand(&mut self, batches: &mut Vec<Batch>) -> Vec<Batch> {
+        self.push_all(batches.drain(..))
     }
 }
 
@@ -176,15 +91,7 @@ impl Model for Pool {
             .collect::<Result<Vec<_>, _>>()?;
         let mut ingest = IngestStats::default();
         let slots = Slots::local(config.max_clients);
-        let mut hand_off = HandOff {
-            queue,
-            coalesce: config.coalesce,
-            held: Vec::new(),
-            held_frames: 0,
-            held_since: None,
-            last_read: None,
-            gap_ns: f64::from(u32::MAX),
-        };
+        let mut hand_off = HandOff::new(queue, config, COALESCE_GAP);
         let served = reactor::run(
             listener.into(),
             config,
@@ -194,7 +101,7 @@ impl Model for Pool {
             &mut hand_off,
         );
         hand_off.flush(); // what was read is done
-        hand_off.queue.close(); // workers finish the queue, then stop
+        hand_off.workers.close(); // workers finish the queue, then stop
         let mut stats = Stats {
             ingest,
             ..Stats::default()

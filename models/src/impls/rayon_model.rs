@@ -1,28 +1,33 @@
-//! `rayon`: a mio reader front hands the frames of each read, in batches,
+//! `rayon`: a mio reader front hands the frames of its reads, in batches,
 //! to a rayon thread pool (work-stealing: an idle thread takes queued
-//! batches from a busy one). io waits block the rayon thread that runs them,
-//! so at most N waits overlap, as in `pool`; rayon is built for cpu work and
-//! a blocked thread is simply lost to the pool for the wait. In-flight
-//! batches are bounded by a token channel: the front blocks when it is
-//! full, so TCP backpressure reaches the clients.
+//! batches from a busy one). A turn's batches go over as one job, held
+//! back while reads come fast (as in `pool`, [`crate::hand_off`]): rayon
+//! wakes a sleeping thread for every job injected from outside its pool,
+//! and a job per read paid a wake-up, and the woken thread's spinning
+//! before it sleeps again, per read. Inside a job the batches are a
+//! parallel iterator, so idle threads steal them. io waits block the rayon
+//! thread that runs them, so at most N waits overlap, as in `pool`; rayon
+//! is built for cpu work and a blocked thread is simply lost to the pool
+//! for the wait. Batches in flight are bounded by a token channel: the
+//! front blocks when it is full, so TCP backpressure reaches the clients.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mio::Waker;
-use workloads::Frame;
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
+use crate::hand_off::{Batch, HandOff, Workers};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::reactor::{self, Dispatch, Pending, Socket};
+use crate::reactor;
 use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats, Stats};
 use crate::work::process_blocking;
 
-/// Most frames in one job.
-pub const MAX_BATCH: usize = 16;
-/// Jobs in flight allowed per pool thread before the front blocks.
+/// Batches in flight allowed per pool thread before the front blocks.
 const JOBS_PER_THREAD: usize = 64;
+/// Most batches in one job (at most the tokens of one thread).
+const JOB_BATCHES: usize = 16;
 
 /// Reader front plus a rayon pool.
 pub struct Rayon;
@@ -31,45 +36,61 @@ struct Jobs {
     pool: Arc<rayon::ThreadPool>,
     /// One statistics block per pool thread (uncontended locks).
     stats: Arc<Vec<Mutex<ProcessStats>>>,
-    /// A token per job in flight; bounded.
+    /// A token per batch in flight; bounded.
     tokens: crossbeam_channel::Sender<()>,
     done: crossbeam_channel::Receiver<()>,
 }
 
-impl Dispatch for Jobs {
-    type Conn = Arc<Pending>;
-
-    fn open(&mut self, waker: &Arc<Waker>) -> Arc<Pending> {
-        Pending::new(waker)
+impl Workers for Jobs {
+    fn would_wake(&self) -> bool {
+        // rayon wakes a sleeping thread for every job injected from outside
+        // the pool, whatever its running threads are doing.
+        true
     }
 
-    fn dispatch(&mut self, conn: &Arc<Pending>, socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
-        for chunk in frames.chunks(MAX_BATCH) {
-            if self.tokens.send(()).is_err() {
-                break; // cannot happen: the receiver lives in self
+    fn hand(&mut self, batches: &mut Vec<Batch>) -> Vec<Batch> {
+        let mut batches = batches.drain(..).peekable();
+        while batches.peek().is_some() {
+            // A job's tokens are taken before it is spawned, so a job is
+            // never larger than the tokens there are.
+            let job: Vec<Batch> = batches.by_ref().take(JOB_BATCHES).collect();
+            for _ in &job {
+                if self.tokens.send(()).is_err() {
+                    break; // cannot happen: the receiver lives in self
+                }
             }
-            conn.add(chunk.len());
-            let batch = chunk.to_vec();
-            let (pending, socket) = (conn.clone(), socket.clone());
-            let (stats, done) = (self.stats.clone(), self.done.clone());
-            self.pool.spawn(move || {
+            self.spawn(job);
+        }
+        Vec::new()
+    }
+}
+
+impl Jobs {
+    /// Runs `job`'s batches on the pool, as a parallel iterator (idle
+    /// threads steal from it) when the pool has more than one thread.
+    fn spawn(&self, job: Vec<Batch>) {
+        let (stats, done) = (self.stats.clone(), self.done.clone());
+        // With one thread there is no one to steal: no splitting.
+        let parallel = self.pool.current_num_threads() > 1;
+        self.pool.spawn(move || {
+            let run = |(frames, pending, socket): Batch| {
                 let i = rayon::current_thread_index().unwrap_or(0);
                 {
                     let mut st = stats[i].lock().expect("stats lock");
-                    for frame in &batch {
+                    for frame in &frames {
                         process_blocking(frame, &mut st);
                     }
                 }
-                socket.record_and_write(&batch);
-                pending.done(batch.len());
+                socket.record_and_write(&frames);
+                pending.done(frames.len());
                 let _ = done.try_recv();
-            });
-        }
-        frames.clear();
-    }
-
-    fn try_close(&mut self, conn: &Arc<Pending>) -> bool {
-        conn.try_close()
+            };
+            if parallel && job.len() > 1 {
+                job.into_par_iter().for_each(run);
+            } else {
+                job.into_iter().for_each(run);
+            }
+        });
     }
 }
 
@@ -79,7 +100,7 @@ impl Model for Rayon {
     }
 
     fn describe(&self) -> &'static str {
-        "one mio reader thread hands each read's frames, in batches of up to 16, to a work-stealing rayon pool of N threads; io waits block a pool thread, so N bounds concurrent io"
+        "one mio reader thread hands a turn's reads, in batches of up to 16 frames, as one job to a work-stealing rayon pool of N threads (held back while reads come fast, so one wake-up serves several reads); io waits block a pool thread, so N bounds concurrent io"
     }
 
     fn queue_is(&self) -> &'static str {
@@ -107,7 +128,7 @@ impl Model for Rayon {
             .build()
             .map_err(|e| ServeError::Worker(format!("cannot build the rayon pool: {e}")))?;
         let (tokens, done) = crossbeam_channel::bounded(JOBS_PER_THREAD * workers);
-        let mut jobs = Jobs {
+        let jobs = Jobs {
             pool: Arc::new(pool),
             stats: Arc::new(
                 (0..workers)
@@ -117,6 +138,10 @@ impl Model for Rayon {
             tokens,
             done,
         };
+        // A job costs a wake-up and the woken thread's spinning before it
+        // sleeps again (rayon's idle loop), about 10 us here: frames are
+        // held whenever the next read is likely to come inside the hold.
+        let mut hand_off = HandOff::new(jobs, config, config.coalesce);
         let mut ingest = IngestStats::default();
         let slots = Slots::local(config.max_clients);
         let served = reactor::run(
@@ -125,8 +150,10 @@ impl Model for Rayon {
             shutdown,
             &slots,
             &mut ingest,
-            &mut jobs,
+            &mut hand_off,
         );
+        hand_off.flush(); // what was read is done
+        let jobs = hand_off.workers;
         // Every job spawned finishes (and returns its token) before merging.
         while !jobs.done.is_empty() {
             std::thread::sleep(Duration::from_millis(1));

@@ -1,6 +1,9 @@
 //! `uring`: io_uring, thread per core. N threads, each with its own ring
-//! and its own `SO_REUSEPORT` listener (shared nothing, as `percore`). One
-//! multishot accept per ring; one multishot receive per connection, reading
+//! (shared nothing, as `percore`). The serving thread accepts every
+//! connection and places it on the ring with the fewest open ones
+//! ([`crate::placement`]); a ring watches its inbox with a multishot poll
+//! (`--placement hash`: each ring has its own `SO_REUSEPORT` listener and
+//! one multishot accept instead). One multishot receive per connection, reading
 //! into buffers the kernel picks from a provided-buffer ring. cpu work runs
 //! inline on the ring's thread. An io wait never stalls the ring: it becomes
 //! an `IORING_OP_TIMEOUT` with an absolute CLOCK_MONOTONIC deadline, and the
@@ -29,12 +32,13 @@ use workloads::{Frame, WorkKind};
 
 use crate::ack::{AckBuf, ACK_LINGER};
 use crate::ingest::ConnIngest;
-use crate::model::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
-use crate::net;
+use crate::model::{Model, Placement, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
+use crate::reactor::Entrance;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::Stats;
 use crate::work::{process_blocking, start};
+use crate::{net, placement};
 
 const RING_ENTRIES: u32 = 1024;
 /// Provided buffers per ring, and their size.
@@ -68,7 +72,7 @@ impl Model for Uring {
     }
 
     fn describe(&self) -> &'static str {
-        "N threads, each with its own io_uring and SO_REUSEPORT listener: multishot accept and receive into a provided-buffer ring; cpu work inline, io waits as io_uring timeouts so a wait never stalls the ring"
+        "N threads, each with its own io_uring and the connections placed on it (the fewest open first): multishot receive into a provided-buffer ring; cpu work inline, io waits as io_uring timeouts so a wait never stalls the ring"
     }
 
     fn queue_is(&self) -> &'static str {
@@ -108,9 +112,19 @@ impl Model for Uring {
     ) -> Result<Stats, ServeError> {
         self.available().map_err(ServeError::Worker)?;
         let slots = Slots::local(config.max_clients);
-        net::thread_per_listener(listener, config.workers, "uring", shutdown, |l| {
-            ring_loop(&l, config, shutdown, &slots)
-        })
+        match config.placement {
+            Placement::Least => {
+                placement::serve_threads(listener, config.workers, "uring", shutdown, |inbox| {
+                    let slots = slots.for_inbox(&inbox);
+                    ring_loop(inbox.into(), config, shutdown, &slots)
+                })
+            }
+            Placement::Hash => {
+                net::thread_per_listener(listener, config.workers, "uring", shutdown, |l| {
+                    ring_loop(l.into(), config, shutdown, &slots)
+                })
+            }
+        }
     }
 }
 
@@ -293,7 +307,7 @@ fn ring_err(what: &'static str) -> impl FnOnce(std::io::Error) -> ServeError {
 /// One ring's loop: serves until shutdown, then finishes every io frame it
 /// has read.
 fn ring_loop(
-    listener: &TcpListener,
+    entrance: Entrance,
     config: &ServeConfig,
     shutdown: &Shutdown,
     slots: &Slots,
@@ -302,7 +316,11 @@ fn ring_loop(
     let bufs = BufRing::new(&ring).map_err(ring_err("register the buffer ring"))?;
     let mut l = RingLoop {
         r: Ring { ring, bufs },
-        listener,
+        reserve: match &entrance {
+            Entrance::Listener(l) => Some(Reserve::new(l)),
+            Entrance::Inbox(_) => None,
+        },
+        entrance,
         config,
         slots,
         stats: Stats::new(config.client_latency),
@@ -311,7 +329,6 @@ fn ring_loop(
         next_conn: 0,
         next_timer: 0,
         frames: Vec::with_capacity(BUF_SIZE / workloads::FRAME_LEN),
-        reserve: Reserve::new(listener),
         accept_paused: None,
         owing: Vec::new(),
         stopping: false,
@@ -363,7 +380,8 @@ fn ring_loop(
 /// method (accept, receive, timeout, send).
 struct RingLoop<'a> {
     r: Ring,
-    listener: &'a TcpListener,
+    /// Where connections come from: a listener of its own, or an inbox.
+    entrance: Entrance,
     config: &'a ServeConfig,
     slots: &'a Slots,
     stats: Stats,
@@ -373,7 +391,8 @@ struct RingLoop<'a> {
     next_timer: u64,
     /// Frames decoded from one receive, reused.
     frames: Vec<Frame>,
-    reserve: Reserve,
+    /// The listener's spare descriptor, to shed with (none for an inbox).
+    reserve: Option<Reserve>,
     accept_paused: Option<Instant>,
     /// Connections that have acks owed since this turn began.
     owing: Vec<u64>,
@@ -395,16 +414,45 @@ impl RingLoop<'_> {
         self.conns.values().all(|c| !c.sending) || at.elapsed() >= SEND_GRACE
     }
 
-    /// Arms the multishot accept.
+    /// Arms the multishot accept, or the multishot poll of the inbox.
     fn submit_accept(&mut self) -> Result<(), ServeError> {
-        let listen_fd = types::Fd(self.listener.as_raw_fd());
-        self.r
-            .push(
-                opcode::AcceptMulti::new(listen_fd)
+        let entry = match &self.entrance {
+            Entrance::Listener(l) => opcode::AcceptMulti::new(types::Fd(l.as_raw_fd())).build(),
+            Entrance::Inbox(inbox) => {
+                opcode::PollAdd::new(types::Fd(inbox.as_raw_fd()), nix::libc::POLLIN as u32)
+                    .multi(true)
                     .build()
-                    .user_data(user_data(ACCEPT, 0)),
-            )
+            }
+        };
+        self.r
+            .push(entry.user_data(user_data(ACCEPT, 0)))
             .map_err(ring_err("submit the accept"))
+    }
+
+    /// The inbox is readable: takes every connection placed here.
+    fn on_inbox(&mut self, res: i32, flags: u32) -> Result<(), ServeError> {
+        let mut gone = res < 0 && -res != nix::libc::ECANCELED;
+        while !gone {
+            let Entrance::Inbox(inbox) = &self.entrance else {
+                return Ok(());
+            };
+            match inbox.take() {
+                Ok(stream) => self.admit_checked(stream.into())?,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Its descriptor could not be received: lost, counted.
+                Err(e) if is_exhaustion(&e) => self.stats.ingest.connections.shed += 1,
+                Err(e) => {
+                    // The acceptor is gone (end of stream): nothing more comes.
+                    tracing::debug!("inbox closed: {e}");
+                    gone = true;
+                }
+            }
+        }
+        if !cqueue::more(flags) && !gone && !self.stopping {
+            self.submit_accept()?;
+        }
+        Ok(())
     }
 
     /// Submits what is queued and waits for a completion or the poll tick.
@@ -424,22 +472,20 @@ impl RingLoop<'_> {
 
     /// An accept completed: a new connection, or why none came.
     fn on_accept(&mut self, res: i32, flags: u32) -> Result<(), ServeError> {
+        if matches!(self.entrance, Entrance::Inbox(_)) {
+            return self.on_inbox(res, flags);
+        }
         if res >= 0 {
             // SAFETY: a successful accept completion carries a new
             // descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if self.stopping || !self.slots.try_acquire() {
-                self.stats
-                    .ingest
-                    .connections
-                    .add(crate::live::Conn::Rejected, 1);
-                return Ok(()); // dropping `fd` closes it at once
-            }
-            self.admit(fd)?;
+            self.admit_checked(unsafe { OwnedFd::from_raw_fd(res) })?;
         } else {
             let e = std::io::Error::from_raw_os_error(-res);
             if is_exhaustion(&e) {
-                self.stats.ingest.connections.shed += self.reserve.shed(self.listener);
+                if let (Some(reserve), Entrance::Listener(l)) = (&mut self.reserve, &self.entrance)
+                {
+                    self.stats.ingest.connections.shed += reserve.shed(l);
+                }
                 // Accepting again at once would fail at once (the
                 // descriptor is taken before a connection is looked for):
                 // pause, then re-arm.
@@ -454,6 +500,19 @@ impl RingLoop<'_> {
             self.submit_accept()?;
         }
         Ok(())
+    }
+
+    /// Takes a new connection in if a slot is free (and the ring is not
+    /// stopping); refuses it otherwise.
+    fn admit_checked(&mut self, fd: OwnedFd) -> Result<(), ServeError> {
+        if self.stopping || !self.slots.try_acquire() {
+            self.stats
+                .ingest
+                .connections
+                .add(crate::live::Conn::Rejected, 1);
+            return Ok(()); // dropping `fd` closes it at once
+        }
+        self.admit(fd)
     }
 
     /// Takes an accepted connection in and starts receiving on it.

@@ -1,0 +1,139 @@
+//! The hand-off of `pool` and `rayon`: the reader loop's frames go to the
+//! workers in batches, at the end of each turn of the loop, and while reads
+//! come fast and handing them over would wake a parked worker, they are
+//! held back, up to `--coalesce` or [`COALESCE_FRAMES`], so that one
+//! wake-up and its two context switches serve several reads: reads come
+//! one per turn (at 100 clients one every 10 us or so), and a wake-up per
+//! read cost a third of the CPU per frame at `none`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+use workloads::Frame;
+
+use crate::model::ServeConfig;
+use crate::reactor::{Dispatch, Pending, Socket};
+use crate::stats::IngestStats;
+
+/// Most frames in one batch: a read's frames are split into batches of
+/// this size, so one worker never serializes a whole read's io waits.
+pub const MAX_BATCH: usize = 16;
+/// Frames held back that are worth a worker's wake-up at once.
+pub const COALESCE_FRAMES: usize = 64;
+/// `pool`'s rule: reads must come at least this often (their mean gap)
+/// for frames to be held back: then the next read is due well inside the
+/// hold; rarer reads are handed over at once (the loop's wait for events
+/// is rounded up to a millisecond, so a hold with no read after it would
+/// cost that).
+pub const COALESCE_GAP: Duration = Duration::from_micros(25);
+
+/// A batch of one connection's frames.
+pub(crate) type Batch = (Vec<Frame>, Arc<Pending>, Arc<Socket>);
+
+/// The workers' side of the hand-off.
+pub(crate) trait Workers {
+    /// Whether batches handed over now would wake a parked worker (no
+    /// running one could take them).
+    fn would_wake(&self) -> bool;
+    /// Hands every batch of `batches` over (leaving it empty), waiting
+    /// while the workers' queue is full; gives back those refused (only
+    /// once the workers are stopping).
+    fn hand(&mut self, batches: &mut Vec<Batch>) -> Vec<Batch>;
+}
+
+/// Holds a turn's batches back while that pays, then hands them over.
+pub(crate) struct HandOff<W> {
+    pub(crate) workers: W,
+    /// The longest hold (`--coalesce`; zero: none).
+    coalesce: Duration,
+    /// Reads are held back only while their mean gap is below this.
+    gap: Duration,
+    /// Batches not yet handed over.
+    held: Vec<Batch>,
+    /// Their frames.
+    held_frames: usize,
+    /// When the oldest of them was read.
+    held_since: Option<Instant>,
+    /// When the last read was dispatched.
+    last_read: Option<Instant>,
+    /// Mean gap between reads (exponentially weighted, 1/8), ns; starts
+    /// as "reads are rare" until two reads have been seen.
+    gap_ns: f64,
+}
+
+impl<W: Workers> HandOff<W> {
+    /// A hand-off to `workers`, holding back up to `config.coalesce` while
+    /// reads come at most `gap` apart.
+    pub(crate) fn new(workers: W, config: &ServeConfig, gap: Duration) -> Self {
+        HandOff {
+            workers,
+            coalesce: config.coalesce,
+            gap,
+            held: Vec::new(),
+            held_frames: 0,
+            held_since: None,
+            last_read: None,
+            gap_ns: f64::INFINITY,
+        }
+    }
+
+    /// Hands over every batch held.
+    pub(crate) fn flush(&mut self) {
+        self.held_since = None;
+        self.held_frames = 0;
+        // Refused only once stopping; joining the workers reports why.
+        for (frames, pending, _) in self.workers.hand(&mut self.held) {
+            pending.done(frames.len());
+        }
+    }
+}
+
+impl<W: Workers> Dispatch for HandOff<W> {
+    type Conn = Arc<Pending>;
+
+    fn open(&mut self, waker: &Arc<Waker>) -> Arc<Pending> {
+        Pending::new(waker)
+    }
+
+    fn dispatch(&mut self, conn: &Arc<Pending>, socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
+        for chunk in frames.chunks(MAX_BATCH) {
+            conn.add(chunk.len());
+            self.held_frames += chunk.len();
+            self.held
+                .push((chunk.to_vec(), conn.clone(), socket.clone()));
+        }
+        let now = Instant::now();
+        if let Some(last) = self.last_read {
+            let gap = now.duration_since(last).as_nanos() as f64;
+            self.gap_ns = if self.gap_ns.is_finite() {
+                self.gap_ns + (gap - self.gap_ns) / 8.0
+            } else {
+                gap
+            };
+        }
+        self.last_read = Some(now);
+        self.held_since.get_or_insert(now);
+        frames.clear();
+    }
+
+    fn turn(&mut self, _ingest: &IngestStats) {
+        let Some(since) = self.held_since else {
+            return;
+        };
+        let reads_fast = self.gap_ns < self.gap.as_nanos() as f64;
+        let worth_waking = self.held_frames >= COALESCE_FRAMES || since.elapsed() >= self.coalesce;
+        if !reads_fast || worth_waking || !self.workers.would_wake() {
+            self.flush();
+        }
+    }
+
+    fn wait_at_most(&self) -> Option<Duration> {
+        self.held_since
+            .map(|t| self.coalesce.saturating_sub(t.elapsed()))
+    }
+
+    fn try_close(&mut self, conn: &Arc<Pending>) -> bool {
+        conn.try_close()
+    }
+}
