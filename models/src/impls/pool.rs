@@ -19,12 +19,13 @@ use std::thread;
 
 use workloads::WorkKind;
 
+use crate::hand_off::Recorders;
 use crate::hand_off::{Batch, HandOff, Workers, COALESCE_GAP};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor;
 use crate::slots::Slots;
-use crate::stats::{IngestStats, ProcessStats, Stats};
-use crate::work::process_blocking;
+use crate::stats::{IngestStats, Stats};
+use crate::work::run_blocking;
 use crate::work_queue::WorkQueue;
 
 /// Queued batches allowed per worker before the front blocks (at most
@@ -79,13 +80,13 @@ impl Model for Pool {
             workers,
             cpus,
         ));
+        let recorders = Arc::new(Recorders::new(config.client_latency));
         let handles = (0..workers)
             .map(|i| {
-                let queue = queue.clone();
-                let by_client = config.client_latency;
+                let (queue, recorders) = (queue.clone(), recorders.clone());
                 thread::Builder::new()
                     .name(format!("pool-{i}"))
-                    .spawn(move || worker(&queue, ProcessStats::new(by_client)))
+                    .spawn(move || worker(&queue, &recorders, i))
                     .map_err(ServeError::io("spawn a pool worker"))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -107,26 +108,26 @@ impl Model for Pool {
             ..Stats::default()
         };
         for h in handles {
-            let p = h
-                .join()
+            h.join()
                 .map_err(|_| ServeError::Worker("a pool worker panicked".into()))?;
-            stats.process.merge(&p);
         }
+        stats.process.merge(&recorders.merged());
         served.map(|()| stats)
     }
 }
 
-/// A worker: takes batches until the queue is closed and drained, stepping
-/// aside for each io wait.
-fn worker(queue: &WorkQueue<Batch>, mut stats: ProcessStats) -> ProcessStats {
+/// Worker `me`: takes batches until the queue is closed and drained,
+/// stepping aside for each io wait, and records each batch at once.
+fn worker(queue: &WorkQueue<Batch>, recorders: &Recorders, me: usize) {
+    let mut done = Vec::with_capacity(crate::hand_off::MAX_BATCH);
     while let Some((frames, pending, socket)) = queue.pop() {
         for frame in &frames {
             let blocks = frame.kind == WorkKind::Io && frame.amount > 0;
             let _away = blocks.then(|| queue.away());
-            process_blocking(frame, &mut stats);
+            done.push(run_blocking(frame));
         }
+        recorders.record(me, &mut done);
         socket.record_and_write(&frames);
         pending.done(frames.len());
     }
-    stats
 }

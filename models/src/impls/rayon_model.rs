@@ -12,17 +12,18 @@
 //! front blocks when it is full, so TCP backpressure reaches the clients.
 
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
+use crate::hand_off::Recorders;
 use crate::hand_off::{Batch, HandOff, Workers};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor;
 use crate::slots::Slots;
-use crate::stats::{IngestStats, ProcessStats, Stats};
-use crate::work::process_blocking;
+use crate::stats::{IngestStats, Stats};
+use crate::work::run_blocking;
 
 /// Batches in flight allowed per pool thread before the front blocks.
 const JOBS_PER_THREAD: usize = 64;
@@ -34,8 +35,8 @@ pub struct Rayon;
 
 struct Jobs {
     pool: Arc<rayon::ThreadPool>,
-    /// One statistics block per pool thread (uncontended locks).
-    stats: Arc<Vec<Mutex<ProcessStats>>>,
+    /// Where the pool's threads record.
+    stats: Arc<Recorders>,
     /// A token per batch in flight; bounded.
     tokens: crossbeam_channel::Sender<()>,
     done: crossbeam_channel::Receiver<()>,
@@ -74,13 +75,8 @@ impl Jobs {
         let parallel = self.pool.current_num_threads() > 1;
         self.pool.spawn(move || {
             let run = |(frames, pending, socket): Batch| {
-                let i = rayon::current_thread_index().unwrap_or(0);
-                {
-                    let mut st = stats[i].lock().expect("stats lock");
-                    for frame in &frames {
-                        process_blocking(frame, &mut st);
-                    }
-                }
+                let mut finished: Vec<_> = frames.iter().map(run_blocking).collect();
+                stats.record(rayon::current_thread_index().unwrap_or(0), &mut finished);
                 socket.record_and_write(&frames);
                 pending.done(frames.len());
                 let _ = done.try_recv();
@@ -130,11 +126,7 @@ impl Model for Rayon {
         let (tokens, done) = crossbeam_channel::bounded(JOBS_PER_THREAD * workers);
         let jobs = Jobs {
             pool: Arc::new(pool),
-            stats: Arc::new(
-                (0..workers)
-                    .map(|_| Mutex::new(ProcessStats::new(config.client_latency)))
-                    .collect(),
-            ),
+            stats: Arc::new(Recorders::new(config.client_latency)),
             tokens,
             done,
         };
@@ -162,9 +154,7 @@ impl Model for Rayon {
             ingest,
             ..Stats::default()
         };
-        for s in jobs.stats.iter() {
-            stats.process.merge(&s.lock().expect("stats lock"));
-        }
+        stats.process.merge(&jobs.stats.merged());
         served.map(|()| stats)
     }
 }
