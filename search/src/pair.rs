@@ -276,10 +276,28 @@ impl<P: Probes> Pair<'_, P> {
             // occupies a worker, then the gain followed.
             counts.retain(|&w| io_waits > 0 && w == io_waits);
         }
+        let tried_io = counts.contains(&io_waits);
         for w in counts {
             let seed = best(&sweep).1.capacity.max(1);
             let found = self.search_at(settings, w, Some(seed))?;
             sweep.push((w, found));
+        }
+        if config.quick && tried_io {
+            // The first estimate comes from a knee the workers bounded (at
+            // most 8 times its clients): estimate once more from the knee
+            // it found.
+            let (w, f) = best(&sweep);
+            let again = io_waits_at_knee(
+                f.capacity,
+                self.util_at(f.capacity, w),
+                &self.plan,
+                rate,
+                settings.params.max_clients,
+            );
+            if let Some((next, seed)) = quick_io_step(&sweep, io_waits, again) {
+                let found = self.search_at(settings, next, Some(seed))?;
+                sweep.push((next, found));
+            }
         }
         let why = self.follow_gain(settings, &mut sweep)?;
         Ok((sweep, io_waits, why))
@@ -575,6 +593,18 @@ fn final_limit(searched: LimitedBy, interval: &interval::Interval) -> LimitedBy 
 
 /// The best of a sweep: most clients; on a tie, the count searched first
 /// (the default first).
+/// In a quick sweep, the worker count to search once more after the io
+/// estimate `first` was tried: the estimate `again` from the knee found
+/// there, when `first` did best, the server stopped it and `again` is at
+/// least 1.5 times `first` (capped at [`MAX_WORKERS`]); with the size to
+/// start at.
+fn quick_io_step(sweep: &[(usize, Found)], first: usize, again: usize) -> Option<(usize, u32)> {
+    let (w, f) = best(sweep);
+    let next = again.min(MAX_WORKERS);
+    (w == first && f.limited_by == LimitedBy::Server && 2 * next >= 3 * first && next > first)
+        .then_some((next, f.capacity.max(1)))
+}
+
 fn best(sweep: &[(usize, Found)]) -> (usize, Found) {
     sweep
         .iter()
@@ -658,6 +688,44 @@ mod tests {
                 (Err(g), Err(w)) => assert!(g.starts_with(w), "{sweep:?}: {g}"),
                 (g, w) => panic!("{sweep:?}: got {g:?}, want {w:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_quick_sweep_follows_the_io_estimate_once_more_only_when_it_grew() {
+        use LimitedBy::*;
+        // (sweep, first io estimate, estimate again from its knee, step)
+        type Case = (
+            &'static [(usize, u32, LimitedBy)],
+            usize,
+            usize,
+            Option<(usize, u32)>,
+        );
+        let table: [Case; 6] = [
+            // rayon under io: 1 worker, 1 client; 8 workers, 15 clients.
+            (&[(1, 1, Server), (8, 15, Server)], 8, 60, Some((60, 15))),
+            // Grew too little.
+            (&[(1, 1, Server), (8, 15, Server)], 8, 11, None),
+            (&[(1, 1, Server), (8, 15, Server)], 8, 12, Some((12, 15))),
+            // The estimate did not do best, or the generator stopped it.
+            (&[(4, 30, Server), (8, 15, Server)], 8, 60, None),
+            (&[(1, 1, Server), (8, 15, Generator)], 8, 60, None),
+            // Capped.
+            (
+                &[(1, 1, Server), (512, 600, Server)],
+                512,
+                5000,
+                Some((1024, 600)),
+            ),
+        ];
+        for (sweep, first, again, want) in table {
+            let sweep: Vec<(usize, Found)> =
+                sweep.iter().map(|&(w, c, l)| (w, found(c, l))).collect();
+            assert_eq!(
+                quick_io_step(&sweep, first, again),
+                want,
+                "{sweep:?} {first} {again}"
+            );
         }
     }
 
