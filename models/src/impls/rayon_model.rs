@@ -1,7 +1,7 @@
 //! `rayon`: a mio reader front hands the frames of its reads, in batches,
 //! to a rayon thread pool (work-stealing: an idle thread takes queued
 //! batches from a busy one). A turn's batches go over as one job, held
-//! back while reads come fast (as in `pool`, [`crate::hand_off`]): rayon
+//! back while reads come fast (as in `pool`, `models::hand_off`): rayon
 //! wakes a sleeping thread for every job injected from outside its pool,
 //! and a job per read paid a wake-up, and the woken thread's spinning
 //! before it sleeps again, per read. Inside a job the batches are a
