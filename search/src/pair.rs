@@ -282,6 +282,7 @@ impl<P: Probes> Pair<'_, P> {
             let found = self.search_at(settings, w, Some(seed))?;
             sweep.push((w, found));
         }
+        let mut again_note = None;
         if config.quick && tried_io {
             // The first estimate comes from a knee the workers bounded (at
             // most 8 times its clients): estimate once more from the knee
@@ -297,9 +298,16 @@ impl<P: Probes> Pair<'_, P> {
             if let Some((next, seed)) = quick_io_step(&sweep, io_waits, again) {
                 let found = self.search_at(settings, next, Some(seed))?;
                 sweep.push((next, found));
+                again_note = Some(format!(
+                    "again from the knee at {io_waits} workers: ~{again}"
+                ));
             }
         }
         let why = self.follow_gain(settings, &mut sweep)?;
+        let why = match again_note {
+            Some(note) => format!("{note}; {why}"),
+            None => why,
+        };
         Ok((sweep, io_waits, why))
     }
 

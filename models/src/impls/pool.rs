@@ -19,8 +19,7 @@ use std::thread;
 
 use workloads::WorkKind;
 
-use crate::hand_off::Recorders;
-use crate::hand_off::{Batch, HandOff, Workers, COALESCE_GAP};
+use crate::hand_off::{Batch, HandOff, Recorders, Workers, COALESCE_GAP};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor;
 use crate::slots::Slots;

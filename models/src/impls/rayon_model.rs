@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
-use crate::hand_off::Recorders;
-use crate::hand_off::{Batch, HandOff, Workers};
+use crate::hand_off::{Batch, HandOff, Recorders, Workers};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor;
 use crate::slots::Slots;
