@@ -1,10 +1,13 @@
 //! The hand-off of `pool` and `rayon`: the reader loop's frames go to the
-//! workers in batches, at the end of each turn of the loop, and while reads
-//! come fast and handing them over would wake a parked worker, they are
-//! held back, up to `--coalesce` or [`COALESCE_FRAMES`], so that one
-//! wake-up and its two context switches serve several reads: reads come
-//! one per turn (at 100 clients one every 10 us or so), and a wake-up per
-//! read cost a third of the CPU per frame at `none`.
+//! workers in batches, at the end of each turn of the loop, and while the
+//! next read is likely inside the hold (reads' mean gap under `--coalesce`)
+//! and handing them over would wake a parked worker, they are held back, up
+//! to `--coalesce` or [`COALESCE_FRAMES`], so that one wake-up and its two
+//! context switches serve several reads: reads come one per turn (at 100
+//! clients one every 10 us or so), and a wake-up per read cost a third of
+//! the CPU per frame at `none`. Rarer reads are handed over at once (the
+//! loop's wait for events is rounded up to a millisecond, so a hold with
+//! no read after it would cost that).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,12 +25,6 @@ use crate::work::Done;
 pub const MAX_BATCH: usize = 16;
 /// Frames held back that are worth a worker's wake-up at once.
 pub const COALESCE_FRAMES: usize = 64;
-/// `pool`'s rule: reads must come at least this often (their mean gap)
-/// for frames to be held back: then the next read is due well inside the
-/// hold; rarer reads are handed over at once (the loop's wait for events
-/// is rounded up to a millisecond, so a hold with no read after it would
-/// cost that).
-pub const COALESCE_GAP: Duration = Duration::from_micros(25);
 
 /// A batch of one connection's frames.
 pub(crate) type Batch = (Vec<Frame>, Arc<Pending>, Arc<Socket>);
@@ -48,8 +45,6 @@ pub(crate) struct HandOff<W> {
     pub(crate) workers: W,
     /// The longest hold (`--coalesce`; zero: none).
     coalesce: Duration,
-    /// Reads are held back only while their mean gap is below this.
-    gap: Duration,
     /// Batches not yet handed over.
     held: Vec<Batch>,
     /// Their frames.
@@ -65,12 +60,11 @@ pub(crate) struct HandOff<W> {
 
 impl<W: Workers> HandOff<W> {
     /// A hand-off to `workers`, holding back up to `config.coalesce` while
-    /// reads come at most `gap` apart.
-    pub(crate) fn new(workers: W, config: &ServeConfig, gap: Duration) -> Self {
+    /// reads come less than that apart.
+    pub(crate) fn new(workers: W, config: &ServeConfig) -> Self {
         HandOff {
             workers,
             coalesce: config.coalesce,
-            gap,
             held: Vec::new(),
             held_frames: 0,
             held_since: None,
@@ -122,7 +116,7 @@ impl<W: Workers> Dispatch for HandOff<W> {
         let Some(since) = self.held_since else {
             return;
         };
-        let reads_fast = self.gap_ns < self.gap.as_nanos() as f64;
+        let reads_fast = self.gap_ns < self.coalesce.as_nanos() as f64;
         let worth_waking = self.held_frames >= COALESCE_FRAMES || since.elapsed() >= self.coalesce;
         if !reads_fast || worth_waking || !self.workers.would_wake() {
             self.flush();

@@ -19,7 +19,7 @@ use std::thread;
 
 use workloads::WorkKind;
 
-use crate::hand_off::{Batch, HandOff, Recorders, Workers, COALESCE_GAP};
+use crate::hand_off::{Batch, HandOff, Recorders, Workers};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
 use crate::reactor;
 use crate::slots::Slots;
@@ -91,7 +91,7 @@ impl Model for Pool {
             .collect::<Result<Vec<_>, _>>()?;
         let mut ingest = IngestStats::default();
         let slots = Slots::local(config.max_clients);
-        let mut hand_off = HandOff::new(queue, config, COALESCE_GAP);
+        let mut hand_off = HandOff::new(queue, config);
         let served = reactor::run(
             listener.into(),
             config,

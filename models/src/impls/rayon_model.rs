@@ -129,10 +129,7 @@ impl Model for Rayon {
             tokens,
             done,
         };
-        // A job costs a wake-up and the woken thread's spinning before it
-        // sleeps again (rayon's idle loop), about 10 us here: frames are
-        // held whenever the next read is likely to come inside the hold.
-        let mut hand_off = HandOff::new(jobs, config, config.coalesce);
+        let mut hand_off = HandOff::new(jobs, config);
         let mut ingest = IngestStats::default();
         let slots = Slots::local(config.max_clients);
         let served = reactor::run(
