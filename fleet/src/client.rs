@@ -83,6 +83,8 @@ pub struct Client {
     last_progress: u64,
     /// When the last frame was written (ns).
     pub last_send_ns: u64,
+    /// Due time of the last frame generated (for the arrival check).
+    last_due: Option<u64>,
     /// When the client reached a final state (ns).
     pub finished_ns: u64,
     /// Ack mode: what it knows of its acks.
@@ -111,6 +113,7 @@ impl Client {
             drain_deadline: 0,
             last_progress: 0,
             last_send_ns: 0,
+            last_due: None,
             finished_ns: 0,
             acks: ack.then(AckTrack::new),
             peer_closed: None,
@@ -241,7 +244,7 @@ impl Client {
     ) -> Step {
         let total = schedule.total(self.index);
         if self.written == self.buf.len() {
-            self.fill(now, schedule, total);
+            self.fill(now, schedule, total, totals);
         }
         let flushed = if self.buf.is_empty() {
             Flush::Done
@@ -292,8 +295,16 @@ impl Client {
         }
     }
 
-    /// Generates every frame due by `now` (at most [`MAX_BATCH`]).
-    fn fill(&mut self, now: u64, schedule: &Schedule, total: Option<u64>) {
+    /// Generates every frame due by `now` (at most [`MAX_BATCH`]), offering
+    /// the gap before each measured one to the arrival check when the
+    /// schedule's arrivals are random.
+    fn fill(
+        &mut self,
+        now: u64,
+        schedule: &Schedule,
+        total: Option<u64>,
+        totals: &mut ThreadTotals,
+    ) {
         self.buf.clear();
         self.dues.clear();
         self.written = 0;
@@ -323,6 +334,12 @@ impl Client {
                 started_ns: 0,
             };
             self.buf.extend_from_slice(&frame.encode());
+            if schedule.tests_arrivals() {
+                if let Some(prev) = self.last_due.filter(|_| !frame.warmup) {
+                    totals.gaps.offer(due - prev);
+                }
+                self.last_due = Some(due);
+            }
             self.dues.push(due);
             self.next_seq += 1;
         }

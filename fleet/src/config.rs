@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use workloads::WorkPlan;
 
+use crate::arrival::Arrival;
+
 /// Connection attempts per client per run unless configured.
 pub const DEFAULT_CONNECT_TRIES: u32 = 5;
 
@@ -36,6 +38,16 @@ impl std::str::FromStr for Rate {
             _ => Err(format!(
                 "`{s}` is not a rate: give frames per second per client (e.g. 10000) or `max`"
             )),
+        }
+    }
+}
+
+impl Rate {
+    /// Frames per second per client, when paced.
+    pub fn hz(self) -> Option<u64> {
+        match self {
+            Rate::Hz(hz) => Some(hz),
+            Rate::Max => None,
         }
     }
 }
@@ -113,6 +125,13 @@ pub struct FleetConfig {
     /// frame when due.
     #[serde(with = "common::duration_ms")]
     pub batch_window: Duration,
+    /// How each client's frames arrive in time (`--arrival`).
+    #[serde(default)]
+    pub arrival: Arrival,
+    /// Seed of random arrivals (each client's stream is keyed by it and
+    /// the client's id).
+    #[serde(default)]
+    pub seed: u64,
     /// Work each frame asks for.
     pub work: WorkPlan,
     /// Pacing threads.
@@ -164,6 +183,11 @@ impl FleetConfig {
             Some(s) => s.indices(self.clients).collect(),
             None => (0..self.clients).collect(),
         }
+    }
+
+    /// Frames per second per client, when paced.
+    pub fn rate_hz(&self) -> Option<u64> {
+        self.rate.hz()
     }
 
     /// The default lag limit: twice the batch window, at least 200 us.

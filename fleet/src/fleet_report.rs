@@ -5,6 +5,7 @@ use common::{CpuTimes, LatencySummary};
 use serde::{Deserialize, Serialize};
 
 use crate::acks::AckCounts;
+use crate::arrival_check::{check, ArrivalCheck};
 use crate::client::{Client, ClientState};
 use crate::config::FleetConfig;
 use crate::schedule::Schedule;
@@ -129,6 +130,10 @@ pub struct FleetReport {
     pub undrained: Vec<u32>,
     /// Ids whose connection failed for good.
     pub failed: Vec<u32>,
+    /// The test of the gaps sent against the arrival process asked for
+    /// (random processes only).
+    #[serde(default)]
+    pub arrivals: Option<ArrivalCheck>,
     /// Verdict (from [`crate::on_schedule::fleet_verdict`]).
     pub verdict: FleetVerdict,
     /// Fleet process CPU.
@@ -244,10 +249,7 @@ impl FleetReport {
         let refusals = clients.iter().map(|c| c.attempts().refusals as u64).sum();
         let send_lag_ns = LatencySummary::of(&totals.lag);
         let unsent = lines.iter().map(|l| l.unsent).sum();
-        let offered_rate = match config.rate {
-            crate::config::Rate::Hz(hz) => Some(hz as f64 * clients.len() as f64),
-            crate::config::Rate::Max => None,
-        };
+        let offered_rate = config.rate_hz().map(|hz| hz as f64 * clients.len() as f64);
         let mut report = FleetReport {
             config: config.clone(),
             sent,
@@ -272,6 +274,7 @@ impl FleetReport {
             drained,
             undrained,
             failed,
+            arrivals: check_arrivals(config, totals),
             verdict: FleetVerdict {
                 status: FleetStatus::Ok,
                 reasons: Vec::new(),
@@ -282,6 +285,12 @@ impl FleetReport {
         report.acks = AckReport::of(&report.clients, LatencySummary::of(&totals.round_trip));
         report
     }
+}
+
+/// The test of the gaps sent, when the rate is paced and the arrivals
+/// random.
+fn check_arrivals(config: &FleetConfig, totals: &ThreadTotals) -> Option<ArrivalCheck> {
+    check(config.arrival, config.rate_hz()?, &totals.gaps)
 }
 
 /// `frames` over `window_s` seconds (0 for an empty window).

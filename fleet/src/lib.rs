@@ -9,6 +9,8 @@
 //! server model (`harness fleet` is its command).
 
 pub mod acks;
+pub mod arrival;
+pub mod arrival_check;
 pub mod client;
 pub mod config;
 pub mod fleet_report;
@@ -18,10 +20,12 @@ pub mod merge;
 pub mod on_schedule;
 pub mod options;
 pub mod pacing;
+pub mod poisson;
 pub mod schedule;
 pub mod totals;
 pub mod watch;
 
+pub use arrival::Arrival;
 pub use config::{FleetConfig, Rate, Shard, DEFAULT_CONNECT_TRIES};
 pub use options::FleetOptions;
 pub use pacing::{run, run_live, unix_ns_after, FleetError};

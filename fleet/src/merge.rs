@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use common::{CpuTimes, LatencySummary};
 
+use crate::arrival_check::ArrivalCheck;
 use crate::fleet_report::{per_second, AckReport, FleetReport, SentCounts};
 
 /// Why reports cannot be merged.
@@ -116,6 +117,7 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
         drained: ids(|r| &r.drained),
         undrained: ids(|r| &r.undrained),
         failed: ids(|r| &r.failed),
+        arrivals: ArrivalCheck::merge(reports.iter().filter_map(|r| r.arrivals.clone())),
         verdict: first.verdict.clone(),
         cpu: CpuTimes {
             user_s: reports.iter().map(|r| r.cpu.user_s).sum(),

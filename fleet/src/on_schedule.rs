@@ -61,6 +61,7 @@ pub fn fleet_verdict(f: &FleetReport) -> FleetVerdict {
             c.bad_records
         ));
     }
+    reasons.extend(f.arrivals.as_ref().and_then(|a| a.reason()));
     FleetVerdict { status, reasons }
 }
 

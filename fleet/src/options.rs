@@ -16,6 +16,7 @@ use common::cpu_list::format_list;
 use common::units::parse_duration;
 use workloads::WorkSpec;
 
+use crate::arrival::{Arrival, ArrivalError};
 use crate::config::{FleetConfig, Rate, Shard, DEFAULT_CONNECT_TRIES};
 
 /// Warm-up when none is given and the fleet runs for a duration.
@@ -45,6 +46,12 @@ pub struct FleetOptions {
     /// Frames due within a window go out in one write; 0 = one write per frame.
     #[arg(long, value_parser = parse_duration, default_value = "1ms")]
     pub batch_window: Duration,
+    /// How each client's frames arrive at its mean --rate: constant, or burst:on=DUR,off=DUR (a cycle's frames evenly over its first `on` at the peak rate rate x (on+off)/on, every client's cycles together).
+    #[arg(long, default_value = "constant")]
+    pub arrival: Arrival,
+    /// Seed of random arrivals (poisson): each client's stream is keyed by it and the client's id, so shards and reruns send the same due times.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:cpu=..,io=..,ratio=R], each may add ,every=K).
     #[arg(long, default_value = "none")]
     pub work: String,
@@ -92,6 +99,9 @@ pub enum OptionsError {
     /// A fleet of no clients.
     #[error("--clients must be at least 1")]
     NoClients,
+    /// The arrival process does not fit the rate.
+    #[error(transparent)]
+    Arrival(#[from] ArrivalError),
     /// The target does not resolve.
     #[error("cannot resolve --target {0}: {1}")]
     Resolve(String, std::io::Error),
@@ -142,6 +152,8 @@ impl FleetOptions {
             warmup: Some(config.warmup),
             count: config.count,
             batch_window: config.batch_window,
+            arrival: config.arrival,
+            seed: config.seed,
             work: config.work.spec.clone(),
             client_id_base: config.client_id_base,
             shard: config.shard,
@@ -172,6 +184,8 @@ impl FleetOptions {
             format!("--connect-tries={}", self.connect_tries),
         ];
         let optional = [
+            (self.arrival != Arrival::Constant).then(|| format!("--arrival={}", self.arrival)),
+            (self.seed != 0).then(|| format!("--seed={}", self.seed)),
             self.warmup.map(|d| format!("--warmup={}", exact(d))),
             self.count.map(|n| format!("--count={n}")),
             self.shard.map(|s| format!("--shard={s}")),
@@ -208,6 +222,7 @@ impl FleetOptions {
         if self.clients == 0 {
             return Err(OptionsError::NoClients);
         }
+        self.arrival.check(self.rate.hz())?;
         let target = self
             .target
             .to_socket_addrs()
@@ -232,6 +247,8 @@ impl FleetOptions {
             duration: self.duration,
             count: self.count,
             batch_window: self.batch_window,
+            arrival: self.arrival,
+            seed: self.seed,
             work,
             threads: self.threads.unwrap_or(cpus).max(1),
             cpus: pinned,
@@ -272,6 +289,8 @@ mod tests {
             duration: Duration::from_micros(1_234_567),
             count: None,
             batch_window: Duration::from_micros(150),
+            arrival: Arrival::Constant,
+            seed: 0,
             work: plan,
             threads: 1,
             cpus: Some(vec![1]),
@@ -298,6 +317,8 @@ mod tests {
         shard.count = Some(5_000);
         shard.client_id_base = 1000;
         shard.connect_tries = 9;
+        let mut cell = cell;
+        cell.arrival = "burst:on=50ms,off=450ms".parse().expect("an arrival");
         let mut uncalibrated = config("none", None);
         uncalibrated.batch_window = Duration::ZERO;
         uncalibrated.max_lag = Duration::from_nanos(123_457);

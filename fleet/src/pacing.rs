@@ -58,7 +58,10 @@ pub fn run_live(
     config: &FleetConfig,
     live: Option<Arc<FleetLive>>,
 ) -> Result<FleetReport, FleetError> {
-    if let Some(n) = Schedule::new(config, 0)
+    // Made before the start is fixed: random arrivals' streams take a
+    // moment to draw (a few ns a frame).
+    let plan = Schedule::new(config, 0);
+    if let Some(n) = plan
         .longest()
         .filter(|&n| n > schedule::MAX_FRAMES_PER_CLIENT)
     {
@@ -82,7 +85,7 @@ pub fn run_live(
         Some(at) => shared_start(at, start)?,
         None => start + spacing * n + START_DELAY_NS,
     };
-    let schedule = Schedule::new(config, t0);
+    let schedule = plan.starting_at(t0);
     let threads = config.threads.clamp(1, clients.len().max(1));
     let mut groups: Vec<Vec<Client>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, c) in clients.into_iter().enumerate() {

@@ -1,10 +1,13 @@
 //! The open-loop schedule: client `c` sends frame `i` at
 //! `t0 + phase_c + i * 1e9 / rate` (integer ns from the start, so it never
-//! drifts); phases spread clients evenly over one period.
+//! drifts), or at its place in a burst (`crate::arrival`); phases spread
+//! clients evenly over one period (one peak period in a burst).
 
 use workloads::WorkPlan;
 
+use crate::arrival::{Arrival, Cycle};
 use crate::config::{FleetConfig, Rate};
+use crate::poisson::Streams;
 
 /// Sleep until this close to a deadline, then spin.
 pub const SPIN_NS: u64 = 100_000;
@@ -25,6 +28,10 @@ pub struct Schedule {
     /// The period when it is a whole number of ns (the common case), so the
     /// per-frame due time needs no 128-bit division.
     period_ns: Option<u64>,
+    /// The burst cycle, when clients send in bursts.
+    burst: Option<Cycle>,
+    /// Each client's Poisson arrivals, when they are.
+    poisson: Option<Streams>,
     clients: u64,
     count: Option<u64>,
     window_ns: u64,
@@ -33,10 +40,11 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The schedule of `config` starting at `t0`.
+    /// The schedule of `config` starting at `t0` (an arrival process that
+    /// does not fit the rate was refused when `config` was made).
     pub fn new(config: &FleetConfig, t0: u64) -> Self {
         let warm_end = t0 + config.warmup.as_nanos() as u64;
-        Schedule {
+        let mut s = Schedule {
             t0,
             warm_end,
             end: warm_end + config.duration.as_nanos() as u64,
@@ -48,11 +56,45 @@ impl Schedule {
                 Rate::Hz(hz) if 1_000_000_000 % hz == 0 => Some(1_000_000_000 / hz),
                 _ => None,
             },
+            burst: match config.rate {
+                Rate::Hz(hz) => config.arrival.cycle(hz).ok().flatten(),
+                Rate::Max => None,
+            },
+            poisson: None,
             clients: config.clients.max(1) as u64,
             count: config.count,
             window_ns: config.batch_window.as_nanos() as u64,
             work: config.work.clone(),
+        };
+        if let (Arrival::Poisson, Rate::Hz(hz)) = (config.arrival, config.rate) {
+            let span = |i| s.end.saturating_sub(s.t0 + s.phase(i));
+            let streams = Streams::new(
+                (config.seed, config.client_id_base, hz),
+                config.clients.max(1),
+                &config.indices(),
+                span,
+                config.count,
+            );
+            s.poisson = Some(streams);
         }
+        s
+    }
+
+    /// This schedule starting at `t0` instead (its streams kept).
+    pub fn starting_at(&self, t0: u64) -> Self {
+        let shift = |t: u64| t - self.t0 + t0;
+        Schedule {
+            t0,
+            warm_end: shift(self.warm_end),
+            end: shift(self.end),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the arrivals are random, so the fleet tests the gaps it
+    /// sends (`crate::arrival_check`).
+    pub fn tests_arrivals(&self) -> bool {
+        self.poisson.is_some()
     }
 
     /// Paced at a fixed rate (not `max`).
@@ -60,9 +102,21 @@ impl Schedule {
         self.rate.is_some()
     }
 
-    /// `i * 1e9 / rate` in integer ns, exact and drift-free.
+    /// Frame `i`'s offset from the client's first: `i * 1e9 / rate` in
+    /// integer ns, exact and drift-free, or its place in the bursts or in
+    /// its Poisson stream.
     #[inline]
-    fn offset(&self, i: u64) -> u64 {
+    fn offset(&self, index: u32, i: u64) -> u64 {
+        match (&self.burst, &self.poisson) {
+            (Some(c), _) => c.offset(i),
+            (None, Some(p)) => p.offset(index, i),
+            (None, None) => self.even_offset(i),
+        }
+    }
+
+    /// `i` periods in integer ns, exact and drift-free.
+    #[inline]
+    fn even_offset(&self, i: u64) -> u64 {
         if let Some(off) = self.period_ns.and_then(|p| i.checked_mul(p)) {
             return off;
         }
@@ -70,14 +124,29 @@ impl Schedule {
         (i as u128 * 1_000_000_000 / hz) as u64
     }
 
-    /// The client's phase: clients spread evenly over one period.
+    /// Where counting frames due within `span` of a client's first starts:
+    /// at most that count (a loop steps it up to the exact one).
+    fn frames_near(&self, index: u32, span: u64) -> u64 {
+        match (&self.burst, &self.poisson, self.rate) {
+            (Some(c), _, _) => c.frames_near(span),
+            (None, Some(p), _) => p.frames_until(index, span),
+            (None, None, Some(hz)) => (span as u128 * hz as u128 / 1_000_000_000) as u64,
+            (None, None, None) => 0,
+        }
+    }
+
+    /// The client's phase: clients spread evenly over one period (one
+    /// peak period in bursts, the mean one for Poisson arrivals).
     pub fn phase(&self, index: u32) -> u64 {
-        self.offset(1) * index as u64 / self.clients
+        let period = self
+            .burst
+            .map_or_else(|| self.even_offset(1), |c| c.offset(1));
+        period * index as u64 / self.clients
     }
 
     /// Due time of frame `i` of the client with index `index`.
     pub fn due(&self, index: u32, i: u64) -> u64 {
-        self.t0 + self.phase(index) + self.offset(i)
+        self.t0 + self.phase(index) + self.offset(index, i)
     }
 
     /// Frames this client sends in all; `None` in `max` mode without a count
@@ -87,10 +156,12 @@ impl Schedule {
             return Some(n);
         }
         self.rate?;
+        if let Some(p) = &self.poisson {
+            return Some(p.total(index));
+        }
         // First i whose due time is at or past the end.
-        let span = self.end.saturating_sub(self.t0 + self.phase(index)) as u128;
-        let hz = self.rate.unwrap_or(1) as u128;
-        let mut i = (span * hz / 1_000_000_000) as u64;
+        let span = self.end.saturating_sub(self.t0 + self.phase(index));
+        let mut i = self.frames_near(index, span);
         while i > 0 && self.due(index, i - 1) >= self.end {
             i -= 1;
         }
@@ -103,15 +174,15 @@ impl Schedule {
     /// Frames of the client with index `index` due at or before `now` (0
     /// in `max` mode, which has no due times).
     pub fn due_by(&self, index: u32, now: u64) -> u64 {
-        let Some(hz) = self.rate else {
+        if self.rate.is_none() {
             return 0;
-        };
+        }
         let total = self.total(index).unwrap_or(u64::MAX);
         let start = self.t0 + self.phase(index);
         if now < start {
             return 0;
         }
-        let mut i = ((now - start) as u128 * hz as u128 / 1_000_000_000) as u64;
+        let mut i = self.frames_near(index, now - start).saturating_sub(1);
         while self.due(index, i) <= now && i < total {
             i += 1;
         }
@@ -174,6 +245,8 @@ mod tests {
             duration: Duration::from_millis(20),
             count: None,
             batch_window: Duration::from_micros(window_us),
+            arrival: crate::arrival::Arrival::Constant,
+            seed: 0,
             work: WorkPlan::none(),
             threads: 1,
             cpus: None,
@@ -222,6 +295,76 @@ mod tests {
         }
         let max = Schedule::new(&config(Rate::Max, 0), 1_000);
         assert_eq!(max.due_by(0, 10_000_000), 0);
+    }
+
+    /// In bursts, the frames a client sends and those due by any time are
+    /// exactly the due times' counts, and the fleet's phases stay inside
+    /// one peak period.
+    #[test]
+    fn burst_counts_match_the_due_times() {
+        let mut c = config(Rate::Hz(10_000), 0);
+        c.arrival = "burst:on=2ms,off=3ms".parse().expect("an arrival");
+        let s = Schedule::new(&c, 1_000);
+        // 5 ms cycles of 50 frames, 40 us apart while on.
+        assert_eq!(s.due(0, 1) - s.due(0, 0), 40_000);
+        assert_eq!(s.due(0, 50) - s.due(0, 0), 5_000_000);
+        assert_eq!(s.phase(3), 30_000);
+        counts_match_due_times(&s);
+    }
+
+    /// Poisson arrivals: the same, whether the due times are asked in
+    /// order (the cursor) or not; a schedule started later keeps them.
+    #[test]
+    fn poisson_counts_match_the_due_times() {
+        let mut c = config(Rate::Hz(10_000), 0);
+        c.arrival = crate::arrival::Arrival::Poisson;
+        c.seed = 42;
+        let s = Schedule::new(&c, 1_000);
+        let later = s.starting_at(5_000);
+        let backwards: Vec<u64> = (0..400).rev().map(|i| s.due(2, i)).collect();
+        let forwards: Vec<u64> = (0..400).map(|i| later.due(2, i) - 4_000).collect();
+        assert!(backwards.iter().rev().eq(forwards.iter()));
+        assert!(forwards.windows(2).all(|w| w[0] <= w[1]));
+        counts_match_due_times(&s);
+    }
+
+    /// A shard's clients get the due times they have in the whole fleet,
+    /// so shards send exactly what one fleet would.
+    #[test]
+    fn poisson_shards_send_what_one_fleet_would() {
+        let mut whole = config(Rate::Hz(10_000), 0);
+        whole.arrival = crate::arrival::Arrival::Poisson;
+        whole.seed = 7;
+        let one = Schedule::new(&whole, 0);
+        for index in 0..2 {
+            let mut part = whole.clone();
+            part.shard = Some(crate::config::Shard { index, count: 2 });
+            let shard = Schedule::new(&part, 0);
+            for c in part.indices() {
+                assert_eq!(shard.total(c), one.total(c), "client {c}");
+                for i in [0, 1, 77, 250] {
+                    assert_eq!(shard.due(c, i), one.due(c, i), "client {c} frame {i}");
+                }
+            }
+        }
+    }
+
+    /// Each client's total and frames due by any time are the counts of
+    /// its due times.
+    fn counts_match_due_times(s: &Schedule) {
+        for index in 0..4 {
+            let dues: Vec<u64> = (0..1_000).map(|i| s.due(index, i)).collect();
+            let sent = dues.iter().filter(|&&d| d < s.end).count() as u64;
+            assert_eq!(s.total(index), Some(sent), "client {index}");
+            for now in (0..s.end + 2_000_000).step_by(9_973) {
+                let due = dues.iter().filter(|&&d| d <= now).count() as u64;
+                assert_eq!(
+                    s.due_by(index, now),
+                    due.min(sent),
+                    "client {index} at {now}"
+                );
+            }
+        }
     }
 
     #[test]

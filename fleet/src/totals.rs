@@ -5,6 +5,8 @@ use common::buckets::BucketCounts;
 use common::latency::new_latency_histogram;
 use hdrhistogram::Histogram;
 
+use crate::arrival_check::Gaps;
+
 /// Per-thread accumulators merged at the end; the same in Prometheus
 /// buckets for the live view ([`crate::live`]).
 pub struct ThreadTotals {
@@ -14,6 +16,8 @@ pub struct ThreadTotals {
     pub(crate) lag_buckets: BucketCounts,
     pub(crate) pacing_buckets: BucketCounts,
     pub(crate) round_trip_buckets: BucketCounts,
+    /// A sample of the gaps between measured frames' due times.
+    pub(crate) gaps: Gaps,
 }
 
 impl Default for ThreadTotals {
@@ -25,6 +29,7 @@ impl Default for ThreadTotals {
             lag_buckets: BucketCounts::default(),
             pacing_buckets: BucketCounts::default(),
             round_trip_buckets: BucketCounts::default(),
+            gaps: Gaps::new(0),
         }
     }
 }
@@ -59,5 +64,6 @@ impl ThreadTotals {
         self.lag_buckets.add(&o.lag_buckets);
         self.pacing_buckets.add(&o.pacing_buckets);
         self.round_trip_buckets.add(&o.round_trip_buckets);
+        self.gaps.merge(&o.gaps);
     }
 }

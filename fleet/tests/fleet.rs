@@ -156,6 +156,8 @@ fn config(target: SocketAddr, clients: u32, hz: u64, window: Duration) -> FleetC
         duration: Duration::from_millis(150),
         count: None,
         batch_window: window,
+        arrival: fleet::Arrival::Constant,
+        seed: 0,
         work: WorkPlan::none(),
         threads: 1,
         cpus: None,
@@ -431,5 +433,47 @@ fn shards_parse_and_partition_the_fleet() {
             (0..clients).collect::<Vec<_>>(),
             "{clients} clients in {count} shards"
         );
+    }
+}
+
+/// Poisson arrivals and bursts: every frame the sink read carries the due
+/// time the schedule gives it (the same seed, the same times), the counts
+/// are exact, and the fleet's own test passes the Poisson gaps it sent.
+#[test]
+fn random_and_bursty_arrivals_send_their_schedule_exactly() {
+    for arrival in ["poisson", "burst:on=20ms,off=30ms"] {
+        let sink = Sink::start(Mode::Read);
+        let mut c = config(sink.addr, 3, 10_000, Duration::from_millis(1));
+        c.arrival = arrival.parse().expect("an arrival process");
+        c.seed = 11;
+        let report = fleet::run(&c).unwrap();
+        let logs = sink.finish();
+        let clients = by_client(&logs);
+        let first = clients[&500][0].0.due_ns;
+        let schedule = fleet::schedule::Schedule::new(&c, first);
+        let mut read = 0;
+        for (id, frames) in &clients {
+            let index = id - 500;
+            assert_eq!(
+                frames.len() as u64,
+                schedule.total(index).unwrap(),
+                "{arrival}: client {id}"
+            );
+            for (i, (f, _)) in frames.iter().enumerate() {
+                assert_eq!(f.seq as usize, i, "{arrival}: client {id}");
+                assert_eq!(
+                    f.due_ns,
+                    schedule.due(index, i as u64),
+                    "{arrival}: client {id} frame {i}"
+                );
+            }
+            read += frames.len() as u64;
+        }
+        assert_eq!(report.sent.measured + report.sent.warmup, read, "{arrival}");
+        assert_eq!(report.drained.len(), 3, "{arrival}");
+        match report.arrivals {
+            Some(a) => assert!(arrival == "poisson" && a.passed && a.gaps > 1_000, "{a:?}"),
+            None => assert_ne!(arrival, "poisson"),
+        }
     }
 }

@@ -323,6 +323,8 @@ fn measure(
         duration,
         count: None,
         batch_window: window,
+        arrival: fleet::Arrival::Constant,
+        seed: 0,
         work: WorkPlan::none(),
         threads: 1,
         cpus: None,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use fleet::Rate;
+use fleet::{Arrival, Rate};
 use models::Placement;
 use record::config::KillTarget;
 use record::units::parse_duration;
@@ -149,6 +149,9 @@ pub struct RunArgs {
     /// Frames per second per client, or `max` for saturation.
     #[arg(long, default_value = "10000")]
     pub rate: Rate,
+    /// How each client's frames arrive at its mean --rate: constant, or burst:on=DUR,off=DUR (each cycle's frames evenly over its first `on`, at the peak rate rate x (on+off)/on; every client's cycles start together). Every model of the run is measured under the same arrivals.
+    #[arg(long, default_value = "constant")]
+    pub arrival: Arrival,
     /// Measured window of each cell [default: 10s, 1s with --quick; search probes 1.5s, 250ms with --quick].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fleet::{FleetConfig, Rate};
+use fleet::{Arrival, FleetConfig, Rate};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub clients: Vec<u32>,
     /// Per-client rate.
     pub rate: Rate,
+    /// How each client's frames arrived at that mean rate.
+    #[serde(default)]
+    pub arrival: Arrival,
     /// Measured window per cell.
     #[serde(with = "models::duration_ms")]
     pub duration: Duration,
@@ -296,6 +299,15 @@ impl RunConfig {
         ))
     }
 
+    /// The per-client load in a plot's caption: the rate, and the arrival
+    /// process unless it is constant spacing.
+    pub fn rate_label(&self) -> String {
+        match self.arrival {
+            Arrival::Constant => format!("{} Hz/client", self.rate),
+            a => format!("{} Hz/client, {a}", self.rate),
+        }
+    }
+
     /// The fleet configuration of a cell against `target`.
     pub fn fleet_config(&self, key: &CellKey, target: std::net::SocketAddr) -> Option<FleetConfig> {
         Some(FleetConfig {
@@ -307,6 +319,8 @@ impl RunConfig {
             duration: self.duration_for(key.clients),
             count: None,
             batch_window: self.batch_window_for(key.clients),
+            arrival: self.arrival,
+            seed: self.seed,
             work: self.workload(&key.workload)?.plan.clone(),
             threads: self.fleet_cpus.len().max(1),
             cpus: Some(self.fleet_cpus.clone()),

@@ -411,6 +411,10 @@ fn fleet_findings(
     if rec.lost > 0 {
         found.add(Cause::Loss, format!("loss {}", rec.lost));
     }
+    // The load was not the load named: says nothing of the server.
+    if let Some(why) = f.arrivals.as_ref().and_then(|a| a.reason()) {
+        found.add(Cause::FleetFault, why);
+    }
     if rec.excess > 0 {
         found.add(
             Cause::Loss,

@@ -101,6 +101,9 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
 fn recommendation(md: &mut String, run: &RunFile, groups: &[(String, Vec<&CapacityRecord>)]) {
     let recs = recommendations(run);
     let _ = writeln!(md, "## Recommendation\n");
+    if let Some(how) = run.config.arrival.describe(run.config.rate.hz()) {
+        let _ = writeln!(md, "Measured with every client sending {how}.\n");
+    }
     let _ = writeln!(md, "{HEADER}");
     for (workload, rec) in &recs {
         let records = groups
@@ -474,8 +477,11 @@ fn method(md: &mut String, run: &RunFile) {
     environment(md, run);
     let _ = writeln!(
         md,
-        "- **Capacity** is the largest fleet size (clients at {} frames/s each, 32-byte frames on a fixed open-loop schedule) at which a fresh, warmed-up cell is valid (every frame accounted for per client: none lost, duplicated, missing or miscounted; no protocol error; the fleet on schedule), and meets the SLO. Latency counts from when each frame was due (coordinated omission corrected).",
-        c.rate
+        "- **Capacity** is the largest fleet size (clients at {} frames/s each, 32-byte frames {}) at which a fresh, warmed-up cell is valid (every frame accounted for per client: none lost, duplicated, missing or miscounted; no protocol error; the fleet on schedule), and meets the SLO. Latency counts from when each frame was due (coordinated omission corrected).",
+        c.rate,
+        c.arrival
+            .describe(c.rate.hz())
+            .unwrap_or_else(|| "on a fixed open-loop schedule".into())
     );
     let _ = writeln!(
         md,

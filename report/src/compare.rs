@@ -255,14 +255,19 @@ fn finish(mut md: String, regressions: Vec<String>, fail_pct: Option<f64>) -> Co
 }
 
 /// The workloads both runs have whose plans ask for different work, and
-/// why (e.g. kernels calibrated apart).
+/// why (e.g. kernels calibrated apart, or frames that arrived otherwise:
+/// one load shape is another load).
 fn different_work(a: &RunFile, b: &RunFile) -> Vec<(String, String)> {
+    let arrivals = (a.config.arrival != b.config.arrival)
+        .then(|| format!("arrivals `{}` and `{}`", a.config.arrival, b.config.arrival));
     a.config
         .workloads
         .iter()
         .filter_map(|x| {
             let y = b.config.workload(&x.name)?;
-            let why = record::kernel_calibration::different_work(&x.plan, &y.plan)?;
+            let why = arrivals
+                .clone()
+                .or_else(|| record::kernel_calibration::different_work(&x.plan, &y.plan))?;
             Some((x.name.clone(), why))
         })
         .collect()

@@ -75,8 +75,11 @@ fn method(md: &mut String, run: &RunFile) {
     };
     let _ = writeln!(
         md,
-        "- Each client sends 32-byte frames at {} Hz on a fixed open-loop schedule; {window}. {} warm-up, then a {} measured window; {} repeat(s) per cell, run round-robin in a shuffled order (seed {}); medians shown, spread in brackets when repeated.",
+        "- Each client sends 32-byte frames at {} Hz {}; {window}. {} warm-up, then a {} measured window; {} repeat(s) per cell, run round-robin in a shuffled order (seed {}); medians shown, spread in brackets when repeated.",
         c.rate,
+        c.arrival
+            .describe(c.rate.hz())
+            .unwrap_or_else(|| "on a fixed open-loop schedule".into()),
         humantime::format_duration(c.warmup),
         humantime::format_duration(c.duration),
         c.repeat,

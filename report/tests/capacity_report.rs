@@ -197,6 +197,21 @@ fn runs_that_asked_for_different_work_are_not_compared_there() {
     assert!(cmp.regressions.is_empty(), "{:?}", cmp.regressions);
 }
 
+/// Two runs under different arrival processes measured different loads:
+/// no workload of theirs is compared.
+#[test]
+fn runs_under_different_arrivals_are_not_compared() {
+    let a = fixture();
+    let mut b = a.clone();
+    b.config.arrival = "poisson".parse().expect("an arrival");
+    let cmp = report::compare::compare(&a, &b, Some(1.0));
+    for w in &a.config.workloads {
+        let said = format!("**Workload `{}` asked for different work** in the two runs (arrivals `constant` and `poisson`)", w.name);
+        assert!(cmp.markdown.contains(&said), "{}", cmp.markdown);
+    }
+    assert!(cmp.regressions.is_empty(), "{:?}", cmp.regressions);
+}
+
 /// Every tie of the recorded run was broken at one load: each tied model
 /// has its figures at one load that every tied model passed (the tie's
 /// common load in the full run; the fixture keeps four of its models),

@@ -36,6 +36,9 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
     if search.is_some() && args.rate == Rate::Max {
         bail!("a capacity search counts clients at a paced rate; give --rate N (frames per second per client), not `max`");
     }
+    args.arrival
+        .check(args.rate.hz())
+        .map_err(|e| anyhow!("invalid --arrival: {e}"))?;
     let (models, skipped_models) = models_of(args, single_model)?;
     let iters_per_us = kernel.iters_per_us;
     let workloads = workloads_of(args, single_model, iters_per_us)?;
@@ -75,6 +78,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         workloads,
         clients,
         rate: args.rate,
+        arrival: args.arrival,
         duration: args.duration.unwrap_or(ms(duration)),
         warmup: args.warmup.unwrap_or(ms(warmup)),
         batch_window: args.batch_window,
@@ -327,6 +331,32 @@ mod tests {
         assert!(quick.params.tolerance > full.params.tolerance);
         assert!(full.sweep);
         assert!(!config(&["--workers", "4"]).search.unwrap().sweep);
+    }
+
+    /// The arrival process reaches every cell's fleet with the run's seed,
+    /// and one that needs a paced rate is refused without one.
+    #[test]
+    fn arrivals_reach_the_fleet_and_need_a_paced_rate() {
+        let c = config(&["--arrival", "poisson", "--seed", "5", "--clients", "2"]);
+        let key = c.cells().into_iter().next().expect("a cell");
+        let f = c
+            .fleet_config(&key, "127.0.0.1:1".parse().unwrap())
+            .expect("a fleet");
+        assert_eq!((f.arrival, f.seed), (fleet::Arrival::Poisson, 5));
+        for arrival in ["poisson", "burst:on=1ms,off=1ms"] {
+            let argv = [
+                "harness",
+                "--all",
+                "--clients",
+                "2",
+                "--rate",
+                "max",
+                "--arrival",
+                arrival,
+            ];
+            let err = from_args(&crate::cli::Cli::parse_from(argv).run, kernel()).unwrap_err();
+            assert!(format!("{err:#}").contains("--rate"), "{arrival}: {err:#}");
+        }
     }
 
     #[test]

@@ -306,6 +306,8 @@ pub fn fleet_config(
         duration: Duration::from_millis(400),
         count: None,
         batch_window: Duration::from_millis(1),
+        arrival: harness::fleet::Arrival::Constant,
+        seed: 0,
         work: workloads::WorkPlan::none(),
         threads: 1,
         cpus: None,

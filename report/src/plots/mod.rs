@@ -52,10 +52,10 @@ pub(crate) fn matrix(run: &RunFile, points: &[Point], dir: &Path) -> Result<Vec<
             .map(|&w| crate::labels::window_label(w))
             .collect();
         let ctx = format!(
-            "workload {} ({}), {} Hz/client, batch window {}; {}",
+            "workload {} ({}), {}, batch window {}; {}",
             w.name,
             w.plan.spec,
-            run.config.rate,
+            run.config.rate_label(),
             windows.join("/"),
             machine
         );
@@ -83,12 +83,12 @@ pub(crate) fn matrix(run: &RunFile, points: &[Point], dir: &Path) -> Result<Vec<
 pub(crate) fn search(run: &RunFile, dir: &Path) -> Result<Vec<PathBuf>> {
     register_font();
     let machine = format!(
-        "{} ({} CPUs; server {:?}, fleet {:?}), {} Hz/client",
+        "{} ({} CPUs; server {:?}, fleet {:?}), {}",
         run.environment.hostname,
         run.environment.logical_cpus,
         run.config.server_cpus,
         run.config.fleet_cpus,
-        run.config.rate
+        run.config.rate_label()
     );
     let mut out = Vec::new();
     for (workload, records) in by_workload(run) {
@@ -139,8 +139,10 @@ pub(crate) fn scaling(
             .workload(&workload)
             .map_or(String::new(), |w| w.plan.spec.clone());
         let ctx = format!(
-            "workload {workload} ({spec}); {} ({} CPUs), {} Hz/client",
-            first.environment.hostname, first.environment.logical_cpus, first.config.rate
+            "workload {workload} ({spec}); {} ({} CPUs), {}",
+            first.environment.hostname,
+            first.environment.logical_cpus,
+            first.config.rate_label()
         );
         let file = dir.join(format!("scaling-{}.png", slug(&workload)));
         scaling::scaling(&file, &ctx, &first.config.models, &cpus, &series)?;
