@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the arrivals comparison (docs/arrivals.md and its excerpt in
 # README.md, between the `arrivals` markers): `harness --all --quick` under
-# each arrival process, one after the other on this machine with one seed,
-# and for each model and workload the capacity under each, its change from
+# each arrival process, one after the other on this machine with one seed
+# and in one results folder (so one fleet calibration, one batch window and
+# one SLO: only the arrivals differ), and for each model and workload the
+# capacity under each, its change from
 # `constant` and whether that change is beyond the noise (the intervals do
 # not overlap). Never edit those parts by hand: run this instead (about
 # 10 minutes).
@@ -17,8 +19,8 @@ arrivals=(constant poisson burst:on=25ms,off=75ms)
 for a in "${arrivals[@]}"; do
   name=${a%%:*}
   "$bin" --all --quick --works "$works" --arrival "$a" --seed 1 \
-    --results-dir "$out/$name/results" --plots-dir "$out/$name/plots" \
-    --logs-dir "$out/$name/logs" >"$out/$name.txt" 2>&1 ||
+    --results-dir "$out/results" --plots-dir "$out/plots" \
+    --logs-dir "$out/logs" >"$out/$name.txt" 2>&1 ||
     { tail -20 "$out/$name.txt" >&2; echo "the $a run failed: nothing written" >&2; exit 1; }
 done
 
@@ -27,8 +29,15 @@ import json, pathlib, re, sys
 out, stamp, works, arrivals = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
 names = [a.split(":")[0] for a in arrivals]
 
+by_arrival = {}
+for f in (out / "results").glob("*/run.json"):
+    run = json.loads(f.read_text())
+    by_arrival[run["config"].get("arrival", "constant")] = f.parent
+windows = {json.loads((d / "run.json").read_text())["config"]["window"] for d in by_arrival.values()}
+assert len(windows) == 1, f"the runs used different batch windows: {windows}"
+
 def load(name):
-    d = next((out / name / "results").glob("*/run.json")).parent
+    d = by_arrival[next(a for a in arrivals if a.split(":")[0] == name)]
     run = json.loads((d / "run.json").read_text())
     md = (d / "summary.md").read_text()
     rec = re.search(r"^## Recommendation.*?(?=^## )", md, re.S | re.M).group(0)
@@ -83,8 +92,10 @@ for w in works.split(","):
         if b:
             lines.append(f"- `{a}`: {b[2:]}")
     lines.append("")
+(window,) = windows
 body = (f"Measured by `docs/arrivals.sh` ({stamp}): `harness --all --quick --works {works} --seed 1 --arrival A` "
-        "for each process, one after the other on this machine (bursts: 25 ms on at 4x the rate, 75 ms off, "
+        "for each process, one after the other on this machine in one results folder, so every run has the same "
+        f"fleet calibration, batch window ({window:g} ms) and SLO (bursts: 25 ms on at 4x the rate, 75 ms off, "
         "every client at once; see docs/method.md#arrival-processes).\n\n" + "\n".join(lines).strip())
 
 def splice(doc, name, text):
