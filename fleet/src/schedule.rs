@@ -1,7 +1,8 @@
 //! The open-loop schedule: client `c` sends frame `i` at
 //! `t0 + phase_c + i * 1e9 / rate` (integer ns from the start, so it never
-//! drifts), or at its place in a burst (`crate::arrival`); phases spread
-//! clients evenly over one period (one peak period in a burst).
+//! drifts), or at its place in a burst (`crate::arrival`) or in its
+//! Poisson stream (`crate::poisson`); phases spread clients evenly over one
+//! period (one peak period in a burst, the mean one for Poisson).
 
 use workloads::WorkPlan;
 

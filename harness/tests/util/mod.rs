@@ -151,7 +151,8 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "server did not exit after SIGTERM"
+                "server did not exit after SIGTERM; its threads (name, state, kernel wait): {}",
+                threads_of(self.child.id())
             );
             std::thread::sleep(Duration::from_millis(10));
         };
@@ -386,4 +387,31 @@ pub fn headless(
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each thread of process `pid` as `name state wchan`, from procfs: where a
+/// server that does not stop is stuck.
+fn threads_of(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "(gone)".into();
+    };
+    let mut out: Vec<String> = tasks
+        .flatten()
+        .map(|t| {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            format!(
+                "{} {} {}",
+                read("comm").trim(),
+                state.unwrap_or("?"),
+                read("wchan").trim()
+            )
+        })
+        .collect();
+    out.sort();
+    out.join("; ")
 }
