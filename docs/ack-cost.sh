@@ -42,9 +42,8 @@ for m in run("plain")["config"]["models"]:
     lines.append(f"| `{m}` | {span(p['cpu'], '{:.2f}')} | {span(a['cpu'], '{:.2f}')} | {span(p['p50'], '{:.0f}')} | {span(a['p50'], '{:.0f}')} | {', '.join(sorted(set(a['status'])))} |")
 body = "\n".join(lines)
 pathlib.Path("docs/ack-cost.md").write_text(body + "\n")
-readme = pathlib.Path("docs/deployment.md")
-readme.write_text(re.sub(r"<!-- ack-cost:start -->.*?<!-- ack-cost:end -->",
-                         lambda _: "<!-- ack-cost:start -->\n" + body + "\n<!-- ack-cost:end -->",
-                         readme.read_text(), flags=re.S))
+sys.path.insert(0, "docs")
+from splice import splice
+splice("docs/deployment.md", "ack-cost", body)
 print("wrote docs/ack-cost.md and docs/deployment.md")
 PY

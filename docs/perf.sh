@@ -35,9 +35,8 @@ for est in sorted(pathlib.Path("target/criterion").glob("*/*/new/estimates.json"
     lines.append(f"| {group}/{name} | {fmt(ns)} | {per} |")
 body = "\n".join(lines)
 pathlib.Path("docs/perf.md").write_text(body + "\n")
-readme = pathlib.Path("docs/performance.md")
-readme.write_text(re.sub(r"<!-- perf:start -->.*?<!-- perf:end -->",
-                         lambda _: "<!-- perf:start -->\n" + body + "\n<!-- perf:end -->",
-                         readme.read_text(), flags=re.S))
+sys.path.insert(0, "docs")
+from splice import splice
+splice("docs/performance.md", "perf", body)
 print("wrote docs/perf.md and docs/performance.md")
 PY

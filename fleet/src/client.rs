@@ -309,6 +309,7 @@ impl Client {
         self.dues.clear();
         self.written = 0;
         let paced = schedule.is_paced();
+        let tests_arrivals = schedule.tests_arrivals();
         let limit = total.unwrap_or(MAX_FRAMES_PER_CLIENT);
         while self.dues.len() < MAX_BATCH && self.next_seq < limit {
             let due = if paced {
@@ -334,7 +335,7 @@ impl Client {
                 started_ns: 0,
             };
             self.buf.extend_from_slice(&frame.encode());
-            if schedule.tests_arrivals() {
+            if tests_arrivals {
                 if let Some(prev) = self.last_due.filter(|_| !frame.warmup) {
                     totals.gaps.offer(due - prev);
                 }

@@ -185,11 +185,6 @@ impl FleetConfig {
         }
     }
 
-    /// Frames per second per client, when paced.
-    pub fn rate_hz(&self) -> Option<u64> {
-        self.rate.hz()
-    }
-
     /// The default lag limit: twice the batch window, at least 200 us.
     pub fn default_max_lag(batch_window: Duration) -> Duration {
         (batch_window * 2).max(Duration::from_micros(200))

@@ -249,7 +249,7 @@ impl FleetReport {
         let refusals = clients.iter().map(|c| c.attempts().refusals as u64).sum();
         let send_lag_ns = LatencySummary::of(&totals.lag);
         let unsent = lines.iter().map(|l| l.unsent).sum();
-        let offered_rate = config.rate_hz().map(|hz| hz as f64 * clients.len() as f64);
+        let offered_rate = config.rate.hz().map(|hz| hz as f64 * clients.len() as f64);
         let mut report = FleetReport {
             config: config.clone(),
             sent,
@@ -290,7 +290,7 @@ impl FleetReport {
 /// The test of the gaps sent, when the rate is paced and the arrivals
 /// random.
 fn check_arrivals(config: &FleetConfig, totals: &ThreadTotals) -> Option<ArrivalCheck> {
-    check(config.arrival, config.rate_hz()?, &totals.gaps)
+    check(config.arrival, config.rate.hz()?, &totals.gaps)
 }
 
 /// `frames` over `window_s` seconds (0 for an empty window).

@@ -106,10 +106,15 @@ impl Stream {
     /// Offset of frame `i`: from the nearest kept sum at or below it
     /// (frames past the kept ones are walked from the last).
     pub fn offset(&self, i: u64) -> u64 {
+        self.cursor_at(i).offset
+    }
+
+    /// A cursor at frame `i`, walked from the nearest kept sum.
+    pub fn cursor_at(&self, i: u64) -> Cursor {
         let block = (i / BLOCK).min(self.kept.len() as u64 - 1);
         let mut c = self.cursor_at_block(block, self.kept[block as usize]);
         self.advance(&mut c, i);
-        c.offset
+        c
     }
 
     /// Moves `c` on to frame `to` (not back).
@@ -135,12 +140,14 @@ impl Stream {
 }
 
 /// The streams of the clients one fleet process runs, by position in the
-/// fleet, each with a cursor for the due times it sends in order (one
-/// pacing thread's copy: the streams are shared, the cursors its own).
+/// fleet, each with two cursors (one pacing thread's copy: the streams are
+/// shared, the cursors its own): due times are asked in two orders, of the
+/// frames a client sends and, in ack mode, of the frames acked, which lag
+/// behind; each keeps to the cursor nearest below it.
 #[derive(Clone, Debug)]
 pub struct Streams {
     streams: Arc<Vec<Option<Stream>>>,
-    cursors: RefCell<Vec<Option<Cursor>>>,
+    cursors: RefCell<Vec<[Option<Cursor>; 2]>>,
 }
 
 impl Streams {
@@ -160,7 +167,7 @@ impl Streams {
             streams[i as usize] = Some(Stream::new(seed, id, hz, span(i), count));
         }
         Streams {
-            cursors: RefCell::new(vec![None; streams.len()]),
+            cursors: RefCell::new(vec![[None, None]; streams.len()]),
             streams: Arc::new(streams),
         }
     }
@@ -169,22 +176,33 @@ impl Streams {
         self.streams.get(index as usize)?.as_ref()
     }
 
-    /// Offset of frame `i` of the client at `index`: one gap on from its
-    /// cursor when asked in order, else from a kept sum (0 for a client
-    /// this process does not run, which no one asks for).
+    /// Offset of frame `i` of the client at `index`: a few gaps on from
+    /// the nearest of its cursors at or below `i`, else from a kept sum,
+    /// which then replaces the cursor furthest behind (0 for a client this
+    /// process does not run, which no one asks for).
     pub fn offset(&self, index: u32, i: u64) -> u64 {
         let Some(s) = self.stream(index) else {
             debug_assert!(false, "client {index} is not this fleet's");
             return 0;
         };
         let mut cursors = self.cursors.borrow_mut();
-        let c = cursors[index as usize].get_or_insert_with(|| s.cursor());
-        if i >= c.i && i - c.i <= BLOCK {
+        let pair = &mut cursors[index as usize];
+        let near = pair
+            .iter_mut()
+            .flatten()
+            .filter(|c| c.i <= i && i - c.i <= BLOCK)
+            .max_by_key(|c| c.i);
+        if let Some(c) = near {
             s.advance(c, i);
-            c.offset
-        } else {
-            s.offset(i)
+            return c.offset;
         }
+        let behind = match pair {
+            [None, _] => 0,
+            [_, None] => 1,
+            [Some(a), Some(b)] => usize::from(b.i < a.i),
+        };
+        let c = pair[behind].insert(s.cursor_at(i));
+        c.offset
     }
 
     /// Frames of the client at `index` due within `span` of its first.
@@ -235,6 +253,25 @@ mod tests {
             Stream::new(8, 3, 10_000, 1_000, None).offset(10),
             walked[10]
         );
+    }
+
+    /// Two orders at once (sends ahead, acks lagging, as in ack mode) and
+    /// jumps give the walk's due times.
+    #[test]
+    fn interleaved_orders_give_the_walks_due_times() {
+        let streams = Streams::new((7, 0, 10_000), 2, &[1], |_| 100_000_000, None);
+        let walk = Stream::new(7, 1, 10_000, 100_000_000, None);
+        let mut asked = Vec::new();
+        for sent in 0..2_000u64 {
+            asked.push(sent);
+            if sent >= 300 && sent % 3 == 0 {
+                asked.extend([sent - 300, sent - 299, sent - 298]);
+            }
+        }
+        asked.extend([5, 1_999, 64, 0, 700, 701, 1_500]);
+        for i in asked {
+            assert_eq!(streams.offset(1, i), walk.offset(i), "frame {i}");
+        }
     }
 
     /// 50 ms at 10 kHz: about 500 frames, mean gap near 100 us.

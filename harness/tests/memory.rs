@@ -126,10 +126,18 @@ fn peak_rss_kib(model: &str, hold: Duration) -> u64 {
     }
     drop(conns);
     // Stopping finishes every frame already read: full queues of blocking
-    // waits and (in this unoptimised test build) slow cpu work; `pool`
-    // takes longest, its io waits queued behind cpu batches (its workers
-    // beyond the CPUs are woken only to step in for an io wait).
-    server.stop_within(Duration::from_secs(90)).max_rss_kib
+    // waits and (in this unoptimised test build) slow cpu work; `pool` and
+    // `rayon` take longest (4-6 s here), their queues of io waits and cpu
+    // batches bounded by the queue (they took 25-34 s while the hand-off
+    // held a whole turn's reads, 1,000 connections' worth, before handing
+    // any over).
+    let stopping = Instant::now();
+    let kib = server.stop_within(Duration::from_secs(30)).max_rss_kib;
+    eprintln!(
+        "{model}: stopped in {:.1} s",
+        stopping.elapsed().as_secs_f64()
+    );
+    kib
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! to `--coalesce` or [`COALESCE_FRAMES`], so that one wake-up and its two
 //! context switches serve several reads: reads come one per turn (at 100
 //! clients one every 10 us or so), and a wake-up per read cost a third of
-//! the CPU per frame at `none`. Rarer reads are handed over at once (the
+//! the CPU per frame at `none`. [`COALESCE_FRAMES`] held are handed over
+//! at once, mid-turn. Rarer reads are handed over at once (the
 //! loop's wait for events is rounded up to a millisecond, so a hold with
 //! no read after it would cost that).
 
@@ -110,6 +111,12 @@ impl<W: Workers> Dispatch for HandOff<W> {
         self.last_read = Some(now);
         self.held_since.get_or_insert(now);
         frames.clear();
+        // Enough for a wake-up: hand over now, not at the turn's end, so
+        // that what is held (and what a stop must finish) stays bounded by
+        // the workers' queue, however much one turn reads.
+        if self.held_frames >= COALESCE_FRAMES {
+            self.flush();
+        }
     }
 
     fn turn(&mut self, _ingest: &IngestStats) {
