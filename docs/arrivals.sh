@@ -7,7 +7,7 @@
 # capacity under each, its change from
 # `constant` and whether that change is beyond the noise (the intervals do
 # not overlap). Never edit those parts by hand: run this instead (about
-# 10 minutes).
+# 13 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
@@ -15,7 +15,7 @@ bin=target/release/harness
 out=$(mktemp -d)
 works=${WORKS:-none,io}
 stamp="$(date -u +%Y-%m-%d), commit \`$(git rev-parse --short=12 HEAD)\`$(git status --porcelain --untracked-files=no | grep -q . && echo ' (dirty)' || true)"
-arrivals=(constant poisson burst:on=25ms,off=75ms)
+arrivals=(constant poisson burst:on=25ms,off=75ms trace:docs/traces/example.trace)
 for a in "${arrivals[@]}"; do
   name=${a%%:*}
   "$bin" --all --quick --works "$works" --arrival "$a" --seed 1 \
@@ -96,7 +96,8 @@ for w in works.split(","):
 body = (f"Measured by `docs/arrivals.sh` ({stamp}): `harness --all --quick --works {works} --seed 1 --arrival A` "
         "for each process, one after the other on this machine in one results folder, so every run has the same "
         f"fleet calibration, batch window ({window:g} ms) and SLO (bursts: 25 ms on at 4x the rate, 75 ms off, "
-        "every client at once; see docs/method.md#arrival-processes).\n\n" + "\n".join(lines).strip())
+        "every client at once; the trace: docs/traces/example.trace, flushes of 80 frames over 1 ms every 10 ms over a "
+        "Poisson background, each client from its own line; see docs/method.md#arrival-processes).\n\n" + "\n".join(lines).strip())
 
 sys.path.insert(0, "docs")
 from splice import splice

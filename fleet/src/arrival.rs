@@ -7,17 +7,21 @@
 //! nothing for `off`; every client's cycle starts together, so the server
 //! sees the whole fleet's burst at once). Due times stay exact: frame `i`
 //! of a burst is due at `(i / n) x cycle + (i % n) x on / n` after the
-//! client's phase, with `n` frames per cycle.
+//! client's phase, with `n` frames per cycle. Or replayed from a recorded
+//! trace (`trace:FILE`, `crate::trace`), scaled to the mean rate.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::units::parse_duration;
 use serde::{Deserialize, Serialize};
 
+use crate::trace::{Trace, TraceError};
+
 /// The arrival process of every client of a fleet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Arrival {
     /// One frame every `1 / rate`.
@@ -33,6 +37,9 @@ pub enum Arrival {
         /// Silent part of each cycle.
         off: Duration,
     },
+    /// A recorded trace replayed by every client from its own line,
+    /// scaled to the mean rate (`crate::trace`).
+    Trace(Arc<Trace>),
 }
 
 /// A burst cycle resolved against a rate: `per_cycle` frames evenly over
@@ -73,8 +80,11 @@ impl Cycle {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArrivalError {
     /// Not one of the forms.
-    #[error("`{0}` is not an arrival process: give `constant`, `poisson` or `burst:on=DUR,off=DUR` (e.g. burst:on=50ms,off=450ms)")]
+    #[error("`{0}` is not an arrival process: give `constant`, `poisson`, `burst:on=DUR,off=DUR` (e.g. burst:on=50ms,off=450ms) or `trace:FILE`")]
     Syntax(String),
+    /// A trace that cannot be read or used.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
     /// A burst whose sending part is empty.
     #[error("burst: `on` must be longer than 0")]
     EmptyBurst,
@@ -92,7 +102,7 @@ impl Arrival {
     pub fn check(&self, hz: Option<u64>) -> Result<(), ArrivalError> {
         match (self, hz) {
             (Arrival::Constant, _) => Ok(()),
-            (_, None) => Err(ArrivalError::Unpaced(*self)),
+            (_, None) => Err(ArrivalError::Unpaced(self.clone())),
             (_, Some(hz)) => self.cycle(hz).map(|_| ()),
         }
     }
@@ -107,7 +117,7 @@ impl Arrival {
         let (on_ns, cycle_ns) = (on.as_nanos() as u64, (on + off).as_nanos() as u64);
         let per_cycle = ((hz as u128 * cycle_ns as u128 + 500_000_000) / 1_000_000_000).max(1);
         if per_cycle > on_ns as u128 {
-            return Err(ArrivalError::TooDense(*self, hz));
+            return Err(ArrivalError::TooDense(self.clone(), hz));
         }
         Ok(Some(Cycle {
             per_cycle: per_cycle as u64,
@@ -122,10 +132,19 @@ impl Arrival {
     /// process other than constant spacing (`None` for that, or unpaced).
     pub fn describe(&self, hz: Option<u64>) -> Option<String> {
         let hz = hz?;
-        if *self == Arrival::Poisson {
-            return Some(format!(
+        match self {
+            Arrival::Poisson => return Some(format!(
                 "as a Poisson process (poisson): exponential gaps at a mean of {hz} frames/s, each client's from its own stream of the run's seed"
-            ));
+            )),
+            Arrival::Trace(t) => return Some(format!(
+                "replayed from the trace {} ({} arrivals, looped every {}, recorded at a mean of {:.0} frames/s), its times multiplied by {:.3} for a mean of {hz} frames/s, each client from its own line of it",
+                t.path,
+                t.len(),
+                humantime::format_duration(Duration::from_nanos(t.period_ns())),
+                t.mean_hz(),
+                t.mean_hz() / hz as f64,
+            )),
+            _ => {}
         }
         let c = self.cycle(hz).ok().flatten()?;
         Some(format!(
@@ -145,6 +164,9 @@ impl FromStr for Arrival {
             "constant" => return Ok(Arrival::Constant),
             "poisson" => return Ok(Arrival::Poisson),
             _ => {}
+        }
+        if let Some(path) = s.strip_prefix("trace:") {
+            return Ok(Arrival::Trace(Arc::new(Trace::load(path)?)));
         }
         let syntax = || ArrivalError::Syntax(s.to_string());
         let params = s.strip_prefix("burst:").ok_or_else(syntax)?;
@@ -177,6 +199,7 @@ impl fmt::Display for Arrival {
                 humantime::format_duration(*on),
                 humantime::format_duration(*off)
             ),
+            Arrival::Trace(t) => write!(f, "trace:{}", t.path),
         }
     }
 }
@@ -230,6 +253,7 @@ mod tests {
             ("burst:on=50ms,off=1s,on=2ms", Err(())),
             ("burst:on=fast,off=1s", Err(())),
             ("poisson-ish", Err(())),
+            ("trace:/no/such.trace", Err(())),
         ];
         for (text, want) in cases {
             let got = text.parse::<Arrival>();
@@ -242,6 +266,12 @@ mod tests {
                 );
             }
         }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/traces/example.trace");
+        let trace: Arrival = format!("trace:{path}").parse().expect("the example");
+        assert_eq!(trace.to_string().parse::<Arrival>(), Ok(trace.clone()));
+        assert!(trace.check(Some(10_000)).is_ok() && trace.check(None).is_err());
+        let said = trace.describe(Some(10_000)).expect("described");
+        assert!(said.contains("2010 arrivals"), "{said}");
     }
 
     /// (on, off, rate) -> frames per cycle, peak rate; the mean stays the

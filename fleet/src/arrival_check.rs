@@ -110,8 +110,8 @@ impl ArrivalCheck {
 
 /// Tests `gaps` against `process` at `hz` per client; `None` for a
 /// process that is exact by construction.
-pub fn check(process: Arrival, hz: u64, gaps: &Gaps) -> Option<ArrivalCheck> {
-    if process != Arrival::Poisson {
+pub fn check(process: &Arrival, hz: u64, gaps: &Gaps) -> Option<ArrivalCheck> {
+    if *process != Arrival::Poisson {
         return None;
     }
     let n = gaps.kept.len() as u64;
@@ -129,7 +129,7 @@ pub fn check(process: Arrival, hz: u64, gaps: &Gaps) -> Option<ArrivalCheck> {
         (0.0, 1.0)
     };
     Some(ArrivalCheck {
-        process,
+        process: process.clone(),
         gaps: n,
         mean_ns,
         statistic,
@@ -185,11 +185,11 @@ mod tests {
             ),
         ];
         for (name, gaps, pass) in cases {
-            let c = check(Arrival::Poisson, 10_000, &gaps).expect("poisson is tested");
+            let c = check(&Arrival::Poisson, 10_000, &gaps).expect("poisson is tested");
             assert_eq!(c.passed, pass, "{name}: {c:?}");
             assert_eq!(c.reason().is_some(), !pass, "{name}");
         }
-        assert_eq!(check(Arrival::Constant, 10_000, &sample([1, 2, 3])), None);
+        assert_eq!(check(&Arrival::Constant, 10_000, &sample([1, 2, 3])), None);
     }
 
     /// The reservoir keeps at most `SAMPLE` gaps of all it was offered,

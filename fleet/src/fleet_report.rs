@@ -290,7 +290,7 @@ impl FleetReport {
 /// The test of the gaps sent, when the rate is paced and the arrivals
 /// random.
 fn check_arrivals(config: &FleetConfig, totals: &ThreadTotals) -> Option<ArrivalCheck> {
-    check(config.arrival, config.rate.hz()?, &totals.gaps)
+    check(&config.arrival, config.rate.hz()?, &totals.gaps)
 }
 
 /// `frames` over `window_s` seconds (0 for an empty window).

@@ -23,6 +23,7 @@ pub mod pacing;
 pub mod poisson;
 pub mod schedule;
 pub mod totals;
+pub mod trace;
 pub mod watch;
 
 pub use arrival::Arrival;

@@ -46,7 +46,7 @@ pub struct FleetOptions {
     /// Frames due within a window go out in one write; 0 = one write per frame.
     #[arg(long, value_parser = parse_duration, default_value = "1ms")]
     pub batch_window: Duration,
-    /// How each client's frames arrive at its mean --rate: constant, or burst:on=DUR,off=DUR (a cycle's frames evenly over its first `on` at the peak rate rate x (on+off)/on, every client's cycles together).
+    /// How each client's frames arrive at its mean --rate: constant; poisson (exponential gaps from --seed); burst:on=DUR,off=DUR (a cycle's frames evenly over its first `on` at the peak rate rate x (on+off)/on, every client's cycles together); trace:FILE (arrival times in ns, one per line, replayed by each client from its own line, scaled to the mean rate).
     #[arg(long, default_value = "constant")]
     pub arrival: Arrival,
     /// Seed of random arrivals (poisson): each client's stream is keyed by it and the client's id, so shards and reruns send the same due times.
@@ -152,7 +152,7 @@ impl FleetOptions {
             warmup: Some(config.warmup),
             count: config.count,
             batch_window: config.batch_window,
-            arrival: config.arrival,
+            arrival: config.arrival.clone(),
             seed: config.seed,
             work: config.work.spec.clone(),
             client_id_base: config.client_id_base,
@@ -247,7 +247,7 @@ impl FleetOptions {
             duration: self.duration,
             count: self.count,
             batch_window: self.batch_window,
-            arrival: self.arrival,
+            arrival: self.arrival.clone(),
             seed: self.seed,
             work,
             threads: self.threads.unwrap_or(cpus).max(1),

@@ -1,14 +1,16 @@
 //! The open-loop schedule: client `c` sends frame `i` at
 //! `t0 + phase_c + i * 1e9 / rate` (integer ns from the start, so it never
 //! drifts), or at its place in a burst (`crate::arrival`) or in its
-//! Poisson stream (`crate::poisson`); phases spread clients evenly over one
-//! period (one peak period in a burst, the mean one for Poisson).
+//! Poisson stream (`crate::poisson`) or in a replayed trace
+//! (`crate::trace`); phases spread clients evenly over one period (one peak
+//! period in a burst, the mean one for Poisson arrivals and traces).
 
 use workloads::WorkPlan;
 
 use crate::arrival::{Arrival, Cycle};
 use crate::config::{FleetConfig, Rate};
 use crate::poisson::Streams;
+use crate::trace::Replay;
 
 /// Sleep until this close to a deadline, then spin.
 pub const SPIN_NS: u64 = 100_000;
@@ -33,6 +35,8 @@ pub struct Schedule {
     burst: Option<Cycle>,
     /// Each client's Poisson arrivals, when they are.
     poisson: Option<Streams>,
+    /// The trace replayed, when it is.
+    trace: Option<Replay>,
     clients: u64,
     count: Option<u64>,
     window_ns: u64,
@@ -62,12 +66,16 @@ impl Schedule {
                 Rate::Max => None,
             },
             poisson: None,
+            trace: match (&config.arrival, config.rate) {
+                (Arrival::Trace(t), Rate::Hz(hz)) => Some(Replay::new(t.clone(), hz)),
+                _ => None,
+            },
             clients: config.clients.max(1) as u64,
             count: config.count,
             window_ns: config.batch_window.as_nanos() as u64,
             work: config.work.clone(),
         };
-        if let (Arrival::Poisson, Rate::Hz(hz)) = (config.arrival, config.rate) {
+        if let (Arrival::Poisson, Rate::Hz(hz)) = (&config.arrival, config.rate) {
             let span = |i| s.end.saturating_sub(s.t0 + s.phase(i));
             let streams = Streams::new(
                 (config.seed, config.client_id_base, hz),
@@ -104,14 +112,15 @@ impl Schedule {
     }
 
     /// Frame `i`'s offset from the client's first: `i * 1e9 / rate` in
-    /// integer ns, exact and drift-free, or its place in the bursts or in
-    /// its Poisson stream.
+    /// integer ns, exact and drift-free, or its place in the bursts, in
+    /// its Poisson stream or in the trace.
     #[inline]
     fn offset(&self, index: u32, i: u64) -> u64 {
-        match (&self.burst, &self.poisson) {
-            (Some(c), _) => c.offset(i),
-            (None, Some(p)) => p.offset(index, i),
-            (None, None) => self.even_offset(i),
+        match (&self.burst, &self.poisson, &self.trace) {
+            (Some(c), _, _) => c.offset(i),
+            (None, Some(p), _) => p.offset(index, i),
+            (None, None, Some(t)) => t.offset(t.start(index, self.clients), i),
+            (None, None, None) => self.even_offset(i),
         }
     }
 
@@ -128,6 +137,9 @@ impl Schedule {
     /// Where counting frames due within `span` of a client's first starts:
     /// at most that count (a loop steps it up to the exact one).
     fn frames_near(&self, index: u32, span: u64) -> u64 {
+        if let Some(t) = &self.trace {
+            return t.frames_near(t.start(index, self.clients), span);
+        }
         match (&self.burst, &self.poisson, self.rate) {
             (Some(c), _, _) => c.frames_near(span),
             (None, Some(p), _) => p.frames_until(index, span),
@@ -345,6 +357,47 @@ mod tests {
                 assert_eq!(shard.total(c), one.total(c), "client {c}");
                 for i in [0, 1, 77, 250] {
                     assert_eq!(shard.due(c, i), one.due(c, i), "client {c} frame {i}");
+                }
+            }
+        }
+    }
+
+    /// A trace of uneven gaps, replayed slower than recorded: counts
+    /// match the due times, each client starts at its own line (so its
+    /// gaps are the trace's from there, scaled), and shards send what one
+    /// fleet would.
+    #[test]
+    fn trace_replays_count_and_shard_exactly() {
+        let trace = crate::trace::Trace::parse("t", "0\n10000\n10000\n15000\n90000\n").unwrap();
+        let mut c = config(Rate::Hz(10_000), 0);
+        c.arrival = crate::arrival::Arrival::Trace(std::sync::Arc::new(trace));
+        let s = Schedule::new(&c, 1_000);
+        counts_match_due_times(&s);
+        // 5 arrivals in a 112,500 ns period: 44.4 kHz, replayed at 10 kHz
+        // (times x 4.44).
+        let gaps = |index| -> Vec<u64> {
+            (0..6)
+                .map(|i| s.due(index, i + 1) - s.due(index, i))
+                .collect()
+        };
+        assert_eq!(gaps(0), [44_444, 0, 22_222, 333_334, 100_000, 44_444]);
+        assert_eq!(
+            gaps(1)[..3],
+            [0, 22_222, 333_333],
+            "client 1 starts at line 2"
+        );
+        for index in 0..2 {
+            let mut part = c.clone();
+            part.shard = Some(crate::config::Shard { index, count: 2 });
+            let shard = Schedule::new(&part, 1_000);
+            for client in part.indices() {
+                assert_eq!(shard.total(client), s.total(client), "client {client}");
+                for i in [0, 1, 7, 250] {
+                    assert_eq!(
+                        shard.due(client, i),
+                        s.due(client, i),
+                        "client {client} frame {i}"
+                    );
                 }
             }
         }

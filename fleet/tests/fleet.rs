@@ -436,12 +436,17 @@ fn shards_parse_and_partition_the_fleet() {
     }
 }
 
-/// Poisson arrivals and bursts: every frame the sink read carries the due
+/// Poisson arrivals, bursts and a replayed trace: every frame the sink read carries the due
 /// time the schedule gives it (the same seed, the same times), the counts
 /// are exact, and the fleet's own test passes the Poisson gaps it sent.
 #[test]
 fn random_and_bursty_arrivals_send_their_schedule_exactly() {
-    for arrival in ["poisson", "burst:on=20ms,off=30ms"] {
+    let trace = concat!(
+        "trace:",
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/traces/example.trace"
+    );
+    for arrival in ["poisson", "burst:on=20ms,off=30ms", trace] {
         let sink = Sink::start(Mode::Read);
         let mut c = config(sink.addr, 3, 10_000, Duration::from_millis(1));
         c.arrival = arrival.parse().expect("an arrival process");

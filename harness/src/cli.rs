@@ -149,7 +149,7 @@ pub struct RunArgs {
     /// Frames per second per client, or `max` for saturation.
     #[arg(long, default_value = "10000")]
     pub rate: Rate,
-    /// How each client's frames arrive at its mean --rate: constant, or burst:on=DUR,off=DUR (each cycle's frames evenly over its first `on`, at the peak rate rate x (on+off)/on; every client's cycles start together). Every model of the run is measured under the same arrivals.
+    /// How each client's frames arrive at its mean --rate: constant; poisson (exponential gaps from the run's --seed); burst:on=DUR,off=DUR (each cycle's frames evenly over its first `on`, at the peak rate rate x (on+off)/on; every client's cycles start together); trace:FILE (a file of arrival times in ns, one per line, replayed by each client from its own line, its times scaled to the mean rate; docs/method.md#arrival-processes). Every model of the run is measured under the same arrivals.
     #[arg(long, default_value = "constant")]
     pub arrival: Arrival,
     /// Measured window of each cell [default: 10s, 1s with --quick; search probes 1.5s, 250ms with --quick].

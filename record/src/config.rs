@@ -302,7 +302,7 @@ impl RunConfig {
     /// The per-client load in a plot's caption: the rate, and the arrival
     /// process unless it is constant spacing.
     pub fn rate_label(&self) -> String {
-        match self.arrival {
+        match &self.arrival {
             Arrival::Constant => format!("{} Hz/client", self.rate),
             a => format!("{} Hz/client, {a}", self.rate),
         }
@@ -319,7 +319,7 @@ impl RunConfig {
             duration: self.duration_for(key.clients),
             count: None,
             batch_window: self.batch_window_for(key.clients),
-            arrival: self.arrival,
+            arrival: self.arrival.clone(),
             seed: self.seed,
             work: self.workload(&key.workload)?.plan.clone(),
             threads: self.fleet_cpus.len().max(1),

@@ -78,7 +78,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         workloads,
         clients,
         rate: args.rate,
-        arrival: args.arrival,
+        arrival: args.arrival.clone(),
         duration: args.duration.unwrap_or(ms(duration)),
         warmup: args.warmup.unwrap_or(ms(warmup)),
         batch_window: args.batch_window,
