@@ -1,11 +1,14 @@
 //! One client of the fleet: a non-blocking socket that writes the frames of
 //! its schedule as they come due, keeps its place when the server pushes
 //! back, reconnects (on a backoff, see [`crate::link`]) when the connection
-//! breaks, then drains. In ack mode it also reads the server's acks (see
+//! breaks, then drains. With `--reconnect-every N` it closes its connection
+//! after every `N` frames and goes on, at once, on a fresh one (sequence
+//! numbers continue; the old one drains in the background, the client is
+//! drained when all are). In ack mode it also reads the server's acks (see
 //! [`crate::acks`]) whenever they come, recording each frame's round trip.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, TcpStream};
 
 use serde::{Deserialize, Serialize};
 use workloads::clock::monotonic_ns;
@@ -92,16 +95,28 @@ pub struct Client {
     /// How the server ended the connection, as found while reading acks:
     /// `Some(true)` an orderly close, `Some(false)` a reset or error.
     peer_closed: Option<bool>,
+    /// Frames per connection before a planned reconnect.
+    reconnect_every: Option<u64>,
+    /// Frames generated on the connection in use.
+    on_conn: u64,
+    /// Connections closed by a planned reconnect that the server has not
+    /// closed yet (their frames still being read).
+    closing: Vec<TcpStream>,
+    /// Of those, connections the server reset (a break, not a close).
+    closing_resets: u32,
+    /// When the connections left to drain are next looked at.
+    next_closing_poll: u64,
 }
 
 impl Client {
-    /// A client not yet connected; it connects on its first step, trying
-    /// at most `connect_tries` times in the whole run.
-    pub fn new(id: u32, index: u32, target: SocketAddr, connect_tries: u32, ack: bool) -> Self {
+    /// A client of `config` not yet connected; it connects on its first
+    /// step, trying at most `connect_tries` times in the whole run (planned
+    /// reconnects aside).
+    pub fn new(id: u32, index: u32, config: &FleetConfig) -> Self {
         Client {
             id,
             index,
-            link: Link::new(target, connect_tries),
+            link: Link::new(config.target, config.connect_tries),
             next_seq: 0,
             buf: Vec::with_capacity(MAX_BATCH * FRAME_LEN),
             dues: Vec::with_capacity(MAX_BATCH),
@@ -115,8 +130,13 @@ impl Client {
             last_send_ns: 0,
             last_due: None,
             finished_ns: 0,
-            acks: ack.then(AckTrack::new),
+            acks: config.ack.then(AckTrack::new),
             peer_closed: None,
+            reconnect_every: config.reconnect_every,
+            on_conn: 0,
+            closing: Vec::new(),
+            closing_resets: 0,
+            next_closing_poll: 0,
         }
     }
 
@@ -162,9 +182,46 @@ impl Client {
         self.link.attempts
     }
 
-    /// Reconnects after a broken connection.
+    /// Reconnects after a broken connection (a planned one the server
+    /// reset included).
     pub fn reconnects(&self) -> u32 {
-        self.link.attempts.established.saturating_sub(1)
+        let a = self.link.attempts;
+        a.established.saturating_sub(1 + a.planned) + self.closing_resets
+    }
+
+    /// Planned reconnects (`--reconnect-every`).
+    pub fn planned_reconnects(&self) -> u32 {
+        self.link.attempts.planned
+    }
+
+    /// Starts a planned reconnect: the connection in use is shut for
+    /// writing and left to drain; the link connects anew.
+    fn rotate(&mut self) {
+        if let Some(old) = self.link.reopen() {
+            let _ = old.shutdown(Shutdown::Write);
+            self.closing.push(old);
+        }
+        self.on_conn = 0;
+    }
+
+    /// Reads the connections left to drain: those the server closed are
+    /// dropped, a reset counted.
+    fn poll_closing(&mut self) {
+        let mut resets = 0;
+        let mut sink = [0u8; 512];
+        self.closing.retain_mut(|s| loop {
+            match s.read(&mut sink) {
+                Ok(0) => return false,
+                Ok(_) => {} // the server sends nothing; ignore it
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    resets += 1;
+                    return false;
+                }
+            }
+        });
+        self.closing_resets += resets;
     }
 
     /// Takes the last connect error (for a fleet that reached no server).
@@ -187,6 +244,12 @@ impl Client {
     ) -> Step {
         if self.last_progress == 0 {
             self.last_progress = now;
+        }
+        // Every millisecond, not at every write: a read per old connection
+        // per write cost the fleet more than its writes.
+        if !self.closing.is_empty() && now >= self.next_closing_poll {
+            self.poll_closing();
+            self.next_closing_poll = now + DRAIN_POLL_NS;
         }
         match self.state {
             ClientState::Sending => match self.link.poll(now) {
@@ -216,6 +279,7 @@ impl Client {
         if let Some(t) = &mut self.acks {
             t.finish(sent);
         }
+        self.closing.clear();
         let stream = self.link.close();
         if state == ClientState::Undrained {
             // Giving up mid-stream is an abort, not an orderly close: a
@@ -259,6 +323,7 @@ impl Client {
                 self.dues.clear();
                 self.written = 0;
                 self.link.broken(now);
+                self.on_conn = 0;
                 self.peer_closed = None;
                 if let Some(t) = &mut self.acks {
                     t.reconnected();
@@ -279,6 +344,10 @@ impl Client {
                     Some(t) => self.next_seq >= t,
                     None => now >= schedule.end || self.next_seq >= MAX_FRAMES_PER_CLIENT,
                 };
+                if !all_generated && self.reconnect_every.is_some_and(|n| self.on_conn >= n) {
+                    self.rotate();
+                    return Step::WakeAt(now);
+                }
                 if all_generated {
                     if let Some(s) = self.link.stream() {
                         let _ = s.shutdown(Shutdown::Write);
@@ -311,7 +380,12 @@ impl Client {
         let paced = schedule.is_paced();
         let tests_arrivals = schedule.tests_arrivals();
         let limit = total.unwrap_or(MAX_FRAMES_PER_CLIENT);
-        while self.dues.len() < MAX_BATCH && self.next_seq < limit {
+        // A connection carries exactly `--reconnect-every` frames.
+        let room = self
+            .reconnect_every
+            .map_or(MAX_BATCH as u64, |n| n.saturating_sub(self.on_conn))
+            .min(MAX_BATCH as u64) as usize;
+        while self.dues.len() < room && self.next_seq < limit {
             let due = if paced {
                 schedule.due(self.index, self.next_seq)
             } else {
@@ -343,6 +417,7 @@ impl Client {
             }
             self.dues.push(due);
             self.next_seq += 1;
+            self.on_conn += 1;
         }
     }
 
@@ -415,7 +490,10 @@ impl Client {
         let mut sink = [0u8; 512];
         loop {
             match stream.read(&mut sink) {
-                Ok(0) => return self.finish(ClientState::Drained),
+                // Drained once every connection is: the last one and those
+                // left by planned reconnects.
+                Ok(0) if self.closing.is_empty() => return self.finish(ClientState::Drained),
+                Ok(0) => break,
                 Ok(_) => continue, // the server sends nothing; ignore it
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,

@@ -132,6 +132,10 @@ pub struct FleetConfig {
     /// the client's id).
     #[serde(default)]
     pub seed: u64,
+    /// Connection churn: each client closes its connection after this many
+    /// frames and goes on on a fresh one (`--reconnect-every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_every: Option<u64>,
     /// Work each frame asks for.
     pub work: WorkPlan,
     /// Pacing threads.

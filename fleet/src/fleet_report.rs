@@ -34,6 +34,9 @@ pub struct ClientSent {
     pub unsent: u64,
     /// Reconnects after a broken connection.
     pub reconnects: u32,
+    /// Planned reconnects (`--reconnect-every`), not breaks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub planned_reconnects: u32,
     /// Connections started (at most `connect_tries`).
     #[serde(default)]
     pub connect_tries: u32,
@@ -115,6 +118,9 @@ pub struct FleetReport {
     pub unsent: u64,
     /// Reconnects after broken connections.
     pub reconnects: u64,
+    /// Planned reconnects (`--reconnect-every`), all clients.
+    #[serde(default)]
+    pub planned_reconnects: u64,
     /// Failed connect attempts.
     pub connect_failures: u64,
     /// Connections the server closed before their first frame, all clients.
@@ -178,6 +184,35 @@ impl AckReport {
     }
 }
 
+impl ClientSent {
+    /// The line of finished client `c` of `schedule`.
+    fn of(c: &Client, schedule: &Schedule) -> Self {
+        let unsent = match c.state {
+            ClientState::Refused => 0,
+            _ => schedule
+                .total(c.index)
+                .map_or(0, |t| t.saturating_sub(c.sent())),
+        };
+        let attempts = c.attempts();
+        ClientSent {
+            id: c.id,
+            sent: SentCounts {
+                measured: c.sent_measured,
+                warmup: c.sent_warmup,
+            },
+            state: c.state,
+            unsent,
+            reconnects: c.reconnects(),
+            planned_reconnects: c.planned_reconnects(),
+            connect_tries: attempts.tries,
+            refusals: attempts.refusals,
+            established: attempts.established,
+            would_block_writes: c.would_block_writes,
+            acks: c.acks.as_ref().map(|t| t.counts),
+        }
+    }
+}
+
 impl FleetReport {
     /// Builds the report once every client is finished; its verdict is
     /// [`crate::on_schedule::fleet_verdict`]'s, set by the caller.
@@ -200,28 +235,7 @@ impl FleetReport {
                 ClientState::Refused => refused.push(c.id),
                 _ => undrained.push(c.id),
             }
-            let unsent = match c.state {
-                ClientState::Refused => 0,
-                _ => schedule
-                    .total(c.index)
-                    .map_or(0, |t| t.saturating_sub(c.sent())),
-            };
-            let attempts = c.attempts();
-            lines.push(ClientSent {
-                id: c.id,
-                sent: SentCounts {
-                    measured: c.sent_measured,
-                    warmup: c.sent_warmup,
-                },
-                state: c.state,
-                unsent,
-                reconnects: c.reconnects(),
-                connect_tries: attempts.tries,
-                refusals: attempts.refusals,
-                established: attempts.established,
-                would_block_writes: c.would_block_writes,
-                acks: c.acks.as_ref().map(|t| t.counts),
-            });
+            lines.push(ClientSent::of(c, schedule));
         }
         let finished = clients.iter().map(|c| c.finished_ns).max().unwrap_or(0);
         let slowest_drain_s = clients
@@ -241,7 +255,8 @@ impl FleetReport {
         };
         let measured_window_s = window_ns as f64 / 1e9;
         let would_block_writes = clients.iter().map(|c| c.would_block_writes).sum();
-        let reconnects = clients.iter().map(|c| c.reconnects() as u64).sum();
+        let reconnects = lines.iter().map(|l| l.reconnects as u64).sum();
+        let planned_reconnects = lines.iter().map(|l| l.planned_reconnects as u64).sum();
         let connect_failures = clients
             .iter()
             .map(|c| c.attempts().connect_failures as u64)
@@ -268,6 +283,7 @@ impl FleetReport {
             would_block_writes,
             unsent,
             reconnects,
+            planned_reconnects,
             connect_failures,
             refusals,
             refused,
@@ -319,4 +335,8 @@ pub fn process_cpu() -> CpuTimes {
 /// A `TimeVal` in seconds.
 pub fn tv_secs(t: nix::sys::time::TimeVal) -> f64 {
     t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -3,7 +3,9 @@
 //! a check that the server did not close a fresh connection before the
 //! first frame (a refusal: `--max-clients` or no file descriptors left), and
 //! retries on a jittered exponential backoff, at most `connect_tries` per
-//! client per run.
+//! client per run. A planned reconnect (`--reconnect-every`,
+//! [`Link::reopen`]) connects at once, skips the settle wait and does not
+//! spend a try.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
@@ -14,6 +16,9 @@ use rand::Rng;
 const FIRST_BACKOFF_NS: u64 = 5_000_000;
 /// How often a connect in progress is looked at.
 const CONNECT_POLL_NS: u64 = 500_000;
+/// How often a planned reconnect's connect is looked at (on loopback it
+/// completes within microseconds; its frames wait for it).
+const REOPEN_POLL_NS: u64 = 10_000;
 /// A connect still in progress after this long has failed.
 const CONNECT_TIMEOUT_NS: u64 = 1_000_000_000;
 /// A fresh connection is checked for the server's close no sooner than this
@@ -59,6 +64,8 @@ pub struct Attempts {
     pub refusals: u32,
     /// Connections that came up and were written to.
     pub established: u32,
+    /// Of those, planned reconnects ([`Link::reopen`]).
+    pub planned: u32,
 }
 
 /// A connection with its retry policy.
@@ -66,6 +73,8 @@ pub struct Link {
     state: State,
     target: SocketAddr,
     max_tries: u32,
+    /// The attempt under way is a planned reconnect.
+    planned: bool,
     /// Counts so far.
     pub attempts: Attempts,
     /// The last connect error, for a fleet that could reach no server.
@@ -79,6 +88,7 @@ impl Link {
             state: State::Down { retry_at: 0 },
             target,
             max_tries: max_tries.max(1),
+            planned: false,
             attempts: Attempts::default(),
             last_error: None,
         }
@@ -99,9 +109,20 @@ impl Link {
 
     /// Closes the stream and schedules the next attempt after a backoff.
     pub fn broken(&mut self, now: u64) {
+        self.planned = false;
         self.state = State::Down {
             retry_at: now + self.backoff(),
         };
+    }
+
+    /// A planned reconnect: gives back the stream in use and connects
+    /// anew at once, without the settle wait and without spending a try.
+    pub fn reopen(&mut self) -> Option<TcpStream> {
+        let old = self.close();
+        self.planned = true;
+        self.max_tries = self.max_tries.saturating_add(1);
+        self.state = State::Down { retry_at: 0 };
+        old
     }
 
     /// Drops the stream for good (closing it).
@@ -134,6 +155,11 @@ impl Link {
                     }
                     self.attempts.tries += 1;
                     match mio::net::TcpStream::connect(self.target) {
+                        // A planned reconnect looks at once (loopback
+                        // connects complete within the call or soon after).
+                        Ok(stream) if self.planned => {
+                            self.state = State::Connecting { stream, since: now };
+                        }
                         Ok(stream) => {
                             self.state = State::Connecting { stream, since: now };
                             return Poll::WaitUntil(now + CONNECT_POLL_NS);
@@ -145,12 +171,24 @@ impl Link {
                     Ok(true) => {
                         let stream = TcpStream::from(stream);
                         let _ = stream.set_nodelay(true);
+                        if self.planned {
+                            self.planned = false;
+                            self.attempts.established += 1;
+                            self.attempts.planned += 1;
+                            self.state = State::Up(stream);
+                            return Poll::Ready;
+                        }
                         self.state = State::Fresh { stream, since: now };
                         return Poll::WaitUntil(now + SETTLE_NS);
                     }
                     Ok(false) if now - since < CONNECT_TIMEOUT_NS => {
                         self.state = State::Connecting { stream, since };
-                        return Poll::WaitUntil(now + CONNECT_POLL_NS);
+                        let poll = if self.planned {
+                            REOPEN_POLL_NS
+                        } else {
+                            CONNECT_POLL_NS
+                        };
+                        return Poll::WaitUntil(now + poll);
                     }
                     Ok(false) => self.failed_connect(now, ErrorKind::TimedOut.into()),
                     Err(e) => self.failed_connect(now, e),
@@ -174,6 +212,7 @@ impl Link {
 
     fn failed_connect(&mut self, now: u64, e: std::io::Error) {
         self.attempts.connect_failures += 1;
+        self.planned = false;
         self.last_error = Some(e);
         self.broken(now);
     }

@@ -111,6 +111,7 @@ pub fn merge(reports: &[FleetReport]) -> Result<FleetReport, MergeError> {
         would_block_writes: sum(|r| r.would_block_writes),
         unsent: sum(|r| r.unsent),
         reconnects: sum(|r| r.reconnects),
+        planned_reconnects: sum(|r| r.planned_reconnects),
         connect_failures: sum(|r| r.connect_failures),
         refusals: sum(|r| r.refusals),
         refused: ids(|r| &r.refused),

@@ -52,6 +52,9 @@ pub struct FleetOptions {
     /// Seed of random arrivals (poisson): each client's stream is keyed by it and the client's id, so shards and reruns send the same due times.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Connection churn: each client closes its connection after every N frames and goes on at once on a fresh one (sequence numbers continue; not with --ack).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconnect_every: Option<u64>,
     /// Work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:cpu=..,io=..,ratio=R], each may add ,every=K).
     #[arg(long, default_value = "none")]
     pub work: String,
@@ -102,6 +105,9 @@ pub enum OptionsError {
     /// The arrival process does not fit the rate.
     #[error(transparent)]
     Arrival(#[from] ArrivalError),
+    /// Churn in ack mode.
+    #[error("--reconnect-every cannot be combined with --ack yet (a client would have to wait for the old connection's acks before it reconnects); drop one of them")]
+    ChurnWithAcks,
     /// The target does not resolve.
     #[error("cannot resolve --target {0}: {1}")]
     Resolve(String, std::io::Error),
@@ -154,6 +160,7 @@ impl FleetOptions {
             batch_window: config.batch_window,
             arrival: config.arrival.clone(),
             seed: config.seed,
+            reconnect_every: config.reconnect_every,
             work: config.work.spec.clone(),
             client_id_base: config.client_id_base,
             shard: config.shard,
@@ -188,6 +195,8 @@ impl FleetOptions {
             (self.seed != 0).then(|| format!("--seed={}", self.seed)),
             self.warmup.map(|d| format!("--warmup={}", exact(d))),
             self.count.map(|n| format!("--count={n}")),
+            self.reconnect_every
+                .map(|n| format!("--reconnect-every={n}")),
             self.shard.map(|s| format!("--shard={s}")),
             self.start_at.map(|t| format!("--start-at={t}")),
             self.threads.map(|n| format!("--threads={n}")),
@@ -223,6 +232,9 @@ impl FleetOptions {
             return Err(OptionsError::NoClients);
         }
         self.arrival.check(self.rate.hz())?;
+        if self.reconnect_every.is_some() && self.ack {
+            return Err(OptionsError::ChurnWithAcks);
+        }
         let target = self
             .target
             .to_socket_addrs()
@@ -249,6 +261,7 @@ impl FleetOptions {
             batch_window: self.batch_window,
             arrival: self.arrival.clone(),
             seed: self.seed,
+            reconnect_every: self.reconnect_every,
             work,
             threads: self.threads.unwrap_or(cpus).max(1),
             cpus: pinned,
@@ -291,6 +304,7 @@ mod tests {
             batch_window: Duration::from_micros(150),
             arrival: Arrival::Constant,
             seed: 0,
+            reconnect_every: None,
             work: plan,
             threads: 1,
             cpus: Some(vec![1]),
@@ -319,6 +333,7 @@ mod tests {
         shard.connect_tries = 9;
         let mut cell = cell;
         cell.arrival = "burst:on=50ms,off=450ms".parse().expect("an arrival");
+        cell.reconnect_every = Some(250);
         let mut uncalibrated = config("none", None);
         uncalibrated.batch_window = Duration::ZERO;
         uncalibrated.max_lag = Duration::from_nanos(123_457);

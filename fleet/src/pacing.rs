@@ -72,7 +72,7 @@ pub fn run_live(
         .into_iter()
         .map(|i| {
             let id = config.client_id_base.wrapping_add(i);
-            Client::new(id, i, config.target, config.connect_tries, config.ack)
+            Client::new(id, i, config)
         })
         .collect();
     // Sleeps may overshoot by the timer slack (50 us by default); pacing

@@ -260,6 +260,7 @@ mod tests {
             batch_window: Duration::from_micros(window_us),
             arrival: crate::arrival::Arrival::Constant,
             seed: 0,
+            reconnect_every: None,
             work: WorkPlan::none(),
             threads: 1,
             cpus: None,

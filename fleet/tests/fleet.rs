@@ -158,6 +158,7 @@ fn config(target: SocketAddr, clients: u32, hz: u64, window: Duration) -> FleetC
         batch_window: window,
         arrival: fleet::Arrival::Constant,
         seed: 0,
+        reconnect_every: None,
         work: WorkPlan::none(),
         threads: 1,
         cpus: None,
@@ -292,6 +293,68 @@ fn a_closed_connection_reconnects_and_continues_the_sequence() {
         assert_eq!(w[1].0.seq, w[0].0.seq + 1);
     }
     assert_eq!(second.last().unwrap().0.seq, 399);
+}
+
+/// `--reconnect-every 100`: every connection carries exactly 100 frames
+/// (the last what is left), each a run of sequence numbers that the next
+/// connection continues; every frame sent is read once; the reconnects are
+/// planned, not breaks, and the fleet is on schedule.
+#[test]
+fn planned_reconnects_carry_n_frames_each_and_continue_the_sequence() {
+    let sink = Sink::start(Mode::Read);
+    let mut c = config(sink.addr, 3, 10_000, Duration::from_millis(1));
+    c.reconnect_every = Some(100);
+    let report = fleet::run(&c).unwrap();
+    let logs = sink.finish();
+    let mut read = 0;
+    let mut planned = 0;
+    for id in 500..503 {
+        let mut conns: Vec<&ConnLog> = logs
+            .iter()
+            .filter(|l| l.first().is_some_and(|(f, _)| f.client_id == id))
+            .collect();
+        conns.sort_by_key(|l| l[0].0.seq);
+        let mut next = 0;
+        for (k, conn) in conns.iter().enumerate() {
+            assert!(
+                conn.iter().all(|(f, _)| f.client_id == id),
+                "one client per connection"
+            );
+            let seqs: Vec<u32> = conn.iter().map(|(f, _)| f.seq).collect();
+            assert_eq!(
+                seqs,
+                (next..next + seqs.len() as u32).collect::<Vec<_>>(),
+                "client {id} connection {k}"
+            );
+            if k + 1 < conns.len() {
+                assert_eq!(seqs.len(), 100, "client {id} connection {k}");
+            } else {
+                assert!(
+                    (1..=100).contains(&seqs.len()),
+                    "client {id}: last {}",
+                    seqs.len()
+                );
+            }
+            next += seqs.len() as u32;
+        }
+        read += next as u64;
+        planned += conns.len() as u64 - 1;
+        assert!(
+            conns.len() >= 19,
+            "client {id}: {} connections for 200 ms at 10 kHz",
+            conns.len()
+        );
+    }
+    assert_eq!(report.sent.measured + report.sent.warmup, read);
+    assert_eq!(report.unsent, 0);
+    assert_eq!((report.reconnects, report.planned_reconnects), (0, planned));
+    assert_eq!(report.drained.len(), 3);
+    assert_eq!(
+        report.verdict.status,
+        FleetStatus::Ok,
+        "{:?}",
+        report.verdict
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use workloads::WorkPlan;
 use fleet::{FleetConfig, Rate};
 use nix::sys::resource::{getrusage, UsageWho};
 use record::calibration::{
-    capacities, paces_anyone, FleetCalibration, Step, CALIBRATION_FILE, CONFIRM, QUIET_OTHER_CPUS,
+    calibration_file, capacities, paces_anyone, FleetCalibration, Step, CONFIRM, QUIET_OTHER_CPUS,
     WINDOWS_US,
 };
 use record::environment::Environment;
@@ -30,11 +30,23 @@ use crate::cpus;
 const SIZES: [u32; 18] = [
     1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256, 320, 400, 512,
 ];
+/// How each fleet size is measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    /// Measured window per fleet size.
+    pub duration: Duration,
+    /// Pacing-lag p99 allowed.
+    pub limit: Duration,
+    /// Connection churn of the clients (`--reconnect-every`).
+    pub reconnect_every: Option<u64>,
+}
+
 /// Pauses before a calibration that paced no one is measured again.
 const RECALIBRATE_PAUSES: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(15)];
 
 /// Loads the cached calibration in `results_dir` if it fits this
-/// machine and was measured with steps of at least `step_ms`, else
+/// machine and the churn `reconnect_every` (each churn has a file of its
+/// own) and was measured with steps of at least `step_ms`, else
 /// measures and caches a new one. One that paced no one, or was measured
 /// while other processes kept more than [`QUIET_OTHER_CPUS`] busy, is
 /// measured up to twice more after a pause; if it still paces no one it is
@@ -47,15 +59,16 @@ pub fn load_or_measure(
     server_cpus: &[usize],
     fleet_cpu: usize,
     recalibrate: bool,
-    step_ms: u64,
+    (step_ms, reconnect_every): (u64, Option<u64>),
     required: bool,
 ) -> Result<FleetCalibration> {
-    let path = results_dir.join(CALIBRATION_FILE);
+    let path = results_dir.join(calibration_file(reconnect_every));
     if !recalibrate {
         let cached = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str::<FleetCalibration>(&t).ok());
-        if let Some(c) = cached.filter(|c| c.matches(env) && c.step_ms >= step_ms) {
+        if let Some(c) = cached.filter(|c| c.matches(env, reconnect_every) && c.step_ms >= step_ms)
+        {
             return Ok(c);
         }
     }
@@ -64,16 +77,14 @@ pub fn load_or_measure(
         path.display()
     );
     let limit = Duration::from_micros(100);
+    let probe = Probe {
+        duration: Duration::from_millis(step_ms),
+        limit,
+        reconnect_every,
+    };
     let measure = || {
         let before = OtherCpu::now();
-        let steps = sweep(
-            server_cpus,
-            fleet_cpu,
-            Duration::from_millis(step_ms),
-            limit,
-            u32::MAX,
-            |_| {},
-        )?;
+        let steps = sweep(server_cpus, fleet_cpu, probe, u32::MAX, |_| {})?;
         Ok::<_, anyhow::Error>((steps, before.and_then(|b| b.since())))
     };
     // A sweep in which no window paced even one client, or one beside
@@ -114,6 +125,7 @@ pub fn load_or_measure(
         step_ms,
         windows: capacities(&steps),
         other_cpus,
+        reconnect_every,
     };
     if failed {
         eprintln!("warning: the fleet calibration failed ({why}); not cached. Every cell gets the largest window, and each cell's verdict says whether the fleet kept up");
@@ -179,8 +191,7 @@ fn seconds(t: nix::sys::time::TimeVal) -> f64 {
 pub fn sweep(
     server_cpus: &[usize],
     fleet_cpu: usize,
-    duration: Duration,
-    limit: Duration,
+    probe: Probe,
     max_clients: u32,
     mut each: impl FnMut(&Step),
 ) -> Result<Vec<Step>> {
@@ -197,7 +208,7 @@ pub fn sweep(
             for &clients in SIZES.iter().filter(|&&n| n >= from && n <= max_clients) {
                 let mut ok = false;
                 for _ in 0..2 {
-                    let step = measure(addr, clients, window, duration, limit)?;
+                    let step = measure(addr, clients, window, probe)?;
                     each(&step);
                     ok = step.ok;
                     steps.push(step);
@@ -211,7 +222,7 @@ pub fn sweep(
                 best = Some(clients);
             }
             let confirmed = confirm(best, &mut |clients| {
-                let mut step = measure(addr, clients, window, duration, limit)?;
+                let mut step = measure(addr, clients, window, probe)?;
                 step.confirm = true;
                 each(&step);
                 let ok = step.ok;
@@ -270,24 +281,22 @@ pub fn run(args: &CapacityArgs) -> Result<()> {
         "{:>9} {:>8} {:>12} {:>12} {:>12}  within",
         "window", "clients", "pacing p99", "send lag p99", "frames/s"
     );
-    let steps = sweep(
-        &server_cpus,
-        fleet_cpu,
-        args.duration,
-        args.limit,
-        args.max_clients,
-        |step| {
-            println!(
-                "{:>9} {:>8} {:>12} {:>12} {:>12.0}  {}",
-                format!("{}us", step.window_us),
-                step.clients,
-                fmt_ns(step.pacing_p99_ns),
-                fmt_ns(step.send_lag_p99_ns),
-                step.achieved_rate,
-                if step.ok { "yes" } else { "no" }
-            );
-        },
-    )?;
+    let probe = Probe {
+        duration: args.duration,
+        limit: args.limit,
+        reconnect_every: args.reconnect_every,
+    };
+    let steps = sweep(&server_cpus, fleet_cpu, probe, args.max_clients, |step| {
+        println!(
+            "{:>9} {:>8} {:>12} {:>12} {:>12.0}  {}",
+            format!("{}us", step.window_us),
+            step.clients,
+            fmt_ns(step.pacing_p99_ns),
+            fmt_ns(step.send_lag_p99_ns),
+            step.achieved_rate,
+            if step.ok { "yes" } else { "no" }
+        );
+    })?;
     for w in capacities(&steps) {
         println!(
             "window {}us: one fleet core paces {} clients at 10 kHz within the limit",
@@ -307,13 +316,12 @@ pub fn run(args: &CapacityArgs) -> Result<()> {
     Ok(())
 }
 
-fn measure(
-    addr: SocketAddr,
-    clients: u32,
-    window: Duration,
-    duration: Duration,
-    limit: Duration,
-) -> Result<Step> {
+fn measure(addr: SocketAddr, clients: u32, window: Duration, probe: Probe) -> Result<Step> {
+    let Probe {
+        duration,
+        limit,
+        reconnect_every,
+    } = probe;
     let config = FleetConfig {
         target: addr,
         clients,
@@ -325,6 +333,7 @@ fn measure(
         batch_window: window,
         arrival: fleet::Arrival::Constant,
         seed: 0,
+        reconnect_every,
         work: WorkPlan::none(),
         threads: 1,
         cpus: None,

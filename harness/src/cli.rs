@@ -152,6 +152,9 @@ pub struct RunArgs {
     /// How each client's frames arrive at its mean --rate: constant; poisson (exponential gaps from the run's --seed); burst:on=DUR,off=DUR (each cycle's frames evenly over its first `on`, at the peak rate rate x (on+off)/on; every client's cycles start together); trace:FILE (a file of arrival times in ns, one per line, replayed by each client from its own line, its times scaled to the mean rate; docs/method.md#arrival-processes). Every model of the run is measured under the same arrivals.
     #[arg(long, default_value = "constant")]
     pub arrival: Arrival,
+    /// Connection churn: each client closes its connection after every N frames and goes on at once on a fresh one (sequence numbers continue, the ledger stays exact); accept cost then shows, per model. Not with --ack.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconnect_every: Option<u64>,
     /// Measured window of each cell [default: 10s, 1s with --quick; search probes 1.5s, 250ms with --quick].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -412,6 +415,9 @@ pub struct CapacityArgs {
     /// Largest fleet size tried.
     #[arg(long, default_value_t = 512)]
     pub max_clients: u32,
+    /// Clients reconnect after every N frames (what connection churn costs the fleet).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconnect_every: Option<u64>,
     /// Also write the steps as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -84,6 +84,19 @@ pub struct FleetCalibration {
     /// it could not be read, or in a calibration from before it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_cpus: Option<f64>,
+    /// Connection churn it was measured under (`--reconnect-every`): each
+    /// reconnect costs the fleet a connect, so a run with churn is paced
+    /// by a calibration with the same churn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_every: Option<u64>,
+}
+
+/// The file a calibration under `reconnect_every` is cached in.
+pub fn calibration_file(reconnect_every: Option<u64>) -> String {
+    match reconnect_every {
+        None => CALIBRATION_FILE.to_string(),
+        Some(n) => format!("fleet-calibration-reconnect-every-{n}.json"),
+    }
 }
 
 /// Other processes may keep at most this many CPUs busy on average while
@@ -139,9 +152,11 @@ impl FleetCalibration {
         self.other_cpus.is_none_or(|c| c <= QUIET_OTHER_CPUS)
     }
 
-    /// Whether it was measured on this machine by this very binary.
-    pub fn matches(&self, env: &Environment) -> bool {
-        self.hostname == env.hostname
+    /// Whether it was measured on this machine by this very binary, under
+    /// the churn `reconnect_every`.
+    pub fn matches(&self, env: &Environment, reconnect_every: Option<u64>) -> bool {
+        self.reconnect_every == reconnect_every
+            && self.hostname == env.hostname
             && self.cpu_model == env.cpu_model
             && self.build == env.build
             && env.build != "unknown"
@@ -234,7 +249,43 @@ mod tests {
                 })
                 .collect(),
             other_cpus: None,
+            reconnect_every: None,
         }
+    }
+
+    /// A calibration serves only runs of its own churn, each churn cached
+    /// in a file of its own.
+    #[test]
+    fn a_calibration_serves_only_its_own_churn() {
+        let env = Environment {
+            hostname: "h".into(),
+            cpu_model: "c".into(),
+            build: "b".into(),
+            ..Environment::default()
+        };
+        let plain = cal(&[(0, 4)]);
+        let mut churned = plain.clone();
+        churned.reconnect_every = Some(100);
+        let table = [
+            (&plain, None, true),
+            (&plain, Some(100), false),
+            (&churned, Some(100), true),
+            (&churned, Some(50), false),
+            (&churned, None, false),
+        ];
+        for (c, run, want) in table {
+            assert_eq!(
+                c.matches(&env, run),
+                want,
+                "{:?} for {run:?}",
+                c.reconnect_every
+            );
+        }
+        assert_eq!(calibration_file(None), CALIBRATION_FILE);
+        assert_eq!(
+            calibration_file(Some(100)),
+            "fleet-calibration-reconnect-every-100.json"
+        );
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct RunConfig {
     /// How each client's frames arrived at that mean rate.
     #[serde(default)]
     pub arrival: Arrival,
+    /// Connection churn: frames per connection (`--reconnect-every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_every: Option<u64>,
     /// Measured window per cell.
     #[serde(with = "models::duration_ms")]
     pub duration: Duration,
@@ -299,12 +302,30 @@ impl RunConfig {
         ))
     }
 
-    /// The per-client load in a plot's caption: the rate, and the arrival
-    /// process unless it is constant spacing.
+    /// The per-client load in a plot's caption: the rate, the arrival
+    /// process unless it is constant spacing, and churn if any.
     pub fn rate_label(&self) -> String {
-        match &self.arrival {
+        let mut label = match &self.arrival {
             Arrival::Constant => format!("{} Hz/client", self.rate),
             a => format!("{} Hz/client, {a}", self.rate),
+        };
+        if let Some(n) = self.reconnect_every {
+            label += &format!(", reconnect every {n} frames");
+        }
+        label
+    }
+
+    /// How each client sent, in words, when it was not evenly spaced on
+    /// one connection: the arrival process and the connection churn.
+    pub fn load_description(&self) -> Option<String> {
+        let arrival = self.arrival.describe(self.rate.hz());
+        let churn = self.reconnect_every.map(|n| {
+            format!("closing its connection after every {n} frames and going on at once on a fresh one (connection churn, `--reconnect-every {n}`)")
+        });
+        match (arrival, churn) {
+            (a, None) => a,
+            (None, Some(c)) => Some(format!("on a fixed open-loop schedule, {c}")),
+            (Some(a), Some(c)) => Some(format!("{a}; {c}")),
         }
     }
 
@@ -321,6 +342,7 @@ impl RunConfig {
             batch_window: self.batch_window_for(key.clients),
             arrival: self.arrival.clone(),
             seed: self.seed,
+            reconnect_every: self.reconnect_every,
             work: self.workload(&key.workload)?.plan.clone(),
             threads: self.fleet_cpus.len().max(1),
             cpus: Some(self.fleet_cpus.clone()),

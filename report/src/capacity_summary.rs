@@ -101,7 +101,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
 fn recommendation(md: &mut String, run: &RunFile, groups: &[(String, Vec<&CapacityRecord>)]) {
     let recs = recommendations(run);
     let _ = writeln!(md, "## Recommendation\n");
-    if let Some(how) = run.config.arrival.describe(run.config.rate.hz()) {
+    if let Some(how) = run.config.load_description() {
         let _ = writeln!(md, "Measured with every client sending {how}.\n");
     }
     let _ = writeln!(md, "{HEADER}");
@@ -479,8 +479,7 @@ fn method(md: &mut String, run: &RunFile) {
         md,
         "- **Capacity** is the largest fleet size (clients at {} frames/s each, 32-byte frames {}) at which a fresh, warmed-up cell is valid (every frame accounted for per client: none lost, duplicated, missing or miscounted; no protocol error; the fleet on schedule), and meets the SLO. Latency counts from when each frame was due (coordinated omission corrected).",
         c.rate,
-        c.arrival
-            .describe(c.rate.hz())
+        c.load_description()
             .unwrap_or_else(|| "on a fixed open-loop schedule".into())
     );
     let _ = writeln!(
@@ -491,7 +490,8 @@ fn method(md: &mut String, run: &RunFile) {
             " (`--batch-window`)".to_string()
         } else {
             format!(
-                ": the smallest window at which the fleet calibration says one fleet core paces the search's bound with {:.0}% headroom",
+                ": the smallest window at which the fleet calibration{} says one fleet core paces the search's bound with {:.0}% headroom",
+                c.reconnect_every.map_or(String::new(), |n| format!(" (measured with a reconnect every {n} frames, as the run's clients do)")),
                 record::calibration::HEADROOM * 100.0
             )
         }

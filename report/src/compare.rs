@@ -258,8 +258,13 @@ fn finish(mut md: String, regressions: Vec<String>, fail_pct: Option<f64>) -> Co
 /// why (e.g. kernels calibrated apart, or frames that arrived otherwise:
 /// one load shape is another load).
 fn different_work(a: &RunFile, b: &RunFile) -> Vec<(String, String)> {
+    let (ca, cb) = (a.config.reconnect_every, b.config.reconnect_every);
     let arrivals = (a.config.arrival != b.config.arrival)
-        .then(|| format!("arrivals `{}` and `{}`", a.config.arrival, b.config.arrival));
+        .then(|| format!("arrivals `{}` and `{}`", a.config.arrival, b.config.arrival))
+        .or_else(|| {
+            let churn = |n: Option<u64>| n.map_or("none".into(), |n| format!("every {n} frames"));
+            (ca != cb).then(|| format!("reconnects {} and {}", churn(ca), churn(cb)))
+        });
     a.config
         .workloads
         .iter()

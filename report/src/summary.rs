@@ -62,9 +62,11 @@ fn method(md: &mut String, run: &RunFile) {
     let window = match (c.batch_window, &c.fleet_calibration) {
         (Some(w), _) => format!("frames due within {} go out in one write (forced)", humantime::format_duration(w)),
         (None, Some(cal)) => format!(
-            "each cell's batch window (column `window`) is the smallest at which one fleet core paces its clients with {:.0}% headroom, per the fleet calibration of {} ({}); 0 means every frame is written when due",
+            "each cell's batch window (column `window`) is the smallest at which one fleet core paces its clients with {:.0}% headroom, per the fleet calibration of {}{} ({}); 0 means every frame is written when due",
             record::calibration::HEADROOM * 100.0,
             cal.measured,
+            cal.reconnect_every
+                .map_or(String::new(), |n| format!(", measured with a reconnect every {n} frames as in this run")),
             cal.windows
                 .iter()
                 .map(|w| format!("{}: {} clients/core", window_label(w.window_us), w.clients_per_core))
@@ -77,8 +79,7 @@ fn method(md: &mut String, run: &RunFile) {
         md,
         "- Each client sends 32-byte frames at {} Hz {}; {window}. {} warm-up, then a {} measured window; {} repeat(s) per cell, run round-robin in a shuffled order (seed {}); medians shown, spread in brackets when repeated.",
         c.rate,
-        c.arrival
-            .describe(c.rate.hz())
+        c.load_description()
             .unwrap_or_else(|| "on a fixed open-loop schedule".into()),
         humantime::format_duration(c.warmup),
         humantime::format_duration(c.duration),

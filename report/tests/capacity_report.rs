@@ -200,7 +200,7 @@ fn runs_that_asked_for_different_work_are_not_compared_there() {
 /// Two runs under different arrival processes measured different loads:
 /// no workload of theirs is compared.
 #[test]
-fn runs_under_different_arrivals_are_not_compared() {
+fn runs_under_different_arrivals_or_churn_are_not_compared() {
     let a = fixture();
     let mut b = a.clone();
     b.config.arrival = "poisson".parse().expect("an arrival");
@@ -210,6 +210,17 @@ fn runs_under_different_arrivals_are_not_compared() {
         assert!(cmp.markdown.contains(&said), "{}", cmp.markdown);
     }
     assert!(cmp.regressions.is_empty(), "{:?}", cmp.regressions);
+    let mut churned = a.clone();
+    churned.config.reconnect_every = Some(100);
+    let cmp = report::compare::compare(&a, &churned, Some(1.0));
+    let said = "(reconnects none and every 100 frames)";
+    assert!(cmp.markdown.contains(said), "{}", cmp.markdown);
+    assert!(cmp.regressions.is_empty(), "{:?}", cmp.regressions);
+    let md = report::capacity_summary::render(&churned, &[], std::path::Path::new("."));
+    assert!(
+        md.contains("closing its connection after every 100 frames"),
+        "the method and the recommendation name the churn"
+    );
 }
 
 /// Every tie of the recorded run was broken at one load: each tied model

@@ -39,6 +39,9 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
     args.arrival
         .check(args.rate.hz())
         .map_err(|e| anyhow!("invalid --arrival: {e}"))?;
+    if args.reconnect_every.is_some() && args.ack {
+        bail!("--reconnect-every cannot be combined with --ack yet (a client would have to wait for the old connection's acks before it reconnects); drop one of them");
+    }
     let (models, skipped_models) = models_of(args, single_model)?;
     let iters_per_us = kernel.iters_per_us;
     let workloads = workloads_of(args, single_model, iters_per_us)?;
@@ -79,6 +82,7 @@ pub fn from_args(args: &RunArgs, kernel: KernelCalibration) -> Result<RunConfig>
         clients,
         rate: args.rate,
         arrival: args.arrival.clone(),
+        reconnect_every: args.reconnect_every,
         duration: args.duration.unwrap_or(ms(duration)),
         warmup: args.warmup.unwrap_or(ms(warmup)),
         batch_window: args.batch_window,
@@ -357,6 +361,28 @@ mod tests {
             let err = from_args(&crate::cli::Cli::parse_from(argv).run, kernel()).unwrap_err();
             assert!(format!("{err:#}").contains("--rate"), "{arrival}: {err:#}");
         }
+    }
+
+    /// Churn reaches every cell's fleet; with acks it is refused.
+    #[test]
+    fn churn_reaches_the_fleet_and_is_refused_with_acks() {
+        let c = config(&["--reconnect-every", "50", "--clients", "2"]);
+        let key = c.cells().into_iter().next().expect("a cell");
+        let f = c
+            .fleet_config(&key, "127.0.0.1:1".parse().unwrap())
+            .expect("a fleet");
+        assert_eq!(f.reconnect_every, Some(50));
+        let argv = [
+            "harness",
+            "--all",
+            "--clients",
+            "2",
+            "--ack",
+            "--reconnect-every",
+            "50",
+        ];
+        let err = from_args(&crate::cli::Cli::parse_from(argv).run, kernel()).unwrap_err();
+        assert!(format!("{err:#}").contains("--ack"), "{err:#}");
     }
 
     #[test]

@@ -223,11 +223,14 @@ fn calibrate(config: &mut RunConfig, args: &RunArgs, environment: &Environment) 
             &config.server_cpus,
             config.fleet_cpus[0],
             args.recalibrate,
-            if config.quick {
-                record::calibration::QUICK_STEP_MS
-            } else {
-                record::calibration::FULL_STEP_MS
-            },
+            (
+                if config.quick {
+                    record::calibration::QUICK_STEP_MS
+                } else {
+                    record::calibration::FULL_STEP_MS
+                },
+                config.reconnect_every,
+            ),
             config.search.is_some(),
         )?);
     }

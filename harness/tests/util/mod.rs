@@ -309,6 +309,7 @@ pub fn fleet_config(
         batch_window: Duration::from_millis(1),
         arrival: harness::fleet::Arrival::Constant,
         seed: 0,
+        reconnect_every: None,
         work: workloads::WorkPlan::none(),
         threads: 1,
         cpus: None,
