@@ -5,7 +5,8 @@
 # stopped (it writes its report on SIGTERM), `harness merge` adds the fleets
 # up and reconciles them with the server, and everything lands in
 # results/<RUN>/: server.json, fleet-*.json, merged.json, summary.txt.
-# Settings as in docker-compose.yml (MODEL, CLIENTS, DURATION, WORK).
+# Settings as in docker-compose.yml (MODEL, CLIENTS, DURATION, WORK,
+# BATCH_WINDOW).
 # Exit status: 0 when the merged cell is valid or overloaded, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."

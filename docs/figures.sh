@@ -245,7 +245,7 @@ oneshot = out / "oneshot-summary.txt"
 if oneshot.exists():
     splice("docs/deployment.md", "oneshot",
            f"  (measured by `docs/figures.sh --docker`, {stamp}, on this machine, server and fleets sharing its cores)\n\n"
-           "  ```\n  $ docker/oneshot.sh        # defaults: async, 2 fleet shards x 10 clients, 10 s\n"
+           "  ```\n  $ docker/oneshot.sh        # defaults: async, 2 fleet shards x 10 clients, 10 s, 2 ms batches\n"
            + "".join("  " + l + "\n" for l in oneshot.read_text().splitlines()) + "  ```")
 print("figures written")
 PY

@@ -449,6 +449,7 @@ mod tests {
             )
             .replace("${DURATION:-10s}", "10s")
             .replace("${WORK:-none}", "none")
+            .replace("${BATCH_WINDOW:-2ms}", "2ms")
             .replace("${RUN:-.}", "run")
             .replace("$$n", "2");
         let args: Vec<&str> = command
@@ -466,6 +467,7 @@ mod tests {
         assert_eq!(o.shard, Some(fleet::Shard { index: 1, count: 2 }));
         assert!(o.ack && o.allow_remote);
         assert_eq!(o.start_at, Some(1_800_000_000_000_000_000));
+        assert_eq!(o.batch_window, Duration::from_millis(2));
         assert_eq!(
             fleet.report.as_deref(),
             Some(std::path::Path::new("/work/results/run/fleet-2.json"))
