@@ -246,7 +246,8 @@ impl Client {
             self.last_progress = now;
         }
         // Every millisecond, not at every write: a read per old connection
-        // per write cost the fleet more than its writes.
+        // per write would be a system call per write, nearly always for
+        // nothing.
         if !self.closing.is_empty() && now >= self.next_closing_poll {
             self.poll_closing();
             self.next_closing_poll = now + DRAIN_POLL_NS;
