@@ -301,6 +301,28 @@ mod tests {
         assert_eq!(link.attempts.established, 0);
     }
 
+    /// Planned reconnects connect at once and spend none of the tries: a
+    /// link allowed one try reopens three times, each counted as planned.
+    #[test]
+    fn planned_reconnects_spend_no_tries() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut link = Link::new(l.local_addr().unwrap(), 1);
+        assert!(matches!(run_until_settled(&mut link), Poll::Ready));
+        for k in 1..=3 {
+            let old = link.reopen();
+            assert!(old.is_some(), "reopen {k} gave back the stream in use");
+            assert!(
+                matches!(run_until_settled(&mut link), Poll::Ready),
+                "reopen {k}"
+            );
+        }
+        let a = link.attempts;
+        assert_eq!(
+            (a.tries, a.established, a.planned, a.refusals),
+            (4, 4, 3, 0)
+        );
+    }
+
     #[test]
     fn nothing_listening_is_a_connect_failure_with_its_error() {
         let addr = TcpListener::bind("127.0.0.1:0")
