@@ -56,6 +56,23 @@ impl LatencySummary {
     pub fn histogram(&self) -> Result<hdrhistogram::Histogram<u64>, String> {
         hdr_base64::decode(&self.hdr)
     }
+
+    /// The histograms of `summaries` merged (`None`: none recorded).
+    pub fn merged<'a>(
+        summaries: impl Iterator<Item = &'a LatencySummary>,
+    ) -> Option<hdrhistogram::Histogram<u64>> {
+        let mut all: Option<hdrhistogram::Histogram<u64>> = None;
+        for h in summaries
+            .filter(|s| s.count > 0)
+            .filter_map(|s| s.histogram().ok())
+        {
+            match &mut all {
+                Some(a) => a.add(&h).ok()?,
+                None => all = Some(h),
+            }
+        }
+        all.filter(|h| !h.is_empty())
+    }
 }
 
 /// Serde for HDR histograms: V2 serialization, base64 encoded.

@@ -55,7 +55,7 @@ pub struct FleetOptions {
     /// Connection churn: each client closes its connection after every N frames and goes on at once on a fresh one (sequence numbers continue; not with --ack).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconnect_every: Option<u64>,
-    /// Work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:cpu=..,io=..,ratio=R], each may add ,every=K).
+    /// Work per frame (none | cpu:ITERS|DUR | io:US|DUR | call:US|DUR | mixed[:cpu=..,io=..,ratio=R], each may add ,every=K).
     #[arg(long, default_value = "none")]
     pub work: String,
     /// Id of the first client.

@@ -265,6 +265,7 @@ fn loopback_group(c: &mut Criterion, group: &str, bytes: &[u8]) {
         iters_per_us: None,
         client_latency: false,
         coalesce: models::DEFAULT_COALESCE,
+        downstream: None,
     };
     for model in models::registry().iter().filter(|m| m.name() != "prefork") {
         // SO_REUSEPORT, as `harness serve` binds: percore and uring add listeners.

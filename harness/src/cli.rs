@@ -39,6 +39,8 @@ pub enum Command {
     Fleet(FleetArgs),
     /// Measure how many reference-kernel iterations make 1 us here.
     Calibrate(CalibrateArgs),
+    /// Run the downstream service of `call` work (a run starts its own) until SIGTERM/SIGINT, then print what it did.
+    Responder(ResponderArgs),
     /// Render plots and summary.md from a saved run.
     Report(ReportArgs),
     /// Compare two saved runs: capacity by capacity, or cell by cell, claiming only changes beyond the noise.
@@ -137,10 +139,10 @@ pub struct RunArgs {
     /// With --all: models to include (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
-    /// With --all: workloads to include, from none,cpu,io,mixed (default all).
+    /// With --all: workloads to include, from none,cpu,io,mixed (default all) and call (`call:1ms,every=20`: the io workload's wait as a real call to a downstream responder the harness starts).
     #[arg(long, value_delimiter = ',')]
     pub works: Vec<String>,
-    /// With --model: work per frame (none | cpu:ITERS|DUR | io:US|DUR | mixed[:..], each may add ,every=K).
+    /// With --model: work per frame (none | cpu:ITERS|DUR | io:US|DUR | call:US|DUR | mixed[:..], each may add ,every=K).
     #[arg(long, default_value = "none")]
     pub work: String,
     /// Fleet sizes (comma-separated): runs a fixed matrix instead of the capacity search [default: 10 with --model; --all searches].
@@ -309,9 +311,12 @@ pub struct ServeArgs {
     /// Largest cpu work accepted, kernel iterations.
     #[arg(long, default_value_t = 10_000_000)]
     pub max_cpu_iters: u32,
-    /// Largest io wait accepted, microseconds.
+    /// Largest io wait or call delay accepted, microseconds.
     #[arg(long, default_value_t = 100_000)]
     pub max_io_us: u32,
+    /// Where the downstream service of `call` work listens (`harness responder`; a run starts one itself): each thread, runtime or ring keeps its own connections to it. Without it every call frame's call fails, counted.
+    #[arg(long)]
+    pub downstream: Option<std::net::SocketAddr>,
     /// How `prefork`, `percore` and `uring` spread connections over their workers: `least` or `hash` (see `harness run --help`).
     #[arg(long, default_value_t = Placement::Least)]
     pub placement: Placement,
@@ -376,6 +381,14 @@ pub struct CalibrateArgs {
     /// Timed rounds; the best is reported.
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
+}
+
+/// `harness responder`.
+#[derive(Args, Debug)]
+pub struct ResponderArgs {
+    /// Address to listen on; give it to `harness serve --downstream`.
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// `harness report`.

@@ -1,11 +1,12 @@
 //! The small subcommands: `models`, `fleet` (one process or local
 //! shards), `calibrate`, `report` and `compare`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, ReportArgs};
+use crate::cli::{CalibrateArgs, CompareArgs, FleetArgs, ReportArgs, ResponderArgs};
 use crate::cpus;
 use common::fs::write_atomic;
 use fleet::{self, FleetConfig, FleetOptions, Shard};
@@ -137,6 +138,27 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
         1000.0 / k
     );
     println!("so cpu:20us = cpu:{} on this machine", (20.0 * k).round());
+    Ok(())
+}
+
+/// `harness responder`: answers calls until SIGTERM or SIGINT, then
+/// prints its report (JSON) on stdout.
+pub fn responder(args: &ResponderArgs) -> Result<()> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("install signal handlers")?;
+    }
+    let responder = models::responder::Responder::start(args.listen)
+        .with_context(|| format!("listen on {} (is the port taken?)", args.listen))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "responder on {}", responder.addr()).context("write to stdout")?;
+    out.flush().context("flush stdout")?;
+    drop(out);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(models::SHUTDOWN_POLL);
+    }
+    let report = responder.stop().context("the responder failed")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
                 Command::Models => commands::models().map(|()| ExitCode::SUCCESS),
                 Command::Fleet(a) => commands::fleet(a).map(|()| ExitCode::SUCCESS),
                 Command::Calibrate(a) => commands::calibrate(a).map(|()| ExitCode::SUCCESS),
+                Command::Responder(a) => commands::responder(a).map(|()| ExitCode::SUCCESS),
                 Command::Report(a) => commands::report(a).map(|()| ExitCode::SUCCESS),
                 Command::Compare(a) => commands::compare(a),
                 Command::Merge(a) => merged::merge(a),

@@ -50,6 +50,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         iters_per_us: args.iters_per_us,
         client_latency: args.client_latency,
         coalesce: args.coalesce,
+        downstream: args.downstream,
     };
     models::stages::set_recording(!args.no_stages);
     // Measured before listening, so no client waits for it.

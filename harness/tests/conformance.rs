@@ -221,7 +221,7 @@ fn invalid_frames(model: &str) {
             seal(b)
         },
         |b| {
-            b[3] = 0x03;
+            b[3] = 0x04; // a reserved bit
             seal(b)
         },
         |b| b[20] ^= 0xFF,

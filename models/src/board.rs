@@ -27,7 +27,7 @@ const SNAPSHOT_BYTES: usize = 512 * 1024;
 const SNAPSHOT_WORDS: usize = SNAPSHOT_BYTES / 8;
 
 /// Scalars of a count area, in order.
-const SCALARS: usize = 19;
+const SCALARS: usize = 21;
 
 /// One copy of a child's counts.
 #[repr(C)]
@@ -124,6 +124,8 @@ impl Board {
             clients,
             c.frame_timeouts,
             c.shed,
+            process.calls.answered,
+            process.calls.failed,
         ];
         for (a, v) in area.scalars.iter().zip(scalars) {
             a.store(v, Ordering::Relaxed);
@@ -202,6 +204,7 @@ impl Board {
             ingest.untracked_frames = v[15];
             ingest.connections.frame_timeouts = v[17];
             ingest.connections.shed = v[18];
+            (process.calls.answered, process.calls.failed) = (v[19], v[20]);
             for cell in area.clients.iter().take(v[16] as usize) {
                 let x: Vec<u64> = cell.iter().map(|a| a.load(Ordering::Relaxed)).collect();
                 if x[0] == 0 {

@@ -56,6 +56,11 @@ pub struct ServeConfig {
     /// them all (0: every turn's frames are handed over at once).
     #[serde(with = "duration_ms", default = "default_coalesce")]
     pub coalesce: Duration,
+    /// Where call frames' downstream service listens (`--downstream`; the
+    /// harness starts one, [`crate::responder`]). Absent: every call fails,
+    /// counted.
+    #[serde(default)]
+    pub downstream: Option<std::net::SocketAddr>,
 }
 
 /// `--inline-cpu`'s default.

@@ -131,6 +131,9 @@ pub struct ServerReport {
     pub untracked_frames: u64,
     /// XOR of every cpu frame's kernel result, 16 lowercase hex digits.
     pub work_digest: String,
+    /// Downstream calls of call frames, answered and failed.
+    #[serde(default)]
+    pub calls: crate::stats::CallCounts,
     /// Due-to-processed latency of measured frames (coordinated omission
     /// corrected).
     pub latency_ns: LatencySummary,
@@ -212,6 +215,7 @@ impl ServerReport {
             clients,
             untracked_frames: stats.ingest.untracked_frames,
             work_digest: format!("{:016x}", stats.process.work_digest),
+            calls: stats.process.calls,
             latency_ns: LatencySummary::of(&stats.process.latency),
             service_latency_ns: LatencySummary::of(&stats.process.service),
             timeline: Timeline::from_buckets(

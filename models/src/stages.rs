@@ -283,7 +283,7 @@ pub struct Stages {
     /// Service time of cpu frames, ns.
     #[serde(with = "hdr_base64")]
     pub work_cpu: Histogram<u64>,
-    /// Service time of io frames, ns.
+    /// Service time of io frames (a timer's wait or a downstream call), ns.
     #[serde(with = "hdr_base64")]
     pub work_io: Histogram<u64>,
     /// Stage sums per bucket of service latency.
@@ -309,7 +309,7 @@ impl Stages {
         self.stage.record(&parts);
         match frame.kind {
             WorkKind::Cpu => self.work_cpu.saturating_record(parts[3].max(1)),
-            WorkKind::Io => self.work_io.saturating_record(parts[3].max(1)),
+            WorkKind::Io | WorkKind::Call => self.work_io.saturating_record(parts[3].max(1)),
             WorkKind::None => {}
         }
         let b = &mut self.by_latency.0[bucket_of(server_ns(&parts))];

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use workloads::{Frame, FrameError};
+use workloads::{Frame, FrameError, WorkKind};
 
 use crate::ack::AckCounts;
 use crate::client_latency::ClientLatency;
@@ -227,6 +227,16 @@ impl IngestStats {
     }
 }
 
+/// Downstream calls made for call frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallCounts {
+    /// Calls the downstream answered with the reply asked for.
+    pub answered: u64,
+    /// Calls that failed: no downstream configured, its connection refused,
+    /// broken or timed out, or a reply that was not the request's.
+    pub failed: u64,
+}
+
 /// What the processing side did: packets, work digest, latency.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProcessStats {
@@ -236,6 +246,9 @@ pub struct ProcessStats {
     pub warmup: u64,
     /// XOR of the kernel result of every cpu frame.
     pub work_digest: u64,
+    /// Downstream calls of call frames, answered and failed.
+    #[serde(default)]
+    pub calls: CallCounts,
     /// Due-to-processed latency of measured frames, ns.
     #[serde(with = "hdr_base64")]
     pub latency: Histogram<u64>,
@@ -260,6 +273,7 @@ impl Default for ProcessStats {
             measured: 0,
             warmup: 0,
             work_digest: 0,
+            calls: CallCounts::default(),
             latency: new_latency_histogram(),
             service: new_latency_histogram(),
             timeline: BTreeMap::new(),
@@ -279,11 +293,15 @@ impl ProcessStats {
     }
 
     /// Records a frame whose work finished at `done_ns`, with the kernel
-    /// result `digest` for a cpu frame.
+    /// result `digest` for a cpu frame; for a call frame `digest` says
+    /// whether the downstream answered ([`crate::work::CALL_ANSWERED`]).
     #[inline]
     pub fn record(&mut self, frame: &Frame, done_ns: u64, digest: Option<u64>) {
-        if let Some(x) = digest {
-            self.work_digest ^= x;
+        match (frame.kind, digest) {
+            (WorkKind::Call, Some(_)) => self.calls.answered += 1,
+            (WorkKind::Call, None) => self.calls.failed += 1,
+            (_, Some(x)) => self.work_digest ^= x,
+            (_, None) => {}
         }
         let bucket = done_ns / TIMELINE_BUCKET_NS;
         let room = self.timeline.len() < MAX_TIMELINE_BUCKETS;
@@ -312,6 +330,8 @@ impl ProcessStats {
         self.measured += o.measured;
         self.warmup += o.warmup;
         self.work_digest ^= o.work_digest;
+        self.calls.answered += o.calls.answered;
+        self.calls.failed += o.calls.failed;
         self.latency
             .add(&o.latency)
             .expect("histograms share bounds");

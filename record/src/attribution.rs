@@ -6,7 +6,6 @@
 //! work as measured against the work as asked, and the one sentence
 //! summary.md prints for it, by tested rules.
 
-use hdrhistogram::Histogram;
 use models::server_report::LatencySummary;
 pub use models::stages::STAGES;
 
@@ -121,7 +120,7 @@ impl Attribution {
     /// of one capacity) served under `plan`; `None` without measured
     /// frames or stages (a server that wrote none).
     pub fn of(reports: &[&ServerReport], plan: &WorkPlan) -> Option<Attribution> {
-        let latency = merged(reports.iter().map(|r| &r.service_latency_ns))?;
+        let latency = LatencySummary::merged(reports.iter().map(|r| &r.service_latency_ns))?;
         let buckets = StageSums::from_buckets(
             &reports
                 .iter()
@@ -216,21 +215,6 @@ fn us(ns: f64) -> String {
     }
 }
 
-/// The latency histograms of `summaries` merged (`None`: none recorded).
-fn merged<'a>(summaries: impl Iterator<Item = &'a LatencySummary>) -> Option<Histogram<u64>> {
-    let mut all: Option<Histogram<u64>> = None;
-    for h in summaries
-        .filter(|s| s.count > 0)
-        .filter_map(|s| s.histogram().ok())
-    {
-        match &mut all {
-            Some(a) => a.add(&h).ok()?,
-            None => all = Some(h),
-        }
-    }
-    all.filter(|h| !h.is_empty())
-}
-
 /// The cpu and io work of `plan`, each against its measured service time.
 fn work_checks(reports: &[&ServerReport], plan: &WorkPlan) -> Vec<WorkCheck> {
     let has = |kind: PlanMode| plan.mode == kind || plan.mode == PlanMode::Mixed;
@@ -239,7 +223,8 @@ fn work_checks(reports: &[&ServerReport], plan: &WorkPlan) -> Vec<WorkCheck> {
         .iters_per_us
         .filter(|&r| r > 0.0 && has(PlanMode::Cpu))
         .map(|r| f64::from(plan.cpu_iters) / r * 1e3);
-    let asked_io = has(PlanMode::Io).then_some(f64::from(plan.io_us) * 1e3);
+    let asked_io =
+        (has(PlanMode::Io) || plan.mode == PlanMode::Call).then_some(f64::from(plan.io_us) * 1e3);
     for (kind, asked, pick) in [
         (
             "cpu",
@@ -248,7 +233,10 @@ fn work_checks(reports: &[&ServerReport], plan: &WorkPlan) -> Vec<WorkCheck> {
         ),
         ("io", asked_io, |r| &r.stages.work_io_ns),
     ] {
-        let (Some(asked_ns), Some(h)) = (asked, merged(reports.iter().map(|r| pick(r)))) else {
+        let (Some(asked_ns), Some(h)) = (
+            asked,
+            LatencySummary::merged(reports.iter().map(|r| pick(r))),
+        ) else {
             continue;
         };
         if asked_ns > 0.0 {

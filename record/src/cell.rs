@@ -71,6 +71,10 @@ pub struct CellResult {
     /// The machine's stalls on the server's and fleet's CPUs meanwhile.
     #[serde(default)]
     pub canary: Option<crate::canary::CanaryReport>,
+    /// Call work: what the downstream responder did, its own lateness
+    /// apart from the model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downstream: Option<models::responder::ResponderReport>,
     /// Standing and reasons.
     pub verdict: Verdict,
     /// Derived figures.

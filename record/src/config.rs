@@ -28,6 +28,11 @@ pub const DEFAULT_WORKLOADS: [(&str, &str); 4] = [
     ("mixed", "mixed:cpu=5us,io=1ms,ratio=0.5,every=10"),
 ];
 
+/// A named workload outside the default set (`--works call`): the `io`
+/// workload's 1 ms wait on one frame in 20 made a real call to a
+/// downstream responder the harness starts, so the two compare.
+pub const CALL_WORKLOAD: (&str, &str) = ("call", "call:1ms,every=20");
+
 /// Largest fleet size a capacity search tries when no fleet calibration
 /// bounds it (a forced `--batch-window`).
 pub const DEFAULT_SEARCH_MAX: u32 = 512;

@@ -171,7 +171,7 @@ pub fn longest_work_ns(plan: &WorkPlan) -> u64 {
     match plan.mode {
         PlanMode::None => 0,
         PlanMode::Cpu => cpu(),
-        PlanMode::Io => io(),
+        PlanMode::Io | PlanMode::Call => io(),
         PlanMode::Mixed => cpu().max(io()),
     }
 }

@@ -368,6 +368,11 @@ pub fn verdict(
         if errors > 0 {
             found.add(Cause::Loss, format!("protocol errors {errors}"));
         }
+        found.count(
+            Cause::ServerFault,
+            s.calls.failed,
+            "downstream calls failed (no reply, or not the one asked for)",
+        );
     }
     found.verdict()
 }
@@ -699,6 +704,13 @@ mod tests {
                 0.0,
                 Invalid,
                 "odd",
+            ),
+            (
+                "failed downstream calls",
+                |_, s, _| s.calls.failed = 3,
+                0.0,
+                Invalid,
+                "3 downstream calls failed",
             ),
             (
                 "loss",

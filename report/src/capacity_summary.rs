@@ -60,6 +60,7 @@ pub fn render(run: &RunFile, plots: &[PathBuf], link_base: &Path) -> String {
             row(&mut md, workload, r);
         }
         md.push('\n');
+        crate::downstream::section(&mut md, run, workload);
         equal_load(&mut md, &ranked);
         let defined = c.workload(workload);
         let floor = |r: &CapacityRecord| cost_of(run, defined, r);

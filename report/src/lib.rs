@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod capacity_summary;
 pub mod common_load;
 pub mod compare;
+pub mod downstream;
 pub mod error;
 pub mod html;
 pub mod labels;

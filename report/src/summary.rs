@@ -163,6 +163,7 @@ fn workload(
         row(md, c, p);
     }
     md.push('\n');
+    crate::downstream::section(md, run, &w.name);
     health(md, run, &w.name);
     let _ = writeln!(md, "**What this shows.**\n");
     let baseline: Vec<&Point> = points.iter().filter(|p| p.workload == "none").collect();

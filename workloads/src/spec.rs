@@ -1,5 +1,5 @@
 //! Work-mix specifications (`none`, `cpu:ITERS|DUR`, `io:MICROS|DUR`,
-//! `mixed[:cpu=..,io=..,ratio=R]`, each with an optional `every=K`) and the
+//! `call:MICROS|DUR`, `mixed[:cpu=..,io=..,ratio=R]`, each with an optional `every=K`) and the
 //! concrete per-frame plan they resolve to.
 
 use std::fmt;
@@ -30,6 +30,9 @@ pub enum SpecKind {
     Cpu(CpuAmount),
     /// An io wait in microseconds on every work frame.
     Io(u32),
+    /// A real call to the downstream responder, answering after this many
+    /// microseconds, on every work frame.
+    Call(u32),
     /// Work frames are cpu with probability `ratio`, else io, chosen
     /// deterministically from the sequence number.
     Mixed {
@@ -57,7 +60,7 @@ pub struct WorkSpec {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SpecError {
     /// The text does not follow the grammar.
-    #[error("invalid work spec `{0}`: {1}; expected none | cpu:ITERS|DUR | io:MICROS|DUR | mixed[:cpu=ITERS|DUR,io=MICROS|DUR,ratio=R] (each may add ,every=K)")]
+    #[error("invalid work spec `{0}`: {1}; expected none | cpu:ITERS|DUR | io:MICROS|DUR | call:MICROS|DUR | mixed[:cpu=ITERS|DUR,io=MICROS|DUR,ratio=R] (each may add ,every=K)")]
     Invalid(String, String),
     /// A cpu duration was given but no calibration is available.
     #[error("work spec `{0}` gives cpu work as a duration, which needs a calibration")]
@@ -129,8 +132,9 @@ impl FromStr for WorkSpec {
             ("none", None) => SpecKind::None,
             ("cpu", Some(v)) => SpecKind::Cpu(parse_cpu(text, v)?),
             ("io", Some(v)) => SpecKind::Io(parse_io(text, v)?),
+            ("call", Some(v)) => SpecKind::Call(parse_io(text, v)?),
             ("mixed", None) => SpecKind::Mixed { cpu, io_us, ratio },
-            ("cpu" | "io", None) => return Err(invalid(text, "missing amount")),
+            ("cpu" | "io" | "call", None) => return Err(invalid(text, "missing amount")),
             _ => return Err(invalid(text, format!("unknown work kind `{head}`"))),
         };
         Ok(WorkSpec {
@@ -170,6 +174,7 @@ impl WorkSpec {
             SpecKind::None => (PlanMode::None, 0, 0, 0.0),
             SpecKind::Cpu(c) => (PlanMode::Cpu, iters(c)?, 0, 1.0),
             SpecKind::Io(us) => (PlanMode::Io, 0, us, 0.0),
+            SpecKind::Call(us) => (PlanMode::Call, 0, us, 0.0),
             SpecKind::Mixed { cpu, io_us, ratio } => (PlanMode::Mixed, iters(cpu)?, io_us, ratio),
         };
         Ok(WorkPlan {
@@ -194,6 +199,8 @@ pub enum PlanMode {
     Cpu,
     /// Io only.
     Io,
+    /// Downstream calls only (their delay in `io_us`).
+    Call,
     /// Cpu and io.
     Mixed,
 }
@@ -207,7 +214,7 @@ pub struct WorkPlan {
     pub mode: PlanMode,
     /// Kernel iterations of a cpu frame.
     pub cpu_iters: u32,
-    /// Wait of an io frame, microseconds.
+    /// Wait of an io frame, or delay of a call frame, microseconds.
     pub io_us: u32,
     /// Share of work frames that are cpu.
     pub cpu_ratio: f64,
@@ -225,11 +232,11 @@ impl WorkPlan {
             .expect("`none` is valid")
     }
 
-    /// Mean io wait per frame, microseconds: the wait times the share of
-    /// frames that ask for one (Little's law turns it into waits in flight).
+    /// Mean io wait (or call delay) per frame, microseconds: the wait times
+    /// the share of frames that ask for one (Little's law turns it into waits in flight).
     pub fn mean_io_us(&self) -> f64 {
         let io_share = match self.mode {
-            PlanMode::Io => 1.0,
+            PlanMode::Io | PlanMode::Call => 1.0,
             PlanMode::Mixed => 1.0 - self.cpu_ratio,
             PlanMode::None | PlanMode::Cpu => 0.0,
         };
@@ -244,6 +251,7 @@ impl WorkPlan {
             return (WorkKind::None, 0);
         }
         let cpu = match self.mode {
+            PlanMode::Call => return (WorkKind::Call, self.io_us),
             PlanMode::Cpu => true,
             PlanMode::Io => false,
             _ => (splitmix_step(seq) as f64) < self.cpu_ratio * u64::MAX as f64,
@@ -272,6 +280,7 @@ mod tests {
             ("cpu:500", 0.0),
             ("io:1ms", 1000.0),
             ("io:1ms,every=20", 50.0),
+            ("call:1ms,every=20", 50.0),
             ("mixed:cpu=5,io=1ms,ratio=0.5,every=10", 50.0),
         ];
         for (spec, want) in table {
@@ -288,6 +297,10 @@ mod tests {
         assert_eq!(plan("cpu:500", None).work_for(3), (WorkKind::Cpu, 500));
         assert_eq!(plan("io:250", None).work_for(3), (WorkKind::Io, 250));
         assert_eq!(plan("io:1ms", None).work_for(3), (WorkKind::Io, 1000));
+        assert_eq!(plan("call:1ms", None).work_for(3), (WorkKind::Call, 1000));
+        let calls = plan("call:500,every=2", None);
+        assert_eq!(calls.work_for(4), (WorkKind::Call, 500));
+        assert_eq!(calls.work_for(5), (WorkKind::None, 0));
         assert_eq!(
             plan("cpu:20us", Some(10.0)).work_for(0),
             (WorkKind::Cpu, 200)
@@ -312,6 +325,8 @@ mod tests {
     fn rejects_bad_specs_with_a_reason() {
         for bad in [
             "cpu",
+            "call",
+            "call:1ms,cpu=5",
             "gpu:1",
             "mixed:ratio=2",
             "io:abc",

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | 0 | 2 | magic `IG` |
 //! | 2 | 1 | version = 2 |
-//! | 3 | 1 | flags: bits 0-1 work kind, bit 6 ack requested, bit 7 warm-up, bits 2-5 zero |
+//! | 3 | 1 | flags: bits 0-1 work kind (0 none, 1 cpu, 2 io, 3 call), bit 6 ack requested, bit 7 warm-up, bits 2-5 zero |
 //! | 4 | 4 | client id |
 //! | 8 | 4 | sequence number (u32) |
 //! | 12 | 4 | send delay: ns from the due time to the write that carried the frame, saturating |
@@ -39,6 +39,9 @@ pub enum WorkKind {
     Cpu,
     /// Wait `amount` microseconds, like a call to a downstream service.
     Io,
+    /// A real call to the downstream service (see [`crate::call`]) that
+    /// answers after `amount` microseconds.
+    Call,
 }
 
 impl WorkKind {
@@ -47,6 +50,7 @@ impl WorkKind {
             WorkKind::None => 0,
             WorkKind::Cpu => 1,
             WorkKind::Io => 2,
+            WorkKind::Call => 3,
         }
     }
 }
@@ -65,7 +69,7 @@ pub struct Frame {
     pub due_ns: u64,
     /// Requested work.
     pub kind: WorkKind,
-    /// Work amount: kernel iterations (cpu) or microseconds (io).
+    /// Work amount: kernel iterations (cpu) or microseconds (io, call).
     pub amount: u32,
     /// Part of the warm-up, not measured.
     pub warmup: bool,
@@ -90,7 +94,7 @@ pub enum FrameError {
     /// Byte 2 is not 2.
     #[error("bad_version")]
     BadVersion,
-    /// Work kind 3 or a reserved flag bit set.
+    /// A reserved flag bit set.
     #[error("bad_flags")]
     BadFlags,
     /// CRC-32 does not match bytes 0..28.
@@ -106,7 +110,7 @@ pub enum FrameError {
 pub struct Limits {
     /// Largest accepted cpu amount, in kernel iterations.
     pub max_cpu_iters: u32,
-    /// Largest accepted io wait, in microseconds.
+    /// Largest accepted io wait or call delay, in microseconds.
     pub max_io_us: u32,
 }
 
@@ -154,7 +158,7 @@ impl Frame {
             0 => WorkKind::None,
             1 => WorkKind::Cpu,
             2 => WorkKind::Io,
-            _ => return Err(FrameError::BadFlags),
+            _ => WorkKind::Call,
         };
         if flags & RESERVED_MASK != 0 {
             return Err(FrameError::BadFlags);
@@ -174,7 +178,7 @@ impl Frame {
         let over = match kind {
             WorkKind::None => false,
             WorkKind::Cpu => frame.amount > limits.max_cpu_iters,
-            WorkKind::Io => frame.amount > limits.max_io_us,
+            WorkKind::Io | WorkKind::Call => frame.amount > limits.max_io_us,
         };
         if over {
             return Err(FrameError::WorkOverLimit);
@@ -365,7 +369,7 @@ mod tests {
         let mut b = good;
         b[3] = 3;
         seal(&mut b);
-        assert_eq!(Frame::decode(&b, &limits), Err(FrameError::BadFlags));
+        assert_eq!(Frame::decode(&b, &limits).unwrap().kind, WorkKind::Call);
         for reserved in [0x04, 0x08, 0x10, 0x20] {
             let mut b = good;
             b[3] = reserved;
@@ -388,6 +392,11 @@ mod tests {
         );
         f.kind = WorkKind::Io;
         f.amount = limits.max_io_us + 1;
+        assert_eq!(
+            Frame::decode(&f.encode(), &limits),
+            Err(FrameError::WorkOverLimit)
+        );
+        f.kind = WorkKind::Call;
         assert_eq!(
             Frame::decode(&f.encode(), &limits),
             Err(FrameError::WorkOverLimit)

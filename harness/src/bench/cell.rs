@@ -1,5 +1,6 @@
 //! Runs one cell end to end: `harness serve` and `harness fleet` as pinned
-//! child processes, sampled while they run, then reconciled.
+//! child processes (and, for call work, the downstream responder on a
+//! thread of the harness), sampled while they run, then reconciled.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -12,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use models::responder::Responder;
 use models::ServerReport;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -25,6 +27,7 @@ use record::cell::CellResult;
 use record::config::KillTarget;
 use record::config::RunConfig;
 use record::verdict::{self, Reconciliation, RunFaults, Verdict};
+use workloads::spec::PlanMode;
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 const SERVER_GRACE: Duration = Duration::from_secs(5);
@@ -63,7 +66,10 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     if let Some(live) = &ctx.live {
         live.probe_started(key);
     }
-    let (mut server, addr, metrics) = start_server(ctx, key, &server_json, &server_log)?;
+    let responder = start_responder(config, key)?;
+    let downstream = responder.as_ref().map(Responder::addr);
+    let (mut server, addr, metrics) =
+        start_server(ctx, key, downstream, &server_json, &server_log)?;
     let follow = follow_server(ctx, metrics);
     let fleet_config = config
         .fleet_config(key, addr)
@@ -110,6 +116,15 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
     let samples = sampler.stop();
     let canary = canary.stop();
     stop_server(&mut server, &mut faults)?;
+    let downstream = responder.and_then(|r| {
+        r.stop()
+            .map_err(|e| {
+                faults
+                    .other
+                    .push(format!("the downstream responder failed: {e}"))
+            })
+            .ok()
+    });
     let server_report: Option<ServerReport> = read_json(&server_json);
     let fleet_report: Option<FleetReport> = read_json(&fleet_json);
     let mut cell = CellResult {
@@ -122,6 +137,7 @@ pub fn run_cell(ctx: &CellContext, key: &CellKey) -> Result<CellResult> {
         reconciliation: Reconciliation::default(),
         faults,
         canary: Some(canary),
+        downstream,
         verdict: Verdict {
             status: verdict::Status::Invalid,
             reasons: Vec::new(),
@@ -175,11 +191,27 @@ fn fleet_command(
     Ok(fleet_cmd)
 }
 
-/// Starts `harness serve` for the cell and waits for its address (and its
-/// metrics', for the live page).
+/// For a cell of call work, the downstream responder its server calls,
+/// listening on loopback (on the harness's CPUs, never the server's).
+fn start_responder(config: &RunConfig, key: &CellKey) -> Result<Option<Responder>> {
+    let calls = config
+        .workload(&key.workload)
+        .is_some_and(|w| w.plan.mode == PlanMode::Call);
+    if !calls {
+        return Ok(None);
+    }
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    Responder::start(listen)
+        .map(Some)
+        .context("start the downstream responder for call work")
+}
+
+/// Starts `harness serve` for the cell (calling `downstream` for call
+/// work) and waits for its address (and its metrics', for the live page).
 fn start_server(
     ctx: &CellContext,
     key: &CellKey,
+    downstream: Option<SocketAddr>,
     server_json: &Path,
     server_log: &Path,
 ) -> Result<(Child, SocketAddr, Option<SocketAddr>)> {
@@ -210,6 +242,9 @@ fn start_server(
         .arg(format!("{}us", config.coalesce.as_micros()));
     if ctx.client_latency {
         serve.arg("--client-latency");
+    }
+    if let Some(addr) = downstream {
+        serve.arg("--downstream").arg(addr.to_string());
     }
     if !config.stages {
         serve.arg("--no-stages");

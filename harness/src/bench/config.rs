@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Result};
 use fleet::Rate;
 use record::capacity::Params as SearchParams;
 use record::config::{
-    RunConfig, SearchSettings, Workload, CONFIRM_REPEATS, DEFAULT_SEARCH_MAX, DEFAULT_WORKLOADS,
-    TAIL_SAMPLES, TOLERANCE_PCT,
+    RunConfig, SearchSettings, Workload, CALL_WORKLOAD, CONFIRM_REPEATS, DEFAULT_SEARCH_MAX,
+    DEFAULT_WORKLOADS, TAIL_SAMPLES, TOLERANCE_PCT,
 };
 use record::kernel_calibration::KernelCalibration;
 use record::slo::Slo;
@@ -175,9 +175,10 @@ fn workloads_of(args: &RunArgs, single_model: bool, iters_per_us: f64) -> Result
             .map(|n| {
                 let spec = DEFAULT_WORKLOADS
                     .iter()
+                    .chain([&CALL_WORKLOAD])
                     .find(|(name, _)| name == n)
                     .map(|(_, s)| *s)
-                    .ok_or_else(|| anyhow!("unknown workload `{n}`; choose from none, cpu, io, mixed (use --model M --work SPEC for a custom one)"))?;
+                    .ok_or_else(|| anyhow!("unknown workload `{n}`; choose from none, cpu, io, mixed, call (use --model M --work SPEC for a custom one)"))?;
                 workload(n, spec, iters_per_us)
             })
             .collect::<Result<_>>()?

@@ -3,7 +3,9 @@
 //! Frames of one connection are processed concurrently: an io frame becomes
 //! a task waiting on the timerfd-backed [`crate::timer`] (so waits overlap
 //! and end within microseconds of their deadline, as the blocking models'
-//! sleeps do; tokio's own timers would round up to 1 ms), and the cpu frames
+//! sleeps do; tokio's own timers would round up to 1 ms), a call frame a
+//! task awaiting its reply on a connection from the runtime's pool
+//! ([`AsyncCalls`]), and the cpu frames
 //! of each read run as one batch: inline on the runtime thread when the
 //! batch is short (`--inline-cpu`, 100 us by default: tokio's advice of
 //! 10-100 us between awaits, and no hand-off or wake-up paid for it), else
@@ -27,13 +29,14 @@ use workloads::clock::monotonic_ns;
 use workloads::{Frame, WorkKind};
 
 use crate::ack::{AckBuf, ACK_LINGER};
+use crate::downstream::AsyncCalls;
 use crate::ingest::ConnIngest;
 use crate::model::{Model, ServeConfig, ServeError, Shutdown, SHUTDOWN_POLL};
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::{IngestStats, Stats};
 use crate::timer::Timer;
-use crate::work::{cpu_digest, run_blocking, start, Done};
+use crate::work::{cpu_digest, run_blocking, start, Done, CALL_ANSWERED};
 
 /// Frames read but not yet processed, per connection, before it stops reading.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -89,13 +92,16 @@ impl Model for Async {
             .map_err(ServeError::io("build the tokio runtime"))?;
         let shared = Arc::new(Mutex::new(Stats::new(config.client_latency)));
         runtime.block_on(async {
-            let timer = Timer::start().map_err(ServeError::io("create the timerfd"))?;
+            let waits = Waits {
+                timer: Timer::start().map_err(ServeError::io("create the timerfd"))?,
+                calls: AsyncCalls::new(config.downstream),
+            };
             accept_loop(
                 listener,
                 config.clone(),
                 shutdown.clone(),
                 shared.clone(),
-                timer,
+                waits,
             )
             .await
         })?;
@@ -117,7 +123,7 @@ async fn accept_loop(
     config: ServeConfig,
     shutdown: Shutdown,
     shared: Arc<Mutex<Stats>>,
-    timer: Timer,
+    waits: Waits,
 ) -> Result<(), ServeError> {
     listener
         .set_nonblocking(true)
@@ -148,7 +154,7 @@ async fn accept_loop(
                         shared.clone(),
                         stop_rx.clone(),
                         slots.clone(),
-                        timer.clone(),
+                        waits.clone(),
                     ));
                 }
                 Err(e) if is_exhaustion(&e) => {
@@ -209,7 +215,7 @@ async fn connection(
     shared: Arc<Mutex<Stats>>,
     mut stop: watch::Receiver<bool>,
     slots: Arc<Slots>,
-    timer: Timer,
+    waits: Waits,
 ) {
     let mut ingest = IngestStats::default();
     let mut conn = ConnIngest::new();
@@ -285,7 +291,7 @@ async fn connection(
                     if !idle.is_zero() {
                         deadline = Instant::now() + idle;
                     }
-                    let fed = conn.on_bytes(&buf[..n], &config.limits, &mut ingest, |f| work.dispatch(f, &timer));
+                    let fed = conn.on_bytes(&buf[..n], &config.limits, &mut ingest, |f| work.dispatch(f, &waits));
                     work.spawn_cpu_batch();
                     if fed.is_err() {
                         break;
@@ -299,6 +305,14 @@ async fn connection(
     ingest.connections.add(crate::live::Conn::Closed, 1);
     shared.lock().expect("stats lock").ingest.merge(&ingest);
     slots.release();
+}
+
+/// How the runtime's tasks wait: io frames on its timer, call frames on
+/// its downstream connections.
+#[derive(Clone)]
+struct Waits {
+    timer: Timer,
+    calls: AsyncCalls,
 }
 
 /// A connection's frames between read and done: the tasks doing their
@@ -316,22 +330,33 @@ struct Work {
 }
 
 impl Work {
-    /// Starts one frame just read: an io wait as a timer task, cpu work
-    /// into this read's batch, no work done at once.
-    fn dispatch(&mut self, frame: Frame, timer: &Timer) {
+    /// Starts one frame just read: an io wait as a timer task, a call as a
+    /// task awaiting its reply, cpu work into this read's batch, no work
+    /// done at once.
+    fn dispatch(&mut self, frame: Frame, waits: &Waits) {
         match frame.kind {
             WorkKind::Cpu => self.cpu_batch.push(frame),
             WorkKind::Io if frame.amount > 0 => {
                 self.pending += 1;
                 let wait = Duration::from_micros(frame.amount as u64);
-                let timer = timer.clone();
+                let timer = waits.timer.clone();
                 self.in_flight.spawn(async move {
                     let frame = start(frame);
                     timer.sleep(wait).await;
                     vec![(frame, monotonic_ns(), None)]
                 });
             }
-            _ => self.done_one(run_blocking(&frame)),
+            WorkKind::Call => {
+                self.pending += 1;
+                let calls = waits.calls.clone();
+                self.in_flight.spawn(async move {
+                    let frame = start(frame);
+                    let answered = calls.call(frame.amount, frame.seq).await;
+                    let digest = CALL_ANSWERED.filter(|_| answered);
+                    vec![(frame, monotonic_ns(), digest)]
+                });
+            }
+            _ => self.done_one(run_blocking(&frame, None)),
         }
     }
 

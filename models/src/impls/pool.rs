@@ -13,7 +13,7 @@
 //! A connection at end of stream stays open until its queued frames are
 //! processed (the last worker to finish one wakes the front).
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread;
 
@@ -83,9 +83,10 @@ impl Model for Pool {
         let handles = (0..workers)
             .map(|i| {
                 let (queue, recorders) = (queue.clone(), recorders.clone());
+                let downstream = config.downstream;
                 thread::Builder::new()
                     .name(format!("pool-{i}"))
-                    .spawn(move || worker(&queue, &recorders, i))
+                    .spawn(move || worker(&queue, &recorders, i, downstream))
                     .map_err(ServeError::io("spawn a pool worker"))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -116,14 +117,24 @@ impl Model for Pool {
 }
 
 /// Worker `me`: takes batches until the queue is closed and drained,
-/// stepping aside for each io wait, and records each batch at once.
-fn worker(queue: &WorkQueue<Batch>, recorders: &Recorders, me: usize) {
+/// stepping aside for each io wait or call (on its own connection to
+/// `downstream`), and records each batch at once.
+fn worker(
+    queue: &WorkQueue<Batch>,
+    recorders: &Recorders,
+    me: usize,
+    downstream: Option<SocketAddr>,
+) {
     let mut done = Vec::with_capacity(crate::hand_off::MAX_BATCH);
     while let Some((frames, pending, socket)) = queue.pop() {
         for frame in &frames {
-            let blocks = frame.kind == WorkKind::Io && frame.amount > 0;
+            let blocks = match frame.kind {
+                WorkKind::Io => frame.amount > 0,
+                WorkKind::Call => true,
+                _ => false,
+            };
             let _away = blocks.then(|| queue.away());
-            done.push(run_blocking(frame));
+            done.push(run_blocking(frame, downstream));
         }
         recorders.record(me, &mut done);
         socket.record_and_write(&frames);

@@ -302,6 +302,8 @@ fn spawn_child(
 /// A child's dispatcher: work inline, counts published on the board.
 struct Published<'a> {
     process: ProcessStats,
+    /// Call frames' downstream: the child keeps its own connection.
+    downstream: Option<std::net::SocketAddr>,
     board: &'a Board,
     slot: usize,
     last_snapshot: Instant,
@@ -314,7 +316,7 @@ impl Dispatch for Published<'_> {
 
     fn dispatch(&mut self, _: &(), socket: &Arc<Socket>, frames: &mut Vec<Frame>) {
         for f in frames.iter() {
-            process_blocking(f, &mut self.process);
+            process_blocking(f, self.downstream, &mut self.process);
         }
         socket.record(frames);
         frames.clear();
@@ -341,6 +343,7 @@ fn run_child(entrance: Entrance, slot: usize, ctx: &ChildContext, report: OwnedF
     let mut ingest = IngestStats::default();
     let mut sink = Published {
         process: ProcessStats::new(ctx.config.client_latency),
+        downstream: ctx.config.downstream,
         board: ctx.board,
         slot,
         last_snapshot: Instant::now(),
@@ -421,6 +424,7 @@ mod tests {
             iters_per_us: None,
             client_latency: false,
             coalesce: crate::model::DEFAULT_COALESCE,
+            downstream: None,
         };
         let err = Prefork
             .serve(listener, &config, &Shutdown::default())

@@ -11,7 +11,7 @@
 //! for the wait. Batches in flight are bounded by a token channel: the
 //! front blocks when it is full, so TCP backpressure reaches the clients.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ struct Jobs {
     /// A token per batch in flight; bounded.
     tokens: crossbeam_channel::Sender<()>,
     done: crossbeam_channel::Receiver<()>,
+    /// Call frames' downstream: each pool thread keeps its own connection.
+    downstream: Option<SocketAddr>,
 }
 
 impl Workers for Jobs {
@@ -69,12 +71,13 @@ impl Jobs {
     /// Runs `job`'s batches on the pool, as a parallel iterator (idle
     /// threads steal from it) when the pool has more than one thread.
     fn spawn(&self, job: Vec<Batch>) {
-        let (stats, done) = (self.stats.clone(), self.done.clone());
+        let (stats, done, downstream) = (self.stats.clone(), self.done.clone(), self.downstream);
         // With one thread there is no one to steal: no splitting.
         let parallel = self.pool.current_num_threads() > 1;
         self.pool.spawn(move || {
             let run = |(frames, pending, socket): Batch| {
-                let mut finished: Vec<_> = frames.iter().map(run_blocking).collect();
+                let mut finished: Vec<_> =
+                    frames.iter().map(|f| run_blocking(f, downstream)).collect();
                 stats.record(rayon::current_thread_index().unwrap_or(0), &mut finished);
                 socket.record_and_write(&frames);
                 pending.done(frames.len());
@@ -128,6 +131,7 @@ impl Model for Rayon {
             stats: Arc::new(Recorders::new(config.client_latency)),
             tokens,
             done,
+            downstream: config.downstream,
         };
         let mut hand_off = HandOff::new(jobs, config);
         let mut ingest = IngestStats::default();

@@ -27,7 +27,7 @@ pub fn serve_inline(
     let Stats {
         ingest, process, ..
     } = &mut stats;
-    let mut inline = Inline(|frame: &Frame| process_blocking(frame, process));
+    let mut inline = Inline(|frame: &Frame| process_blocking(frame, config.downstream, process));
     reactor::run(entrance, config, shutdown, slots, ingest, &mut inline)?;
     Ok(stats)
 }

@@ -206,7 +206,7 @@ fn connection(
                 last_active = Instant::now();
                 let fed = conn.on_bytes(&buf[..n], &config.limits, &mut ingest, |f| frames.push(f));
                 for f in frames.drain(..) {
-                    done.push(run_blocking(&f));
+                    done.push(run_blocking(&f, config.downstream));
                     acks.push(&f);
                     if done.len() >= RECORD_EVERY {
                         record(processed, &mut done);

@@ -8,7 +8,8 @@
 //! inline on the ring's thread. An io wait never stalls the ring: it becomes
 //! an `IORING_OP_TIMEOUT` with an absolute CLOCK_MONOTONIC deadline, and the
 //! frame is finished when that timeout completes, so waits overlap and the
-//! thread keeps receiving meanwhile; a connection with [`MAX_PENDING`]
+//! thread keeps receiving meanwhile; a call frame's request and the
+//! receive of its reply go out on the ring too (`uring_calls`); a connection with [`MAX_PENDING`]
 //! waits outstanding has its receive cancelled until half are done, which
 //! bounds its memory. A connection is closed once the peer ended it and
 //! every timeout of its frames has completed. In ack mode each connection
@@ -37,7 +38,8 @@ use crate::reactor::Entrance;
 use crate::shed::{is_exhaustion, Reserve};
 use crate::slots::Slots;
 use crate::stats::Stats;
-use crate::work::{process_blocking, start};
+use crate::uring_calls::UringCalls;
+use crate::work::{process_blocking, start, CALL_ANSWERED};
 use crate::{net, placement};
 
 const RING_ENTRIES: u32 = 1024;
@@ -52,6 +54,10 @@ const RECV: u64 = 1;
 const TIMER: u64 = 2;
 const CANCEL: u64 = 3;
 const SEND: u64 = 4;
+/// A call's reply received.
+const CALL: u64 = 5;
+/// A call's send or timeout (nothing to do when they complete).
+const CALL_AUX: u64 = 6;
 /// How long a stopping ring waits for its acks' sends to complete; the
 /// buffers of any still in flight are then leaked (`Drop for Conn`), never
 /// freed under the kernel.
@@ -233,6 +239,20 @@ impl Ring {
             self.ring.submit()?;
         }
     }
+
+    /// Queues a linked chain of entries in one piece (a chain split across
+    /// two submissions would be cut), submitting first if there is no room.
+    fn push_linked(&mut self, entries: &[squeue::Entry]) -> std::io::Result<()> {
+        loop {
+            // SAFETY: a call's buffers and timespec are boxed in its
+            // `UringCalls` entry until its receive completes, and leaked, not
+            // freed, if the ring stops before.
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
 }
 
 struct Conn {
@@ -326,6 +346,7 @@ fn ring_loop(
         stats: Stats::new(config.client_latency),
         conns: HashMap::new(),
         timers: HashMap::new(),
+        calls: UringCalls::new(config.downstream),
         next_conn: 0,
         next_timer: 0,
         frames: Vec::with_capacity(BUF_SIZE / workloads::FRAME_LEN),
@@ -340,7 +361,8 @@ fn ring_loop(
     let mut stopped_at: Option<Instant> = None;
     loop {
         l.stopping = shutdown.is_triggered();
-        if l.stopping && l.timers.is_empty() && l.sends_done(&mut stopped_at) {
+        if l.stopping && l.timers.is_empty() && l.calls.is_empty() && l.sends_done(&mut stopped_at)
+        {
             break;
         }
         if l.accept_paused.is_some_and(|t| t.elapsed() >= ACCEPT_PAUSE) {
@@ -362,6 +384,7 @@ fn ring_loop(
                 ACCEPT => l.on_accept(res, flags)?,
                 RECV => l.on_recv(id, res, flags)?,
                 TIMER => l.on_timer(id)?,
+                CALL => l.on_call(id, res)?,
                 SEND => l.on_send(id, res),
                 _ => {}
             }
@@ -387,6 +410,9 @@ struct RingLoop<'a> {
     stats: Stats,
     conns: HashMap<u64, Conn>,
     timers: HashMap<u64, Timer>,
+    /// Call frames waiting for their replies, and the idle downstream
+    /// connections.
+    calls: UringCalls,
     next_conn: u64,
     next_timer: u64,
     /// Frames decoded from one receive, reused.
@@ -612,8 +638,25 @@ impl RingLoop<'_> {
                 self.next_timer += 1;
                 c.pending += 1;
                 self.r.push(entry).map_err(ring_err("submit a timeout"))?;
+            } else if f.kind == WorkKind::Call {
+                let f = start(f);
+                match self
+                    .calls
+                    .start(f, id, user_data(CALL, 0), user_data(CALL_AUX, 0))
+                {
+                    Some(chain) => {
+                        c.pending += 1;
+                        self.r
+                            .push_linked(&chain)
+                            .map_err(ring_err("submit a call"))?;
+                    }
+                    None => {
+                        self.stats.process.record(&f, monotonic_ns(), None);
+                        c.acks.push(&f);
+                    }
+                }
             } else {
-                process_blocking(&f, &mut self.stats.process);
+                process_blocking(&f, None, &mut self.stats.process);
                 c.acks.push(&f);
             }
         }
@@ -642,7 +685,26 @@ impl RingLoop<'_> {
         let Some((frame, conn_id, _ts)) = self.timers.remove(&id) else {
             return Ok(());
         };
-        self.stats.process.record(&frame, monotonic_ns(), None);
+        self.frame_done(frame, conn_id, None)
+    }
+
+    /// A call's reply was received (or the call failed): the frame is done.
+    fn on_call(&mut self, id: u64, res: i32) -> Result<(), ServeError> {
+        let Some((frame, conn_id, answered)) = self.calls.finish(id, res) else {
+            return Ok(());
+        };
+        self.frame_done(frame, conn_id, CALL_ANSWERED.filter(|_| answered))
+    }
+
+    /// A frame that waited (a timeout or a call) is done: recorded, acked,
+    /// and its connection receives again if it had paused.
+    fn frame_done(
+        &mut self,
+        frame: Frame,
+        conn_id: u64,
+        digest: Option<u64>,
+    ) -> Result<(), ServeError> {
+        self.stats.process.record(&frame, monotonic_ns(), digest);
         if let Some(c) = self.conns.get_mut(&conn_id) {
             c.pending -= 1;
             c.acks.push(&frame);
