@@ -60,14 +60,8 @@ def load(name):
 runs = {n: load(n) for n in names}
 caps = {n: {(r["model"], r["workload"]): r for r in run["capacities"]} for n, (run, _) in runs.items()}
 
-def cell(r):
-    hi = r["interval"]["high"]
-    rng = f"{r['interval']['low']}-{hi}" if hi is not None else f">={r['interval']['low']}"
-    return f"{r['clients']} ({rng})"
-
-def disjoint(a, b):
-    (al, ah), (bl, bh) = [(r["interval"]["low"], r["interval"]["high"]) for r in (a, b)]
-    return (ah is not None and ah < bl) or (bh is not None and bh < al)
+sys.path.insert(0, "docs")
+from capacity_cells import cell, disjoint
 
 lines = []
 for w in works.split(","):

@@ -27,33 +27,36 @@ run = json.loads(d.read_text())
 md = (d.parent / "summary.md").read_text()
 caps = {(r["model"], r["workload"]): r for r in run["capacities"]}
 
-def cell(r):
-    hi = r["interval"]["high"]
-    rng = f"{r['interval']['low']}-{hi}" if hi is not None else f">={r['interval']['low']}"
-    return f"{r['clients']} ({rng})"
+sys.path.insert(0, "docs")
+from capacity_cells import cell, disjoint
 
-def disjoint(a, b):
-    (al, ah), (bl, bh) = [(r["interval"]["low"], r["interval"]["high"]) for r in (a, b)]
-    return (ah is not None and ah < bl) or (bh is not None and bh < al)
+def stopper(r):
+    """What ended the call search above its capacity: the server, or the
+    generator (the fleet, or the downstream responder, fell behind)."""
+    why = [p["why"] for p in r.get("probes", []) if p.get("why")]
+    late = any("downstream late" in w for w in why)
+    return {"server": "the server", "server_failed": "the server (failed)",
+            "machine": "machine noise"}.get(r["limited_by"],
+            "the responder (late)" if late else "the fleet (behind)")
 
 def us(ns):
     return f"{ns / 1e3:.0f} us" if ns < 1e6 else f"{ns / 1e6:.2f} ms"
 
 models = sorted({m for (m, w) in caps if w == "io"}, key=lambda m: -caps[(m, "io")]["clients"])
-lines = ["| model | `io` (a 1 ms timer) | `call` (a 1 ms call) | change | p99 at capacity: timer / call |",
-         "|---|---:|---:|---:|---:|"]
+lines = ["| model | `io` (a 1 ms timer) | `call` (a 1 ms call) | change | p99 at capacity: timer / call | the call's search stopped by |",
+         "|---|---:|---:|---:|---:|---|"]
 moves = []
 for m in models:
     a, b = caps[(m, "io")], caps.get((m, "call"))
     if b is None:
-        lines.append(f"| `{m}` | {cell(a)} | - | - | - |")
+        lines.append(f"| `{m}` | {cell(a)} | - | - | - | - |")
         continue
     change = (b["clients"] - a["clients"]) / max(a["clients"], 1)
     txt = f"{change:+.0%}"
     if disjoint(a, b):
         txt = f"**{txt}**"
         moves.append((abs(change), m, change))
-    lines.append(f"| `{m}` | {cell(a)} | {cell(b)} | {txt} | {us(a['p99_ns'])} / {us(b['p99_ns'])} |")
+    lines.append(f"| `{m}` | {cell(a)} | {cell(b)} | {txt} | {us(a['p99_ns'])} / {us(b['p99_ns'])} | {stopper(b)} |")
 lines.append("")
 if moves:
     _, m, change = max(moves)

@@ -18,6 +18,19 @@ pub const SPIN_NS: u64 = 100_000;
 /// Sequence numbers are u32 on the wire: no client sends more frames.
 pub const MAX_FRAMES_PER_CLIENT: u64 = 1 << 32;
 
+/// How a client's frames are spaced from its first.
+#[derive(Clone, Debug)]
+enum Spacing {
+    /// Evenly at the rate (none in `max` mode).
+    Even,
+    /// In on/off bursts.
+    Burst(Cycle),
+    /// As each client's Poisson stream.
+    Poisson(Streams),
+    /// As the trace replayed, each client from its own line.
+    Trace(Replay),
+}
+
 /// Due times, wake times and frame counts for every client of a run.
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -31,12 +44,7 @@ pub struct Schedule {
     /// The period when it is a whole number of ns (the common case), so the
     /// per-frame due time needs no 128-bit division.
     period_ns: Option<u64>,
-    /// The burst cycle, when clients send in bursts.
-    burst: Option<Cycle>,
-    /// Each client's Poisson arrivals, when they are.
-    poisson: Option<Streams>,
-    /// The trace replayed, when it is.
-    trace: Option<Replay>,
+    spacing: Spacing,
     clients: u64,
     count: Option<u64>,
     window_ns: u64,
@@ -61,14 +69,15 @@ impl Schedule {
                 Rate::Hz(hz) if 1_000_000_000 % hz == 0 => Some(1_000_000_000 / hz),
                 _ => None,
             },
-            burst: match config.rate {
-                Rate::Hz(hz) => config.arrival.cycle(hz).ok().flatten(),
-                Rate::Max => None,
-            },
-            poisson: None,
-            trace: match (&config.arrival, config.rate) {
-                (Arrival::Trace(t), Rate::Hz(hz)) => Some(Replay::new(t.clone(), hz)),
-                _ => None,
+            spacing: match (&config.arrival, config.rate) {
+                (_, Rate::Max) => Spacing::Even,
+                (Arrival::Trace(t), Rate::Hz(hz)) => Spacing::Trace(Replay::new(t.clone(), hz)),
+                // Poisson's streams need the phases: set below.
+                (arrival, Rate::Hz(hz)) => arrival
+                    .cycle(hz)
+                    .ok()
+                    .flatten()
+                    .map_or(Spacing::Even, Spacing::Burst),
             },
             clients: config.clients.max(1) as u64,
             count: config.count,
@@ -84,7 +93,7 @@ impl Schedule {
                 span,
                 config.count,
             );
-            s.poisson = Some(streams);
+            s.spacing = Spacing::Poisson(streams);
         }
         s
     }
@@ -103,7 +112,7 @@ impl Schedule {
     /// Whether the arrivals are random, so the fleet tests the gaps it
     /// sends (`crate::arrival_check`).
     pub fn tests_arrivals(&self) -> bool {
-        self.poisson.is_some()
+        matches!(self.spacing, Spacing::Poisson(_))
     }
 
     /// Paced at a fixed rate (not `max`).
@@ -116,11 +125,11 @@ impl Schedule {
     /// its Poisson stream or in the trace.
     #[inline]
     fn offset(&self, index: u32, i: u64) -> u64 {
-        match (&self.burst, &self.poisson, &self.trace) {
-            (Some(c), _, _) => c.offset(i),
-            (None, Some(p), _) => p.offset(index, i),
-            (None, None, Some(t)) => t.offset(t.start(index, self.clients), i),
-            (None, None, None) => self.even_offset(i),
+        match &self.spacing {
+            Spacing::Even => self.even_offset(i),
+            Spacing::Burst(c) => c.offset(i),
+            Spacing::Poisson(p) => p.offset(index, i),
+            Spacing::Trace(t) => t.offset(t.start(index, self.clients), i),
         }
     }
 
@@ -137,23 +146,22 @@ impl Schedule {
     /// Where counting frames due within `span` of a client's first starts:
     /// at most that count (a loop steps it up to the exact one).
     fn frames_near(&self, index: u32, span: u64) -> u64 {
-        if let Some(t) = &self.trace {
-            return t.frames_near(t.start(index, self.clients), span);
-        }
-        match (&self.burst, &self.poisson, self.rate) {
-            (Some(c), _, _) => c.frames_near(span),
-            (None, Some(p), _) => p.frames_until(index, span),
-            (None, None, Some(hz)) => (span as u128 * hz as u128 / 1_000_000_000) as u64,
-            (None, None, None) => 0,
+        match (&self.spacing, self.rate) {
+            (Spacing::Trace(t), _) => t.frames_near(t.start(index, self.clients), span),
+            (Spacing::Burst(c), _) => c.frames_near(span),
+            (Spacing::Poisson(p), _) => p.frames_until(index, span),
+            (Spacing::Even, Some(hz)) => (span as u128 * hz as u128 / 1_000_000_000) as u64,
+            (Spacing::Even, None) => 0,
         }
     }
 
     /// The client's phase: clients spread evenly over one period (one
     /// peak period in bursts, the mean one for Poisson arrivals).
     pub fn phase(&self, index: u32) -> u64 {
-        let period = self
-            .burst
-            .map_or_else(|| self.even_offset(1), |c| c.offset(1));
+        let period = match &self.spacing {
+            Spacing::Burst(c) => c.offset(1),
+            _ => self.even_offset(1),
+        };
         period * index as u64 / self.clients
     }
 
@@ -169,7 +177,7 @@ impl Schedule {
             return Some(n);
         }
         self.rate?;
-        if let Some(p) = &self.poisson {
+        if let Spacing::Poisson(p) = &self.spacing {
             return Some(p.total(index));
         }
         // First i whose due time is at or past the end.

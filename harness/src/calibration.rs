@@ -30,6 +30,9 @@ use crate::cpus;
 const SIZES: [u32; 18] = [
     1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256, 320, 400, 512,
 ];
+/// The pacing-lag p99 a run's calibration allows a fleet core.
+pub const PACING_LIMIT: Duration = Duration::from_micros(100);
+
 /// How each fleet size is measured.
 #[derive(Clone, Copy, Debug)]
 pub struct Probe {
@@ -45,8 +48,8 @@ pub struct Probe {
 const RECALIBRATE_PAUSES: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(15)];
 
 /// Loads the cached calibration in `results_dir` if it fits this
-/// machine and the churn `reconnect_every` (each churn has a file of its
-/// own) and was measured with steps of at least `step_ms`, else
+/// machine and `probe`'s churn (each churn has a file of its own) and was
+/// measured with steps at least as long as `probe`'s, else
 /// measures and caches a new one. One that paced no one, or was measured
 /// while other processes kept more than [`QUIET_OTHER_CPUS`] busy, is
 /// measured up to twice more after a pause; if it still paces no one it is
@@ -59,9 +62,10 @@ pub fn load_or_measure(
     server_cpus: &[usize],
     fleet_cpu: usize,
     recalibrate: bool,
-    (step_ms, reconnect_every): (u64, Option<u64>),
+    probe: Probe,
     required: bool,
 ) -> Result<FleetCalibration> {
+    let (step_ms, reconnect_every) = (probe.duration.as_millis() as u64, probe.reconnect_every);
     let path = results_dir.join(calibration_file(reconnect_every));
     if !recalibrate {
         let cached = std::fs::read_to_string(&path)
@@ -76,12 +80,6 @@ pub fn load_or_measure(
         "calibrating the fleet on this machine (once; cached in {})",
         path.display()
     );
-    let limit = Duration::from_micros(100);
-    let probe = Probe {
-        duration: Duration::from_millis(step_ms),
-        limit,
-        reconnect_every,
-    };
     let measure = || {
         let before = OtherCpu::now();
         let steps = sweep(server_cpus, fleet_cpu, probe, u32::MAX, |_| {})?;
@@ -112,7 +110,7 @@ pub fn load_or_measure(
         (steps, other_cpus) = measure()?;
     }
     let failed = !paces_anyone(&capacities(&steps));
-    let why = format!("one fleet core kept not even one 10 kHz client on time at any batch window (pacing-lag p99 over {}) in {} tries. Is something else busy on CPUs {server_cpus:?} and {fleet_cpu}?", fmt_ns(limit.as_nanos() as u64), RECALIBRATE_PAUSES.len() + 1);
+    let why = format!("one fleet core kept not even one 10 kHz client on time at any batch window (pacing-lag p99 over {}) in {} tries. Is something else busy on CPUs {server_cpus:?} and {fleet_cpu}?", fmt_ns(probe.limit.as_nanos() as u64), RECALIBRATE_PAUSES.len() + 1);
     if failed && required {
         bail!("the fleet calibration failed: {why} Stop it and rerun, or give --batch-window and --search-max to skip the calibration");
     }
@@ -121,7 +119,7 @@ pub fn load_or_measure(
         cpu_model: env.cpu_model.clone(),
         build: env.build.clone(),
         measured: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        limit_ns: limit.as_nanos() as u64,
+        limit_ns: probe.limit.as_nanos() as u64,
         step_ms,
         windows: capacities(&steps),
         other_cpus,

@@ -72,6 +72,7 @@ fn merged_cell(
     let verdict = record::verdict::verdict(
         Some(&merged),
         server.as_ref(),
+        None,
         &reconciliation,
         &record::verdict::RunFaults::default(),
         derived.backlog_s,
@@ -173,7 +174,10 @@ fn describe(cell: &MergedCell, reports: usize) -> Result<String> {
 pub fn k8s(command: &K8sCommand) -> Result<ExitCode> {
     match command {
         K8sCommand::Render(a) => {
-            WorkSpec::from_str(&a.work).map_err(|e| anyhow!(e))?;
+            let spec = WorkSpec::from_str(&a.work).map_err(|e| anyhow!(e))?;
+            if matches!(spec.kind, workloads::spec::SpecKind::Call(_)) {
+                bail!("`{}` is call work, which needs a downstream responder beside the server, and the manifests start none yet: run it with `harness` (which starts one), or add a `harness responder` Deployment and give the server `--downstream`", a.work);
+            }
             if models::find(&a.model).is_none() {
                 bail!(
                     "no model `{}`: one of {}",

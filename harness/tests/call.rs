@@ -59,7 +59,14 @@ fn every_model_answers_each_call_frame_with_one_real_call() {
         );
         assert_eq!(r.lateness_ns.count, calls, "{name}: lateness recorded");
         let rec = verdict::reconcile(&f, Some(&s));
-        let v = verdict::verdict(Some(&f), Some(&s), &rec, &RunFaults::default(), 0.0);
+        let v = verdict::verdict(
+            Some(&f),
+            Some(&s),
+            Some(&r),
+            &rec,
+            &RunFaults::default(),
+            0.0,
+        );
         assert_eq!(v.status, Status::Valid, "{name}: {:?}", v.reasons);
     }
 }
@@ -85,7 +92,7 @@ fn calls_without_a_downstream_fail_counted_and_the_cell_is_invalid() {
         assert_eq!(s.packets.measured + s.packets.warmup, sent, "{name}");
         assert_eq!((s.calls.answered, s.calls.failed), (0, calls), "{name}");
         let rec = verdict::reconcile(&f, Some(&s));
-        let v = verdict::verdict(Some(&f), Some(&s), &rec, &RunFaults::default(), 0.0);
+        let v = verdict::verdict(Some(&f), Some(&s), None, &rec, &RunFaults::default(), 0.0);
         assert_eq!(v.status, Status::Invalid, "{name}");
         assert!(
             v.reasons

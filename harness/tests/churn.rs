@@ -54,7 +54,7 @@ fn every_model_keeps_the_ledger_exact_across_planned_reconnects() {
         assert_eq!(s.errors.total(), 0, "{name}: protocol errors");
         let rec = verdict::reconcile(&f, Some(&s));
         assert_eq!((rec.lost, rec.excess, rec.unread), (0, 0, 0), "{name}");
-        let v = verdict::verdict(Some(&f), Some(&s), &rec, &RunFaults::default(), 0.0);
+        let v = verdict::verdict(Some(&f), Some(&s), None, &rec, &RunFaults::default(), 0.0);
         assert_eq!(v.status, Status::Valid, "{name}: {:?}", v.reasons);
     }
 }

@@ -69,7 +69,14 @@ fn check(model: &str, fleet: &FleetReport, server: &ServerReport) -> usize {
     );
     assert!(rec.mismatched.is_empty(), "{model}: {:?}", rec.mismatched);
     assert_eq!(server.errors.total(), 0, "{model}: protocol errors");
-    let v = verdict::verdict(Some(fleet), Some(server), &rec, &RunFaults::default(), 0.0);
+    let v = verdict::verdict(
+        Some(fleet),
+        Some(server),
+        None,
+        &rec,
+        &RunFaults::default(),
+        0.0,
+    );
     assert_ne!(v.status, Status::Invalid, "{model}: {:?}", v.reasons);
     assert!(
         v.reasons.iter().any(|r| r.starts_with(SERVER_REFUSED)),

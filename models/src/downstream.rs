@@ -87,25 +87,30 @@ impl AsyncCalls {
             return false;
         };
         let pooled = self.idle.lock().expect("call pool lock").pop();
-        let mut stream = match pooled {
-            Some(s) => s,
-            None => match tokio::net::TcpStream::connect(addr).await {
-                Ok(s) if s.set_nodelay(true).is_ok() => s,
-                _ => return false,
-            },
-        };
         let req = request(delay_us, tag);
+        // The connect too is bounded: a dropped SYN is retried only after
+        // a second, then longer.
         let exchange = async {
+            let mut stream = match pooled {
+                Some(s) => s,
+                None => {
+                    let s = tokio::net::TcpStream::connect(addr).await?;
+                    s.set_nodelay(true)?;
+                    s
+                }
+            };
             stream.write_all(&req).await?;
             let mut reply = [0u8; CALL_LEN];
             stream.read_exact(&mut reply).await?;
-            Ok::<_, std::io::Error>(reply == req)
+            Ok::<_, std::io::Error>((stream, reply == req))
         };
         let limit = Duration::from_micros(delay_us.into()) + CALL_SLACK;
-        let ok = matches!(tokio::time::timeout(limit, exchange).await, Ok(Ok(true)));
-        if ok {
-            self.idle.lock().expect("call pool lock").push(stream);
+        match tokio::time::timeout(limit, exchange).await {
+            Ok(Ok((stream, true))) => {
+                self.idle.lock().expect("call pool lock").push(stream);
+                true
+            }
+            _ => false,
         }
-        ok
     }
 }

@@ -123,9 +123,10 @@ impl<W: Workers> Dispatch for HandOff<W> {
         let Some(since) = self.held_since else {
             return;
         };
+        // `dispatch` already handed over what was worth a wake-up.
         let reads_fast = self.gap_ns < self.coalesce.as_nanos() as f64;
-        let worth_waking = self.held_frames >= COALESCE_FRAMES || since.elapsed() >= self.coalesce;
-        if !reads_fast || worth_waking || !self.workers.would_wake() {
+        let held_long = since.elapsed() >= self.coalesce;
+        if !reads_fast || held_long || !self.workers.would_wake() {
             self.flush();
         }
     }

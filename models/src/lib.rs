@@ -16,6 +16,7 @@ pub mod live;
 pub mod model;
 pub mod net;
 pub mod placement;
+pub mod priority;
 mod reactor;
 pub mod responder;
 pub mod server_report;

@@ -1,7 +1,7 @@
-//! Listening sockets with `SO_REUSEPORT`: `harness serve` binds its listener
-//! this way, so `percore` threads and `prefork` children can each open
-//! their own listener on the same address and the kernel balances new
-//! connections across them.
+//! Listening sockets with a deep backlog, and with `SO_REUSEPORT`:
+//! `harness serve` binds its listener this way, so `percore` threads and
+//! `prefork` children can each open their own listener on the same address
+//! and the kernel balances new connections across them.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -15,13 +15,26 @@ const BACKLOG: i32 = 1024;
 
 /// Binds a listener on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`.
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_with(addr, true)
+}
+
+/// Binds a listener on `addr` with `SO_REUSEADDR` and a backlog of
+/// [`BACKLOG`] (the standard library's is 128, which a burst of connects
+/// overflows: a dropped SYN is retried only after a second).
+pub fn bind_deep(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+fn bind_with(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    if reuseport {
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrStorage::from(addr),

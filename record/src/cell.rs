@@ -100,6 +100,7 @@ impl CellResult {
         self.verdict = verdict::verdict(
             fleet,
             server,
+            self.downstream.as_ref(),
             &self.reconciliation,
             &self.faults,
             self.derived.backlog_s,

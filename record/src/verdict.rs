@@ -6,12 +6,15 @@
 
 use std::collections::HashMap;
 
+use models::responder::ResponderReport;
 use models::ServerReport;
 use serde::{Deserialize, Serialize};
 
 use fleet::client::ClientState;
 use fleet::fleet_report::{ClientSent, FleetReport, FleetStatus};
 use fleet::on_schedule::fleet_status;
+
+use crate::units::fmt_ns;
 
 /// A server that still owed more than this much of the offered load when
 /// the load stopped was not keeping up (a tenth of the measured window in
@@ -247,6 +250,9 @@ pub enum Cause {
     /// The server could not keep up: backlog, undrained clients,
     /// backpressure, refused connections.
     Overload,
+    /// The downstream responder of call work answered late on its own
+    /// account: says nothing of the server.
+    DownstreamBehind,
     /// The fleet could not keep its schedule on its own account.
     GeneratorBehind,
     /// The fleet itself failed (timed out, exited with a failure, wrote no
@@ -346,12 +352,31 @@ impl Findings {
     }
 }
 
-/// Decides the cell's verdict from both reports, the run's faults and the
-/// server's backlog when the load stopped (seconds of offered load it still
-/// owed; see `figures`).
+/// The lateness p99 past which the downstream responder of call work is
+/// behind on its own account (it answers a call this much later than
+/// asked): a call made twice its 1 ms is not the model's doing.
+pub const DOWNSTREAM_LATE_NS: u64 = 1_000_000;
+
+/// Why the downstream responder was behind, if it was.
+fn downstream_late(d: &ResponderReport) -> Option<String> {
+    let p99 = d.lateness_ns.p99;
+    (p99 > DOWNSTREAM_LATE_NS).then(|| {
+        format!(
+            "downstream late: the responder answered {} past the delay asked at p99 (over {}), so the calls' time is its own, not the server's",
+            fmt_ns(p99),
+            fmt_ns(DOWNSTREAM_LATE_NS)
+        )
+    })
+}
+
+/// Decides the cell's verdict from the reports (the fleet's, the
+/// server's, and the downstream responder's for call work), the run's
+/// faults and the server's backlog when the load stopped (seconds of
+/// offered load it still owed; see `figures`).
 pub fn verdict(
     fleet: Option<&FleetReport>,
     server: Option<&ServerReport>,
+    downstream: Option<&ResponderReport>,
     rec: &Reconciliation,
     faults: &RunFaults,
     backlog_s: f64,
@@ -373,6 +398,9 @@ pub fn verdict(
             s.calls.failed,
             "downstream calls failed (no reply, or not the one asked for)",
         );
+    }
+    if let Some(why) = downstream.and_then(downstream_late) {
+        found.add(Cause::DownstreamBehind, why);
     }
     found.verdict()
 }
@@ -578,7 +606,7 @@ mod tests {
             mutate(&mut f, &mut s, &mut faults);
             let rec = reconcile(&f, Some(&s));
             assert_eq!((rec.lost, rec.excess), (0, 0), "{name}: totals agree");
-            let v = verdict(Some(&f), Some(&s), &rec, &faults, 0.0);
+            let v = verdict(Some(&f), Some(&s), None, &rec, &faults, 0.0);
             assert_eq!(v.status, Status::Invalid, "{name}: {v:?}");
             assert_eq!(v.cause(), Some(Cause::Loss), "{name}: {v:?}");
             assert!(
@@ -656,7 +684,7 @@ mod tests {
             let mut faults = RunFaults::default();
             mutate(&mut f, &mut s, &mut faults);
             let rec = reconcile(&f, Some(&s));
-            let v = verdict(Some(&f), Some(&s), &rec, &faults, backlog_s);
+            let v = verdict(Some(&f), Some(&s), None, &rec, &faults, backlog_s);
             assert_eq!(v.cause(), want, "{name}: {v:?}");
             assert_eq!(v.causes.len(), v.reasons.len(), "{name}");
         }
@@ -912,7 +940,7 @@ mod tests {
             let mut faults = RunFaults::default();
             mutate(&mut f, &mut s, &mut faults);
             let rec = reconcile(&f, Some(&s));
-            let v = verdict(Some(&f), Some(&s), &rec, &faults, backlog_s);
+            let v = verdict(Some(&f), Some(&s), None, &rec, &faults, backlog_s);
             assert_eq!(v.status, want, "{name}: {v:?}");
             if want == Valid {
                 assert!(v.reasons.is_empty(), "{name}: {v:?}");
@@ -929,6 +957,7 @@ mod tests {
         let none = verdict(
             None,
             Some(&s),
+            None,
             &Reconciliation::default(),
             &RunFaults::default(),
             0.0,
@@ -936,9 +965,41 @@ mod tests {
         assert_eq!(none.status, Invalid);
         assert!(none.reasons.contains(&"no fleet report".to_string()));
         let rec = reconcile(&f, None);
-        let none = verdict(Some(&f), None, &rec, &RunFaults::default(), 0.0);
+        let none = verdict(Some(&f), None, None, &rec, &RunFaults::default(), 0.0);
         assert_eq!(none.status, Invalid);
         assert!(none.reasons.contains(&"no server report".to_string()));
+    }
+
+    #[test]
+    fn a_late_responder_is_its_own_finding() {
+        // (responder lateness p99 ns, found late)
+        let table = [
+            (200_000, false),
+            (DOWNSTREAM_LATE_NS, false),
+            (DOWNSTREAM_LATE_NS + 1, true),
+            (30_000_000, true),
+        ];
+        for (p99, late) in table {
+            let (f, s) = baseline();
+            let rec = reconcile(&f, Some(&s));
+            let mut d = ResponderReport::default();
+            d.lateness_ns.p99 = p99;
+            let v = verdict(
+                Some(&f),
+                Some(&s),
+                Some(&d),
+                &rec,
+                &RunFaults::default(),
+                0.0,
+            );
+            let want = if late { Status::Invalid } else { Status::Valid };
+            assert_eq!(v.status, want, "p99 {p99}: {v:?}");
+            assert_eq!(
+                v.causes == [Cause::DownstreamBehind],
+                late,
+                "p99 {p99}: {v:?}"
+            );
+        }
     }
 
     #[test]
@@ -990,7 +1051,7 @@ mod tests {
             s.clients.retain(|c| c.id != id);
             s.connections.shed = turned_away;
             let rec = reconcile(&f, Some(&s));
-            let v = verdict(Some(&f), Some(&s), &rec, &RunFaults::default(), 0.0);
+            let v = verdict(Some(&f), Some(&s), None, &rec, &RunFaults::default(), 0.0);
             if late {
                 assert_eq!(rec.late_refused, vec![id], "{name}");
                 assert_eq!((rec.lost, rec.refused_frames), (0, sent), "{name}");

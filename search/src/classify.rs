@@ -1,6 +1,7 @@
 //! A probe's outcome from its cell, by cause (the verdict's typed causes,
 //! never its reason strings), in this order: server fault > loss or
-//! protocol error > overload > SLO miss > generator behind. A cell the
+//! protocol error > overload > a late downstream responder > SLO miss >
+//! generator behind. A cell the
 //! machine disturbed (the canary saw the CPUs stalled enough to explain
 //! the miss) is marked so that its failure can be tried again rather than
 //! believed.
@@ -38,7 +39,8 @@ pub fn classify(cell: &CellResult, slo: &Slo) -> Classified {
     // the stall (a 1 ms stall does not make a 20 ms p99), and a late fleet
     // when the CPUs stalled at all beyond the share.
     let excess = slo.excess_ns(cell);
-    let late_fleet = v.causes.contains(&Cause::GeneratorBehind);
+    let late_fleet =
+        v.causes.contains(&Cause::GeneratorBehind) || v.causes.contains(&Cause::DownstreamBehind);
     let disturbed = cell
         .canary
         .as_ref()
@@ -46,6 +48,9 @@ pub fn classify(cell: &CellResult, slo: &Slo) -> Classified {
     let (outcome, why, soft) = match v.cause() {
         Some(Cause::ServerFault) => (Outcome::ServerFailed, reasons(), false),
         Some(Cause::Loss | Cause::Overload) => (Outcome::Fail, reasons(), false),
+        // A late responder makes the calls, and so the latency, slow: the
+        // SLO cannot judge the server then.
+        Some(Cause::DownstreamBehind) => (Outcome::Generator, reasons(), true),
         cause => {
             let breaches = slo.breach(cell);
             if !breaches.is_empty() {
@@ -118,7 +123,7 @@ mod tests {
         };
         // (causes, p99 ns, canary stalled, outcome, soft, disturbed)
         type Case = (&'static [Cause], u64, bool, Outcome, bool, bool);
-        let table: [Case; 12] = [
+        let table: [Case; 14] = [
             (&[], 500_000, false, Outcome::Pass, false, false),
             (&[], 2_000_000, false, Outcome::Fail, true, false),
             (&[], 2_000_000, true, Outcome::Fail, true, true),
@@ -177,6 +182,24 @@ mod tests {
                 false,
             ),
             (&[Loss], 500_000, true, Outcome::Fail, false, true),
+            // A late responder outranks the SLO miss it causes, but not an
+            // overload of the server.
+            (
+                &[DownstreamBehind],
+                9_000_000,
+                false,
+                Outcome::Generator,
+                true,
+                false,
+            ),
+            (
+                &[DownstreamBehind, Overload],
+                9_000_000,
+                false,
+                Outcome::Fail,
+                false,
+                false,
+            ),
         ];
         for (causes, p99, stalled, outcome, soft, disturbed) in table {
             let mut c = cell();

@@ -65,7 +65,7 @@ impl Canary {
 /// once).
 fn watch(cpu: usize, stop: &AtomicBool) -> (CanaryReport, bool) {
     let pinned = crate::cpus::pin(&[cpu]).is_ok();
-    let realtime = pinned && realtime().is_ok();
+    let realtime = pinned && models::priority::realtime().is_ok();
     let mut r = CanaryReport::default();
     let mut due = Instant::now() + PERIOD;
     let mut last_wake = Instant::now();
@@ -85,19 +85,6 @@ fn watch(cpu: usize, stop: &AtomicBool) -> (CanaryReport, bool) {
         due = now + PERIOD;
     }
     (r, realtime)
-}
-
-/// Moves the calling thread to SCHED_FIFO at the lowest real-time priority.
-fn realtime() -> Result<(), thread_priority::Error> {
-    use thread_priority::unix::{
-        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
-        ThreadSchedulePolicy,
-    };
-    set_thread_priority_and_policy(
-        thread_native_id(),
-        thread_priority::ThreadPriority::Min,
-        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
-    )
 }
 
 #[cfg(test)]

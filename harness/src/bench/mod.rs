@@ -12,7 +12,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -223,14 +223,15 @@ fn calibrate(config: &mut RunConfig, args: &RunArgs, environment: &Environment) 
             &config.server_cpus,
             config.fleet_cpus[0],
             args.recalibrate,
-            (
-                if config.quick {
+            crate::calibration::Probe {
+                duration: Duration::from_millis(if config.quick {
                     record::calibration::QUICK_STEP_MS
                 } else {
                     record::calibration::FULL_STEP_MS
-                },
-                config.reconnect_every,
-            ),
+                }),
+                limit: crate::calibration::PACING_LIMIT,
+                reconnect_every: config.reconnect_every,
+            },
             config.search.is_some(),
         )?);
     }
