@@ -19,7 +19,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Binds a listener on `addr` with `SO_REUSEADDR` and a backlog of
-/// [`BACKLOG`] (the standard library's is 128, which a burst of connects
+/// 1,024 (the standard library's is 128, which a burst of connects
 /// overflows: a dropped SYN is retried only after a second).
 pub fn bind_deep(addr: SocketAddr) -> std::io::Result<TcpListener> {
     bind_with(addr, false)
