@@ -59,14 +59,14 @@ done
 # pool and rayon against the reference of each target, the same load, each
 # round all side by side
 for r in 1 2 3; do
-  for c in single:0 pool:100us rayon:0 rayon:100us; do
+  for c in single:0 pool:100us rayon:100us; do
     m=${c%%:*} h=${c##*:}
     run "handoff-none-$m-$h-$r" --all --models "$m" --works none --clients 100 \
       --batch-window 1ms --duration 3s --warmup 1s --coalesce "$h"
     run "handoff-cpu-$m-$h-$r" --model "$m" --work cpu:5us --clients 3 --batch-window 0 \
       --duration 2s --warmup 500ms --coalesce "$h"
   done
-  for c in threads:0 pool:100us rayon:0 rayon:100us; do
+  for c in threads:0 pool:100us rayon:100us; do
     m=${c%%:*} h=${c##*:} w=()
     [ "$m" = threads ] || w=(--workers 64)
     run "handoff-io-$m-$h-$r" --model "$m" --work io:1ms,every=20 --clients 60 "${w[@]}" \
@@ -233,7 +233,7 @@ rows = []
 for w, label, ref, target in loads:
     base = [one(f"handoff-{w}-{ref}-0-{r}") for r in (1, 2, 3)]
     cols = []
-    for m, h in (("pool", "100us"), ("rayon", "0"), ("rayon", "100us")):
+    for m, h in (("pool", "100us"), ("rayon", "100us")):
         v = [one(f"handoff-{w}-{m}-{h}-{r}") for r in (1, 2, 3)]
         q = sorted(a / b for a, b in zip(v, base))
         cols.append(f"{sorted(v)[1]:.2f}: {q[1]:.2f}x ({q[0]:.2f}-{q[2]:.2f})")
@@ -241,8 +241,8 @@ for w, label, ref, target in loads:
 splice("docs/models.md", "hand-off",
        f"Measured by `docs/figures.sh` ({stamp}): three rounds of all side by side; CPU us per frame (median) and "
        "its ratio to the reference's in the same round (median, range), with the issue's target:\n\n"
-       "| load | reference | target | `pool` | `rayon --coalesce 0` (each turn's batches at once) | `rayon` (held back, the default) |\n"
-       "|---|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
+       "| load | reference | target | `pool` | `rayon` |\n"
+       "|---|---:|---:|---:|---:|\n" + "\n".join(rows))
 
 oneshot = out / "oneshot-summary.txt"
 if oneshot.exists():

@@ -217,7 +217,7 @@ pub struct RunArgs {
     /// How `prefork`, `percore` and `uring` spread connections over their workers: `least` (one acceptor hands each to the worker with the fewest open ones) or `hash` (a SO_REUSEPORT listener per worker; the kernel hashes the addresses).
     #[arg(long, default_value_t = Placement::Least)]
     pub placement: Placement,
-    /// `async`: the cpu work of one read up to this long runs inline on a runtime thread, longer on the blocking pool (0: always the pool).
+    /// `async`: the cpu work of one read up to this long runs inline on a runtime thread, longer on the blocking pool (0: always the pool); `rayon`: a turn's wait-free frames with up to this much cpu work run on its reader thread one after another, more as a parallel iterator.
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub inline_cpu: Duration,
     /// `pool` and `rayon`: while reads come fast and no worker is running, frames wait up to this long for more before a worker is woken for them all (0: each turn's at once).
@@ -320,7 +320,7 @@ pub struct ServeArgs {
     /// How `prefork`, `percore` and `uring` spread connections over their workers: `least` or `hash` (see `harness run --help`).
     #[arg(long, default_value_t = Placement::Least)]
     pub placement: Placement,
-    /// `async`: the cpu work of one read up to this long runs inline on a runtime thread; longer goes to the blocking pool (0: always the pool).
+    /// `async`: the cpu work of one read up to this long runs inline on a runtime thread; longer goes to the blocking pool (0: always the pool); `rayon`: a turn's wait-free frames with up to this much cpu work run on its reader thread one after another, more as a parallel iterator.
     #[arg(long, value_parser = parse_duration, default_value = "100us")]
     pub inline_cpu: Duration,
     /// Kernel iterations per microsecond, to turn --inline-cpu into work (the harness passes its calibration) [default: measured at start by the model that needs it].

@@ -60,10 +60,14 @@ fn exchange(stream: &mut TcpStream, delay_us: u32, tag: u32) -> std::io::Result<
     Ok(reply == req)
 }
 
+/// Most idle connections an [`AsyncCalls`] pool keeps.
+pub const MAX_IDLE_CALLS: usize = 1024;
+
 /// `async`'s downstream connections: one pool per runtime, shared by its
 /// tasks. A call takes an idle connection (or opens one), awaits its reply
 /// on the runtime's reactor, and gives the connection back once answered;
-/// the pool so grows to the most calls ever in flight at once.
+/// the pool so grows to the most calls ever in flight at once, and keeps
+/// at most [`MAX_IDLE_CALLS`] of them idle (more are closed).
 #[derive(Clone)]
 pub struct AsyncCalls {
     addr: Option<SocketAddr>,
@@ -107,7 +111,10 @@ impl AsyncCalls {
         let limit = Duration::from_micros(delay_us.into()) + CALL_SLACK;
         match tokio::time::timeout(limit, exchange).await {
             Ok(Ok((stream, true))) => {
-                self.idle.lock().expect("call pool lock").push(stream);
+                let mut idle = self.idle.lock().expect("call pool lock");
+                if idle.len() < MAX_IDLE_CALLS {
+                    idle.push(stream);
+                }
                 true
             }
             _ => false,

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use mio::Waker;
 use workloads::Frame;
 
-use crate::model::ServeConfig;
-use crate::reactor::{Dispatch, Pending, Socket};
+use crate::model::{ServeConfig, ServeError, Shutdown};
+use crate::reactor::{self, Dispatch, Pending, Socket};
+use crate::slots::Slots;
 use crate::stats::{IngestStats, ProcessStats};
 use crate::work::Done;
 
@@ -32,9 +33,9 @@ pub(crate) type Batch = (Vec<Frame>, Arc<Pending>, Arc<Socket>);
 
 /// The workers' side of the hand-off.
 pub(crate) trait Workers {
-    /// Whether batches handed over now would wake a parked worker (no
+    /// Whether handing `held` over now would wake a parked worker (no
     /// running one could take them).
-    fn would_wake(&self) -> bool;
+    fn would_wake(&self, held: &[Batch]) -> bool;
     /// Hands every batch of `batches` over (leaving it empty), waiting
     /// while the workers' queue is full; gives back those refused (only
     /// once the workers are stopping).
@@ -126,7 +127,7 @@ impl<W: Workers> Dispatch for HandOff<W> {
         // `dispatch` already handed over what was worth a wake-up.
         let reads_fast = self.gap_ns < self.coalesce.as_nanos() as f64;
         let held_long = since.elapsed() >= self.coalesce;
-        if !reads_fast || held_long || !self.workers.would_wake() {
+        if !reads_fast || held_long || !self.workers.would_wake(&self.held) {
             self.flush();
         }
     }
@@ -139,6 +140,31 @@ impl<W: Workers> Dispatch for HandOff<W> {
     fn try_close(&mut self, conn: &Arc<Pending>) -> bool {
         conn.try_close()
     }
+}
+
+/// Runs the reader loop on `listener` until `shutdown`, handing what it
+/// reads to `workers` (held back as [`HandOff`] holds), then hands over
+/// what it still holds; gives the workers back, with what the loop
+/// ingested and how it ended.
+pub(crate) fn read_into<W: Workers>(
+    workers: W,
+    listener: std::net::TcpListener,
+    config: &ServeConfig,
+    shutdown: &Shutdown,
+) -> (W, IngestStats, Result<(), ServeError>) {
+    let mut hand_off = HandOff::new(workers, config);
+    let mut ingest = IngestStats::default();
+    let slots = Slots::local(config.max_clients);
+    let served = reactor::run(
+        listener.into(),
+        config,
+        shutdown,
+        &slots,
+        &mut ingest,
+        &mut hand_off,
+    );
+    hand_off.flush(); // what was read is done
+    (hand_off.workers, ingest, served)
 }
 
 /// Where the workers of `pool` and `rayon` record their frames: one

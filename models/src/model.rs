@@ -37,7 +37,9 @@ pub struct ServeConfig {
     pub placement: Placement,
     /// `async`: the cpu work of one read up to this long runs inline on a
     /// runtime thread (tokio's advice: 10-100 us between awaits); longer
-    /// goes to the blocking pool.
+    /// goes to the blocking pool. `rayon`: a turn's wait-free frames with
+    /// up to this much cpu work run on its reader thread one after another;
+    /// more, as a parallel iterator.
     #[serde(with = "duration_ms", default = "default_inline_cpu")]
     pub inline_cpu: Duration,
     /// Kernel iterations per microsecond (the harness's calibration), which

@@ -47,19 +47,14 @@ pub struct ResponderReport {
     pub lateness_ns: LatencySummary,
 }
 
-#[derive(Default)]
-struct Counts {
-    connections: u64,
-    requests: u64,
-    replies: u64,
-    refused: u64,
+/// What the responder did so far: the report's counts, and the lateness
+/// its summary is made of at the end, under one lock.
+struct State {
+    report: ResponderReport,
+    lateness: Histogram<u64>,
 }
 
-struct Shared {
-    counts: Mutex<Counts>,
-    realtime: std::sync::atomic::AtomicBool,
-    lateness: Mutex<Histogram<u64>>,
-}
+type Shared = Mutex<State>;
 
 /// A running responder; [`Responder::stop`] ends it and says what it did.
 pub struct Responder {
@@ -78,11 +73,10 @@ impl Responder {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            counts: Mutex::default(),
-            realtime: Default::default(),
-            lateness: Mutex::new(new_latency_histogram()),
-        });
+        let shared = Arc::new(Mutex::new(State {
+            report: ResponderReport::default(),
+            lateness: new_latency_histogram(),
+        }));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -90,10 +84,8 @@ impl Responder {
         let thread = std::thread::Builder::new()
             .name("responder".into())
             .spawn(move || {
-                let rt = crate::priority::realtime().is_ok();
-                inner
-                    .realtime
-                    .store(rt, std::sync::atomic::Ordering::Relaxed);
+                let realtime = crate::priority::realtime().is_ok();
+                lock(&inner).report.realtime = realtime;
                 runtime.block_on(serve(listener, inner, stopped))
             })?;
         Ok(Responder {
@@ -116,19 +108,18 @@ impl Responder {
         self.thread
             .join()
             .map_err(|_| std::io::Error::other("the responder thread panicked"))??;
-        let c = self.shared.counts.lock().expect("counts lock");
+        let state = lock(&self.shared);
         Ok(ResponderReport {
-            connections: c.connections,
-            requests: c.requests,
-            replies: c.replies,
-            refused: c.refused,
-            realtime: self
-                .shared
-                .realtime
-                .load(std::sync::atomic::Ordering::Relaxed),
-            lateness_ns: LatencySummary::of(&self.shared.lateness.lock().expect("lateness lock")),
+            lateness_ns: LatencySummary::of(&state.lateness),
+            ..state.report.clone()
         })
     }
+}
+
+/// The state, whole even if a task panicked holding it (each update is
+/// one step).
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn serve(
@@ -144,7 +135,7 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    shared.counts.lock().expect("counts lock").connections += 1;
+                    lock(&shared).report.connections += 1;
                     conns.spawn(answer(stream, timer.clone(), shared.clone(), stopped.clone()));
                 }
                 // Out of descriptors or the like: try again shortly.
@@ -175,10 +166,10 @@ async fn answer(
         let read_ns = monotonic_ns();
         let (delay_us, _) = parse(&req);
         {
-            let mut c = shared.counts.lock().expect("counts lock");
-            c.requests += 1;
+            let mut state = lock(&shared);
+            state.report.requests += 1;
             if delay_us > MAX_CALL_DELAY_US {
-                c.refused += 1;
+                state.report.refused += 1;
                 return;
             }
         }
@@ -187,12 +178,9 @@ async fn answer(
             return;
         }
         let late = monotonic_ns().saturating_sub(read_ns + u64::from(delay_us) * 1_000);
-        shared.counts.lock().expect("counts lock").replies += 1;
-        shared
-            .lateness
-            .lock()
-            .expect("lateness lock")
-            .saturating_record(late.max(1));
+        let mut state = lock(&shared);
+        state.report.replies += 1;
+        state.lateness.saturating_record(late.max(1));
     }
 }
 

@@ -160,14 +160,34 @@ impl CapacityRecord {
     /// What limited the search, as the tables say it, with the projection
     /// where the generator stopped it.
     pub fn limit_label(&self) -> String {
+        let limit = match self.limited_by {
+            LimitedBy::Generator if downstream_late_above(&self.probes, self.clients) => {
+                DOWNSTREAM_LIMIT
+            }
+            other => other.label(),
+        };
         match &self.projected {
             Some(p) if self.limited_by == LimitedBy::Generator => {
-                format!("{}; {}", self.limited_by.label(), p.label())
+                format!("{limit}; {}", p.label())
             }
-            _ => self.limited_by.label().to_string(),
+            _ => limit.to_string(),
         }
     }
 }
+
+/// Whether one of `probes` above `clients` was the generator's because the
+/// downstream responder of call work answered late.
+fn downstream_late_above(probes: &[ProbeRecord], clients: u32) -> bool {
+    probes.iter().any(|p| {
+        p.clients > clients
+            && p.outcome == Outcome::Generator
+            && p.why.contains(crate::verdict::DOWNSTREAM_LATE)
+    })
+}
+
+/// The generator's label where the downstream responder answered late.
+const DOWNSTREAM_LIMIT: &str =
+    "generator (at least this many; the downstream responder of call work answered late above it)";
 
 /// Share of the server's CPUs a projected capacity fills (the utilisation
 /// law: frames per second = busy share / CPU seconds per frame).
@@ -358,6 +378,47 @@ mod tests {
         ];
         for (probes, want) in table {
             assert_eq!(ended_on_noise(&probes), want, "{probes:?}");
+        }
+    }
+
+    #[test]
+    fn the_generator_limit_names_a_late_downstream_table() {
+        let p = |clients, outcome, why: &str| ProbeRecord {
+            cell: 0,
+            clients,
+            workers: 1,
+            outcome,
+            why: why.to_string(),
+            confirm: false,
+            retried: false,
+            marginal: false,
+        };
+        let late = "downstream late: the responder answered 2ms past the delay asked at p99";
+        // (probes, capacity, the downstream named)
+        let table = [
+            (vec![p(8, Outcome::Pass, "")], 8, false),
+            (
+                vec![p(8, Outcome::Pass, ""), p(16, Outcome::Generator, late)],
+                8,
+                true,
+            ),
+            // The fleet behind, not the responder.
+            (
+                vec![p(16, Outcome::Generator, "fleet behind: 3% late")],
+                8,
+                false,
+            ),
+            // Late below the capacity, passed above: not what stopped it.
+            (
+                vec![p(4, Outcome::Generator, late), p(8, Outcome::Pass, "")],
+                8,
+                false,
+            ),
+            // A late responder judged with a failure is not the generator.
+            (vec![p(16, Outcome::Fail, late)], 8, false),
+        ];
+        for (probes, clients, want) in table {
+            assert_eq!(downstream_late_above(&probes, clients), want, "{probes:?}");
         }
     }
 

@@ -51,8 +51,9 @@ pub enum LimitedBy {
     /// The server failed the next step up.
     Server,
     /// The fleet could not pace the next step up (or, for call work, the
-    /// downstream responder answered late), or the search reached the most
-    /// clients the fleet paces on this machine.
+    /// downstream responder answered late: `CapacityRecord::limit_label`
+    /// says which), or the search reached the most clients the fleet paces
+    /// on this machine.
     Generator,
     /// The server crashed (or hung, or exited) at the next step up.
     ServerFailed,
@@ -73,7 +74,7 @@ impl LimitedBy {
             LimitedBy::Server => "server",
             LimitedBy::ServerFailed => "server failed (crashed, hung or exited)",
             LimitedBy::Generator => {
-                "generator (at least this many; the fleet, or the downstream of call work, cannot offer more here)"
+                "generator (at least this many; the fleet cannot offer more here)"
             }
             LimitedBy::Machine => "machine noise (the machine stalled at every try above)",
         }

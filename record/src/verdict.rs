@@ -358,11 +358,14 @@ impl Findings {
 pub const DOWNSTREAM_LATE_NS: u64 = 1_000_000;
 
 /// Why the downstream responder was behind, if it was.
+/// How the reason for a late responder starts.
+pub const DOWNSTREAM_LATE: &str = "downstream late";
+
 fn downstream_late(d: &ResponderReport) -> Option<String> {
     let p99 = d.lateness_ns.p99;
     (p99 > DOWNSTREAM_LATE_NS).then(|| {
         format!(
-            "downstream late: the responder answered {} past the delay asked at p99 (over {}), so the calls' time is its own, not the server's",
+            "{DOWNSTREAM_LATE}: the responder answered {} past the delay asked at p99 (over {}), so the calls' time is its own, not the server's",
             fmt_ns(p99),
             fmt_ns(DOWNSTREAM_LATE_NS)
         )

@@ -19,11 +19,9 @@ use std::thread;
 
 use workloads::WorkKind;
 
-use crate::hand_off::{Batch, HandOff, Recorders, Workers};
+use crate::hand_off::{read_into, Batch, Recorders, Workers};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::reactor;
-use crate::slots::Slots;
-use crate::stats::{IngestStats, Stats};
+use crate::stats::Stats;
 use crate::work::run_blocking;
 use crate::work_queue::WorkQueue;
 
@@ -35,7 +33,7 @@ const QUEUE_PER_WORKER: usize = 64;
 pub struct Pool;
 
 impl Workers for Arc<WorkQueue<Batch>> {
-    fn would_wake(&self) -> bool {
+    fn would_wake(&self, _held: &[Batch]) -> bool {
         WorkQueue::would_wake(self)
     }
 
@@ -90,19 +88,8 @@ impl Model for Pool {
                     .map_err(ServeError::io("spawn a pool worker"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut ingest = IngestStats::default();
-        let slots = Slots::local(config.max_clients);
-        let mut hand_off = HandOff::new(queue, config);
-        let served = reactor::run(
-            listener.into(),
-            config,
-            shutdown,
-            &slots,
-            &mut ingest,
-            &mut hand_off,
-        );
-        hand_off.flush(); // what was read is done
-        hand_off.workers.close(); // workers finish the queue, then stop
+        let (queue, ingest, served) = read_into(queue, listener, config, shutdown);
+        queue.close(); // workers finish the queue, then stop
         let mut stats = Stats {
             ingest,
             ..Stats::default()

@@ -1,94 +1,143 @@
-//! `rayon`: a mio reader front hands the frames of its reads, in batches,
-//! to a rayon thread pool (work-stealing: an idle thread takes queued
-//! batches from a busy one). A turn's batches go over as one job, held
-//! back while reads come fast (as in `pool`, `models::hand_off`): rayon
-//! wakes a sleeping thread for every job injected from outside its pool,
-//! and a job per read paid a wake-up, and the woken thread's spinning
-//! before it sleeps again, per read. Inside a job the batches are a
-//! parallel iterator, so idle threads steal them. io waits block the rayon
-//! thread that runs them, so at most N waits overlap, as in `pool`; rayon
-//! is built for cpu work and a blocked thread is simply lost to the pool
-//! for the wait. Batches in flight are bounded by a token channel: the
-//! front blocks when it is full, so TCP backpressure reaches the clients.
+//! `rayon`: the reader loop runs on one of the pool's threads, and the
+//! frames of its reads are rayon work from that thread, as rayon's own
+//! fork-join code is: batches with no blocking wait (`none`, `cpu`) run
+//! there at once, one after another while their work is short
+//! (`--inline-cpu`, as `async`'s inline work: splitting costs wake-ups),
+//! as a parallel iterator beyond (idle threads steal parts of it),
+//! and batches with an io wait or a downstream call are spawned onto the
+//! reader's own deque, where the pool's other threads steal them (the
+//! reader does not block on a wait while others can). With one thread
+//! the reader is the whole pool and runs everything itself. A turn's
+//! batches are held back while reads come fast (as in `pool`,
+//! `models::hand_off`) when there are other threads to wake: rayon wakes a
+//! sleeping thread for new work, and the woken thread spins in rayon's idle
+//! loop (32 `yield_now` calls) before it sleeps again. io waits block the
+//! thread that runs them, so at most N-1 waits overlap; rayon is built for
+//! cpu work and a blocked thread is simply lost to the pool for the wait.
+//! Spawned batches in flight are bounded by a token channel: the reader
+//! blocks when it is full, so TCP backpressure reaches the clients.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use workloads::{Frame, WorkKind};
 
-use crate::hand_off::{Batch, HandOff, Recorders, Workers};
+use crate::hand_off::{read_into, Batch, Recorders, Workers};
 use crate::model::{Model, ServeConfig, ServeError, Shutdown};
-use crate::reactor;
-use crate::slots::Slots;
-use crate::stats::{IngestStats, Stats};
+use crate::stats::Stats;
 use crate::work::run_blocking;
 
-/// Batches in flight allowed per pool thread before the front blocks.
+/// Spawned batches in flight allowed per pool thread before the reader
+/// blocks.
 const JOBS_PER_THREAD: usize = 64;
-/// Most batches in one job (at most the tokens of one thread).
-const JOB_BATCHES: usize = 16;
 
-/// Reader front plus a rayon pool.
+/// A reader loop inside a rayon pool.
 pub struct Rayon;
 
-struct Jobs {
-    pool: Arc<rayon::ThreadPool>,
+/// What the reader needs to run a batch, on its thread or another.
+#[derive(Clone)]
+struct Runner {
     /// Where the pool's threads record.
     stats: Arc<Recorders>,
-    /// A token per batch in flight; bounded.
-    tokens: crossbeam_channel::Sender<()>,
-    done: crossbeam_channel::Receiver<()>,
     /// Call frames' downstream: each pool thread keeps its own connection.
     downstream: Option<SocketAddr>,
 }
 
-impl Workers for Jobs {
-    fn would_wake(&self) -> bool {
-        // rayon wakes a sleeping thread for every job injected from outside
-        // the pool, whatever its running threads are doing.
-        true
-    }
-
-    fn hand(&mut self, batches: &mut Vec<Batch>) -> Vec<Batch> {
-        let mut batches = batches.drain(..).peekable();
-        while batches.peek().is_some() {
-            // A job's tokens are taken before it is spawned, so a job is
-            // never larger than the tokens there are.
-            let job: Vec<Batch> = batches.by_ref().take(JOB_BATCHES).collect();
-            for _ in &job {
-                if self.tokens.send(()).is_err() {
-                    break; // cannot happen: the receiver lives in self
-                }
-            }
-            self.spawn(job);
-        }
-        Vec::new()
+impl Runner {
+    /// Does `batch`'s frames' work, records and answers them.
+    fn run(&self, (frames, pending, socket): Batch) {
+        let mut finished: Vec<_> = frames
+            .iter()
+            .map(|f| run_blocking(f, self.downstream))
+            .collect();
+        self.stats
+            .record(rayon::current_thread_index().unwrap_or(0), &mut finished);
+        socket.record_and_write(&frames);
+        pending.done(frames.len());
     }
 }
 
-impl Jobs {
-    /// Runs `job`'s batches on the pool, as a parallel iterator (idle
-    /// threads steal from it) when the pool has more than one thread.
-    fn spawn(&self, job: Vec<Batch>) {
-        let (stats, done, downstream) = (self.stats.clone(), self.done.clone(), self.downstream);
-        // With one thread there is no one to steal: no splitting.
-        let parallel = self.pool.current_num_threads() > 1;
-        self.pool.spawn(move || {
-            let run = |(frames, pending, socket): Batch| {
-                let mut finished: Vec<_> =
-                    frames.iter().map(|f| run_blocking(f, downstream)).collect();
-                stats.record(rayon::current_thread_index().unwrap_or(0), &mut finished);
-                socket.record_and_write(&frames);
-                pending.done(frames.len());
-                let _ = done.try_recv();
-            };
-            if parallel && job.len() > 1 {
-                job.into_par_iter().for_each(run);
-            } else {
-                job.into_iter().for_each(run);
+/// The reader's side of the pool (it runs on the pool's thread).
+struct Jobs {
+    runner: Runner,
+    /// The pool's threads, the reader's among them.
+    threads: usize,
+    /// A turn's wait-free batches of at most this many kernel iterations
+    /// (`--inline-cpu`) run on the reader one after another: splitting
+    /// them would cost more wake-ups than it saves.
+    inline_iters: u64,
+    /// A token per spawned batch in flight; bounded.
+    tokens: crossbeam_channel::Sender<()>,
+    done: crossbeam_channel::Receiver<()>,
+}
+
+/// Whether frames block the thread that runs them (an io wait or a call).
+fn waits(frames: &[Frame]) -> bool {
+    frames
+        .iter()
+        .any(|f| matches!(f.kind, WorkKind::Io | WorkKind::Call))
+}
+
+/// The kernel iterations frames ask for.
+fn iterations<'a>(frames: impl Iterator<Item = &'a Frame>) -> u64 {
+    frames
+        .map(|f| match f.kind {
+            WorkKind::Cpu => u64::from(f.amount),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Whether some of the `held` batches (their frames) would go to another
+/// of the pool's `threads` (and wake it, whatever the others are doing): a
+/// wait, or wait-free work over `inline_iters`, with another thread to take
+/// it. Alone in the pool the reader runs everything itself.
+fn leaves_reader<'a>(
+    threads: usize,
+    held: impl Iterator<Item = &'a [Frame]> + Clone,
+    inline_iters: u64,
+) -> bool {
+    threads > 1 && (held.clone().any(waits) || iterations(held.flatten()) > inline_iters)
+}
+
+impl Workers for Jobs {
+    fn would_wake(&self, held: &[Batch]) -> bool {
+        let frames = held.iter().map(|(frames, _, _)| frames.as_slice());
+        leaves_reader(self.threads, frames, self.inline_iters)
+    }
+
+    fn hand(&mut self, batches: &mut Vec<Batch>) -> Vec<Batch> {
+        if self.threads == 1 {
+            batches.drain(..).for_each(|b| self.runner.run(b));
+            return Vec::new();
+        }
+        let (waits, quick): (Vec<Batch>, Vec<Batch>) =
+            batches.drain(..).partition(|(frames, _, _)| waits(frames));
+        // First what runs here (while the deque holds no new waits for
+        // this thread to pick up while it joins), then the waits.
+        let runner = &self.runner;
+        if iterations(quick.iter().flat_map(|(frames, _, _)| frames)) <= self.inline_iters {
+            quick.into_iter().for_each(|b| runner.run(b));
+        } else {
+            quick.into_par_iter().for_each(|b| runner.run(b));
+        }
+        for batch in waits {
+            // The token is taken before the spawn: what is in flight stays
+            // bounded.
+            if self.tokens.send(()).is_err() {
+                break; // cannot happen: the receiver lives in self
             }
-        });
+            let (runner, done) = (self.runner.clone(), self.done.clone());
+            // From the pool's own thread: onto its deque, for others to
+            // steal, one batch a job, so waits overlap up to N-1.
+            rayon::spawn(move || {
+                runner.run(batch);
+                let _ = done.try_recv();
+            });
+        }
+        Vec::new()
     }
 }
 
@@ -98,7 +147,7 @@ impl Model for Rayon {
     }
 
     fn describe(&self) -> &'static str {
-        "one mio reader thread hands a turn's reads, in batches of up to 16 frames, as one job to a work-stealing rayon pool of N threads (held back while reads come fast, so one wake-up serves several reads); io waits block a pool thread, so N bounds concurrent io"
+        "a mio reader loop on one of a rayon pool's N threads: a turn's frames with no wait run there, one after another up to --inline-cpu of work (100 us), as a parallel iterator beyond (idle threads steal parts), those with an io wait or call are spawned, a batch of up to 16 frames a job, for the other threads to steal (held back while reads come fast, so one wake-up serves several reads); io waits block a pool thread, so N-1 bounds concurrent io"
     }
 
     fn queue_is(&self) -> &'static str {
@@ -106,11 +155,15 @@ impl Model for Rayon {
     }
 
     fn read_late_is(&self) -> &'static str {
-        "its one reading loop is busy, or has stopped reading while rayon's queue is full: more threads or less work per frame"
+        "its reading loop is busy with its own share of the work, or has stopped reading while rayon's queue is full: more threads or less work per frame"
     }
 
     fn default_workers(&self, cpus: usize) -> usize {
         cpus.max(1)
+    }
+
+    fn needs_kernel_speed(&self) -> bool {
+        true // --inline-cpu is a time; batches are kernel iterations
     }
 
     fn serve(
@@ -119,42 +172,90 @@ impl Model for Rayon {
         config: &ServeConfig,
         shutdown: &Shutdown,
     ) -> Result<Stats, ServeError> {
-        let workers = config.workers.max(1);
+        let threads = config.workers.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(workers)
+            .num_threads(threads)
             .thread_name(|i| format!("rayon-{i}"))
             .build()
             .map_err(|e| ServeError::Worker(format!("cannot build the rayon pool: {e}")))?;
-        let (tokens, done) = crossbeam_channel::bounded(JOBS_PER_THREAD * workers);
-        let jobs = Jobs {
-            pool: Arc::new(pool),
+        // The reader loop is the pool's work too: it runs on a pool thread.
+        pool.install(|| read(listener, config, shutdown, threads))
+    }
+}
+
+/// The reader loop, on a pool thread; returns once every frame is done.
+fn read(
+    listener: TcpListener,
+    config: &ServeConfig,
+    shutdown: &Shutdown,
+    threads: usize,
+) -> Result<Stats, ServeError> {
+    let (tokens, done) = crossbeam_channel::bounded(JOBS_PER_THREAD * threads);
+    let jobs = Jobs {
+        runner: Runner {
             stats: Arc::new(Recorders::new(config.client_latency)),
-            tokens,
-            done,
             downstream: config.downstream,
-        };
-        let mut hand_off = HandOff::new(jobs, config);
-        let mut ingest = IngestStats::default();
-        let slots = Slots::local(config.max_clients);
-        let served = reactor::run(
-            listener.into(),
-            config,
-            shutdown,
-            &slots,
-            &mut ingest,
-            &mut hand_off,
-        );
-        hand_off.flush(); // what was read is done
-        let jobs = hand_off.workers;
-        // Every job spawned finishes (and returns its token) before merging.
-        while !jobs.done.is_empty() {
+        },
+        threads,
+        inline_iters: (config.inline_cpu.as_secs_f64() * 1e6 * config.iters_per_us.unwrap_or(0.0))
+            as u64,
+        tokens,
+        done,
+    };
+    let (jobs, ingest, served) = read_into(jobs, listener, config, shutdown);
+    // Every job spawned finishes (and returns its token) before merging;
+    // this thread takes its share of what is left.
+    while !jobs.done.is_empty() {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let mut stats = Stats {
-            ingest,
-            ..Stats::default()
-        };
-        stats.process.merge(&jobs.stats.merged());
-        served.map(|()| stats)
+    }
+    let mut stats = Stats {
+        ingest,
+        ..Stats::default()
+    };
+    stats.process.merge(&jobs.runner.stats.merged());
+    served.map(|()| stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_leaves_the_reader_table() {
+        use WorkKind::{Call, Cpu, Io, None};
+        // (threads, held batches' frames, inline iterations, leaves the reader)
+        type Held = &'static [&'static [(WorkKind, u32)]];
+        let table: &[(usize, Held, u64, bool)] = &[
+            (1, &[&[(Io, 1000)]], 0, false),
+            (1, &[&[(Cpu, 1_000_000)]], 0, false),
+            (4, &[], 100, false),
+            (4, &[&[(None, 0)]], 0, false),
+            (4, &[&[(Cpu, 50), (Cpu, 50)]], 100, false),
+            (4, &[&[(Cpu, 50)], &[(Cpu, 51)]], 100, true),
+            (4, &[&[(None, 0), (Io, 1000)]], 100, true),
+            (2, &[&[(Cpu, 1)], &[(Call, 1000)]], 100, true),
+        ];
+        for &(threads, held, inline, want) in table {
+            let held: Vec<Vec<Frame>> = held
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|&(kind, amount)| Frame {
+                            kind,
+                            amount,
+                            ..Default::default()
+                        })
+                        .collect()
+                })
+                .collect();
+            let frames = held.iter().map(Vec::as_slice);
+            assert_eq!(
+                leaves_reader(threads, frames, inline),
+                want,
+                "{threads} threads, {inline} inline iterations, {held:?}"
+            );
+        }
     }
 }
