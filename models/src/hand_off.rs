@@ -43,8 +43,8 @@ pub(crate) trait Workers {
 }
 
 /// Holds a turn's batches back while that pays, then hands them over.
-pub(crate) struct HandOff<W> {
-    pub(crate) workers: W,
+struct HandOff<W> {
+    workers: W,
     /// The longest hold (`--coalesce`; zero: none).
     coalesce: Duration,
     /// Batches not yet handed over.
@@ -63,7 +63,7 @@ pub(crate) struct HandOff<W> {
 impl<W: Workers> HandOff<W> {
     /// A hand-off to `workers`, holding back up to `config.coalesce` while
     /// reads come less than that apart.
-    pub(crate) fn new(workers: W, config: &ServeConfig) -> Self {
+    fn new(workers: W, config: &ServeConfig) -> Self {
         HandOff {
             workers,
             coalesce: config.coalesce,
@@ -76,7 +76,7 @@ impl<W: Workers> HandOff<W> {
     }
 
     /// Hands over every batch held.
-    pub(crate) fn flush(&mut self) {
+    fn flush(&mut self) {
         self.held_since = None;
         self.held_frames = 0;
         // Refused only once stopping; joining the workers reports why.

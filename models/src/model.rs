@@ -65,6 +65,14 @@ pub struct ServeConfig {
     pub downstream: Option<std::net::SocketAddr>,
 }
 
+impl ServeConfig {
+    /// `inline_cpu` as kernel iterations at `iters_per_us` (none known:
+    /// zero, so no cpu work counts as short).
+    pub fn inline_iters(&self) -> u64 {
+        (self.inline_cpu.as_secs_f64() * 1e6 * self.iters_per_us.unwrap_or(0.0)) as u64
+    }
+}
+
 /// `--inline-cpu`'s default.
 pub const DEFAULT_INLINE_CPU: Duration = Duration::from_micros(100);
 

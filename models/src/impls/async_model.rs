@@ -229,8 +229,7 @@ async fn connection(
         },
         acks: AckBuf::new(),
         cpu_batch: Vec::new(),
-        inline_iters: (config.inline_cpu.as_secs_f64() * 1e6 * config.iters_per_us.unwrap_or(0.0))
-            as u64,
+        inline_iters: config.inline_iters(),
     };
     // Acks are owed and the last write would have blocked.
     let mut acks_blocked = false;

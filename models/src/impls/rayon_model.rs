@@ -197,8 +197,7 @@ fn read(
             downstream: config.downstream,
         },
         threads,
-        inline_iters: (config.inline_cpu.as_secs_f64() * 1e6 * config.iters_per_us.unwrap_or(0.0))
-            as u64,
+        inline_iters: config.inline_iters(),
         tokens,
         done,
     };
